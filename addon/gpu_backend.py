@@ -1,0 +1,180 @@
+"""The engine's backend on Blender's own `gpu` module (OpenGL, Vulkan, Metal).
+
+Only `GPUShaderCreateInfo` + `gpu.shader.create_from_info` are used.
+Call `gpu_context.ensure_gpu()` first when running in background mode.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import gpu
+from gpu.types import Buffer, GPUShaderCreateInfo, GPUStageInterfaceInfo, GPUTexture
+
+from ..gpu_kernels import FIXED_TO_FLOAT
+
+_CHANNELS = {"R32F": 1, "RG32F": 2, "RGBA32F": 4, "R32I": 1, "RGBA32I": 4,
+             "DEPTH_COMPONENT32F": 1}
+
+
+def _create_info(spec) -> GPUShaderCreateInfo:
+    info = GPUShaderCreateInfo()
+    for image in spec.images:
+        info.image(image.slot, image.format, image.type, image.name,
+                   qualifiers=set(image.qualifiers))
+    for sampler in spec.samplers:
+        info.sampler(sampler.slot, sampler.type, sampler.name)
+    for kind, name in spec.push_constants:
+        info.push_constant(kind, name)
+    if spec.is_compute:
+        info.local_group_size(*spec.local_size)
+        info.compute_source(spec.compute_source())
+        return info, None
+    interface = GPUStageInterfaceInfo(spec.name + "_iface")
+    for qualifier, kind, name in spec.interface:
+        getattr(interface, qualifier)(kind, name)
+    for slot, kind, name in spec.vertex_inputs:
+        info.vertex_in(slot, kind, name)
+    info.vertex_out(interface)
+    for slot, kind, name in spec.fragment_outputs:
+        info.fragment_out(slot, kind, name)
+    info.vertex_source(spec.vertex_source())
+    info.fragment_source(spec.fragment_source())
+    # The interface must outlive the create-info until compilation.
+    return info, interface
+
+
+class _RenderTarget:
+    def __init__(self, width: int, height: int):
+        self.size = (width, height)
+        self.color = GPUTexture((width, height), format="RGBA32F")
+        self.id = GPUTexture((width, height), format="R32I")
+        self.uv = GPUTexture((width, height), format="RGBA32F")
+        self.depth = GPUTexture((width, height), format="DEPTH_COMPONENT32F")
+        self.framebuffer = gpu.types.GPUFrameBuffer(
+            depth_slot=self.depth, color_slots=(self.color, self.id, self.uv))
+
+
+class BlenderGPUBackend:
+    name = "blender-gpu"
+
+    def __init__(self):
+        self._shaders = {}
+
+    # Textures -----------------------------------------------------------------
+    def texture(self, width, height, fmt, data=None):
+        if data is None:
+            tex = GPUTexture((width, height), format=fmt)
+            self.clear(tex, 0)
+            return tex
+        if fmt.endswith("I"):
+            raise ValueError("integer textures cannot be uploaded; they start at 0")
+        flat = np.ascontiguousarray(data, dtype=np.float32).reshape(-1)
+        expected = width * height * _CHANNELS[fmt]
+        if flat.size != expected:
+            raise ValueError(f"texture data has {flat.size} values, {fmt} {width}x{height} needs {expected}")
+        return GPUTexture((width, height), format=fmt, data=Buffer("FLOAT", flat.size, flat))
+
+    def clear(self, texture, value=0):
+        channels = _CHANNELS.get(texture.format, 4)
+        if texture.format.endswith("I"):
+            texture.clear(format="INT", value=(int(value),) * channels)
+        else:
+            texture.clear(format="FLOAT", value=(float(value),) * channels)
+
+    def read(self, texture):
+        width, height = texture.width, texture.height
+        channels = _CHANNELS[texture.format]
+        if texture.format == "R32I":
+            # Integer textures read back as garbage: convert on the GPU first.
+            return self.read_fixed(texture, height, fixed=False)
+        buf = texture.read()
+        # Flatten first: on 4.5/5.0 the buffer reports reversed strides.
+        buf.dimensions = width * height * channels
+        return np.asarray(buf, dtype=np.float32).reshape(height, width, channels).copy()
+
+    def read_fixed(self, texture, rows, fixed=True):
+        """Read `rows` rows of an R32I accumulator as floats.
+
+        fixed=True: 64-bit fixed-point pairs (hi `rows` rows above lo).
+        """
+        out = GPUTexture((texture.width, rows), format="R32F")
+        self.dispatch(FIXED_TO_FLOAT, _groups(texture.width, rows, FIXED_TO_FLOAT),
+                      images={"accumulator": texture, "result": out}, samplers={},
+                      constants={"hi_offset": rows if fixed else 0})
+        return self.read(out)
+
+    # Kernels ------------------------------------------------------------------
+    def shader(self, spec):
+        shader = self._shaders.get(spec.name)
+        if shader is None:
+            info, _interface = _create_info(spec)
+            shader = gpu.shader.create_from_info(info)
+            self._shaders[spec.name] = shader
+        return shader
+
+    def _bind(self, spec, shader, images, samplers, constants):
+        shader.bind()
+        for name, tex in images.items():
+            shader.image(name, tex)
+        for name, tex in samplers.items():
+            shader.uniform_sampler(name, tex)
+        kinds = dict((n, k) for k, n in spec.push_constants)
+        for name, value in constants.items():
+            kind = kinds[name]
+            if kind == "MAT4":
+                # Column-major, as GLSL expects.
+                shader.uniform_float(name, np.asarray(value, np.float32).T.reshape(-1).tolist())
+            elif kind in ("INT", "IVEC2", "IVEC3", "IVEC4"):
+                shader.uniform_int(name, value)
+            else:
+                shader.uniform_float(name, value)
+
+    def dispatch(self, spec, groups, images, samplers, constants):
+        shader = self.shader(spec)
+        self._bind(spec, shader, images, samplers, constants)
+        gpu.compute.dispatch(shader, *groups)
+
+    # Raster -------------------------------------------------------------------
+    def mesh_batch(self, vertex_index, corner_uv):
+        fmt = gpu.types.GPUVertFormat()
+        fmt.attr_add(id="vertex_index", comp_type="I32", len=1, fetch_mode="INT")
+        fmt.attr_add(id="corner_uv", comp_type="F32", len=2, fetch_mode="FLOAT")
+        n = len(vertex_index)
+        vbo = gpu.types.GPUVertBuf(fmt, n)
+        vbo.attr_fill("vertex_index", np.ascontiguousarray(vertex_index, np.int32).reshape(n, 1))
+        vbo.attr_fill("corner_uv", np.ascontiguousarray(corner_uv, np.float32).reshape(n, 2))
+        return gpu.types.GPUBatch(type="TRIS", buf=vbo)
+
+    def render_target(self, width, height):
+        return _RenderTarget(width, height)
+
+    def target_textures(self, target):
+        return {"color": target.color, "id": target.id, "uv": target.uv}
+
+    def draw(self, spec, target, batch, samplers, constants):
+        shader = self.shader(spec)
+        width, height = target.size
+        with target.framebuffer.bind():
+            self.clear(target.color, 0.0)
+            self.clear(target.id, 0)
+            self.clear(target.uv, 0.0)
+            self.clear(target.depth, 1.0)
+            gpu.state.viewport_set(0, 0, width, height)
+            gpu.state.depth_test_set("LESS")
+            gpu.state.depth_mask_set(True)
+            gpu.state.blend_set("NONE")
+            gpu.state.face_culling_set("NONE")
+            self._bind(spec, shader, {}, samplers, constants)
+            batch.draw(shader)
+            gpu.state.depth_test_set("NONE")
+            gpu.state.depth_mask_set(False)
+
+    def finish(self):
+        # A one-texel readback waits for all submitted work.
+        probe = GPUTexture((1, 1), format="R32F")
+        probe.read()
+
+
+def _groups(width, height, spec):
+    lx, ly, _ = spec.local_size
+    return ((width + lx - 1) // lx, (height + ly - 1) // ly, 1)

@@ -1,0 +1,8 @@
+"""The optimization engine: numpy arrays in, numpy arrays out, GPU in between.
+
+It never imports `bpy`; it drives any object with the `backend.Backend` shape.
+"""
+from .optimizer import Engine, image_metrics, psnr
+from .scene import MeshArrays, SceneArrays, Settings, View
+
+__all__ = ["Engine", "MeshArrays", "SceneArrays", "Settings", "View", "image_metrics", "psnr"]

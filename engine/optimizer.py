@@ -1,0 +1,322 @@
+"""The per-pixel SGE optimizer: P, R+, R-, G, Adam on a GPU backend.
+
+Parameters, gradients and Adam moments live in GPU textures for the whole
+run; only `positions()`, `texture()`, `render()` and the loss read back.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from .. import gpu_kernels as K
+from .scene import SceneArrays, Settings
+
+SALT_POSITIONS = 1
+SALT_TEXTURE = 2
+PARAM_WIDTH = 1024  # texels per row of vertex-indexed textures
+
+
+def groups_for(width: int, height: int, spec) -> tuple:
+    lx, ly, _ = spec.local_size
+    return ((width + lx - 1) // lx, (height + ly - 1) // ly, 1)
+
+
+def pack_rows(values: np.ndarray, width: int, channels: int = 4) -> np.ndarray:
+    """(N, c) -> (rows, width, channels) float32, zero padded."""
+    n = len(values)
+    rows = max(1, math.ceil(n / width))
+    out = np.zeros((rows * width, channels), np.float32)
+    out[:n, : values.shape[1]] = values
+    return out.reshape(rows, width, channels)
+
+
+def vertex_adjacency(triangles: np.ndarray, vertex_count: int):
+    """CSR adjacency of the vertex graph: (start, degree) per vertex, neighbours."""
+    edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+    edges = np.concatenate([edges, edges[:, ::-1]])
+    edges = np.unique(edges, axis=0)
+    edges = edges[edges[:, 0] != edges[:, 1]]
+    degree = np.bincount(edges[:, 0], minlength=vertex_count)
+    start = np.concatenate([[0], np.cumsum(degree)[:-1]])
+    return start.astype(np.int64), degree.astype(np.int64), edges[:, 1].astype(np.int64)
+
+
+def pixel_world_size(scene: SceneArrays) -> float:
+    """World size of one pixel at the mesh's centre, median over the views."""
+    centre = np.append(scene.mesh.positions.mean(axis=0), 1.0)
+    width, height = scene.resolution
+    sizes = []
+    for view in scene.views:
+        clip = view.view_projection @ centre
+        scale = np.linalg.norm(view.view_projection[0, :3])
+        if scale > 0 and clip[3] > 0:
+            sizes.append(2.0 * clip[3] / (scale * width))
+    return float(np.median(sizes)) if sizes else scene.mesh.bounding_diagonal / width
+
+
+class ParamGroup:
+    """One group of parameters (3 per texel: xyz or rgb) and its optimizer state."""
+
+    def __init__(self, backend, values: np.ndarray, count: int, salt: int, eps: float,
+                 lr: float, clamp01: bool, enabled: bool):
+        self.rows, self.width = values.shape[:2]
+        self.count, self.salt, self.eps, self.lr = count, salt, eps, lr
+        self.clamp01, self.enabled = clamp01, enabled
+        b = backend
+        self.theta = b.texture(self.width, self.rows, "RGBA32F", values)
+        if enabled:
+            self.plus = b.texture(self.width, self.rows, "RGBA32F")
+            self.minus = b.texture(self.width, self.rows, "RGBA32F")
+            self.moment1 = b.texture(self.width, self.rows, "RGBA32F")
+            self.moment2 = b.texture(self.width, self.rows, "RGBA32F")
+            self.grad = b.texture(3 * self.width, 2 * self.rows, "R32I")
+            self.counts = b.texture(self.width, self.rows, "R32I")
+        else:
+            self.plus = self.minus = self.theta
+
+    def parameter_count(self) -> int:
+        return 3 * self.count if self.enabled else 0
+
+
+class Engine:
+    def __init__(self, backend, scene: SceneArrays, settings: Settings):
+        settings.validate()
+        self.backend, self.scene, self.settings = backend, scene, settings
+        b, mesh = backend, scene.mesh
+        self.width, self.height = scene.resolution
+        self.vertex_count = len(mesh.positions)
+        self.pixel_size = pixel_world_size(scene)
+        eps_pos = settings.eps_positions or self.pixel_size
+        lr_pos = settings.lr_positions or 0.002 * mesh.bounding_diagonal
+        self.positions_group = ParamGroup(
+            b, pack_rows(mesh.positions, PARAM_WIDTH), self.vertex_count, SALT_POSITIONS,
+            eps_pos, lr_pos, clamp01=False, enabled=settings.optimize_positions)
+        tex = np.clip(np.asarray(scene.texture, np.float32), 0.0, 1.0)
+        th, tw = tex.shape[:2]
+        self.texture_size = (tw, th)
+        self.texture_group = ParamGroup(
+            b, tex, tw * th, SALT_TEXTURE, settings.eps_texture, settings.lr_texture,
+            clamp01=True, enabled=settings.optimize_texture)
+        self.triangles = b.texture(PARAM_WIDTH, max(1, math.ceil(len(mesh.triangles) / PARAM_WIDTH)),
+                                   "RGBA32F", pack_rows(mesh.triangles.astype(np.float32), PARAM_WIDTH))
+        self.batch = b.mesh_batch(mesh.triangles.reshape(-1), mesh.corner_uvs.reshape(-1, 2))
+        self.targets = [b.texture(self.width, self.height, "RGBA32F", np.clip(v.target, 0, 1))
+                        for v in scene.views]
+        self.render_plus = b.render_target(self.width, self.height)
+        self.render_minus = b.render_target(self.width, self.height)
+        self.global_acc = b.texture(K.MAX_VIEWS_PER_STEP, 2, "R32I")
+        self.loss_acc = b.texture(1, 2, "R32I")
+        self.loss_substeps = 0
+        self.use_regularizer = settings.optimize_positions and settings.smoothness > 0
+        if self.use_regularizer:
+            self._init_laplacian(mesh)
+        self.step_index = 0
+        self._rng = np.random.default_rng(settings.seed)
+        self.timings = None  # set to a dict to collect per-pass times (synchronising)
+
+    # Setup --------------------------------------------------------------------
+    def _init_laplacian(self, mesh):
+        b, g = self.backend, self.positions_group
+        start, degree, neighbours = vertex_adjacency(mesh.triangles, self.vertex_count)
+        ranges = np.stack([start, degree], axis=1).astype(np.float32)
+        self.adjacency_range = b.texture(g.width, g.rows, "RGBA32F", pack_rows(ranges, PARAM_WIDTH))
+        adj = pack_rows(neighbours.astype(np.float32)[:, None], PARAM_WIDTH, channels=1)
+        self.adjacency = b.texture(PARAM_WIDTH, adj.shape[0], "R32F", adj)
+        self.laplacian_delta = b.texture(g.width, g.rows, "RGBA32F")
+        self.regularizer_grad = b.texture(g.width, g.rows, "RGBA32F")
+        # Smoothness loss: w / (V diag^2) * sum_v |L x|_v^2, gradient 2 w / (V diag^2) L^T L x.
+        diag = mesh.bounding_diagonal
+        self.regularizer_weight = 2.0 * self.settings.smoothness / (self.vertex_count * diag * diag)
+
+    @property
+    def parameter_count(self) -> int:
+        return self.positions_group.parameter_count() + self.texture_group.parameter_count()
+
+    # Passes -------------------------------------------------------------------
+    def _timed(self, name, fn, *args):
+        if self.timings is None:
+            return fn(*args)
+        self.backend.finish()
+        start = time.perf_counter()
+        result = fn(*args)
+        self.backend.finish()
+        self.timings.setdefault(name, []).append(time.perf_counter() - start)
+        return result
+
+    def perturb(self, substep: int) -> None:
+        for g in (self.positions_group, self.texture_group):
+            if not g.enabled:
+                continue
+            self.backend.dispatch(
+                K.PERTURB, groups_for(g.width, g.rows, K.PERTURB),
+                images={"theta_plus": g.plus, "theta_minus": g.minus},
+                samplers={"theta": g.theta},
+                constants={"seed": self.settings.seed, "substep": substep, "salt": g.salt,
+                           "count": g.count, "eps": g.eps})
+
+    def rasterize(self, target, positions, albedo, view_index: int) -> None:
+        self.backend.draw(
+            K.RASTERIZE, target, self.batch,
+            samplers={"positions": positions, "albedo": albedo},
+            constants={"view_projection": self.scene.views[view_index].view_projection})
+
+    def accumulate_gradient(self, substep: int, slot: int, view_index: int) -> None:
+        pos, tex, s = self.positions_group, self.texture_group, self.settings
+        flags = (K_FLAG_POSITIONS if pos.enabled else 0) | (K_FLAG_TEXTURE if tex.enabled else 0)
+        if s.estimator == "full_image":
+            flags |= K_FLAG_FULL_IMAGE
+        plus = self.backend.target_textures(self.render_plus)
+        minus = self.backend.target_textures(self.render_minus)
+        # Disabled groups bind their theta as a harmless stand-in accumulator.
+        dummy = self.loss_acc
+        self.backend.dispatch(
+            K.ACCUMULATE_GRADIENT, groups_for(self.width, self.height, K.ACCUMULATE_GRADIENT),
+            images={"grad_pos": pos.grad if pos.enabled else dummy,
+                    "count_pos": pos.counts if pos.enabled else dummy,
+                    "grad_tex": tex.grad if tex.enabled else dummy,
+                    "count_tex": tex.counts if tex.enabled else dummy,
+                    "global_acc": self.global_acc, "loss_acc": self.loss_acc},
+            samplers={"color_plus": plus["color"], "color_minus": minus["color"],
+                      "id_plus": plus["id"], "id_minus": minus["id"],
+                      "uv_plus": plus["uv"], "uv_minus": minus["uv"],
+                      "target": self.targets[view_index], "triangles": self.triangles},
+            constants={"seed": s.seed, "substep": substep, "slot": slot, "flags": flags,
+                       "image_size": (self.width, self.height), "tex_size": self.texture_size,
+                       "pos_width": pos.width, "salt_pos": pos.salt, "salt_tex": tex.salt})
+        self.loss_substeps += 1
+
+    def regularize(self) -> None:
+        g, b = self.positions_group, self.backend
+        for source, result, transpose in ((g.theta, self.laplacian_delta, 0),
+                                          (self.laplacian_delta, self.regularizer_grad, 1)):
+            b.dispatch(K.LAPLACIAN, groups_for(g.width, g.rows, K.LAPLACIAN),
+                       images={"result": result},
+                       samplers={"values": source, "adjacency_range": self.adjacency_range,
+                                 "adjacency": self.adjacency},
+                       constants={"count_total": g.count, "transpose": transpose})
+
+    def adam_step(self, substep0: int, substeps: int) -> None:
+        s = self.settings
+        pixels = float(self.width * self.height)
+        for g in (self.positions_group, self.texture_group):
+            if not g.enabled:
+                continue
+            flags = 1 if g.clamp01 else 0
+            scale = 1.0 / (2.0 * g.eps * substeps * pixels)
+            if s.estimator == "full_image":
+                flags |= 2
+            elif s.normalize == "count":
+                flags |= 8
+                scale = 1.0 / (2.0 * g.eps)
+            regularized = g is self.positions_group and self.use_regularizer
+            if regularized:
+                flags |= 4
+            self.backend.dispatch(
+                K.ADAM_STEP, groups_for(g.width, g.rows, K.ADAM_STEP),
+                images={"theta": g.theta, "moment1": g.moment1, "moment2": g.moment2,
+                        "grad": g.grad, "count": g.counts, "global_acc": self.global_acc},
+                samplers={"regularizer_grad": self.regularizer_grad if regularized else g.theta},
+                constants={"seed": s.seed, "substep0": substep0, "substeps": substeps,
+                           "salt": g.salt, "count_total": g.count, "flags": flags,
+                           "t": self.step_index, "lr": g.lr, "grad_scale": scale,
+                           "beta1": s.beta1, "beta2": s.beta2,
+                           "reg_weight": self.regularizer_weight if regularized else 0.0})
+        if s.estimator == "full_image":
+            self.backend.clear(self.global_acc, 0)
+
+    # One step -----------------------------------------------------------------
+    def choose_view(self) -> int:
+        return int(self._rng.integers(len(self.scene.views)))
+
+    def substep(self, substep: int, slot: int, view_index: int) -> None:
+        """P, R+, R-, G for one (view, perturbation) pair."""
+        pos, tex = self.positions_group, self.texture_group
+        self._timed("P", self.perturb, substep)
+        self._timed("R+", self.rasterize, self.render_plus, pos.plus, tex.plus, view_index)
+        self._timed("R-", self.rasterize, self.render_minus, pos.minus, tex.minus, view_index)
+        self._timed("G", self.accumulate_gradient, substep, slot, view_index)
+
+    def step(self) -> None:
+        """One Adam step over `views_per_step` (view, perturbation) pairs."""
+        k = self.settings.views_per_step
+        substep0 = self.step_index * k
+        for j in range(k):
+            self.substep(substep0 + j, j, self.choose_view())
+        self.step_index += 1
+        if self.use_regularizer:
+            self._timed("Laplacian", self.regularize)
+        self._timed("Adam", self.adam_step, substep0, k)
+
+    # Readback -----------------------------------------------------------------
+    def take_loss_estimate(self) -> float | None:
+        """Mean per-pixel loss (squared error summed over RGBA) of the perturbed
+        renders since the last call; None if no step ran since."""
+        if self.loss_substeps == 0:
+            return None
+        total = float(self.backend.read_fixed(self.loss_acc, 1)[0, 0, 0])
+        self.backend.clear(self.loss_acc, 0)
+        mean = total / (self.loss_substeps * self.width * self.height)
+        self.loss_substeps = 0
+        return mean
+
+    def read_gradients(self) -> dict:
+        """The raw accumulators (sum of dL * s per parameter, and counts); for tests."""
+        out = {}
+        for name, g in (("positions", self.positions_group), ("texture", self.texture_group)):
+            if not g.enabled:
+                continue
+            grad = self.backend.read_fixed(g.grad, g.rows)[..., 0].reshape(g.rows, g.width, 3)
+            counts = self.backend.read(g.counts)[..., 0]
+            if name == "positions":
+                grad = grad.reshape(-1, 3)[: g.count]
+                counts = counts.reshape(-1)[: g.count]
+            out[name] = grad
+            out[name + "_count"] = counts
+        out["global"] = self.backend.read_fixed(self.global_acc, 1)[0, :, 0]
+        return out
+
+    def clear_gradients(self) -> None:
+        for g in (self.positions_group, self.texture_group):
+            if g.enabled:
+                self.backend.clear(g.grad, 0)
+                self.backend.clear(g.counts, 0)
+        self.backend.clear(self.global_acc, 0)
+        self.backend.clear(self.loss_acc, 0)
+        self.loss_substeps = 0
+
+    def positions(self) -> np.ndarray:
+        g = self.positions_group
+        return self.backend.read(g.theta).reshape(-1, 4)[: g.count, :3].copy()
+
+    def texture(self) -> np.ndarray:
+        return self.backend.read(self.texture_group.theta)
+
+    def render(self, view_index: int) -> dict:
+        """Render the current parameters: colour (H, W, 4), id (H, W) int, uv (H, W, 2)."""
+        self.rasterize(self.render_plus, self.positions_group.theta, self.texture_group.theta, view_index)
+        tex = self.backend.target_textures(self.render_plus)
+        return {"color": self.backend.read(tex["color"]),
+                "id": np.rint(self.backend.read(tex["id"])[..., 0]).astype(np.int64),
+                "uv": self.backend.read(tex["uv"])[..., :2]}
+
+    def evaluate(self) -> list:
+        """Per-view MSE (mean over pixels and RGBA) and PSNR of the current parameters."""
+        results = []
+        for i, view in enumerate(self.scene.views):
+            color = self.render(i)["color"]
+            results.append(image_metrics(color, np.clip(view.target, 0, 1), view.name))
+        return results
+
+
+def image_metrics(color: np.ndarray, target: np.ndarray, name: str = "") -> dict:
+    mse = float(np.mean((color.astype(np.float64) - target) ** 2))
+    return {"view": name, "mse": mse, "psnr": psnr(mse)}
+
+
+def psnr(mse: float) -> float:
+    return float("inf") if mse <= 0 else float(-10.0 * math.log10(mse))
+
+
+K_FLAG_POSITIONS, K_FLAG_TEXTURE, K_FLAG_FULL_IMAGE = 1, 2, 4

@@ -1,0 +1,96 @@
+"""Plain arrays the engine works on, and the settings of a run.
+
+Colour encoding: every colour array (texture and targets) holds values in
+the texture image's own stored encoding (sRGB-encoded values for an sRGB
+texture), premultiplied by alpha, clamped to [0, 1]. Rows start at the
+bottom, as in Blender images and OpenGL.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+
+@dataclass
+class MeshArrays:
+    positions: np.ndarray  # (V, 3) float32, world space
+    triangles: np.ndarray  # (T, 3) int32 vertex indices
+    corner_uvs: np.ndarray  # (T, 3, 2) float32 per-corner UV
+
+    def __post_init__(self):
+        self.positions = np.ascontiguousarray(self.positions, np.float32).reshape(-1, 3)
+        self.triangles = np.ascontiguousarray(self.triangles, np.int32).reshape(-1, 3)
+        self.corner_uvs = np.ascontiguousarray(self.corner_uvs, np.float32).reshape(-1, 3, 2)
+
+    @property
+    def bounding_diagonal(self) -> float:
+        span = self.positions.max(axis=0) - self.positions.min(axis=0)
+        return float(np.linalg.norm(span)) or 1.0
+
+
+@dataclass
+class View:
+    name: str
+    view_projection: np.ndarray  # (4, 4) float32: projection @ world-to-camera
+    target: np.ndarray  # (H, W, 4) float32 premultiplied RGBA, bottom-up
+
+
+@dataclass
+class SceneArrays:
+    mesh: MeshArrays
+    texture: np.ndarray  # (th, tw, 4) float32 in [0, 1], bottom-up
+    views: list = field(default_factory=list)
+
+    @property
+    def resolution(self) -> tuple:
+        h, w = self.views[0].target.shape[:2]
+        return w, h
+
+
+@dataclass
+class Settings:
+    optimize_positions: bool = True
+    optimize_texture: bool = True
+    steps: int = 300
+    lr_positions: float | None = None  # world units per step; None: 0.2 % of the bounding diagonal
+    lr_texture: float = 0.02
+    eps_positions: float | None = None  # None: about one pixel of screen motion
+    eps_texture: float = 0.02
+    estimator: str = "per_pixel"  # or "full_image"
+    views_per_step: int = 1
+    smoothness: float = 1.0  # weight of the uniform-Laplacian term on positions
+    normalize: str = "pixels"  # "pixels": gradient of the mean pixel loss; "count": mean over contributors
+    seed: int = 0
+    beta1: float = 0.9
+    beta2: float = 0.99
+    write_back_every: int = 0  # steps between write-backs to Blender; 0: only at the end
+
+    ESTIMATORS = ("per_pixel", "full_image")
+    NORMALIZATIONS = ("pixels", "count")
+
+    def validate(self) -> None:
+        from ..gpu_kernels import MAX_VIEWS_PER_STEP
+
+        if not (self.optimize_positions or self.optimize_texture):
+            raise ValueError("nothing to optimize: enable positions, texture or both")
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.estimator not in self.ESTIMATORS:
+            raise ValueError(f"estimator must be one of {self.ESTIMATORS}, got {self.estimator!r}")
+        if self.normalize not in self.NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {self.NORMALIZATIONS}, got {self.normalize!r}")
+        if not 1 <= self.views_per_step <= MAX_VIEWS_PER_STEP:
+            raise ValueError(f"views per step must be 1..{MAX_VIEWS_PER_STEP}, got {self.views_per_step}")
+        for name in ("lr_positions", "lr_texture", "eps_positions", "eps_texture"):
+            value = getattr(self, name)
+            if value is not None and not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name.replace('_', ' ')} must be a positive number, got {value}")
+        if not (np.isfinite(self.smoothness) and self.smoothness >= 0):
+            raise ValueError(f"smoothness must be >= 0, got {self.smoothness}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError("Adam betas must lie in [0, 1)")
+
+    @classmethod
+    def field_names(cls) -> list:
+        return [f.name for f in fields(cls)]

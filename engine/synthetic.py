@@ -1,0 +1,73 @@
+"""Small numpy-built scenes: a UV sphere, cameras around it, procedural
+textures. Used by tests, benchmarks and the Blender-free backend."""
+from __future__ import annotations
+
+import numpy as np
+
+from .scene import MeshArrays
+
+
+def uv_sphere(segments: int = 24, rings: int = 12, radius: float = 1.0) -> MeshArrays:
+    """A UV sphere with a seam: (rings+1) x (segments+1) grid of vertices
+    (poles and the seam duplicated so every corner's UV is its vertex's)."""
+    v = np.linspace(0.0, 1.0, rings + 1)
+    u = np.linspace(0.0, 1.0, segments + 1)
+    uu, vv = np.meshgrid(u, v)
+    theta, phi = uu * 2 * np.pi, vv * np.pi
+    pos = np.stack([np.sin(phi) * np.cos(theta), np.sin(phi) * np.sin(theta), -np.cos(phi)], -1) * radius
+    uvs = np.stack([uu, vv], -1).reshape(-1, 2)
+    idx = np.arange((rings + 1) * (segments + 1)).reshape(rings + 1, segments + 1)
+    a, b = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel()
+    c, d = idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+    tris = np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)])
+    # Drop the degenerate triangles at the poles.
+    p = pos.reshape(-1, 3)
+    area = np.linalg.norm(np.cross(p[tris[:, 1]] - p[tris[:, 0]], p[tris[:, 2]] - p[tris[:, 0]]), axis=1)
+    tris = tris[area > 1e-9]
+    return MeshArrays(p, tris, uvs[tris])
+
+
+def look_at(eye, centre=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    eye, centre, up = (np.asarray(x, np.float64) for x in (eye, centre, up))
+    f = centre - eye
+    f /= np.linalg.norm(f)
+    if abs(np.dot(f, up)) > 0.999:
+        up = np.array([0.0, 1.0, 0.0])
+    s = np.cross(f, up)
+    s /= np.linalg.norm(s)
+    u = np.cross(s, f)
+    m = np.eye(4)
+    m[0, :3], m[1, :3], m[2, :3] = s, u, -f
+    m[:3, 3] = -m[:3, :3] @ eye
+    return m
+
+
+def perspective(fov_x: float, aspect: float, near: float = 0.1, far: float = 100.0) -> np.ndarray:
+    fx = 1.0 / np.tan(fov_x / 2)
+    m = np.zeros((4, 4))
+    m[0, 0], m[1, 1] = fx, fx * aspect
+    m[2, 2], m[2, 3] = (far + near) / (near - far), 2 * far * near / (near - far)
+    m[3, 2] = -1.0
+    return m
+
+
+def fibonacci_sphere(n: int, radius: float) -> np.ndarray:
+    i = np.arange(n) + 0.5
+    z = 1 - 2 * i / n
+    r = np.sqrt(1 - z * z)
+    phi = i * np.pi * (3 - np.sqrt(5))
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], 1) * radius
+
+
+def orbit_cameras(n: int, distance: float = 3.5, fov_x: float = 0.8, aspect: float = 1.0) -> list:
+    proj = perspective(fov_x, aspect)
+    return [(proj @ look_at(eye)).astype(np.float32) for eye in fibonacci_sphere(n, distance)]
+
+
+def checker_texture(size: int, tiles: int = 4) -> np.ndarray:
+    """A colourful procedural texture (h, w, 4) in [0, 1]."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    r = 0.5 + 0.5 * np.sin(2 * np.pi * x * tiles / 2)
+    g = 0.5 + 0.5 * np.cos(2 * np.pi * y * tiles / 2)
+    b = ((np.floor(x * tiles) + np.floor(y * tiles)) % 2) * 0.8 + 0.1
+    return np.stack([r, g, b, np.ones_like(r)], -1).astype(np.float32)

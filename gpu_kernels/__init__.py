@@ -1,0 +1,159 @@
+"""Every GLSL kernel of the optimizer, declared once for every backend.
+
+A kernel is a `KernelSpec`: its GLSL body files plus the resources it binds
+(images, samplers, push constants, vertex inputs, interfaces, fragment
+outputs). A backend turns a spec into whatever it compiles: Blender's
+`GPUShaderCreateInfo`, or a plain `#version 450` source for PyOpenGL.
+No backend keeps its own copy of a kernel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KERNEL_DIR = Path(__file__).resolve().parent
+
+# Fixed-point scale of the gradient accumulators: one unit of per-pixel loss
+# difference is 2**24 counts. A pixel term is bounded by 4.5 (premultiplied
+# RGBA in [0,1], perturbed by at most a few percent), so it fits in 32 bits;
+# sums go to a 64-bit (hi, lo) pair, so 4K x 4K pixels cannot overflow.
+FIXED_SCALE = float(1 << 24)
+# Full-image estimator: one loss-difference sum per sub-step of an Adam step.
+MAX_VIEWS_PER_STEP = 64
+
+
+@dataclass(frozen=True)
+class Image:
+    slot: int
+    format: str  # 'R32I', 'RGBA32F', ...
+    type: str  # 'INT_2D', 'FLOAT_2D'
+    name: str
+    qualifiers: frozenset = frozenset({"READ", "WRITE"})
+
+
+@dataclass(frozen=True)
+class Sampler:
+    slot: int
+    type: str  # 'FLOAT_2D' or 'INT_2D'
+    name: str
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    name: str
+    sources: tuple  # GLSL files (compute) or (vertex, fragment) file pairs
+    images: tuple = ()
+    samplers: tuple = ()
+    push_constants: tuple = ()  # (type, name)
+    local_size: tuple = (8, 8, 1)
+    # raster only
+    vertex_sources: tuple = ()
+    fragment_sources: tuple = ()
+    vertex_inputs: tuple = ()  # (slot, type, name)
+    interface: tuple = ()  # (qualifier 'flat'|'smooth', type, name)
+    fragment_outputs: tuple = ()  # (slot, type, name)
+    defines: dict = field(default_factory=dict)
+
+    @property
+    def is_compute(self) -> bool:
+        return not self.vertex_sources
+
+    def _read(self, files) -> str:
+        defines = "".join(f"#define {k} {v}\n" for k, v in self.defines.items())
+        return defines + "\n".join((KERNEL_DIR / f).read_text() for f in files)
+
+    def compute_source(self) -> str:
+        return self._read(self.sources)
+
+    def vertex_source(self) -> str:
+        return self._read(self.sources + self.vertex_sources)
+
+    def fragment_source(self) -> str:
+        return self._read(self.sources + self.fragment_sources)
+
+
+def _img(slot, fmt, name, quals=("READ", "WRITE")):
+    kind = "INT_2D" if fmt.endswith("I") else "FLOAT_2D"
+    return Image(slot, fmt, kind, name, frozenset(quals))
+
+
+_COMMON = ("common.glsl",)
+_FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}"}
+
+PERTURB = KernelSpec(
+    name="perturb",
+    sources=_COMMON + ("perturb.glsl",),
+    images=(_img(0, "RGBA32F", "theta_plus", ("WRITE",)),
+            _img(1, "RGBA32F", "theta_minus", ("WRITE",))),
+    samplers=(Sampler(0, "FLOAT_2D", "theta"),),
+    push_constants=(("INT", "seed"), ("INT", "substep"), ("INT", "salt"),
+                    ("INT", "count"), ("FLOAT", "eps")),
+    defines=_FIXED,
+)
+
+RASTERIZE = KernelSpec(
+    name="rasterize",
+    sources=_COMMON + ("shading.glsl",),
+    vertex_sources=("rasterize_vert.glsl",),
+    fragment_sources=("rasterize_frag.glsl",),
+    samplers=(Sampler(0, "FLOAT_2D", "positions"), Sampler(1, "FLOAT_2D", "albedo")),
+    push_constants=(("MAT4", "view_projection"),),
+    vertex_inputs=((0, "INT", "vertex_index"), (1, "VEC2", "corner_uv")),
+    interface=(("flat", "INT", "triangle_id"), ("smooth", "VEC2", "uv")),
+    fragment_outputs=((0, "VEC4", "out_color"), (1, "INT", "out_id"),
+                      (2, "VEC4", "out_uv")),
+    defines=_FIXED,
+)
+
+ACCUMULATE_GRADIENT = KernelSpec(
+    name="accumulate_gradient",
+    sources=_COMMON + ("accumulate_gradient.glsl",),
+    images=(_img(0, "R32I", "grad_pos"), _img(1, "R32I", "count_pos"),
+            _img(2, "R32I", "grad_tex"), _img(3, "R32I", "count_tex"),
+            _img(4, "R32I", "global_acc"), _img(5, "R32I", "loss_acc")),
+    samplers=(Sampler(0, "FLOAT_2D", "color_plus"), Sampler(1, "FLOAT_2D", "color_minus"),
+              Sampler(2, "INT_2D", "id_plus"), Sampler(3, "INT_2D", "id_minus"),
+              Sampler(4, "FLOAT_2D", "uv_plus"), Sampler(5, "FLOAT_2D", "uv_minus"),
+              Sampler(6, "FLOAT_2D", "target"), Sampler(7, "FLOAT_2D", "triangles")),
+    push_constants=(("INT", "seed"), ("INT", "substep"), ("INT", "slot"),
+                    ("INT", "flags"), ("IVEC2", "image_size"), ("IVEC2", "tex_size"),
+                    ("INT", "pos_width"), ("INT", "salt_pos"), ("INT", "salt_tex")),
+    defines=_FIXED,
+)
+
+ADAM_STEP = KernelSpec(
+    name="adam_step",
+    sources=_COMMON + ("adam_step.glsl",),
+    images=(_img(0, "RGBA32F", "theta"), _img(1, "RGBA32F", "moment1"),
+            _img(2, "RGBA32F", "moment2"), _img(3, "R32I", "grad"),
+            _img(4, "R32I", "count"), _img(5, "R32I", "global_acc", ("READ",))),
+    samplers=(Sampler(0, "FLOAT_2D", "regularizer_grad"),),
+    push_constants=(("INT", "seed"), ("INT", "substep0"), ("INT", "substeps"),
+                    ("INT", "salt"), ("INT", "count_total"), ("INT", "flags"),
+                    ("INT", "t"), ("FLOAT", "lr"), ("FLOAT", "grad_scale"),
+                    ("FLOAT", "beta1"), ("FLOAT", "beta2"), ("FLOAT", "reg_weight")),
+    defines=_FIXED,
+)
+
+LAPLACIAN = KernelSpec(
+    name="laplacian",
+    sources=_COMMON + ("laplacian.glsl",),
+    images=(_img(0, "RGBA32F", "result", ("WRITE",)),),
+    samplers=(Sampler(0, "FLOAT_2D", "values"), Sampler(1, "FLOAT_2D", "adjacency_range"),
+              Sampler(2, "FLOAT_2D", "adjacency")),
+    push_constants=(("INT", "count_total"), ("INT", "transpose")),
+    defines=_FIXED,
+)
+
+FIXED_TO_FLOAT = KernelSpec(
+    name="fixed_to_float",
+    sources=_COMMON + ("fixed_to_float.glsl",),
+    images=(_img(0, "R32I", "accumulator", ("READ",)), _img(1, "R32F", "result", ("WRITE",))),
+    push_constants=(("INT", "hi_offset"),),
+    defines=_FIXED,
+)
+
+ALL_KERNELS = (PERTURB, RASTERIZE, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT)
+
+__all__ = ["KernelSpec", "Image", "Sampler", "ALL_KERNELS", "FIXED_SCALE",
+           "MAX_VIEWS_PER_STEP"] + [k.name.upper() for k in ALL_KERNELS]

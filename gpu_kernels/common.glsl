@@ -1,0 +1,66 @@
+// Shared by every kernel: the perturbation hash, fixed-point atomics and the
+// bilinear footprint. engine/reference.py mirrors each function in numpy.
+
+#define FLAG_POSITIONS 1
+#define FLAG_TEXTURE 2
+#define FLAG_FULL_IMAGE 4
+
+uint pcg_hash(uint v)
+{
+  uint state = v * 747796405u + 2891336453u;
+  uint word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+  return (word >> 22u) ^ word;
+}
+
+// Rademacher sign s_i of parameter `index` (scalar index: 3 * texel + channel).
+float perturbation_sign(int seed, int substep, int salt, int index)
+{
+  uint h = pcg_hash(uint(salt));
+  h = pcg_hash(uint(seed) ^ h);
+  h = pcg_hash(uint(substep) ^ h);
+  h = pcg_hash(uint(index) ^ h);
+  return ((h >> 16u) & 1u) == 1u ? 1.0 : -1.0;
+}
+
+int to_fixed(float value)
+{
+  return int(floor(clamp(value, -64.0, 64.0) * FIXED_SCALE + 0.5));
+}
+
+// A 64-bit fixed-point sum kept as (lo at p, hi at p + (0, hi_offset)) in an
+// R32I image: add to lo atomically, carry into hi. Atomic adds commute, so the
+// pair is exact however the adds interleave.
+#define ADD_FIXED(img, p, hi_offset, value) \
+  { \
+    int d_ = to_fixed(value); \
+    if (d_ != 0) { \
+      int old_ = imageAtomicAdd(img, p, d_); \
+      uint sum_ = uint(old_) + uint(d_); \
+      int hi_ = (d_ < 0 ? -1 : 0) + (sum_ < uint(old_) ? 1 : 0); \
+      if (hi_ != 0) { \
+        imageAtomicAdd(img, (p) + ivec2(0, hi_offset), hi_); \
+      } \
+    } \
+  }
+
+float fixed_value(int lo, int hi)
+{
+  if (hi == (lo >> 31)) {
+    return float(lo) / FIXED_SCALE;
+  }
+  return (float(hi) * 4294967296.0 + float(uint(lo))) / FIXED_SCALE;
+}
+
+// Texels of a bilinear lookup at level 0 with repeat wrapping: corners t0 and
+// t1 and the weights f. Shading and G share it, so G charges exactly the
+// texels the shader read.
+void bilinear_footprint(vec2 uv, ivec2 size, out ivec2 t0, out ivec2 t1, out vec2 f)
+{
+  vec2 x = uv * vec2(size) - 0.5;
+  vec2 x0 = floor(x);
+  f = x - x0;
+  vec2 s = vec2(size);
+  t0 = ivec2(x0 - s * floor(x0 / s));
+  vec2 x1 = x0 + 1.0;
+  t1 = ivec2(x1 - s * floor(x1 / s));
+}
