@@ -59,7 +59,7 @@ class Settings:
     eps_texture: float = 0.02
     estimator: str = "per_pixel"  # or "full_image"
     views_per_step: int = 1
-    smoothness: float = 1.0  # weight of the uniform-Laplacian term on positions
+    smoothness: float = 100.0  # weight of the uniform-Laplacian term on positions
     normalize: str = "pixels"  # "pixels": gradient of the mean pixel loss; "count": mean over contributors
     seed: int = 0
     beta1: float = 0.9

@@ -8,23 +8,29 @@ from .scene import MeshArrays
 
 
 def uv_sphere(segments: int = 24, rings: int = 12, radius: float = 1.0) -> MeshArrays:
-    """A UV sphere with a seam: (rings+1) x (segments+1) grid of vertices
-    (poles and the seam duplicated so every corner's UV is its vertex's)."""
+    """A closed UV sphere as Blender makes one: shared vertices (one per pole,
+    the seam welded) and per-corner UVs that jump at the seam."""
     v = np.linspace(0.0, 1.0, rings + 1)
     u = np.linspace(0.0, 1.0, segments + 1)
     uu, vv = np.meshgrid(u, v)
-    theta, phi = uu * 2 * np.pi, vv * np.pi
-    pos = np.stack([np.sin(phi) * np.cos(theta), np.sin(phi) * np.sin(theta), -np.cos(phi)], -1) * radius
     uvs = np.stack([uu, vv], -1).reshape(-1, 2)
-    idx = np.arange((rings + 1) * (segments + 1)).reshape(rings + 1, segments + 1)
-    a, b = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel()
-    c, d = idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
-    tris = np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)])
-    # Drop the degenerate triangles at the poles.
-    p = pos.reshape(-1, 3)
-    area = np.linalg.norm(np.cross(p[tris[:, 1]] - p[tris[:, 0]], p[tris[:, 2]] - p[tris[:, 0]]), axis=1)
-    tris = tris[area > 1e-9]
-    return MeshArrays(p, tris, uvs[tris])
+    grid = np.arange((rings + 1) * (segments + 1)).reshape(rings + 1, segments + 1)
+    a, b = grid[:-1, :-1].ravel(), grid[:-1, 1:].ravel()
+    c, d = grid[1:, :-1].ravel(), grid[1:, 1:].ravel()
+    corners = np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)])
+    # Weld: grid point -> vertex (seam column = first column, poles = one vertex).
+    ring, seg = np.divmod(np.arange(grid.size), segments + 1)
+    seg = seg % segments
+    weld = np.where(ring == 0, 0, np.where(ring == rings, 1 + (rings - 1) * segments,
+                                            1 + (ring - 1) * segments + seg))
+    tris = weld[corners]
+    keep = (tris[:, 0] != tris[:, 1]) & (tris[:, 1] != tris[:, 2]) & (tris[:, 0] != tris[:, 2])
+    tris, corners = tris[keep], corners[keep]
+    theta, phi = u[seg] * 2 * np.pi, v[ring] * np.pi
+    grid_pos = np.stack([np.sin(phi) * np.cos(theta), np.sin(phi) * np.sin(theta), -np.cos(phi)], -1)
+    pos = np.zeros((weld.max() + 1, 3))
+    pos[weld] = grid_pos * radius
+    return MeshArrays(pos, tris, uvs[corners])
 
 
 def look_at(eye, centre=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:

@@ -1,0 +1,228 @@
+"""A numpy reference of P, R, G and Adam for small scenes.
+
+Each function mirrors one GLSL kernel (gpu_kernels/*.glsl) with the same
+hash and the same fixed-point rounding, so a test can run a kernel on the
+GPU and here and compare. Slow by design: clarity over speed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..gpu_kernels import FIXED_SCALE
+
+_M = 0xFFFFFFFF
+
+
+def pcg_hash(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.uint64) & _M
+    state = (v * 747796405 + 2891336453) & _M
+    word = (((state >> ((state >> 28) + 4)) ^ state) * 277803737) & _M
+    return ((word >> 22) ^ word) & _M
+
+
+def perturbation_sign(seed: int, substep: int, salt: int, index) -> np.ndarray:
+    h = pcg_hash(np.uint64(salt))
+    h = pcg_hash(np.uint64(seed) ^ h)
+    h = pcg_hash(np.uint64(substep) ^ h)
+    h = pcg_hash(np.asarray(index, np.uint64) ^ h)
+    return np.where((h >> 16) & 1 == 1, 1.0, -1.0).astype(np.float32)
+
+
+def to_fixed(value) -> np.ndarray:
+    v = np.clip(np.asarray(value, np.float32), -64.0, 64.0)
+    return np.floor(v * np.float32(FIXED_SCALE) + np.float32(0.5)).astype(np.int64)
+
+
+def signs_for(theta: np.ndarray, count: int, seed: int, substep: int, salt: int) -> np.ndarray:
+    """(rows, width, 3) signs of the RGB/xyz channels; 0 past `count`."""
+    rows, width = theta.shape[:2]
+    i = np.arange(rows * width).reshape(rows, width)
+    s = np.stack([perturbation_sign(seed, substep, salt, 3 * i + c) for c in range(3)], -1)
+    s[i >= count] = 0.0
+    return s
+
+
+# P -------------------------------------------------------------------------
+def perturb(theta, count, eps, seed, substep, salt):
+    delta = np.zeros_like(theta, dtype=np.float32)
+    delta[..., :3] = np.float32(eps) * signs_for(theta, count, seed, substep, salt)
+    return theta + delta, theta - delta
+
+
+# R -------------------------------------------------------------------------
+def bilinear_footprint(uv: np.ndarray, size):
+    """uv (..., 2); size (w, h) -> t0, t1 (..., 2) int, f (..., 2)."""
+    s = np.asarray(size, np.float32)
+    x = uv.astype(np.float32) * s - np.float32(0.5)
+    x0 = np.floor(x)
+    f = x - x0
+    t0 = (x0 - s * np.floor(x0 / s)).astype(np.int64)
+    x1 = x0 + 1
+    t1 = (x1 - s * np.floor(x1 / s)).astype(np.int64)
+    return t0, t1, f
+
+
+def sample_albedo(albedo: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    h, w = albedo.shape[:2]
+    t0, t1, f = bilinear_footprint(uv, (w, h))
+    c00 = albedo[t0[..., 1], t0[..., 0]]
+    c10 = albedo[t0[..., 1], t1[..., 0]]
+    c01 = albedo[t1[..., 1], t0[..., 0]]
+    c11 = albedo[t1[..., 1], t1[..., 0]]
+    fx, fy = f[..., :1], f[..., 1:]
+    return (c00 * (1 - fx) + c10 * fx) * (1 - fy) + (c01 * (1 - fx) + c11 * fx) * fy
+
+
+def rasterize(positions, triangles, corner_uvs, view_projection, albedo, width, height):
+    """Colour (premultiplied RGBA), triangle ID (+1) and UV, depth-tested,
+    sampled at pixel centres with perspective-correct UVs."""
+    clip = np.c_[positions, np.ones(len(positions))] @ np.asarray(view_projection, np.float64).T
+    color = np.zeros((height, width, 4), np.float32)
+    ids = np.zeros((height, width), np.int64)
+    uvs = np.zeros((height, width, 2), np.float32)
+    depth = np.full((height, width), np.inf)
+    for t, tri in enumerate(triangles):
+        c = clip[tri]
+        if np.any(c[:, 3] <= 1e-9):
+            continue  # behind the camera: the test scenes never need clipping
+        ndc = c[:, :3] / c[:, 3:]
+        sx = (ndc[:, 0] + 1) * 0.5 * width
+        sy = (ndc[:, 1] + 1) * 0.5 * height
+        x0, x1 = max(int(np.floor(sx.min())), 0), min(int(np.ceil(sx.max())), width - 1)
+        y0, y1 = max(int(np.floor(sy.min())), 0), min(int(np.ceil(sy.max())), height - 1)
+        if x0 > x1 or y0 > y1:
+            continue
+        px, py = np.meshgrid(np.arange(x0, x1 + 1) + 0.5, np.arange(y0, y1 + 1) + 0.5)
+        area = (sx[1] - sx[0]) * (sy[2] - sy[0]) - (sx[2] - sx[0]) * (sy[1] - sy[0])
+        if abs(area) < 1e-12:
+            continue
+        w0 = ((sx[1] - px) * (sy[2] - py) - (sx[2] - px) * (sy[1] - py)) / area
+        w1 = ((sx[2] - px) * (sy[0] - py) - (sx[0] - px) * (sy[2] - py)) / area
+        w2 = 1 - w0 - w1
+        inside = (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
+        z = w0 * ndc[0, 2] + w1 * ndc[1, 2] + w2 * ndc[2, 2]
+        yy, xx = np.nonzero(inside)
+        yy, xx = yy + y0, xx + x0
+        zin = z[inside]
+        closer = zin < depth[yy, xx]
+        yy, xx, zin = yy[closer], xx[closer], zin[closer]
+        b = np.stack([w0[inside][closer], w1[inside][closer], w2[inside][closer]], 1) / c[:, 3]
+        b /= b.sum(1, keepdims=True)
+        depth[yy, xx] = zin
+        ids[yy, xx] = t + 1
+        uv = b @ corner_uvs[t]
+        uvs[yy, xx] = uv
+    covered = ids > 0
+    color[covered, :3] = sample_albedo(albedo, uvs[covered])[:, :3]
+    color[covered, 3] = 1.0
+    return color, ids, uvs
+
+
+# G -------------------------------------------------------------------------
+def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_minus, target,
+                        triangles, vertex_count, tex_size, seed, substep, salt_pos, salt_tex,
+                        positions=True, texture=True, full_image=False):
+    """Fixed-point accumulators as the GPU leaves them (in units of dL)."""
+    tw, th = tex_size
+    out = {"positions": np.zeros((vertex_count, 3), np.int64),
+           "positions_count": np.zeros(vertex_count, np.int64),
+           "texture": np.zeros((th, tw, 3), np.int64),
+           "texture_count": np.zeros((th, tw), np.int64),
+           "full": 0, "loss": 0}
+    lp = np.sum((color_plus - target) ** 2, axis=-1, dtype=np.float32)
+    lm = np.sum((color_minus - target) ** 2, axis=-1, dtype=np.float32)
+    dl = (lp - lm).astype(np.float32)
+    out["loss"] = int(to_fixed(np.float32(0.5) * (lp + lm)).sum())
+    if full_image:
+        out["full"] = int(to_fixed(dl).sum())
+        return _scaled(out)
+    h, w = dl.shape
+    for y in range(h):
+        for x in range(w):
+            ip, im = int(id_plus[y, x]), int(id_minus[y, x])
+            if ip == 0 and im == 0:
+                continue
+            d = dl[y, x]
+            if positions:
+                verts = []
+                for i in (ip, im):
+                    if i:
+                        for v in triangles[i - 1]:
+                            if int(v) not in verts:
+                                verts.append(int(v))
+                for v in verts:
+                    s = perturbation_sign(seed, substep, salt_pos, [3 * v, 3 * v + 1, 3 * v + 2])
+                    out["positions"][v] += to_fixed(d * s)
+                    out["positions_count"][v] += 1
+            if texture:
+                texels = []
+                for i, uv in ((ip, uv_plus[y, x]), (im, uv_minus[y, x])):
+                    if i:
+                        t0, t1, _ = bilinear_footprint(np.asarray(uv, np.float32), (tw, th))
+                        for q in ((t0[0], t0[1]), (t1[0], t0[1]), (t0[0], t1[1]), (t1[0], t1[1])):
+                            if q not in texels:
+                                texels.append(q)
+                for qx, qy in texels:
+                    i = qy * tw + qx
+                    s = perturbation_sign(seed, substep, salt_tex, [3 * i, 3 * i + 1, 3 * i + 2])
+                    out["texture"][qy, qx] += to_fixed(d * s)
+                    out["texture_count"][qy, qx] += 1
+    return _scaled(out)
+
+
+def _scaled(out):
+    for key in ("positions", "texture", "full", "loss"):
+        out[key] = np.asarray(out[key], np.float64) / FIXED_SCALE
+    return out
+
+
+def exact_texture_gradient(color, ids, uvs, target, albedo):
+    """Exact gradient of sum_p |I_p - T_p|^2 w.r.t. the RGB texels of the unlit
+    texture model with fixed geometry (I_p = bilinear(albedo, uv_p))."""
+    th, tw = albedo.shape[:2]
+    grad = np.zeros((th, tw, 3), np.float64)
+    covered = ids > 0
+    t0, t1, f = bilinear_footprint(uvs[covered], (tw, th))
+    r = 2.0 * (color[covered, :3] - target[covered, :3])
+    fx, fy = f[:, 0:1], f[:, 1:2]
+    for (qx, qy), wgt in (((t0[:, 0], t0[:, 1]), (1 - fx) * (1 - fy)), ((t1[:, 0], t0[:, 1]), fx * (1 - fy)),
+                          ((t0[:, 0], t1[:, 1]), (1 - fx) * fy), ((t1[:, 0], t1[:, 1]), fx * fy)):
+        np.add.at(grad, (qy, qx), wgt * r)
+    return grad
+
+
+# Adam ----------------------------------------------------------------------
+def adam_step(theta, m, v, grad, count, t, lr, grad_scale, beta1, beta2, clamp01,
+              per_count=False, regularizer=None, reg_weight=0.0, full_image=False):
+    """grad (rows, width, 3) in dL units; returns new (theta, m, v)."""
+    g = grad.astype(np.float32).copy()
+    n = count.astype(np.float32)[..., None]
+    touched = (count > 0) | full_image
+    if per_count:
+        g = np.where(n > 0, g / np.maximum(n, 1), g)
+    g = g * np.float32(grad_scale)
+    if regularizer is not None:
+        g = g + np.float32(reg_weight) * regularizer[..., :3]
+        touched = np.ones_like(touched)
+    theta, m, v = theta.copy(), m.copy(), v.copy()
+    m_new = beta1 * m[..., :3] + (1 - beta1) * g
+    v_new = beta2 * v[..., :3] + (1 - beta2) * g * g
+    step = lr * (m_new / (1 - beta1 ** t)) / (np.sqrt(v_new / (1 - beta2 ** t)) + 1e-12)
+    nxt = theta[..., :3] - step
+    if clamp01:
+        nxt = np.clip(nxt, 0.0, 1.0)
+    sel = touched
+    theta[sel, :3], m[sel, :3], v[sel, :3] = nxt[sel], m_new[sel], v_new[sel]
+    return theta, m, v
+
+
+def laplacian(values, start, degree, neighbours, transpose=False):
+    """values (V, 3): L x (transpose=False) or L^T x."""
+    out = values.astype(np.float64).copy()
+    for i in range(len(values)):
+        nb = neighbours[start[i]: start[i] + degree[i]]
+        if transpose:
+            out[i] -= (values[nb] / np.maximum(degree[nb], 1)[:, None]).sum(0)
+        elif len(nb):
+            out[i] -= values[nb].mean(0)
+    return out
