@@ -200,6 +200,8 @@ class Engine:
     def adam_step(self, substep0: int, substeps: int) -> None:
         s = self.settings
         pixels = float(self.width * self.height)
+        # Exponential decay to lr_decay at the last step.
+        decay = s.lr_decay ** (min(self.step_index, s.steps) / max(s.steps, 1))
         for g in (self.positions_group, self.texture_group):
             if not g.enabled:
                 continue
@@ -220,7 +222,7 @@ class Engine:
                 samplers={"regularizer_grad": self.regularizer_grad if regularized else g.theta},
                 constants={"seed": s.seed, "substep0": substep0, "substeps": substeps,
                            "salt": g.salt, "count_total": g.count, "flags": flags,
-                           "t": self.step_index, "lr": g.lr, "grad_scale": scale,
+                           "t": self.step_index, "lr": g.lr * decay, "grad_scale": scale,
                            "beta1": s.beta1, "beta2": s.beta2,
                            "reg_weight": self.regularizer_weight if regularized else 0.0})
         if s.estimator == "full_image":

@@ -62,6 +62,7 @@ class Settings:
     smoothness: float = 100.0  # weight of the uniform-Laplacian term on positions
     normalize: str = "pixels"  # "pixels": gradient of the mean pixel loss; "count": mean over contributors
     seed: int = 0
+    lr_decay: float = 0.1  # learning rates fall exponentially to this fraction at the last step
     beta1: float = 0.9
     beta2: float = 0.99
     write_back_every: int = 0  # steps between write-backs to Blender; 0: only at the end
@@ -88,6 +89,8 @@ class Settings:
                 raise ValueError(f"{name.replace('_', ' ')} must be a positive number, got {value}")
         if not (np.isfinite(self.smoothness) and self.smoothness >= 0):
             raise ValueError(f"smoothness must be >= 0, got {self.smoothness}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr decay must lie in (0, 1], got {self.lr_decay}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError("Adam betas must lie in [0, 1)")
 

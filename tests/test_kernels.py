@@ -107,7 +107,7 @@ def test_adam_step_matches_reference(backend):
             grad, count = _pack(grad, g), _pack(count[:, None], g)[..., 0]
         reg = regularizer if name == "positions" else None
         theta, m, v = ref.adam_step(
-            *before[name], grad, count, t=1, lr=g.lr, grad_scale=1.0 / (2 * g.eps * W * H),
+            *before[name], grad, count, t=1, lr=g.lr * engine.settings.lr_decay ** (1 / engine.settings.steps), grad_scale=1.0 / (2 * g.eps * W * H),
             beta1=0.9, beta2=0.99, clamp01=g.clamp01, regularizer=reg,
             reg_weight=engine.regularizer_weight if reg is not None else 0.0)
         np.testing.assert_allclose(backend.read(g.theta), theta, atol=1e-5)

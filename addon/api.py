@@ -1,0 +1,163 @@
+"""The Python API: one optimization run, usable blocking or tick by tick.
+
+    from sge_optimizer.addon.api import optimize
+    summary = optimize(bpy.data.objects["Sphere"], bpy.data.collections["Targets"],
+                       Settings(steps=500), resolution=256)
+
+Scripts, `tools/optimize.py`, and the operator (blocking and modal) all go
+through `OptimizationRun`.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ..engine import Engine, Settings
+from . import scene_io
+from .gpu_backend import BlenderGPUBackend
+from .gpu_context import ensure_gpu
+from .scene_io import InputError
+
+__all__ = ["OptimizationRun", "optimize", "InputError", "Settings"]
+
+
+class OptimizationRun:
+    """Read and validate at construction (nothing changes), then `start()`,
+    `advance()` until it returns True, and `finish()`; `cancel()` keeps the
+    result so far, `abort()` restores the scene as it was."""
+
+    def __init__(self, obj, camera_collection, settings: Settings, resolution: int = 256, scene=None):
+        try:
+            settings.validate()
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        self.settings = settings
+        self.resolution = resolution
+        self.inputs = scene_io.read_scene(obj, camera_collection, resolution, scene)
+        self.engine = None
+        self.backend = None
+        self.loss_history = []  # (step, mean pixel loss)
+        self.before = None
+        self.after = None
+        self._started = None
+        self._elapsed = 0.0
+        self._last_loss = None
+
+    # Lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        ensure_gpu()
+        self.backend = BlenderGPUBackend()
+        self.engine = Engine(self.backend, self.inputs.arrays, self.settings)
+        self.before = self.engine.evaluate()
+        self._started = time.perf_counter()
+
+    @property
+    def step(self) -> int:
+        return self.engine.step_index if self.engine else 0
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.settings.steps
+
+    def advance(self, max_steps: int | None = None, budget_s: float | None = None) -> bool:
+        """Run steps until `max_steps` ran, `budget_s` seconds passed, or the
+        run is complete. Returns True when complete."""
+        t0 = time.perf_counter()
+        ran = 0
+        every = self.settings.write_back_every
+        while not self.done:
+            self.engine.step()
+            ran += 1
+            if every and self.step % every == 0:
+                self.write_back()
+            if max_steps is not None and ran >= max_steps:
+                break
+            if budget_s is not None and time.perf_counter() - t0 >= budget_s:
+                break
+        self._elapsed = time.perf_counter() - self._started
+        return self.done
+
+    def sample_loss(self) -> float | None:
+        """Read the running loss estimate (one small readback) and log it."""
+        loss = self.engine.take_loss_estimate()
+        if loss is not None:
+            self._last_loss = loss
+            self.loss_history.append((self.step, loss))
+        return self._last_loss
+
+    def write_back(self) -> None:
+        """Copy the current parameters into the Blender mesh and image."""
+        engine, inputs = self.engine, self.inputs
+        if self.settings.optimize_positions:
+            scene_io.write_positions(inputs.obj, engine.positions())
+        if self.settings.optimize_texture:
+            scene_io.write_image_pixels(inputs.image, engine.texture())
+
+    def finish(self) -> dict:
+        """Write back, evaluate, and return the summary."""
+        self.sample_loss()
+        self.write_back()
+        self.after = self.engine.evaluate()
+        return self.summary()
+
+    def cancel(self) -> dict:
+        """Stop now and keep the result so far."""
+        return self.finish()
+
+    def abort(self) -> None:
+        """Restore the mesh and image as they were before the run."""
+        scene_io.restore(self.inputs)
+
+    # Reporting -----------------------------------------------------------------
+    def progress(self) -> dict:
+        elapsed = (time.perf_counter() - self._started) if self._started else 0.0
+        rate = self.step / elapsed if elapsed > 0 else 0.0
+        remaining = self.settings.steps - self.step
+        return {"step": self.step, "steps": self.settings.steps, "loss": self._last_loss,
+                "steps_per_s": rate, "eta_s": remaining / rate if rate > 0 else math.inf,
+                "elapsed_s": elapsed}
+
+    def summary(self) -> dict:
+        def views(metrics):
+            return [{"view": m["view"], "psnr": m["psnr"], "mse": m["mse"]} for m in metrics]
+
+        after = self.after or []
+        return {
+            "object": self.inputs.obj.name,
+            "image": self.inputs.image.name,
+            "cameras": [c.name for c in self.inputs.cameras],
+            "steps": self.step,
+            "seconds": self._elapsed,
+            "parameters": self.engine.parameter_count,
+            "resolution": list(self.engine.scene.resolution),
+            "final_loss": self._last_loss,
+            "psnr_before": views(self.before),
+            "psnr_after": views(after),
+            "mean_psnr_before": float(np.mean([m["psnr"] for m in self.before])),
+            "mean_psnr_after": float(np.mean([m["psnr"] for m in after])) if after else None,
+            "settings": {k: getattr(self.settings, k) for k in Settings.field_names()},
+            "encoding": self.inputs.encoding,
+            "loss_history": self.loss_history,
+        }
+
+
+def optimize(obj, camera_collection, settings: Settings | None = None, resolution: int = 256,
+             progress=None, report_every: int = 25, scene=None) -> dict:
+    """Blocking run. `progress(dict)` is called every `report_every` steps.
+    On an error during the run the mesh and image are restored, then it re-raises."""
+    run = OptimizationRun(obj, camera_collection, settings or Settings(), resolution, scene)
+    try:
+        run.start()
+        while not run.advance(max_steps=report_every):
+            run.sample_loss()
+            if progress:
+                progress(run.progress())
+        summary = run.finish()
+        if progress:
+            progress(run.progress())
+        return summary
+    except BaseException:
+        run.abort()
+        raise

@@ -1,0 +1,332 @@
+"""Blender data -> arrays, and arrays -> Blender data.
+
+Reading validates everything and changes nothing; writing touches only the
+optimized mesh and image, and never writes a non-finite value.
+
+Colour encoding: we compare in the base-colour image's own stored encoding
+(`image.pixels` values: sRGB-encoded for an 8-bit sRGB texture, linear for
+float or Non-Color images). Targets are converted into that encoding, clamped
+to [0, 1] and premultiplied by their alpha, which is coverage.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+
+from ..engine import MeshArrays, SceneArrays, View
+
+
+class InputError(ValueError):
+    """Bad input: the message names what is wrong; nothing was changed."""
+
+
+# Colour encoding --------------------------------------------------------------
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    c = np.maximum(c, 0.0)
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
+def image_encoding(image) -> str:
+    """'srgb' or 'linear': how `image.pixels` values are encoded."""
+    if image.is_float:
+        return "linear"  # Blender keeps float buffers scene-linear
+    name = image.colorspace_settings.name
+    if name == "sRGB":
+        return "srgb"
+    if image.colorspace_settings.is_data or "linear" in name.lower() or name in ("Raw", "Non-Color"):
+        return "linear"
+    raise InputError(f"image '{image.name}' uses colour space '{name}'; "
+                     "SGE Optimizer supports sRGB, linear and Non-Color images")
+
+
+def convert_encoding(rgb: np.ndarray, source: str, dest: str) -> np.ndarray:
+    if source == dest:
+        return rgb
+    return srgb_to_linear(rgb) if dest == "linear" else linear_to_srgb(rgb)
+
+
+# Images -------------------------------------------------------------------------
+def read_image_pixels(image, what: str) -> np.ndarray:
+    """(h, w, 4) float32 pixels of a Blender image, bottom-up."""
+    if image.source not in {"FILE", "GENERATED"}:
+        raise InputError(f"{what} '{image.name}' is a {image.source.lower()}; use a still image")
+    width, height = image.size
+    channels = image.channels
+    if width == 0 or height == 0 or not image.has_data and len(image.pixels) == 0:
+        where = f" from '{image.filepath}'" if image.filepath else ""
+        raise InputError(f"{what} '{image.name}' could not be read{where} (missing or unreadable file?)")
+    flat = np.empty(width * height * channels, np.float32)
+    image.pixels.foreach_get(flat)
+    pixels = flat.reshape(height, width, channels)
+    if channels != 4:
+        full = np.ones((height, width, 4), np.float32)
+        full[..., :min(channels, 3)] = pixels[..., :3]
+        if channels == 1:
+            full[..., 1] = full[..., 2] = pixels[..., 0]
+        pixels = full
+    if not np.all(np.isfinite(pixels)):
+        raise InputError(f"{what} '{image.name}' contains non-finite pixel values")
+    return pixels
+
+
+def write_image_pixels(image, pixels: np.ndarray) -> None:
+    pixels = np.asarray(pixels, np.float32)
+    width, height = image.size
+    if pixels.shape != (height, width, 4) or image.channels not in (3, 4):
+        raise ValueError(f"cannot write {pixels.shape} pixels into '{image.name}' ({width}x{height}x{image.channels})")
+    pixels = pixels[..., : image.channels]
+    if not np.all(np.isfinite(pixels)):
+        raise ValueError(f"refusing to write non-finite pixels into '{image.name}'")
+    image.pixels.foreach_set(pixels.ravel())
+    image.update()
+
+
+def resample(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize (h, w, c) to (height, width, c): box filter down, bilinear up."""
+    h, w = pixels.shape[:2]
+    if (w, h) == (width, height):
+        return pixels.astype(np.float32)
+    fy, fx = max(h // height, 1), max(w // width, 1)
+    if fy > 1 or fx > 1:
+        h2, w2 = (h // fy) * fy, (w // fx) * fx
+        pixels = pixels[:h2, :w2].reshape(h2 // fy, fy, w2 // fx, fx, -1).mean(axis=(1, 3))
+        h, w = pixels.shape[:2]
+    ys = np.clip((np.arange(height) + 0.5) * h / height - 0.5, 0, h - 1)
+    xs = np.clip((np.arange(width) + 0.5) * w / width - 0.5, 0, w - 1)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    wy, wx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+    top = pixels[y0][:, x0] * (1 - wx) + pixels[y0][:, x1] * wx
+    bottom = pixels[y1][:, x0] * (1 - wx) + pixels[y1][:, x1] * wx
+    return (top * (1 - wy) + bottom * wy).astype(np.float32)
+
+
+# The base-colour texture ---------------------------------------------------------
+def find_base_color_image(obj):
+    """(image, uv_map_name or None) of the Image Texture node feeding the first
+    Principled BSDF's Base Color among the object's materials."""
+    for slot in obj.material_slots:
+        mat = slot.material
+        if mat is None or not mat.use_nodes or mat.node_tree is None:
+            continue
+        for node in mat.node_tree.nodes:
+            if node.type != "BSDF_PRINCIPLED":
+                continue
+            base = node.inputs["Base Color"]
+            if not base.is_linked:
+                continue
+            source = base.links[0].from_node
+            if source.type != "TEX_IMAGE":
+                raise InputError(f"the Base Color of material '{mat.name}' comes from a "
+                                 f"'{source.bl_label}' node; connect an Image Texture node directly")
+            if source.image is None:
+                raise InputError(f"the Image Texture node '{source.name}' in material '{mat.name}' has no image")
+            uv_map = None
+            vector = source.inputs["Vector"]
+            if vector.is_linked:
+                uv_node = vector.links[0].from_node
+                if uv_node.type != "UVMAP":
+                    raise InputError(f"the texture '{source.image.name}' is mapped by a '{uv_node.bl_label}' "
+                                     "node; only UV Map nodes (or no mapping) are supported")
+                uv_map = uv_node.uv_map or None
+            return source.image, uv_map
+    raise InputError(f"object '{obj.name}' has no base-colour image: give it a material whose "
+                     "Principled BSDF Base Color is fed by an Image Texture node")
+
+
+# The mesh ---------------------------------------------------------------------------
+def check_mesh_object(obj) -> None:
+    if obj is None:
+        raise InputError("no object chosen: pick the mesh object to optimize")
+    if obj.type != "MESH":
+        raise InputError(f"object '{obj.name}' is a {obj.type.lower()}, not a mesh")
+    mesh = obj.data
+    if len(mesh.polygons) == 0:
+        raise InputError(f"mesh '{mesh.name}' has no faces")
+    if len(mesh.uv_layers) == 0:
+        raise InputError(f"mesh '{mesh.name}' has no UV map: unwrap it first (UV > Unwrap)")
+
+
+def check_modifiers(obj, depsgraph) -> None:
+    active = [m for m in obj.modifiers if m.show_viewport or m.show_render]
+    if not active:
+        return
+    evaluated = obj.evaluated_get(depsgraph).data
+    if (len(evaluated.vertices), len(evaluated.polygons)) != (len(obj.data.vertices), len(obj.data.polygons)):
+        names = ", ".join(f"'{m.name}'" for m in active)
+        raise InputError(f"modifiers {names} on '{obj.name}' change its topology; apply or disable them "
+                         "(the optimizer works on the mesh without modifiers)")
+
+
+def read_mesh(obj, uv_map: str | None) -> MeshArrays:
+    mesh = obj.data
+    layer = mesh.uv_layers.get(uv_map) if uv_map else (
+        next((u for u in mesh.uv_layers if u.active_render), None) or mesh.uv_layers.active)
+    if layer is None:
+        raise InputError(f"mesh '{mesh.name}' has no UV map named '{uv_map}' (used by its texture)")
+    matrix = np.array(obj.matrix_world, np.float64)
+    if abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
+        raise InputError(f"object '{obj.name}' has a zero scale; its vertices cannot be written back")
+    co = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", co)
+    co = co.reshape(-1, 3)
+    if not np.all(np.isfinite(co)):
+        bad = int(np.flatnonzero(~np.all(np.isfinite(co), axis=1))[0])
+        raise InputError(f"mesh '{mesh.name}' has a non-finite vertex (index {bad})")
+    # Loop triangles triangulate quads and n-gons internally; the mesh is untouched.
+    mesh.calc_loop_triangles()
+    n = len(mesh.loop_triangles)
+    tris = np.empty(n * 3, np.int32)
+    loops = np.empty(n * 3, np.int32)
+    mesh.loop_triangles.foreach_get("vertices", tris)
+    mesh.loop_triangles.foreach_get("loops", loops)
+    uv = np.empty(len(mesh.loops) * 2, np.float32)
+    layer.uv.foreach_get("vector", uv)
+    uv = uv.reshape(-1, 2)
+    world = co.astype(np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
+    return MeshArrays(world, tris.reshape(-1, 3), uv[loops].reshape(-1, 3, 2))
+
+
+def write_positions(obj, world_positions: np.ndarray) -> None:
+    world = np.asarray(world_positions, np.float64)
+    mesh = obj.data
+    if world.shape != (len(mesh.vertices), 3):
+        raise ValueError(f"{world.shape} positions for {len(mesh.vertices)} vertices of '{mesh.name}'")
+    if not np.all(np.isfinite(world)):
+        raise ValueError(f"refusing to write non-finite positions into '{mesh.name}'")
+    inverse = np.linalg.inv(np.array(obj.matrix_world, np.float64))
+    local = world @ inverse[:3, :3].T + inverse[:3, 3]
+    mesh.vertices.foreach_set("co", local.astype(np.float32).ravel())
+    mesh.update()
+
+
+def read_local_positions(obj) -> np.ndarray:
+    co = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", co)
+    return co.reshape(-1, 3)
+
+
+# Cameras and targets -------------------------------------------------------------
+def collection_cameras(collection) -> list:
+    if collection is None:
+        raise InputError("no camera collection chosen: pick the collection holding the target cameras")
+    cams = sorted((o for o in collection.all_objects if o.type == "CAMERA"), key=lambda o: o.name)
+    if not cams:
+        raise InputError(f"collection '{collection.name}' has no cameras")
+    return cams
+
+
+def working_resolution(scene, longest_side: int) -> tuple:
+    """(width, height) with the render aspect (pixel aspect included)."""
+    r = scene.render
+    aspect = (r.resolution_x * r.pixel_aspect_x) / (r.resolution_y * r.pixel_aspect_y)
+    if aspect >= 1:
+        return int(longest_side), max(1, round(longest_side / aspect))
+    return max(1, round(longest_side * aspect)), int(longest_side)
+
+
+def view_projection(cam_obj, scene, width: int, height: int) -> np.ndarray:
+    cam = cam_obj.data
+    if cam.type == "PANO":
+        raise InputError(f"camera '{cam_obj.name}' is panoramic; use a perspective or orthographic camera")
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    r = scene.render
+    projection = cam_obj.calc_matrix_camera(depsgraph, x=width, y=height,
+                                            scale_x=r.pixel_aspect_x, scale_y=r.pixel_aspect_y)
+    view = cam_obj.matrix_world.inverted()
+    return np.array(projection @ view, np.float32)
+
+
+_UNSUPPORTED_BACKGROUND = (
+    ("offset", lambda bg: tuple(bg.offset) != (0.0, 0.0), "an offset"),
+    ("rotation", lambda bg: bg.rotation != 0.0, "a rotation"),
+    ("scale", lambda bg: bg.scale != 1.0, "a scale other than 1"),
+)
+
+
+def read_target(cam_obj, scene, width: int, height: int, encoding: str) -> np.ndarray:
+    """The camera's first background image as the frame shows it, at
+    (height, width), premultiplied, in `encoding`."""
+    cam = cam_obj.data
+    if len(cam.background_images) == 0 or cam.background_images[0].image is None:
+        if len(cam.background_images) and cam.background_images[0].source != "IMAGE":
+            raise InputError(f"camera '{cam_obj.name}': its background is a movie clip; use an image")
+        raise InputError(f"camera '{cam_obj.name}' has no background image: add one in "
+                         "Camera Properties > Background Images (it is the target)")
+    bg = cam.background_images[0]
+    if bg.source != "IMAGE":
+        raise InputError(f"camera '{cam_obj.name}': its background is a movie clip; use an image")
+    for _, unsupported, words in _UNSUPPORTED_BACKGROUND:
+        if unsupported(bg):
+            raise InputError(f"camera '{cam_obj.name}': the background image has {words}; "
+                             "SGE Optimizer maps it onto the whole frame, so reset it")
+    image = bg.image
+    pixels = read_image_pixels(image, f"background image of camera '{cam_obj.name}'")
+    ih, iw = pixels.shape[:2]
+    r = scene.render
+    render_aspect = (r.resolution_x * r.pixel_aspect_x) / (r.resolution_y * r.pixel_aspect_y)
+    if abs((iw / ih) / render_aspect - 1) > 0.01:
+        raise InputError(f"camera '{cam_obj.name}': target '{image.name}' is {iw}x{ih} "
+                         f"(aspect {iw / ih:.3f}) but the render aspect is {render_aspect:.3f}")
+    if bg.use_flip_x:
+        pixels = pixels[:, ::-1]
+    if bg.use_flip_y:
+        pixels = pixels[::-1]
+    pixels = resample(pixels, width, height)
+    rgb = convert_encoding(np.clip(pixels[..., :3], 0, None), image_encoding(image), encoding)
+    alpha = pixels[..., 3:4]
+    if image.alpha_mode in {"NONE", "CHANNEL_PACKED"}:
+        alpha = np.ones_like(alpha)
+    elif image.alpha_mode == "PREMUL":
+        rgb = np.where(alpha > 0, rgb / np.maximum(alpha, 1e-6), 0)
+    rgb = np.clip(rgb, 0, 1)
+    alpha = np.clip(alpha, 0, 1)
+    return np.concatenate([rgb * alpha, alpha], -1).astype(np.float32)
+
+
+# Everything together ----------------------------------------------------------
+@dataclass
+class SceneInputs:
+    obj: object
+    image: object
+    cameras: list
+    arrays: SceneArrays
+    encoding: str
+    original_positions: np.ndarray  # local space, for restore
+    original_pixels: np.ndarray  # image.pixels as stored, flat
+
+
+def read_scene(obj, camera_collection, longest_side: int = 256, scene=None) -> SceneInputs:
+    """Validate and read everything the optimizer needs. Changes nothing."""
+    scene = scene or bpy.context.scene
+    check_mesh_object(obj)
+    check_modifiers(obj, bpy.context.evaluated_depsgraph_get())
+    image, uv_map = find_base_color_image(obj)
+    cameras = collection_cameras(camera_collection)
+    if not 8 <= longest_side <= 16384:
+        raise InputError(f"working resolution must be 8..16384 pixels, got {longest_side}")
+    encoding = image_encoding(image)
+    texture = read_image_pixels(image, "base-colour image")
+    mesh = read_mesh(obj, uv_map)
+    width, height = working_resolution(scene, longest_side)
+    views = [View(cam.name, view_projection(cam, scene, width, height),
+                  read_target(cam, scene, width, height, encoding)) for cam in cameras]
+    raw = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(raw)
+    return SceneInputs(obj, image, cameras, SceneArrays(mesh, texture, views), encoding,
+                       read_local_positions(obj), raw)
+
+
+def restore(inputs: SceneInputs) -> None:
+    """Put the mesh and image back exactly as they were read."""
+    mesh = inputs.obj.data
+    mesh.vertices.foreach_set("co", inputs.original_positions.ravel())
+    mesh.update()
+    inputs.image.pixels.foreach_set(inputs.original_pixels)
+    inputs.image.update()

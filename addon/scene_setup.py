@@ -1,0 +1,121 @@
+"""Helpers that make targets easy: textured materials, cameras around an
+object, and targets captured from a reference object with the optimizer's
+own rasterizer."""
+from __future__ import annotations
+
+import math
+
+import bpy
+import numpy as np
+from mathutils import Vector
+
+from ..engine import Engine, SceneArrays, Settings, View
+from ..engine.synthetic import fibonacci_sphere
+from . import scene_io
+from .gpu_backend import BlenderGPUBackend
+from .gpu_context import ensure_gpu
+
+
+def new_image(name: str, pixels: np.ndarray, linear: bool = False):
+    """A Blender image holding (h, w, 4) `pixels` (bottom-up). sRGB 8-bit by
+    default; `linear=True` makes a float, linear image."""
+    h, w = pixels.shape[:2]
+    image = bpy.data.images.new(name, width=w, height=h, alpha=True, float_buffer=linear)
+    if not linear:
+        image.colorspace_settings.name = "sRGB"
+    image.pixels.foreach_set(np.asarray(pixels, np.float32).ravel())
+    image.update()
+    return image
+
+
+def textured_material(name: str, image):
+    """A material whose Principled BSDF Base Color is the Image Texture `image`."""
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True
+    nodes = mat.node_tree.nodes
+    bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    tex = nodes.new("ShaderNodeTexImage")
+    tex.image = image
+    tex.location = (-400, 300)
+    mat.node_tree.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    return mat
+
+
+def bounding_sphere(obj) -> tuple:
+    """Centre of the world bounding box and the farthest vertex from it."""
+    co = np.empty(len(obj.data.vertices) * 3, np.float64)
+    obj.data.vertices.foreach_get("co", co)
+    m = np.array(obj.matrix_world)
+    world = co.reshape(-1, 3) @ m[:3, :3].T + m[:3, 3]
+    centre = (world.min(0) + world.max(0)) / 2
+    radius = float(np.linalg.norm(world - centre, axis=1).max()) if len(world) else 1.0
+    return Vector(centre), max(radius, 1e-3)
+
+
+def add_cameras_around(obj, count: int = 12, collection_name: str = "SGE Cameras",
+                       lens: float = 50.0, margin: float = 1.05, scene=None):
+    """`count` cameras on a Fibonacci sphere, each framing `obj`, in a new collection."""
+    if count < 1:
+        raise ValueError("camera count must be at least 1")
+    scene = scene or bpy.context.scene
+    collection = bpy.data.collections.new(collection_name)
+    scene.collection.children.link(collection)
+    centre, radius = bounding_sphere(obj)
+    width = 36.0  # sensor width (mm); the default fit (AUTO) spans the longer side
+    r = scene.render
+    aspect = (r.resolution_x * r.pixel_aspect_x) / (r.resolution_y * r.pixel_aspect_y)
+    half_fov = math.atan(width / (2 * lens) * min(aspect, 1 / aspect))
+    distance = margin * radius / math.sin(half_fov)
+    for i, offset in enumerate(fibonacci_sphere(count, distance)):
+        data = bpy.data.cameras.new(f"{collection_name} {i:02d}")
+        data.lens, data.sensor_width = lens, width
+        data.clip_start = max(distance - 2 * radius, 1e-3) * 0.5
+        data.clip_end = distance + 4 * radius
+        cam = bpy.data.objects.new(data.name, data)
+        cam.location = centre + Vector(offset)
+        cam.rotation_euler = (centre - cam.location).to_track_quat("-Z", "Y").to_euler()
+        collection.objects.link(cam)
+    return collection
+
+
+def capture_targets(reference, cameras, scene=None, hide=()) -> list:
+    """Render `reference` (its mesh and base-colour texture) from each camera
+    at the scene's render resolution, with the optimizer's rasterizer, into
+    new images set as each camera's first background image. Objects in `hide`
+    are hidden in the viewport during the capture and restored after."""
+    scene = scene or bpy.context.scene
+    scene_io.check_mesh_object(reference)
+    image, uv_map = scene_io.find_base_color_image(reference)
+    encoding = scene_io.image_encoding(image)
+    mesh = scene_io.read_mesh(reference, uv_map)
+    texture = scene_io.read_image_pixels(image, "base-colour image")
+    r = scene.render
+    width = max(1, r.resolution_x * r.resolution_percentage // 100)
+    height = max(1, r.resolution_y * r.resolution_percentage // 100)
+    views = [View(cam.name, scene_io.view_projection(cam, scene, width, height),
+                  np.zeros((height, width, 4), np.float32)) for cam in cameras]
+    hidden = [(o, o.hide_viewport) for o in hide]
+    try:
+        for o, _ in hidden:
+            o.hide_viewport = True
+        ensure_gpu()
+        engine = Engine(BlenderGPUBackend(), SceneArrays(mesh, texture, views),
+                        Settings(optimize_positions=False, optimize_texture=True))
+        images = []
+        for i, cam in enumerate(cameras):
+            pixels = engine.render(i)["color"]  # premultiplied, alpha is coverage
+            name = f"Target {cam.name}"
+            old = bpy.data.images.get(name)
+            if old is not None:
+                bpy.data.images.remove(old)
+            target = new_image(name, pixels, linear=(encoding == "linear"))
+            target.alpha_mode = "STRAIGHT"  # alpha is 0 or 1, so straight == premultiplied
+            backgrounds = cam.data.background_images
+            bg = backgrounds[0] if len(backgrounds) else backgrounds.new()
+            bg.image = target
+            cam.data.show_background_images = True
+            images.append(target)
+        return images
+    finally:
+        for o, state in hidden:
+            o.hide_viewport = state
