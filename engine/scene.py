@@ -54,7 +54,7 @@ class Settings:
     optimize_texture: bool = True
     steps: int = 300
     lr_positions: float | None = None  # world units per step; None: 0.2 % of the bounding diagonal
-    lr_texture: float = 0.02
+    lr_texture: float = 0.05
     eps_positions: float | None = None  # None: about one pixel of screen motion
     eps_texture: float = 0.02
     estimator: str = "per_pixel"  # or "full_image"
@@ -62,7 +62,7 @@ class Settings:
     smoothness: float = 100.0  # weight of the uniform-Laplacian term on positions
     normalize: str = "pixels"  # "pixels": gradient of the mean pixel loss; "count": mean over contributors
     seed: int = 0
-    lr_decay: float = 0.1  # learning rates fall exponentially to this fraction at the last step
+    lr_decay: float = 1.0  # learning rates fall exponentially to this fraction at the last step
     beta1: float = 0.9
     beta2: float = 0.99
     write_back_every: int = 0  # steps between write-backs to Blender; 0: only at the end

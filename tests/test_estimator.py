@@ -43,7 +43,7 @@ def test_per_pixel_beats_full_image_with_thousands_of_parameters(backend):
     results = {}
     for estimator in ("per_pixel", "full_image"):
         engine = Engine(backend, SceneArrays(mesh, flat_texture(64, 0.5), views),
-                        Settings(optimize_positions=False, estimator=estimator, seed=3))
+                        Settings(optimize_positions=False, estimator=estimator, seed=3, steps=150))
         start = mean_psnr(engine)
         for _ in range(150):
             engine.step()
@@ -55,7 +55,7 @@ def test_per_pixel_beats_full_image_with_thousands_of_parameters(backend):
 def test_texture_only_fit_reaches_30_db(backend):
     mesh, views = texture_scene(backend, 32, views=12, res=96)
     engine = Engine(backend, SceneArrays(mesh, flat_texture(32, 0.5), views),
-                    Settings(optimize_positions=False, views_per_step=2))
+                    Settings(optimize_positions=False, views_per_step=2, steps=300))
     before = mean_psnr(engine)
     for _ in range(300):
         engine.step()
@@ -70,7 +70,7 @@ def test_vertex_fit_recovers_silhouette_without_tangling(backend):
     assert flipped_fraction(start, mesh.triangles) == 0
     engine = Engine(backend, SceneArrays(MeshArrays(start, mesh.triangles, mesh.corner_uvs),
                                          synthetic.checker_texture(32), views),
-                    Settings(optimize_texture=False, views_per_step=2))
+                    Settings(optimize_texture=False, views_per_step=2, steps=400))
     assert silhouette_iou(engine, views) < 0.8
     for _ in range(400):
         engine.step()

@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     source, collection = build_scene(args.cameras, args.resolution, args.texture_size)
-    settings = Settings(steps=args.steps, views_per_step=2)
+    settings = Settings(steps=args.steps, views_per_step=2, lr_decay=0.3)
     run = OptimizationRun(source, collection, settings, resolution=args.resolution)
     run.start()
     before = [run.engine.render(i)["color"] for i in range(len(run.inputs.arrays.views))]
