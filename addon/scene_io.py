@@ -113,7 +113,9 @@ def find_base_color_image(obj):
     Principled BSDF's Base Color among the object's materials."""
     for slot in obj.material_slots:
         mat = slot.material
-        if mat is None or not mat.use_nodes or mat.node_tree is None:
+        if mat is None or mat.node_tree is None:
+            continue
+        if bpy.app.version < (5, 0, 0) and not mat.use_nodes:  # always on since 5.0
             continue
         for node in mat.node_tree.nodes:
             if node.type != "BSDF_PRINCIPLED":

@@ -31,7 +31,8 @@ def new_image(name: str, pixels: np.ndarray, linear: bool = False):
 def textured_material(name: str, image):
     """A material whose Principled BSDF Base Color is the Image Texture `image`."""
     mat = bpy.data.materials.new(name)
-    mat.use_nodes = True
+    if bpy.app.version < (5, 0, 0):
+        mat.use_nodes = True  # always on (and deprecated) since 5.0
     nodes = mat.node_tree.nodes
     bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
     tex = nodes.new("ShaderNodeTexImage")

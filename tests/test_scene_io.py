@@ -1,0 +1,229 @@
+"""Blender data -> arrays -> Blender data, and every bad input refused with a
+clear message while nothing in the scene changes."""
+from __future__ import annotations
+
+import bmesh
+import bpy
+import numpy as np
+import pytest
+from bpy_extras.object_utils import world_to_camera_view
+from mathutils import Vector
+
+import demo
+from sge_optimizer.addon import scene_io, scene_setup
+from sge_optimizer.addon.api import OptimizationRun, optimize
+from sge_optimizer.addon.scene_io import InputError
+from sge_optimizer.engine import Settings
+
+
+@pytest.fixture
+def small_scene(backend):
+    source, collection = demo.build_scene(cameras=4, resolution=48, texture_size=16)
+    yield source, collection
+    bpy.ops.wm.read_homefile(use_empty=True, app_template="")
+
+
+def snapshot():
+    """Everything a failed validation must leave alone."""
+    state = {"objects": sorted(o.name for o in bpy.data.objects),
+             "images": sorted(i.name for i in bpy.data.images),
+             "meshes": sorted(m.name for m in bpy.data.meshes)}
+    for obj in bpy.data.objects:
+        if obj.type == "MESH":
+            state[obj.name] = scene_io.read_local_positions(obj).tobytes()
+    for image in bpy.data.images:
+        if image.has_data:
+            px = np.empty(len(image.pixels), np.float32)
+            image.pixels.foreach_get(px)
+            state["img " + image.name] = px.tobytes()
+    return state
+
+
+def refuse(obj, collection, *words, settings=None):
+    before = snapshot()
+    with pytest.raises(InputError) as err:
+        OptimizationRun(obj, collection, settings or Settings(steps=2), resolution=32)
+    message = str(err.value)
+    for word in words:
+        assert word.lower() in message.lower(), message
+    assert snapshot() == before
+    return message
+
+
+def test_reads_mesh_uvs_texture_cameras_and_targets(small_scene):
+    source, collection = small_scene
+    inputs = scene_io.read_scene(source, collection, 32)
+    mesh = inputs.arrays.mesh
+    # The UV sphere has quads and triangle fans: triangulated internally.
+    assert len(mesh.triangles) == sum(len(p.vertices) - 2 for p in source.data.polygons)
+    assert mesh.positions.shape == (len(source.data.vertices), 3)
+    assert inputs.arrays.texture.shape == (16, 16, 4)
+    assert len(inputs.arrays.views) == 4 and inputs.arrays.resolution == (32, 32)
+    for view in inputs.arrays.views:
+        assert 0.05 < view.target[..., 3].mean() < 0.95  # the reference covers part of the frame
+    assert inputs.encoding == "srgb"
+
+
+def test_ngons_are_triangulated_internally(small_scene):
+    source, collection = small_scene
+    bm = bmesh.new()
+    bm.from_mesh(source.data)
+    bmesh.ops.dissolve_faces(bm, faces=[f for f in bm.faces if f.calc_center_median().z > 0.6])
+    bm.to_mesh(source.data)
+    bm.free()
+    assert max(len(p.vertices) for p in source.data.polygons) > 4
+    inputs = scene_io.read_scene(source, collection, 32)
+    assert len(inputs.arrays.mesh.triangles) == sum(len(p.vertices) - 2 for p in source.data.polygons)
+
+
+@pytest.mark.parametrize("kind", ["persp", "ortho", "shifted", "vertical_fit"])
+def test_camera_matrices_match_blender(empty_scene, kind):
+    scene = empty_scene
+    scene.render.resolution_x, scene.render.resolution_y = 64, 48
+    data = bpy.data.cameras.new("cam")
+    if kind == "ortho":
+        data.type, data.ortho_scale = "ORTHO", 3.0
+    if kind == "shifted":
+        data.shift_x, data.shift_y = 0.1, -0.05
+    if kind == "vertical_fit":
+        data.sensor_fit = "VERTICAL"
+    cam = bpy.data.objects.new("cam", data)
+    scene.collection.objects.link(cam)
+    cam.location = (4.0, -3.0, 2.0)
+    cam.rotation_euler = (Vector((0, 0, 0)) - cam.location).to_track_quat("-Z", "Y").to_euler()
+    bpy.context.view_layer.update()
+    m = scene_io.view_projection(cam, scene, 64, 48)
+    rng = np.random.default_rng(0)
+    for p in rng.uniform(-1, 1, (20, 3)):
+        clip = m @ np.append(p, 1.0)
+        ndc = clip[:2] / clip[3]
+        want = world_to_camera_view(scene, cam, Vector(p))
+        np.testing.assert_allclose((ndc + 1) / 2, (want.x, want.y), atol=1e-4)
+
+
+def test_target_flip_and_encoding(small_scene):
+    source, collection = small_scene
+    cam = sorted(collection.objects, key=lambda o: o.name)[0]
+    lin = np.zeros((32, 32, 4), np.float32)
+    lin[..., 0] = np.linspace(0, 1, 32)[None, :]
+    lin[..., 3] = 1
+    cam.data.background_images[0].image = scene_setup.new_image("linear target", lin, linear=True)
+    cam.data.background_images[0].use_flip_x = True
+    target = scene_io.read_target(cam, bpy.context.scene, 32, 32, "srgb")
+    want = scene_io.linear_to_srgb(lin[:, ::-1, 0])
+    np.testing.assert_allclose(target[..., 0], want, atol=1e-4)
+
+
+def test_api_run_changes_only_the_mesh_and_image(small_scene):
+    source, collection = small_scene
+    before = snapshot()
+    summary = optimize(source, collection, Settings(steps=30, views_per_step=2), resolution=48)
+    after = snapshot()
+    image = summary["image"]
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {source.name, "img " + image}
+    assert summary["steps"] == 30 and summary["mean_psnr_after"] > summary["mean_psnr_before"]
+    assert len(summary["psnr_after"]) == 4
+
+
+# Bad input -------------------------------------------------------------------------
+def test_no_object(small_scene):
+    refuse(None, small_scene[1], "no object")
+
+
+def test_not_a_mesh(small_scene):
+    cam = small_scene[1].objects[0]
+    refuse(cam, small_scene[1], "not a mesh")
+
+
+def test_no_uv_map(small_scene):
+    source, collection = small_scene
+    while source.data.uv_layers:
+        source.data.uv_layers.remove(source.data.uv_layers[0])
+    refuse(source, collection, "no UV map", source.data.name)
+
+
+def test_no_base_colour_image(small_scene):
+    source, collection = small_scene
+    mat = source.data.materials[0]
+    tex = next(n for n in mat.node_tree.nodes if n.type == "TEX_IMAGE")
+    mat.node_tree.nodes.remove(tex)
+    refuse(source, collection, "no base-colour image", source.name)
+
+
+def test_no_cameras(small_scene):
+    source, _ = small_scene
+    empty = bpy.data.collections.new("Empty")
+    bpy.context.scene.collection.children.link(empty)
+    refuse(source, empty, "no cameras", "Empty")
+
+
+def test_camera_without_background_image(small_scene):
+    source, collection = small_scene
+    cam = sorted(collection.objects, key=lambda o: o.name)[1]
+    cam.data.background_images.clear()
+    refuse(source, collection, "no background image", cam.name)
+
+
+def test_target_aspect_mismatch(small_scene):
+    source, collection = small_scene
+    cam = sorted(collection.objects, key=lambda o: o.name)[2]
+    cam.data.background_images[0].image = scene_setup.new_image("wide", np.ones((16, 40, 4), np.float32))
+    refuse(source, collection, "aspect", cam.name)
+
+
+def test_unsupported_background_options_are_named(small_scene):
+    source, collection = small_scene
+    cam = sorted(collection.objects, key=lambda o: o.name)[0]
+    cam.data.background_images[0].rotation = 0.3
+    refuse(source, collection, "rotation", cam.name)
+
+
+def test_unreadable_image(small_scene):
+    source, collection = small_scene
+    cam = sorted(collection.objects, key=lambda o: o.name)[0]
+    missing = bpy.data.images.new("missing", 8, 8)
+    missing.source = "FILE"
+    missing.filepath = "/nonexistent/target.png"
+    cam.data.background_images[0].image = missing
+    refuse(source, collection, "could not be read", "missing")
+
+
+def test_non_finite_vertex(small_scene):
+    source, collection = small_scene
+    source.data.vertices[3].co = (float("nan"), 0.0, 0.0)
+    refuse(source, collection, "non-finite vertex", "3")
+
+
+def test_topology_changing_modifier(small_scene):
+    source, collection = small_scene
+    source.modifiers.new("Subdivide me", "SUBSURF")
+    refuse(source, collection, "Subdivide me", "topology")
+
+
+def test_bad_settings(small_scene):
+    refuse(small_scene[0], small_scene[1], "views per step", settings=Settings(views_per_step=0))
+    refuse(small_scene[0], small_scene[1], "nothing to optimize",
+           settings=Settings(optimize_positions=False, optimize_texture=False))
+
+
+def test_failure_during_a_run_restores_the_scene(small_scene, monkeypatch):
+    """An error mid-run (here: the engine's step raising) leaves the mesh and
+    image exactly as before."""
+    from sge_optimizer.engine import Engine
+
+    source, collection = small_scene
+    before = snapshot()
+    calls = {"n": 0}
+    real_step = Engine.step
+
+    def failing_step(self):
+        calls["n"] += 1
+        if calls["n"] == 12:
+            raise RuntimeError("simulated GPU failure")
+        real_step(self)
+
+    monkeypatch.setattr(Engine, "step", failing_step)
+    with pytest.raises(RuntimeError, match="simulated"):
+        optimize(source, collection, Settings(steps=20, write_back_every=5), resolution=32)
+    assert snapshot() == before

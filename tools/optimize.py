@@ -1,0 +1,138 @@
+"""Optimize a mesh and its base-colour texture to the target cameras, scripted.
+
+Inside Blender:
+    blender --background scene.blend --python tools/optimize.py -- \\
+        --object NAME --cameras COLLECTION --steps N --save OUT.blend --summary OUT.json
+With the `bpy` module:
+    python tools/optimize.py scene.blend --object NAME --cameras COLLECTION ...
+
+Progress goes to stderr. Exit status: 0 success, 2 bad input, 1 other failure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bootstrap  # noqa: E402
+
+_bootstrap.load_package()
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sge_optimizer.engine import Settings
+
+    d = Settings()
+    p = argparse.ArgumentParser(prog="optimize.py", description=__doc__.split("\n")[0])
+    p.add_argument("blend", nargs="?", type=Path, help="the .blend file to open (bpy-module mode)")
+    p.add_argument("--object", required=True, help="the mesh object to optimize")
+    p.add_argument("--cameras", required=True, help="collection of target cameras (background images)")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--optimize", choices=("both", "positions", "texture"), default="both",
+                   help="what to optimize (default: both)")
+    p.add_argument("--lr-positions", type=float, default=None,
+                   help="Adam step for positions in world units (default: 0.2%% of the bounding diagonal)")
+    p.add_argument("--lr-texture", type=float, default=d.lr_texture)
+    p.add_argument("--eps-positions", type=float, default=None,
+                   help="perturbation of positions in world units (default: one pixel at the object)")
+    p.add_argument("--eps-texture", type=float, default=d.eps_texture)
+    p.add_argument("--lr-decay", type=float, default=d.lr_decay,
+                   help="fraction of the learning rates left at the last step")
+    p.add_argument("--resolution", type=int, default=256, help="working resolution, longest side in pixels")
+    p.add_argument("--views-per-step", type=int, default=d.views_per_step)
+    p.add_argument("--estimator", choices=Settings.ESTIMATORS, default=d.estimator)
+    p.add_argument("--smoothness", type=float, default=d.smoothness,
+                   help="weight of the uniform-Laplacian term on positions (0: off)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--write-back-every", type=int, default=0,
+                   help="write to the Blender data every N steps (default: only at the end)")
+    p.add_argument("--report-every", type=int, default=25, help="progress line every N steps")
+    p.add_argument("--save", type=Path, help="save the result as this .blend (the texture is packed)")
+    p.add_argument("--summary", type=Path, help="write the JSON summary here")
+    return p
+
+
+def settings_from_args(args):
+    from sge_optimizer.engine import Settings
+
+    return Settings(
+        optimize_positions=args.optimize in ("both", "positions"),
+        optimize_texture=args.optimize in ("both", "texture"),
+        steps=args.steps, lr_positions=args.lr_positions, lr_texture=args.lr_texture,
+        eps_positions=args.eps_positions, eps_texture=args.eps_texture, lr_decay=args.lr_decay,
+        estimator=args.estimator, views_per_step=args.views_per_step, smoothness=args.smoothness,
+        seed=args.seed, write_back_every=args.write_back_every)
+
+
+def format_progress(p: dict) -> str:
+    eta = "?" if not math.isfinite(p["eta_s"]) else f"{p['eta_s']:.0f}s"
+    loss = "?" if p["loss"] is None else f"{p['loss']:.5f}"
+    return f"step {p['step']}/{p['steps']}  loss {loss}  {p['steps_per_s']:.1f} steps/s  ETA {eta}"
+
+
+def run(argv) -> int:
+    import bpy
+
+    from sge_optimizer.addon.api import InputError, optimize
+
+    args = build_parser().parse_args(argv)
+    if args.blend is not None:
+        if not args.blend.is_file():
+            print(f"error: blend file '{args.blend}' not found", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        bpy.ops.wm.open_mainfile(filepath=str(args.blend.resolve()))
+    obj = bpy.data.objects.get(args.object)
+    if obj is None:
+        print(f"error: no object named '{args.object}' in the file", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    collection = bpy.data.collections.get(args.cameras)
+    if collection is None:
+        print(f"error: no collection named '{args.cameras}' in the file", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        summary = optimize(obj, collection, settings_from_args(args), resolution=args.resolution,
+                           progress=lambda p: print(format_progress(p), file=sys.stderr, flush=True),
+                           report_every=max(1, args.report_every))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"PSNR before {summary['mean_psnr_before']:.2f} dB, after {summary['mean_psnr_after']:.2f} dB "
+          f"({summary['steps']} steps, {summary['seconds']:.1f} s)", file=sys.stderr)
+    if args.summary:
+        args.summary.parent.mkdir(parents=True, exist_ok=True)
+        args.summary.write_text(json.dumps(summary, indent=2))
+    if args.save:
+        image = bpy.data.images[summary["image"]]
+        if summary["settings"]["optimize_texture"]:
+            image.pack()  # keep the optimized pixels inside the .blend
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        bpy.ops.wm.save_as_mainfile(filepath=str(args.save.resolve()), copy=True)
+    return 0
+
+
+def main() -> int:
+    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
+    try:
+        return run(argv)
+    except SystemExit as exc:  # argparse: bad flags
+        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    except Exception as exc:  # noqa: BLE001 - a clear last word, non-zero exit
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if "--" in sys.argv:
+        # Inside Blender --python: sys.exit would be swallowed; quit with the code.
+        import os
+
+        os._exit(code)
+    sys.exit(code)
