@@ -1,9 +1,37 @@
-"""Everything that knows Blender: properties, panels, operators, scene I/O."""
+"""Everything that knows Blender: properties, panels, operators, scene I/O.
+
+Each UI module lists its classes in `classes`; they are registered in order
+(property groups first, panels last) and unregistered in reverse.
+"""
+from . import image_undo, operators, overlay, panels, properties
+
+_modules = (properties, operators, panels)
+
+
+def _classes():
+    return [cls for module in _modules for cls in module.classes]
 
 
 def register():
-    pass
+    import bpy
+
+    for cls in _classes():
+        bpy.utils.register_class(cls)
+    properties.register_properties()
+    image_undo.register_handlers()
+    overlay.register_draw_handler()
 
 
 def unregister():
-    pass
+    import bpy
+
+    from . import modal
+
+    if modal.active_driver is not None:
+        modal.active_driver.request_stop()
+        modal.active_driver = None
+    overlay.unregister_draw_handler()
+    image_undo.unregister_handlers()
+    properties.unregister_properties()
+    for cls in reversed(_classes()):
+        bpy.utils.unregister_class(cls)

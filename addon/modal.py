@@ -1,0 +1,190 @@
+"""The plain functions behind the operators: checks, building a run from the
+panel settings, and the per-tick work of the modal operator (`ModalDriver`),
+which tests drive directly (in background mode timers never fire)."""
+from __future__ import annotations
+
+import math
+import time
+
+from . import image_undo, overlay, properties, scene_io
+from .api import OptimizationRun
+from .scene_io import InputError
+
+RUNNING, FINISHED, CANCELLED = "RUNNING_MODAL", "FINISHED", "CANCELLED"
+
+# The run the modal operator is driving now (at most one), and the last
+# finished run's loss history, for the panel.
+active_driver = None
+last_history: list = []
+last_summary: dict | None = None
+
+
+# Checks --------------------------------------------------------------------------
+def why_not(scene) -> str | None:
+    """One line saying why Optimize to Targets cannot run, or None if it can.
+    Cheap (no pixels read): meant for poll() and the panel."""
+    if active_driver is not None and active_driver.state == RUNNING:
+        return "an optimization is already running"
+    props = properties.get(scene)
+    try:
+        if not (props.optimize_positions or props.optimize_texture):
+            raise InputError("nothing to optimize: enable Positions, Base Color or both")
+        scene_io.check_mesh_object(props.source)
+        scene_io.find_base_color_image(props.source)
+        for cam in scene_io.collection_cameras(props.cameras):
+            backgrounds = cam.data.background_images
+            if len(backgrounds) == 0 or backgrounds[0].image is None:
+                raise InputError(f"camera '{cam.name}' has no background image (its target)")
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
+def make_run(scene, **overrides) -> OptimizationRun:
+    """An `OptimizationRun` for the scene's panel settings (validates; raises
+    InputError with the reason, changing nothing)."""
+    props = properties.get(scene)
+    settings = properties.to_settings(props, **overrides)
+    return OptimizationRun(props.source, props.cameras, settings, resolution=props.resolution, scene=scene)
+
+
+def complete(run: OptimizationRun, summary: dict) -> dict:
+    """Bookkeeping after a run that kept its result: image undo snapshot,
+    overlay images, panel history."""
+    global last_history, last_summary
+    if run.settings.optimize_texture:
+        image_undo.record(run.inputs.image, run.inputs.original_pixels)
+    overlay.capture_run(run)
+    last_history = list(run.loss_history)
+    last_summary = summary
+    return summary
+
+
+def run_blocking(scene, **overrides) -> dict:
+    """What the operator's execute() does: the whole run, then bookkeeping.
+    On an error the scene is restored and the error re-raised."""
+    run = make_run(scene, **overrides)
+    try:
+        run.start()
+        while not run.advance(max_steps=25):
+            run.sample_loss()
+        summary = run.finish()
+    except BaseException:
+        run.abort()
+        raise
+    return complete(run, summary)
+
+
+def report_line(summary: dict) -> str:
+    after = summary.get("mean_psnr_after")
+    stopped = " (stopped)" if summary.get("stopped") else ""
+    return (f"SGE: {summary['steps']} steps{stopped} in {summary['seconds']:.1f} s, PSNR "
+            f"{summary['mean_psnr_before']:.2f} -> {after:.2f} dB" if after is not None else
+            f"SGE: {summary['steps']} steps in {summary['seconds']:.1f} s")
+
+
+# Feedback ---------------------------------------------------------------------------
+_BLOCKS = "\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
+
+
+def sparkline(values, width: int = 32) -> str:
+    """Unicode sparkline of (log) loss values, resampled to at most `width` chars."""
+    values = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    if not values:
+        return ""
+    if len(values) > width:
+        n = len(values)
+        values = [values[min(n - 1, round(i * (n - 1) / (width - 1)))] for i in range(width)]
+    logs = [math.log10(v) for v in values]
+    lo, hi = min(logs), max(logs)
+    span = hi - lo or 1.0
+    return "".join(_BLOCKS[min(7, int((v - lo) / span * 7.999))] for v in logs)
+
+
+def format_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def status_line(progress: dict) -> str:
+    loss = progress.get("loss")
+    loss_text = f"{loss:.5f}" if loss is not None else "-"
+    return (f"SGE Optimizer  step {progress['step']}/{progress['steps']}  loss {loss_text}  "
+            f"{progress['steps_per_s']:.1f} steps/s  ETA {format_eta(progress['eta_s'])}  "
+            "(Esc / right-click: stop and keep)")
+
+
+# The modal operator's work ---------------------------------------------------------
+class ModalDriver:
+    """One run advanced in ticks of about `budget_s` seconds.
+
+    `tick()` returns RUNNING_MODAL while there is more to do, FINISHED when the
+    run completed or was stopped (result kept), CANCELLED after an error (scene
+    restored; the message is in `error`)."""
+
+    def __init__(self, run: OptimizationRun, budget_s: float = 0.03):
+        self.run = run
+        self.budget_s = budget_s
+        self.state = RUNNING
+        self.stop_requested = False
+        self.summary = None
+        self.error = None
+        self.tick_times: list = []
+        self.steps_per_tick: list = []
+
+    def start(self) -> None:
+        global active_driver
+        try:
+            self.run.start()
+        except BaseException:
+            self.run.abort()
+            raise
+        active_driver = self
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+
+    def tick(self) -> str:
+        if self.state != RUNNING:
+            return self.state
+        t0 = time.perf_counter()
+        try:
+            if self.stop_requested:
+                return self._finish(stopped=True)
+            step0 = self.run.step
+            done = self.run.advance(budget_s=self.budget_s)
+            self.run.write_back()
+            self.run.sample_loss()
+            self.steps_per_tick.append(self.run.step - step0)
+            if done:
+                return self._finish(stopped=False)
+            overlay.update_current(self.run)
+            return RUNNING
+        except Exception as exc:  # noqa: BLE001 - reported by the operator
+            self.error = f"{type(exc).__name__}: {exc}"
+            self._end()
+            try:
+                self.run.abort()
+            finally:
+                self.state = CANCELLED
+            return CANCELLED
+        finally:
+            self.tick_times.append(time.perf_counter() - t0)
+
+    def _finish(self, stopped: bool) -> str:
+        summary = self.run.finish()
+        summary["stopped"] = stopped
+        self.summary = complete(self.run, summary)
+        self._end()
+        self.state = FINISHED
+        return FINISHED
+
+    def _end(self) -> None:
+        global active_driver
+        if active_driver is self:
+            active_driver = None
+
+    def progress(self) -> dict:
+        return self.run.progress()

@@ -1,0 +1,184 @@
+"""Operators: thin wrappers over the plain functions in `modal`, `api` and
+`scene_setup`, which scripts can call directly."""
+from __future__ import annotations
+
+import bpy
+from bpy.props import IntProperty
+
+from . import modal, properties, scene_io, scene_setup
+from .scene_io import InputError
+
+
+class SGE_OT_optimize_to_targets(bpy.types.Operator):
+    """Optimize the source mesh (positions and/or base colour) so its renders match the target cameras' background images"""
+
+    bl_idname = "sge.optimize_to_targets"
+    bl_label = "Optimize to Targets"
+    bl_options = {"REGISTER", "UNDO"}
+
+    tick_budget: bpy.props.FloatProperty(
+        name="Tick Budget", default=0.03, min=0.001, max=1.0, options={"HIDDEN", "SKIP_SAVE"},
+        description="Seconds of optimization per timer tick in the interactive run")
+
+    _driver = None
+    _timer = None
+
+    @classmethod
+    def poll(cls, context):
+        reason = modal.why_not(context.scene)
+        if reason is not None:
+            cls.poll_message_set(reason[0].upper() + reason[1:])
+            return False
+        return True
+
+    def execute(self, context):
+        try:
+            summary = modal.run_blocking(context.scene)
+        except InputError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        except Exception as exc:  # noqa: BLE001 - the scene was restored; tell the user
+            self.report({"ERROR"}, f"SGE Optimizer failed (scene restored): {type(exc).__name__}: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, modal.report_line(summary))
+        return {"FINISHED"}
+
+    def invoke(self, context, event):
+        if context.window is None or bpy.app.background:
+            return self.execute(context)
+        try:
+            run = modal.make_run(context.scene)
+            driver = modal.ModalDriver(run, budget_s=self.tick_budget)
+            driver.start()
+        except InputError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        except Exception as exc:  # noqa: BLE001
+            self.report({"ERROR"}, f"SGE Optimizer could not start: {type(exc).__name__}: {exc}")
+            return {"CANCELLED"}
+        self._driver = driver
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.001, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, max(run.settings.steps, 1))
+        context.workspace.status_text_set(modal.status_line(driver.progress()))
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        driver = self._driver
+        if event.type in {"ESC", "RIGHTMOUSE"} and event.value == "PRESS":
+            driver.request_stop()
+        elif event.type != "TIMER" or event.timer is not self._timer:
+            return {"PASS_THROUGH"}
+        state = driver.tick()
+        if state == modal.RUNNING:
+            progress = driver.progress()
+            context.window_manager.progress_update(progress["step"])
+            context.workspace.status_text_set(modal.status_line(progress))
+            for area in context.screen.areas:
+                if area.type in {"VIEW_3D", "IMAGE_EDITOR"}:
+                    area.tag_redraw()
+            return {"RUNNING_MODAL"}
+        self._cleanup(context)
+        if state == modal.FINISHED:
+            self.report({"INFO"}, modal.report_line(driver.summary))
+            return {"FINISHED"}
+        self.report({"ERROR"}, f"SGE Optimizer failed (scene restored): {driver.error}")
+        return {"CANCELLED"}
+
+    def _cleanup(self, context):
+        wm = context.window_manager
+        if self._timer is not None:
+            wm.event_timer_remove(self._timer)
+            self._timer = None
+        wm.progress_end()
+        context.workspace.status_text_set(None)
+        for area in context.screen.areas:
+            area.tag_redraw()
+
+
+class SGE_OT_stop(bpy.types.Operator):
+    """Stop the running optimization and keep its result so far"""
+
+    bl_idname = "sge.stop"
+    bl_label = "Stop"
+    bl_options = {"INTERNAL"}
+
+    @classmethod
+    def poll(cls, context):
+        return modal.active_driver is not None
+
+    def execute(self, context):
+        modal.active_driver.request_stop()
+        return {"FINISHED"}
+
+
+class SGE_OT_add_cameras_around(bpy.types.Operator):
+    """Add cameras on a sphere around the object, each framing it, in a new collection set as the target cameras"""
+
+    bl_idname = "sge.add_cameras_around"
+    bl_label = "Add Cameras Around"
+    bl_options = {"REGISTER", "UNDO"}
+
+    count: IntProperty(name="Cameras", default=12, min=1, max=64)
+
+    @staticmethod
+    def _subject(context):
+        props = properties.get(context.scene)
+        obj = props.reference or context.active_object or props.source
+        return obj if obj is not None and obj.type == "MESH" else None
+
+    @classmethod
+    def poll(cls, context):
+        if cls._subject(context) is None:
+            cls.poll_message_set("Select a mesh object (or set the Reference) to frame")
+            return False
+        return True
+
+    def invoke(self, context, event):
+        self.count = properties.get(context.scene).camera_count
+        return self.execute(context)
+
+    def execute(self, context):
+        obj = self._subject(context)
+        collection = scene_setup.add_cameras_around(obj, self.count, "SGE Cameras", scene=context.scene)
+        props = properties.get(context.scene)
+        props.cameras = collection
+        if context.scene.camera is None:
+            context.scene.camera = sorted(collection.objects, key=lambda o: o.name)[0]
+        self.report({"INFO"}, f"Added {self.count} cameras in '{collection.name}' around '{obj.name}'")
+        return {"FINISHED"}
+
+
+class SGE_OT_capture_targets(bpy.types.Operator):
+    """Render the reference object from every target camera into the camera's background image (the targets)"""
+
+    bl_idname = "sge.capture_targets"
+    bl_label = "Capture Targets from Reference"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        props = properties.get(context.scene)
+        if props.reference is None:
+            cls.poll_message_set("Pick a Reference object to capture")
+            return False
+        if props.cameras is None:
+            cls.poll_message_set("Pick the Target Cameras collection")
+            return False
+        return True
+
+    def execute(self, context):
+        props = properties.get(context.scene)
+        hide = [props.source] if props.source is not None and props.source != props.reference else []
+        try:
+            cameras = scene_io.collection_cameras(props.cameras)
+            images = scene_setup.capture_targets(props.reference, cameras, scene=context.scene, hide=hide)
+        except InputError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Captured {len(images)} targets from '{props.reference.name}'")
+        return {"FINISHED"}
+
+
+classes = (SGE_OT_optimize_to_targets, SGE_OT_stop, SGE_OT_add_cameras_around, SGE_OT_capture_targets)

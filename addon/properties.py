@@ -1,0 +1,112 @@
+"""The panel's settings, stored on the scene (`scene.sge_optimizer`), and
+their conversion into the engine's `Settings`."""
+from __future__ import annotations
+
+import bpy
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty,
+                       PointerProperty)
+
+from ..engine import Settings
+
+_DEFAULTS = Settings()
+
+
+def _is_mesh(_self, obj) -> bool:
+    return obj.type == "MESH"
+
+
+class SGE_PG_settings(bpy.types.PropertyGroup):
+    source: PointerProperty(
+        name="Source", type=bpy.types.Object, poll=_is_mesh,
+        description="Mesh object to optimize (positions and/or base-colour image)")
+    cameras: PointerProperty(
+        name="Target Cameras", type=bpy.types.Collection,
+        description="Collection of cameras whose first background image is the target")
+    reference: PointerProperty(
+        name="Reference", type=bpy.types.Object, poll=_is_mesh,
+        description="Textured mesh rendered into the cameras' backgrounds by Capture Targets")
+
+    optimize_positions: BoolProperty(
+        name="Positions", default=_DEFAULTS.optimize_positions,
+        description="Optimize the vertex positions")
+    lr_positions: FloatProperty(
+        name="Learning Rate", default=0.0, min=0.0, soft_max=0.1, precision=5, step=0.01,
+        description="Position step size in world units per step; 0: automatic "
+                    "(0.2 % of the bounding-box diagonal)")
+    eps_positions: FloatProperty(
+        name="\u03b5", default=0.0, min=0.0, soft_max=0.1, precision=5, step=0.01,
+        description="Position perturbation size in world units; 0: automatic (about one pixel)")
+    optimize_texture: BoolProperty(
+        name="Base Color", default=_DEFAULTS.optimize_texture,
+        description="Optimize the base-colour image")
+    lr_texture: FloatProperty(
+        name="Learning Rate", default=_DEFAULTS.lr_texture, min=1e-6, soft_max=0.5, precision=4,
+        step=0.1, description="Base-colour step size per step")
+    eps_texture: FloatProperty(
+        name="\u03b5", default=_DEFAULTS.eps_texture, min=1e-6, soft_max=0.5, precision=4, step=0.1,
+        description="Base-colour perturbation size")
+
+    steps: IntProperty(name="Steps", default=_DEFAULTS.steps, min=1, soft_max=5000,
+                       description="Number of optimization steps")
+    resolution: IntProperty(name="Resolution", default=256, min=8, max=16384, soft_max=2048,
+                            description="Working resolution (longest side, in pixels); "
+                                        "the aspect follows the render settings")
+    views_per_step: IntProperty(name="Views per Step", default=_DEFAULTS.views_per_step, min=1, max=64,
+                                description="Cameras used per step (gradients are averaged)")
+    estimator: EnumProperty(
+        name="Estimator", default=_DEFAULTS.estimator,
+        items=(("per_pixel", "Per Pixel", "Per-pixel gradient estimation: each pixel only "
+                "credits the parameters it sees (lower variance)"),
+               ("full_image", "Full Image", "Classic SPSA: the whole-image loss difference "
+                "scales every perturbation")))
+    smoothness: FloatProperty(name="Smoothness", default=_DEFAULTS.smoothness, min=0.0, soft_max=1000.0,
+                              description="Weight of the Laplacian smoothness term on positions")
+    seed: IntProperty(name="Seed", default=_DEFAULTS.seed, min=0,
+                      description="Random seed; the same seed gives the same result")
+
+    overlay: EnumProperty(
+        name="Overlay", default="OFF",
+        description="What to draw over the camera frame when looking through a target camera",
+        items=(("OFF", "Off", "No overlay"),
+               ("TARGET", "Target", "The camera's target image"),
+               ("RENDER", "Render", "The optimizer's current render"),
+               ("DIFFERENCE", "Difference", "|render - target|, amplified")))
+    overlay_opacity: FloatProperty(name="Opacity", default=1.0, min=0.0, max=1.0, subtype="FACTOR")
+    camera_count: IntProperty(name="Cameras", default=12, min=1, max=64,
+                              description="Number of cameras made by Add Cameras Around")
+
+
+classes = (SGE_PG_settings,)
+
+
+def get(context_or_scene) -> SGE_PG_settings:
+    scene = getattr(context_or_scene, "scene", context_or_scene)
+    return scene.sge_optimizer
+
+
+def to_settings(props, **overrides) -> Settings:
+    """The engine `Settings` for the panel's property group (0 = automatic
+    for the position learning rate and epsilon)."""
+    values = dict(
+        optimize_positions=props.optimize_positions,
+        optimize_texture=props.optimize_texture,
+        steps=props.steps,
+        lr_positions=props.lr_positions or None,
+        lr_texture=props.lr_texture,
+        eps_positions=props.eps_positions or None,
+        eps_texture=props.eps_texture,
+        estimator=props.estimator,
+        views_per_step=props.views_per_step,
+        smoothness=props.smoothness,
+        seed=props.seed,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+def register_properties():
+    bpy.types.Scene.sge_optimizer = PointerProperty(type=SGE_PG_settings)
+
+
+def unregister_properties():
+    del bpy.types.Scene.sge_optimizer
