@@ -22,6 +22,7 @@ def _gpu_ready() -> bool:
 def _render_throwaway_frame() -> None:
     """Blender < 5.2: one tiny Workbench frame in a throw-away scene creates the
     GPU context; the user's scene and data are left exactly as they were."""
+    images_before = set(bpy.data.images)
     scene = bpy.data.scenes.new("__sge_gpu_init__")
     cam_data = bpy.data.cameras.new("__sge_gpu_init__")
     cam = bpy.data.objects.new("__sge_gpu_init__", cam_data)
@@ -36,6 +37,8 @@ def _render_throwaway_frame() -> None:
         bpy.data.objects.remove(cam)
         bpy.data.cameras.remove(cam_data)
         bpy.data.scenes.remove(scene)
+        for image in set(bpy.data.images) - images_before:  # the new "Render Result"
+            bpy.data.images.remove(image)
 
 
 def ensure_gpu() -> None:

@@ -10,14 +10,16 @@ import numpy as np
 
 from ..gpu_kernels import FIXED_SCALE
 
-_M = 0xFFFFFFFF
+_U = np.uint64
+_M = _U(0xFFFFFFFF)
 
 
 def pcg_hash(v: np.ndarray) -> np.ndarray:
+    """uint32 PCG hash (uint64 arrays masked to 32 bits, numpy 1.x and 2.x alike)."""
     v = np.asarray(v, dtype=np.uint64) & _M
-    state = (v * 747796405 + 2891336453) & _M
-    word = (((state >> ((state >> 28) + 4)) ^ state) * 277803737) & _M
-    return ((word >> 22) ^ word) & _M
+    state = (v * _U(747796405) + _U(2891336453)) & _M
+    word = (((state >> ((state >> _U(28)) + _U(4))) ^ state) * _U(277803737)) & _M
+    return ((word >> _U(22)) ^ word) & _M
 
 
 def perturbation_sign(seed: int, substep: int, salt: int, index) -> np.ndarray:
@@ -25,7 +27,7 @@ def perturbation_sign(seed: int, substep: int, salt: int, index) -> np.ndarray:
     h = pcg_hash(np.uint64(seed) ^ h)
     h = pcg_hash(np.uint64(substep) ^ h)
     h = pcg_hash(np.asarray(index, np.uint64) ^ h)
-    return np.where((h >> 16) & 1 == 1, 1.0, -1.0).astype(np.float32)
+    return np.where((h >> _U(16)) & _U(1) == _U(1), 1.0, -1.0).astype(np.float32)
 
 
 def to_fixed(value) -> np.ndarray:

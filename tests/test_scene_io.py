@@ -227,3 +227,19 @@ def test_failure_during_a_run_restores_the_scene(small_scene, monkeypatch):
     with pytest.raises(RuntimeError, match="simulated"):
         optimize(source, collection, Settings(steps=20, write_back_every=5), resolution=32)
     assert snapshot() == before
+
+
+def test_gpu_bootstrap_leaves_the_scene_as_it_was(small_scene):
+    """The Workbench fallback (Blender < 5.2) renders in a throw-away scene and
+    removes everything it made."""
+    from sge_optimizer.addon import gpu_context
+
+    def everything():
+        return {attr: sorted(x.name for x in getattr(bpy.data, attr))
+                for attr in ("scenes", "objects", "cameras", "meshes", "images", "collections")}
+
+    before, active = everything(), bpy.context.window.scene if bpy.context.window else bpy.context.scene
+    gpu_context._render_throwaway_frame()
+    gpu_context.ensure_gpu()
+    assert everything() == before
+    assert (bpy.context.window.scene if bpy.context.window else bpy.context.scene) == active

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Set up a virtual environment with the bpy wheel and run the tests or the demo.
+#   bash tools/dev.sh test [pytest args]     # the test suite (Blender 5.2 LTS)
+#   bash tools/dev.sh demo [demo args]       # the demo, writes out/
+#   BLENDER=4.5 bash tools/dev.sh test       # the same on Blender 4.5 LTS
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BLENDER="${BLENDER:-5.2}"
+case "$BLENDER" in
+  5.2) BPY="bpy==5.2.3"; PYVER="3.13"; VENV=".venv" ;;
+  4.5) BPY="bpy==4.5.4"; PYVER="3.11"; VENV=".venv-4.5" ;;
+  *) echo "BLENDER must be 5.2 or 4.5" >&2; exit 2 ;;
+esac
+
+find_python() {
+  local candidates=("python$PYVER")
+  if command -v pyenv >/dev/null 2>&1; then
+    for dir in "$(pyenv root)"/versions/"$PYVER"*; do
+      [ -x "$dir/bin/python$PYVER" ] && candidates=("$dir/bin/python$PYVER" "${candidates[@]}")
+    done
+  fi
+  for py in "${candidates[@]}"; do
+    if "$py" -c 'import sys' >/dev/null 2>&1; then echo "$py"; return 0; fi
+  done
+  echo "error: Python $PYVER is needed for $BPY (install it, e.g. with pyenv)" >&2
+  return 1
+}
+
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import bpy, numpy, pytest" >/dev/null 2>&1; then
+  PY="$(find_python)"
+  echo "setting up $VENV with $BPY (Python $PYVER); the bpy wheel is ~400 MB" >&2
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q "$BPY" numpy pytest
+fi
+
+# Mesa's EGL prints harmless EGL_BAD_MATCH lines on start; the GPU is llvmpipe when there is none.
+cmd="${1:-test}"
+shift || true
+case "$cmd" in
+  test) exec "$VENV/bin/python" -m pytest "$@" ;;
+  demo) exec "$VENV/bin/python" tools/demo.py "$@" ;;
+  python) exec "$VENV/bin/python" "$@" ;;
+  *) echo "usage: tools/dev.sh test|demo|python [args]" >&2; exit 2 ;;
+esac
