@@ -124,9 +124,10 @@ class ModalDriver:
     run completed or was stopped (result kept), CANCELLED after an error (scene
     restored; the message is in `error`)."""
 
-    def __init__(self, run: OptimizationRun, budget_s: float = 0.03):
+    def __init__(self, run: OptimizationRun, budget_s: float | None = 0.03, max_steps_per_tick: int | None = None):
         self.run = run
         self.budget_s = budget_s
+        self.max_steps_per_tick = max_steps_per_tick
         self.state = RUNNING
         self.stop_requested = False
         self.summary = None
@@ -154,7 +155,7 @@ class ModalDriver:
             if self.stop_requested:
                 return self._finish(stopped=True)
             step0 = self.run.step
-            done = self.run.advance(budget_s=self.budget_s)
+            done = self.run.advance(max_steps=self.max_steps_per_tick, budget_s=self.budget_s)
             self.run.write_back()
             self.run.sample_loss()
             self.steps_per_tick.append(self.run.step - step0)

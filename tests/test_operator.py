@@ -1,0 +1,323 @@
+"""The add-on UI on the real Blender module: operator (blocking and tick by
+tick), undo, stop, poll messages, panel drawing, overlay shader."""
+from __future__ import annotations
+
+import statistics
+import time
+from types import SimpleNamespace
+
+import bpy
+import gpu
+import numpy as np
+import pytest
+
+import sge_optimizer
+from sge_optimizer.addon import image_undo, modal, overlay, panels, properties
+from sge_optimizer.engine import Settings
+
+import demo  # tools/ is on sys.path (conftest)
+
+
+@pytest.fixture(scope="module")
+def registered(backend):
+    sge_optimizer.register()
+    yield
+    sge_optimizer.unregister()
+
+
+@pytest.fixture
+def scene(registered):
+    """Small demo scene (4 cameras, 64 px targets, 32 px texture), panel set up."""
+    source, collection = demo.build_scene(cameras=4, resolution=64, texture_size=32)
+    scene = bpy.context.scene
+    props = properties.get(scene)
+    props.source, props.cameras = source, collection
+    props.steps, props.resolution = 20, 64
+    modal.last_summary, modal.last_history = None, []
+    yield scene
+    modal.active_driver = None
+    overlay.clear()
+    image_undo.clear()
+    bpy.ops.wm.read_homefile(use_empty=True, app_template="")
+
+
+def state(name="Source", image="Source Albedo"):
+    """(local vertex positions, image pixels) of the source, read fresh."""
+    obj, img = bpy.data.objects[name], bpy.data.images[image]
+    co = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", co)
+    px = np.empty(len(img.pixels), np.float32)
+    img.pixels.foreach_get(px)
+    return co, px
+
+
+def assert_same(a, b):
+    assert np.array_equal(a[0], b[0]), "vertex positions differ"
+    assert np.array_equal(a[1], b[1]), "image pixels differ"
+
+
+def assert_changed(a, b):
+    assert not np.array_equal(a[0], b[0]), "vertex positions did not change"
+    assert not np.array_equal(a[1], b[1]), "image pixels did not change"
+
+
+# The operator, blocking -----------------------------------------------------------
+def test_settings_conversion(registered, empty_scene):
+    props = properties.get(empty_scene)
+    settings = properties.to_settings(props)
+    assert settings.lr_positions is None and settings.eps_positions is None  # 0 = auto
+    props.lr_positions, props.eps_positions, props.estimator, props.seed = 0.01, 0.002, "full_image", 7
+    s = properties.to_settings(props)
+    assert (s.lr_positions, s.estimator, s.seed) == (pytest.approx(0.01), "full_image", 7)
+    assert s.eps_positions == pytest.approx(0.002)
+    s.validate()
+    defaults = Settings()
+    assert (s.lr_texture, s.eps_texture, s.smoothness) == pytest.approx(
+        (defaults.lr_texture, defaults.eps_texture, defaults.smoothness))
+
+
+def test_operator_runs_end_to_end(scene):
+    before = state()
+    assert bpy.ops.sge.optimize_to_targets.poll()
+    assert bpy.ops.sge.optimize_to_targets() == {"FINISHED"}
+    assert_changed(state(), before)
+    summary = modal.last_summary
+    assert summary["steps"] == 20
+    assert summary["mean_psnr_after"] > summary["mean_psnr_before"]
+    assert "PSNR" in modal.report_line(summary)
+
+
+def test_operator_reports_bad_settings_as_runtime_error(scene):
+    props = properties.get(scene)
+    props.optimize_positions = props.optimize_texture = False
+    with pytest.raises(RuntimeError, match="Nothing to optimize"):
+        bpy.ops.sge.optimize_to_targets()
+    props.optimize_positions = props.optimize_texture = True
+    # Passes poll, fails the full validation: targets are 64x64, render aspect 2.
+    scene.render.resolution_x = 128
+    before = state()
+    with pytest.raises(RuntimeError, match="aspect"):
+        bpy.ops.sge.optimize_to_targets()
+    assert_same(state(), before)
+
+
+# Poll and the one-line reason -----------------------------------------------------
+def test_why_not(registered, empty_scene):
+    scene = empty_scene
+    props = properties.get(scene)
+    assert "no object chosen" in modal.why_not(scene)
+    assert not bpy.ops.sge.optimize_to_targets.poll()
+    with pytest.raises(RuntimeError, match="No object chosen"):
+        bpy.ops.sge.optimize_to_targets()
+
+    bpy.ops.mesh.primitive_cube_add(calc_uvs=False)
+    cube = bpy.context.active_object
+    props.source = cube
+    assert "no UV map" in modal.why_not(scene)
+
+    bpy.ops.mesh.primitive_uv_sphere_add()
+    sphere = bpy.context.active_object
+    from sge_optimizer.addon import scene_setup
+
+    sphere.data.materials.append(scene_setup.textured_material(
+        "M", scene_setup.new_image("Tex", np.ones((8, 8, 4), np.float32))))
+    props.source = sphere
+    assert "no camera collection" in modal.why_not(scene)
+    empty = bpy.data.collections.new("Empty")
+    scene.collection.children.link(empty)
+    props.cameras = empty
+    assert "has no cameras" in modal.why_not(scene)
+
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    empty.objects.link(cam)
+    assert "camera 'Cam' has no background image" in modal.why_not(scene)
+    assert not bpy.ops.sge.optimize_to_targets.poll()
+
+    cam.data.background_images.new().image = bpy.data.images["Tex"]
+    assert modal.why_not(scene) is None
+    assert bpy.ops.sge.optimize_to_targets.poll()
+    for reason in (modal.why_not(scene),):
+        assert reason is None or "\n" not in reason
+
+
+# The modal path, tick by tick -----------------------------------------------------
+def test_modal_ticks_stay_within_budget(scene):
+    budget = 0.03
+    properties.get(scene).steps = 120
+    before = state()
+    driver = modal.ModalDriver(modal.make_run(scene), budget_s=budget)
+    driver.start()
+    assert modal.active_driver is driver
+    results, intermediate = [], []
+    while True:
+        result = driver.tick()
+        results.append(result)
+        if result != modal.RUNNING:
+            break
+        intermediate.append(driver.run.step)
+        if len(intermediate) == 1:
+            assert_changed(state(), before)  # write_back each tick: the viewport sees progress
+        line = modal.status_line(driver.progress())
+        assert f"/{120}" in line and "loss" in line and "ETA" in line
+    assert results[-1] == modal.FINISHED and driver.run.step == 120
+    assert len(results) >= 3, "expected several ticks"
+    assert intermediate == sorted(intermediate)
+    assert modal.active_driver is None
+    # Each tick: at most one step past its budget (plus the write-back/readback).
+    step_times = [t / n for t, n in zip(driver.tick_times, driver.steps_per_tick) if n]
+    one_step = max(statistics.median(step_times), 0.001)
+    slack = 0.02
+    for t in driver.tick_times[:-1]:
+        assert t < budget + one_step + slack, (t, one_step, driver.tick_times)
+    assert driver.summary["mean_psnr_after"] > driver.summary["mean_psnr_before"]
+
+
+def test_stop_after_k_steps_equals_k_step_run(scene):
+    k = 5
+    original = state()
+    driver = modal.ModalDriver(modal.make_run(scene), budget_s=None, max_steps_per_tick=1)
+    driver.start()
+    for _ in range(k):
+        assert driver.tick() == modal.RUNNING
+    driver.request_stop()  # what ESC, right-click and the Stop button do
+    assert driver.tick() == modal.FINISHED
+    assert driver.summary["stopped"] and driver.summary["steps"] == k
+    stopped = state()
+    assert_changed(stopped, original)
+
+    driver.run.abort()  # back to the original
+    assert_same(state(), original)
+    modal.run_blocking(scene, steps=k)
+    assert_same(state(), stopped)
+
+
+def test_stop_operator_requests_stop(scene):
+    driver = modal.ModalDriver(modal.make_run(scene), budget_s=None, max_steps_per_tick=1)
+    driver.start()
+    assert not bpy.ops.sge.optimize_to_targets.poll()  # one run at a time
+    assert "already running" in modal.why_not(scene)
+    assert bpy.ops.sge.stop() == {"FINISHED"}
+    assert driver.tick() == modal.FINISHED and driver.summary["steps"] == 0
+    assert not bpy.ops.sge.stop.poll()
+
+
+def test_error_during_modal_run_restores_scene(scene):
+    original = state()
+    driver = modal.ModalDriver(modal.make_run(scene), budget_s=None, max_steps_per_tick=2)
+    driver.start()
+    assert driver.tick() == modal.RUNNING
+    assert_changed(state(), original)
+
+    def broken_step():
+        raise RuntimeError("simulated GPU failure")
+
+    driver.run.engine.step = broken_step
+    assert driver.tick() == modal.CANCELLED
+    assert "simulated GPU failure" in driver.error
+    assert_same(state(), original)
+    assert modal.active_driver is None
+
+
+# Undo ---------------------------------------------------------------------------------
+def test_undo_restores_vertices_and_pixels_exactly(scene):
+    original = state()
+    bpy.ops.ed.undo_push(message="Before SGE")
+    # The third positional argument asks for an undo push, as the UI does.
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    result = state()
+    assert_changed(result, original)
+
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert_same(state(), original)
+    assert bpy.ops.ed.redo() == {"FINISHED"}
+    assert_same(state(), result)
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert_same(state(), original)
+
+
+def test_global_undo_alone_misses_image_pixels(scene):
+    """Why image_undo exists: without its handler, undo keeps the pixels."""
+    original = state()
+    bpy.ops.ed.undo_push(message="Before SGE")
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    image_undo.unregister_handlers()
+    try:
+        bpy.ops.ed.undo()
+        co, px = state()
+        assert np.array_equal(co, original[0])
+        assert not np.array_equal(px, original[1])
+    finally:
+        image_undo.register_handlers()
+
+
+# Panel and overlay --------------------------------------------------------------------
+def popup_layout():
+    """A real UILayout outside any region: the layout of a popup menu that is
+    begun but never shown (ending it needs a drawable window)."""
+    popup = bpy.context.window_manager.popmenu_begin__internal("SGE test", icon="NONE")
+    return popup.layout
+
+
+def draw_panel_for_real():
+    panel_self = SimpleNamespace(layout=popup_layout())
+    panels.VIEW3D_PT_sge_optimizer.draw(panel_self, bpy.context)
+
+
+def test_panel_draws_in_every_state(scene):
+    draw_panel_for_real()  # ready
+    properties.get(scene).optimize_positions = properties.get(scene).optimize_texture = False
+    draw_panel_for_real()  # with a reason line
+    properties.get(scene).optimize_positions = properties.get(scene).optimize_texture = True
+    bpy.ops.sge.optimize_to_targets()
+    properties.get(scene).overlay = "DIFFERENCE"
+    draw_panel_for_real()  # after a run
+    driver = modal.ModalDriver(modal.make_run(scene), budget_s=None, max_steps_per_tick=3)
+    driver.start()
+    driver.tick()
+    draw_panel_for_real()  # while running
+    driver.request_stop()
+    driver.tick()
+    assert panels.VIEW3D_PT_sge_optimizer.bl_category == "SGE"
+
+
+def test_sparkline():
+    assert modal.sparkline([]) == ""
+    line = modal.sparkline([1.0, 0.1, 0.01, 0.001])
+    assert line == "\u2588\u2586\u2583\u2581"
+    assert len(modal.sparkline(list(np.geomspace(1, 1e-3, 500)), width=20)) == 20
+
+
+def test_overlay_draw_callback_without_run_does_not_crash(registered, empty_scene):
+    overlay.clear()
+    for mode in ("OFF", "TARGET", "RENDER", "DIFFERENCE"):
+        properties.get(empty_scene).overlay = mode
+        overlay.draw_callback()
+    assert not overlay._warned
+
+
+def test_overlay_shader_draws_target_render_difference(scene):
+    bpy.ops.sge.optimize_to_targets()
+    cam = properties.get(scene).cameras.objects[0].name
+    assert overlay.has_data(cam)
+    size = 32
+    target = np.zeros((size, size, 4), np.float32)
+    target[..., 0] = target[..., 3] = 1.0  # opaque red
+    render = np.zeros((size, size, 4), np.float32)
+    render[..., 0], render[..., 1], render[..., 3] = 0.75, 0.25, 1.0
+    t_tex, r_tex = overlay.make_texture(target), overlay.make_texture(render)
+    offscreen = gpu.types.GPUOffScreen(size, size)
+    expected = {"TARGET": (1, 0, 0), "RENDER": (0.75, 0.25, 0),
+                "DIFFERENCE": (min(0.25 * overlay.DIFFERENCE_GAIN, 1), min(0.25 * overlay.DIFFERENCE_GAIN, 1), 0)}
+    from mathutils import Matrix
+
+    for mode, rgb in expected.items():
+        with offscreen.bind():
+            fb = gpu.state.active_framebuffer_get()
+            fb.clear(color=(0, 0, 0, 0))
+            # Quad covering the left half, in NDC.
+            overlay.draw_quad(((-1, -1), (0, -1), (0, 1), (-1, 1)), t_tex, r_tex, mode, Matrix.Identity(4))
+            pixels = np.asarray(fb.read_color(0, 0, size, size, 4, 0, "FLOAT").to_list(), np.float32)
+        pixels = pixels.reshape(size, size, 4)
+        assert np.allclose(pixels[size // 2, size // 4, :3], rgb, atol=0.02), (mode, pixels[size // 2, size // 4])
+        assert np.allclose(pixels[size // 2, 3 * size // 4], 0, atol=1e-6)  # right half untouched
+    offscreen.free()
