@@ -59,6 +59,8 @@ class BlenderGPUBackend:
 
     def __init__(self):
         self._shaders = {}
+        self._last_target = None
+        self._probe = GPUTexture((1, 1), format="R32F")
 
     # Textures -----------------------------------------------------------------
     def texture(self, width, height, fmt, data=None):
@@ -166,13 +168,18 @@ class BlenderGPUBackend:
             gpu.state.face_culling_set("NONE")
             self._bind(spec, shader, {}, samplers, constants)
             batch.draw(shader)
+            self._last_target = target
             gpu.state.depth_test_set("NONE")
             gpu.state.depth_mask_set(False)
 
     def finish(self):
-        # A one-texel readback waits for all submitted work.
-        probe = GPUTexture((1, 1), format="R32F")
-        probe.read()
+        # Draws can be deferred (llvmpipe bins them until a flush): reading one
+        # pixel of the last drawn target waits for them; compute results are
+        # waited for by a one-texel texture read.
+        if self._last_target is not None:
+            with self._last_target.framebuffer.bind():
+                self._last_target.framebuffer.read_color(0, 0, 1, 1, 4, 0, "FLOAT")
+        self._probe.read()
 
 
 def _groups(width, height, spec):

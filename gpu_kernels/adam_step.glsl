@@ -18,10 +18,19 @@ void main()
     return;
   }
   int n = imageLoad(count, p).x;
-  imageStore(count, p, ivec4(0));
+  bool full_image = (flags & ADAM_FULL_IMAGE) != 0;
+  bool regularized = (flags & ADAM_REGULARIZER) != 0;
+  // Untouched (count 0) means nothing was accumulated either: leave at once,
+  // so the cost of a step follows the touched parameters, not all of them.
+  if (n == 0 && !full_image && !regularized) {
+    return;
+  }
+  if (n != 0) {
+    imageStore(count, p, ivec4(0));
+  }
   vec3 g = vec3(0.0);
   for (int c = 0; c < 3; c++) {
-    if ((flags & ADAM_FULL_IMAGE) != 0) {
+    if (full_image) {
       for (int j = 0; j < substeps; j++) {
         float total = fixed_value(imageLoad(global_acc, ivec2(j, 0)).x,
                                   imageLoad(global_acc, ivec2(j, 1)).x);
@@ -36,12 +45,12 @@ void main()
       imageStore(grad, q_hi, ivec4(0));
     }
   }
-  bool touched = ((flags & ADAM_FULL_IMAGE) != 0) || n > 0;
+  bool touched = full_image || n > 0;
   if ((flags & ADAM_PER_COUNT) != 0 && n > 0) {
     g /= float(n);
   }
   g *= grad_scale;
-  if ((flags & ADAM_REGULARIZER) != 0) {
+  if (regularized) {
     g += reg_weight * texelFetch(regularizer_grad, p, 0).xyz;
     touched = true;
   }

@@ -1,0 +1,174 @@
+"""Benchmark: per-step time split into passes, against one forward render.
+
+    bash tools/dev.sh python tools/bench.py [--quick] [--repeats N]
+
+Prints one table per sweep (a benchmark, not a test):
+  paper     the paper's mesh + albedo case (~3K triangles, 1024^2 texture)
+  texture   the same mesh, textures 128^2 .. 2048^2, fixed resolution
+  pixels    resolutions 128^2 .. 1024^2, fixed texture
+
+Columns: pass times are medians with a synchronisation before and after each
+pass (the `sync` column is what one synchronisation costs on its own);
+`step` is the median unsynchronised step (P, R+, R-, G, Adam back to back,
+timed over a run of steps with one sync at the end); `fwd` one forward render;
+`ratio` = step / fwd (the paper's floor is 2.0); `wb` reading the parameters
+back and writing them into a Blender mesh and image (paid once per write-back,
+not per step).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bootstrap  # noqa: E402
+
+_bootstrap.load_package()
+
+import bpy  # noqa: E402
+import numpy as np  # noqa: E402
+
+from sge_optimizer.addon.gpu_backend import BlenderGPUBackend  # noqa: E402
+from sge_optimizer.addon.gpu_context import ensure_gpu  # noqa: E402
+from sge_optimizer.engine import Engine, SceneArrays, Settings, View  # noqa: E402
+from sge_optimizer.engine import synthetic  # noqa: E402
+
+PASSES = ("P", "R+", "R-", "G", "Laplacian", "Adam")
+
+
+def paper_mesh():
+    """A UV sphere close to the paper's 3072 triangles / 1748 vertices."""
+    return synthetic.uv_sphere(segments=64, rings=25)
+
+
+def make_engine(backend, mesh, tex_size, res, views=8):
+    cams = synthetic.orbit_cameras(views)
+    truth = synthetic.checker_texture(tex_size)
+    grey = np.full_like(truth, 0.5)
+    grey[..., 3] = 1
+    vs = [View(f"v{i}", c, np.zeros((res, res, 4), np.float32)) for i, c in enumerate(cams)]
+    ref = Engine(backend, SceneArrays(mesh, truth, vs), Settings(optimize_positions=False))
+    for i, v in enumerate(vs):
+        v.target = ref.render(i)["color"]
+    del ref
+    return Engine(backend, SceneArrays(mesh, grey, vs), Settings(steps=10**6, views_per_step=1))
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def sync_cost(backend, n=20):
+    backend.finish()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        backend.finish()
+        times.append(time.perf_counter() - t)
+    return median(times)
+
+
+def write_back_time(engine, repeats=3):
+    """Read the parameters back and write them into a Blender mesh and image."""
+    mesh = bpy.data.meshes.new("bench")
+    mesh.vertices.add(engine.vertex_count)
+    tw, th = engine.texture_size
+    image = bpy.data.images.new("bench", tw, th, alpha=True, float_buffer=True)
+    times = []
+    for _ in range(repeats):
+        engine.backend.finish()
+        t = time.perf_counter()
+        mesh.vertices.foreach_set("co", engine.positions().ravel())
+        mesh.update()
+        image.pixels.foreach_set(engine.texture().ravel())
+        image.update()
+        times.append(time.perf_counter() - t)
+    bpy.data.meshes.remove(mesh)
+    bpy.data.images.remove(image)
+    return median(times)
+
+
+def measure(backend, mesh, tex_size, res, repeats):
+    engine = make_engine(backend, mesh, tex_size, res)
+    for _ in range(3):  # warm-up: shader compilation, first-touch allocation
+        engine.step()
+    # Per-pass, synchronised.
+    engine.timings = {}
+    for _ in range(repeats):
+        engine.step()
+    per_pass = {name: median(engine.timings.get(name, [])) for name in PASSES}
+    engine.timings = None
+    # Whole steps, unsynchronised, one sync per run of steps.
+    step_times = []
+    for _ in range(repeats):
+        backend.finish()
+        t = time.perf_counter()
+        for _ in range(4):
+            engine.step()
+        backend.finish()
+        step_times.append((time.perf_counter() - t) / 4)
+    # One forward render.
+    fwd = []
+    for _ in range(repeats):
+        backend.finish()
+        t = time.perf_counter()
+        engine.rasterize(engine.render_plus, engine.positions_group.theta, engine.texture_group.theta, 0)
+        backend.finish()
+        fwd.append(time.perf_counter() - t)
+    return {"params": engine.parameter_count, "tris": len(mesh.triangles), "res": res,
+            "tex": tex_size, "repeats": repeats, **per_pass,
+            "step": median(step_times), "step_min": min(step_times), "fwd": median(fwd),
+            "fwd_min": min(fwd), "wb": write_back_time(engine)}
+
+
+def print_table(title, rows, sync):
+    print(f"\n## {title}  (ms; sync alone = {sync * 1e3:.3f} ms)")
+    cols = ["params", "tris", "tex", "res", "rep"] + list(PASSES) + ["step", "step min", "fwd", "fwd min",
+                                                                       "ratio", "wb"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        cells = [f"{r['params']:,}", str(r["tris"]), f"{r['tex']}²", f"{r['res']}²", str(r["repeats"])]
+        cells += [f"{r[p] * 1e3:.2f}" if r[p] == r[p] else "-" for p in PASSES]
+        cells += [f"{r['step'] * 1e3:.2f}", f"{r['step_min'] * 1e3:.2f}", f"{r['fwd'] * 1e3:.2f}",
+                  f"{r['fwd_min'] * 1e3:.2f}", f"{r['step'] / r['fwd']:.2f}", f"{r['wb'] * 1e3:.1f}"]
+        print("| " + " | ".join(cells) + " |")
+    sys.stdout.flush()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--quick", action="store_true", help="smaller sweeps (for a smoke run)")
+    p.add_argument("--only", choices=("paper", "texture", "pixels"), action="append")
+    args = p.parse_args(argv)
+    ensure_gpu()
+    import gpu
+
+    backend = BlenderGPUBackend()
+    mesh = paper_mesh()
+    print(f"# SGE Optimizer benchmark on {gpu.platform.renderer_get()} ({gpu.platform.backend_type_get()}), "
+          f"Blender {bpy.app.version_string}")
+    print(f"mesh: {len(mesh.triangles)} triangles, {len(mesh.positions)} vertices")
+    sync = sync_cost(backend)
+    sweeps = args.only or ["paper", "texture", "pixels"]
+    if "paper" in sweeps:
+        res = 256 if args.quick else 512
+        print_table(f"paper case: 1024² albedo + vertices at {res}²",
+                    [measure(backend, mesh, 1024, res, args.repeats)], sync)
+    if "texture" in sweeps:
+        sizes = (128, 512) if args.quick else (128, 256, 512, 1024, 1152, 2048)
+        res = 256
+        print_table(f"texture sweep at {res}² (cost against parameters)",
+                    [measure(backend, mesh, s, res, args.repeats) for s in sizes], sync)
+    if "pixels" in sweeps:
+        resolutions = (128, 256) if args.quick else (128, 256, 512, 1024)
+        print_table("resolution sweep with a 256² texture (cost against pixels)",
+                    [measure(backend, mesh, 256, r, args.repeats) for r in resolutions], sync)
+
+
+if __name__ == "__main__":
+    main(sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else None)
