@@ -68,7 +68,7 @@ class SGE_OT_optimize_to_targets(bpy.types.Operator):
         driver = self._driver
         if event.type in {"ESC", "RIGHTMOUSE"} and event.value == "PRESS":
             driver.request_stop()
-        elif event.type != "TIMER" or event.timer is not self._timer:
+        elif event.type != "TIMER":
             return {"PASS_THROUGH"}
         state = driver.tick()
         if state == modal.RUNNING:
