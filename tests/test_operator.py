@@ -166,7 +166,7 @@ def test_modal_ticks_stay_within_budget(scene):
     # Each tick: at most one step past its budget (plus the write-back/readback).
     step_times = [t / n for t, n in zip(driver.tick_times, driver.steps_per_tick) if n]
     one_step = max(statistics.median(step_times), 0.001)
-    slack = 0.02
+    slack = 0.025  # write-back + loss readback, scheduler noise
     for t in driver.tick_times[:-1]:
         assert t < budget + one_step + slack, (t, one_step, driver.tick_times)
     assert driver.summary["mean_psnr_after"] > driver.summary["mean_psnr_before"]
