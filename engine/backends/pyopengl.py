@@ -530,7 +530,7 @@ class PyOpenGLBackend:
     # GPU timings --------------------------------------------------------------
     def _timestamp(self):
         GL = self.GL
-        query = int(GL.glGenQueries(1))
+        query = int(np.ravel(GL.glGenQueries(1))[0])
         GL.glQueryCounter(query, GL.GL_TIMESTAMP)
         return query
 
