@@ -171,6 +171,20 @@ def test_blender_backend_still_works_after_ours(backend, gl):
     np.testing.assert_array_equal(backend.read(tex), data)
 
 
+@pytest.mark.parametrize("platform", ["device", "surfaceless"])
+def test_each_egl_platform_runs_the_kernels(gl, platform):
+    from sge_optimizer.engine.backends.pyopengl import PyOpenGLBackend
+
+    other = PyOpenGLBackend(platform=platform)
+    assert other.platform.startswith("EGL device" if platform == "device" else "Mesa surfaceless")
+    engines = [small_engine(b) for b in (gl, other)]
+    for e in engines:
+        e.perturb(substep=2)
+    np.testing.assert_array_equal(gl.read(engines[0].texture_group.plus),
+                                  other.read(engines[1].texture_group.plus))
+    np.testing.assert_array_equal(engines[0].render(0)["id"], engines[1].render(0)["id"])
+
+
 def test_gpu_timings(gl):
     gl.reset_timings()
     gl.timing = True

@@ -33,10 +33,12 @@ def main(argv=None) -> int:
     parser.add_argument("--views", type=int, default=6)
     parser.add_argument("--texture", type=int, default=16, help="texture size")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--platform", choices=("auto", "device", "surfaceless"), default="auto",
+                        help="EGL platform (auto: a hardware EGL device if any, else Mesa surfaceless)")
     args = parser.parse_args(argv)
 
-    backend = PyOpenGLBackend()
-    print(f"backend: {backend.name}, {backend.renderer}, OpenGL {backend.version}")
+    backend = PyOpenGLBackend(platform=args.platform)
+    print(f"backend: {backend.name} on {backend.platform}: {backend.renderer}, OpenGL {backend.version}")
     mesh = synthetic.uv_sphere(24, 12)
     cameras = synthetic.orbit_cameras(args.views)
     w = h = args.size

@@ -1,7 +1,12 @@
 """The engine's backend on plain OpenGL 4.5 through PyOpenGL, without Blender.
 
-A headless context: EGL on Mesa's surfaceless platform (no display, no
-window), OpenGL 4.5 core (4.3 is enough: compute shaders, image load/store).
+A headless context, OpenGL 4.5 core (4.3 is enough: compute shaders, image
+load/store), made current with no surface. `platform="auto"` (default) uses
+a hardware EGL device (EGL_EXT_platform_device) if one is enumerated, else
+Mesa's surfaceless platform (EGL_PLATFORM_SURFACELESS_MESA: llvmpipe on a
+machine without a GPU); "surfaceless" and "device" force one (a forced
+"device" accepts Mesa's software device too). `backend.platform` says which
+was used. Only Mesa llvmpipe has been tested (both platforms).
 The kernels are the `gpu_kernels` specs, compiled from the same GLSL bodies
 as in Blender; only the declarations that Blender's `GPUShaderCreateInfo`
 would generate are generated here (`glsl_declarations`). It never imports
@@ -133,6 +138,7 @@ def _load_gl():
 
 
 _EGL_PLATFORM_SURFACELESS_MESA = 0x31DD
+_EGL_PLATFORM_DEVICE_EXT = 0x313F
 
 
 class _Texture:
@@ -174,7 +180,7 @@ class _RenderTarget:
 class PyOpenGLBackend:
     name = "pyopengl"
 
-    def __init__(self, timing: bool = False):
+    def __init__(self, timing: bool = False, platform: str = "auto"):
         self.GL, self.EGL = _load_gl()
         self.timing = timing
         self._timings = {}
@@ -183,7 +189,7 @@ class PyOpenGLBackend:
         self._programs = {}
         self._depth = 0
         self._saved = None
-        self._create_context()
+        self._create_context(platform)
         with self._current():
             GL = self.GL
             self.version = GL.glGetString(GL.GL_VERSION).decode()
@@ -192,24 +198,60 @@ class PyOpenGLBackend:
             GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 1)
 
     # Context ------------------------------------------------------------------
-    def _create_context(self):
+    def _displays(self, platform):
+        """Candidate EGL displays, best first: (description, display)."""
         EGL = self.EGL
-        display = EGL.eglGetPlatformDisplayEXT(_EGL_PLATFORM_SURFACELESS_MESA,
-                                               EGL.EGL_DEFAULT_DISPLAY, None)
+        devices = []
+        if platform in ("auto", "device"):
+            try:
+                from OpenGL.EGL.EXT.device_enumeration import eglQueryDevicesEXT
+                from OpenGL.EGL.EXT.device_query import eglQueryDeviceStringEXT
+
+                found = (EGL.EGLDeviceEXT * 16)()
+                count = EGL.EGLint()
+                if eglQueryDevicesEXT(16, found, ctypes.pointer(count)):
+                    for i in range(count.value):
+                        extensions = eglQueryDeviceStringEXT(found[i], EGL.EGL_EXTENSIONS) or b""
+                        software = b"EGL_MESA_device_software" in extensions
+                        if platform == "device" or not software:
+                            devices.append((software, i, found[i]))
+            except Exception:  # no device enumeration: surfaceless only
+                devices = []
+        for software, i, device in sorted(devices, key=lambda d: d[:2]):
+            yield f"EGL device {i}", lambda device=device: EGL.eglGetPlatformDisplayEXT(
+                _EGL_PLATFORM_DEVICE_EXT, device, None)
+        if platform in ("auto", "surfaceless"):
+            yield "Mesa surfaceless", lambda: EGL.eglGetPlatformDisplayEXT(
+                _EGL_PLATFORM_SURFACELESS_MESA, EGL.EGL_DEFAULT_DISPLAY, None)
+
+    def _create_context(self, platform):
+        if platform not in ("auto", "device", "surfaceless"):
+            raise ValueError(f"platform must be 'auto', 'device' or 'surfaceless', got {platform!r}")
+        errors = []
+        for description, get_display in self._displays(platform):
+            try:
+                self._display, self._context = self._context_on(get_display())
+                self.platform = description
+                return
+            except Exception as exc:  # try the next display
+                errors.append(f"{description}: {exc}")
+        raise RuntimeError("EGL: no OpenGL 4.3+ core context; " + ("; ".join(errors) or "no display"))
+
+    def _context_on(self, display):
+        EGL = self.EGL
         if not display:
-            raise RuntimeError("EGL: no surfaceless Mesa display (eglGetPlatformDisplayEXT)")
+            raise RuntimeError("no display")
         major, minor = EGL.EGLint(), EGL.EGLint()
         if not EGL.eglInitialize(display, ctypes.pointer(major), ctypes.pointer(minor)):
-            raise RuntimeError("EGL: eglInitialize failed")
+            raise RuntimeError("eglInitialize failed")
         if not EGL.eglBindAPI(EGL.EGL_OPENGL_API):
-            raise RuntimeError("EGL: no desktop OpenGL API")
+            raise RuntimeError("no desktop OpenGL API")
         config, count = EGL.EGLConfig(), EGL.EGLint()
         attrs = (EGL.EGLint * 5)(EGL.EGL_RENDERABLE_TYPE, EGL.EGL_OPENGL_BIT,
                                  EGL.EGL_SURFACE_TYPE, 0, EGL.EGL_NONE)
         if not EGL.eglChooseConfig(display, attrs, ctypes.pointer(config), 1,
                                    ctypes.pointer(count)) or count.value < 1:
-            raise RuntimeError("EGL: no OpenGL config")
-        context = None
+            raise RuntimeError("no OpenGL config")
         for minor_version in (5, 4, 3):
             ctx_attrs = (EGL.EGLint * 7)(
                 EGL.EGL_CONTEXT_MAJOR_VERSION, 4, EGL.EGL_CONTEXT_MINOR_VERSION, minor_version,
@@ -217,10 +259,8 @@ class PyOpenGLBackend:
                 EGL.EGL_NONE)
             context = EGL.eglCreateContext(display, config, EGL.EGL_NO_CONTEXT, ctx_attrs)
             if context:
-                break
-        if not context:
-            raise RuntimeError("EGL: cannot create an OpenGL 4.3+ core context")
-        self._display, self._context = display, context
+                return display, context
+        raise RuntimeError("cannot create an OpenGL 4.3+ core context")
 
     def _is_current(self) -> bool:
         current = self.EGL.eglGetCurrentContext()
