@@ -27,12 +27,13 @@ find_python() {
   return 1
 }
 
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import bpy, numpy, pytest" >/dev/null 2>&1; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import bpy, numpy, pytest, OpenGL" >/dev/null 2>&1; then
   PY="$(find_python)"
   echo "setting up $VENV with $BPY (Python $PYVER); the bpy wheel is ~400 MB" >&2
   "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q "$BPY" numpy pytest
+  # PyOpenGL: only for the Blender-free backend and its tests, never needed inside Blender.
+  "$VENV/bin/python" -m pip install -q "$BPY" numpy pytest PyOpenGL
 fi
 
 # Mesa's EGL prints harmless EGL_BAD_MATCH lines on start; the GPU is llvmpipe when there is none.
