@@ -211,3 +211,42 @@ def test_standalone_tool_runs_without_bpy():
     before = float(lines["before"].split()[0])
     after = float(lines["after"].split()[0])
     assert after > before + 5.0, proc.stdout
+
+
+def test_dropped_objects_are_deleted(gl):
+    import gc
+
+    tex = gl.texture(4, 4, "R32F")
+    target = gl.render_target(4, 4)
+    ids = (tex.id, target.color.id, target.framebuffer)
+    del tex, target
+    gc.collect()
+    gl.finish()  # any call collects the garbage
+    with gl._current():
+        assert not gl.GL.glIsTexture(ids[0]) and not gl.GL.glIsTexture(ids[1])
+        assert not gl.GL.glIsFramebuffer(ids[2])
+
+
+def test_unknown_bindings_are_errors(gl):
+    tex = gl.texture(8, 8, "RGBA32F")
+    with pytest.raises(KeyError):
+        gl.dispatch(K.PERTURB, (1, 1, 1), images={"nope": tex}, samplers={}, constants={})
+    with pytest.raises(KeyError):
+        gl.dispatch(K.PERTURB, (1, 1, 1), images={}, samplers={}, constants={"nope": 1})
+
+
+def test_pyopengl_is_optional():
+    """Importing the module needs no PyOpenGL; creating a backend says what to install."""
+    code = (
+        "import sys; sys.modules['OpenGL'] = None\n"
+        f"sys.path.insert(0, {str(ROOT / 'tools')!r})\n"
+        "import _bootstrap; _bootstrap.load_package()\n"
+        "from sge_optimizer.engine.backends import pyopengl\n"
+        "from sge_optimizer import gpu_kernels as K\n"
+        "assert pyopengl.glsl_source(K.RASTERIZE, 'fragment')\n"
+        "try:\n    pyopengl.PyOpenGLBackend()\n"
+        "except ImportError as exc:\n    print(exc)\n"
+        "assert 'bpy' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "pip install PyOpenGL" in proc.stdout

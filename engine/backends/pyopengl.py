@@ -47,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import weakref
 
 import numpy as np
 
@@ -165,6 +166,7 @@ class _RenderTarget:
         self.uv = backend._new_texture(width, height, "RGBA32F")
         self.depth = backend._new_texture(width, height, "DEPTH_COMPONENT32F")
         self.framebuffer = int(GL.glGenFramebuffers(1))
+        weakref.finalize(self, backend._garbage.append, ("framebuffer", self.framebuffer)).atexit = False
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.framebuffer)
         for i, tex in enumerate((self.color, self.id, self.uv)):
             GL.glFramebufferTexture2D(GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0 + i,
@@ -188,6 +190,9 @@ class PyOpenGLBackend:
         self._open = []  # stack of (name, begin query) for begin_timer/end_timer
         self._programs = {}
         self._depth = 0
+        # GL objects of collected handles, deleted at the next call (GC may run
+        # while another context is current, so finalizers never call GL).
+        self._garbage = []
         self._saved = None
         self._create_context(platform)
         with self._current():
@@ -262,8 +267,9 @@ class PyOpenGLBackend:
                 return display, context
         raise RuntimeError("cannot create an OpenGL 4.3+ core context")
 
-    def _is_current(self) -> bool:
-        current = self.EGL.eglGetCurrentContext()
+    def _is_current(self, current=None) -> bool:
+        if current is None:
+            current = self.EGL.eglGetCurrentContext()
         return bool(current) and ctypes.cast(current, ctypes.c_void_p).value == \
             ctypes.cast(self._context, ctypes.c_void_p).value
 
@@ -273,14 +279,15 @@ class PyOpenGLBackend:
         if self._depth == 0:
             EGL = self.EGL
             previous = EGL.eglGetCurrentContext()
-            if previous and not self._is_current():
-                self._saved = (EGL.eglGetCurrentDisplay(), EGL.eglGetCurrentSurface(EGL.EGL_DRAW),
-                               EGL.eglGetCurrentSurface(EGL.EGL_READ), previous)
-            else:
-                self._saved = None
-            if not self._is_current() and not EGL.eglMakeCurrent(
-                    self._display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, self._context):
-                raise RuntimeError("EGL: eglMakeCurrent failed")
+            self._saved = None
+            if not self._is_current(previous):
+                if previous:
+                    self._saved = (EGL.eglGetCurrentDisplay(), EGL.eglGetCurrentSurface(EGL.EGL_DRAW),
+                                   EGL.eglGetCurrentSurface(EGL.EGL_READ), previous)
+                if not EGL.eglMakeCurrent(self._display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE,
+                                          self._context):
+                    raise RuntimeError("EGL: eglMakeCurrent failed")
+            self._collect_garbage()
         self._depth += 1
         try:
             yield
@@ -289,6 +296,19 @@ class PyOpenGLBackend:
             if self._depth == 0 and self._saved is not None:
                 self.EGL.eglMakeCurrent(*self._saved)
                 self._saved = None
+
+    def _collect_garbage(self):
+        GL = self.GL
+        while self._garbage:
+            kind, name = self._garbage.pop()
+            if kind == "texture":
+                GL.glDeleteTextures([name])
+            elif kind == "framebuffer":
+                GL.glDeleteFramebuffers(1, [name])
+            elif kind == "batch":
+                vao, buffers = name
+                GL.glDeleteVertexArrays(1, [vao])
+                GL.glDeleteBuffers(len(buffers), buffers)
 
     # Textures -----------------------------------------------------------------
     def _formats(self, fmt):
@@ -313,7 +333,9 @@ class PyOpenGLBackend:
         for param in (GL.GL_TEXTURE_WRAP_S, GL.GL_TEXTURE_WRAP_T):
             GL.glTexParameteri(GL.GL_TEXTURE_2D, param, GL.GL_CLAMP_TO_EDGE)
         GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
-        return _Texture(tex_id, width, height, fmt)
+        tex = _Texture(tex_id, width, height, fmt)
+        weakref.finalize(tex, self._garbage.append, ("texture", tex_id)).atexit = False
+        return tex
 
     def texture(self, width, height, fmt, data=None):
         if fmt not in _CHANNELS:
@@ -382,19 +404,11 @@ class PyOpenGLBackend:
         """
         with self._current():
             out = self._new_texture(texture.width, rows, "R32F")
-            try:
-                lx, ly, _ = K.FIXED_TO_FLOAT.local_size
-                self.dispatch(K.FIXED_TO_FLOAT, ((texture.width + lx - 1) // lx, (rows + ly - 1) // ly, 1),
-                              images={"accumulator": texture, "result": out}, samplers={},
-                              constants={"hi_offset": rows if fixed else 0})
-                return self.read(out)
-            finally:
-                self.GL.glDeleteTextures([out.id])
-
-    def release(self, texture):
-        """Free a texture now (otherwise it lives as long as the context)."""
-        with self._current():
-            self.GL.glDeleteTextures([texture.id])
+            lx, ly, _ = K.FIXED_TO_FLOAT.local_size
+            self.dispatch(K.FIXED_TO_FLOAT, ((texture.width + lx - 1) // lx, (rows + ly - 1) // ly, 1),
+                          images={"accumulator": texture, "result": out}, samplers={},
+                          constants={"hi_offset": rows if fixed else 0})
+            return self.read(out)
 
     # Kernels ------------------------------------------------------------------
     def _compile(self, spec):
@@ -521,7 +535,9 @@ class PyOpenGLBackend:
             GL.glEnableVertexAttribArray(1)
             GL.glBindVertexArray(0)
             GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
-        return _Batch(vao, buffers, len(index))
+        batch = _Batch(vao, buffers, len(index))
+        weakref.finalize(batch, self._garbage.append, ("batch", (vao, buffers))).atexit = False
+        return batch
 
     def render_target(self, width, height):
         with self._current():
