@@ -100,7 +100,7 @@ class BlenderGPUBackend:
         fixed=True: 64-bit fixed-point pairs (hi `rows` rows above lo).
         """
         out = GPUTexture((texture.width, rows), format="R32F")
-        self.dispatch(FIXED_TO_FLOAT, _groups(texture.width, rows, FIXED_TO_FLOAT),
+        self.dispatch(FIXED_TO_FLOAT, FIXED_TO_FLOAT.groups(texture.width, rows),
                       images={"accumulator": texture, "result": out}, samplers={},
                       constants={"hi_offset": rows if fixed else 0})
         return self.read(out)
@@ -180,8 +180,3 @@ class BlenderGPUBackend:
             with self._last_target.framebuffer.bind():
                 self._last_target.framebuffer.read_color(0, 0, 1, 1, 4, 0, "FLOAT")
         self._probe.read()
-
-
-def _groups(width, height, spec):
-    lx, ly, _ = spec.local_size
-    return ((width + lx - 1) // lx, (height + ly - 1) // ly, 1)

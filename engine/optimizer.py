@@ -18,11 +18,6 @@ SALT_TEXTURE = 2
 PARAM_WIDTH = 1024  # texels per row of vertex-indexed textures
 
 
-def groups_for(width: int, height: int, spec) -> tuple:
-    lx, ly, _ = spec.local_size
-    return ((width + lx - 1) // lx, (height + ly - 1) // ly, 1)
-
-
 def pack_rows(values: np.ndarray, width: int, channels: int = 4) -> np.ndarray:
     """(N, c) -> (rows, width, channels) float32, zero padded."""
     n = len(values)
@@ -150,7 +145,7 @@ class Engine:
             if not g.enabled:
                 continue
             self.backend.dispatch(
-                K.PERTURB, groups_for(g.width, g.rows, K.PERTURB),
+                K.PERTURB, K.PERTURB.groups(g.width, g.rows),
                 images={"theta_plus": g.plus, "theta_minus": g.minus},
                 samplers={"theta": g.theta},
                 constants={"seed": self.settings.seed, "substep": substep, "salt": g.salt,
@@ -164,15 +159,16 @@ class Engine:
 
     def accumulate_gradient(self, substep: int, slot: int, view_index: int) -> None:
         pos, tex, s = self.positions_group, self.texture_group, self.settings
-        flags = (K_FLAG_POSITIONS if pos.enabled else 0) | (K_FLAG_TEXTURE if tex.enabled else 0)
+        flags = (K.FLAG_POSITIONS if pos.enabled else 0) | (K.FLAG_TEXTURE if tex.enabled else 0)
         if s.estimator == "full_image":
-            flags |= K_FLAG_FULL_IMAGE
+            flags |= K.FLAG_FULL_IMAGE
         plus = self.backend.target_textures(self.render_plus)
         minus = self.backend.target_textures(self.render_minus)
-        # Disabled groups bind their theta as a harmless stand-in accumulator.
+        # A disabled group's accumulators are never written (its flag is off):
+        # bind any integer image in their place.
         dummy = self.loss_acc
         self.backend.dispatch(
-            K.ACCUMULATE_GRADIENT, groups_for(self.width, self.height, K.ACCUMULATE_GRADIENT),
+            K.ACCUMULATE_GRADIENT, K.ACCUMULATE_GRADIENT.groups(self.width, self.height),
             images={"grad_pos": pos.grad if pos.enabled else dummy,
                     "count_pos": pos.counts if pos.enabled else dummy,
                     "grad_tex": tex.grad if tex.enabled else dummy,
@@ -191,7 +187,7 @@ class Engine:
         g, b = self.positions_group, self.backend
         for source, result, transpose in ((g.theta, self.laplacian_delta, 0),
                                           (self.laplacian_delta, self.regularizer_grad, 1)):
-            b.dispatch(K.LAPLACIAN, groups_for(g.width, g.rows, K.LAPLACIAN),
+            b.dispatch(K.LAPLACIAN, K.LAPLACIAN.groups(g.width, g.rows),
                        images={"result": result},
                        samplers={"values": source, "adjacency_range": self.adjacency_range,
                                  "adjacency": self.adjacency},
@@ -205,18 +201,18 @@ class Engine:
         for g in (self.positions_group, self.texture_group):
             if not g.enabled:
                 continue
-            flags = 1 if g.clamp01 else 0
+            flags = K.ADAM_CLAMP01 if g.clamp01 else 0
             scale = 1.0 / (2.0 * g.eps * substeps * pixels)
             if s.estimator == "full_image":
-                flags |= 2
+                flags |= K.FLAG_FULL_IMAGE
             elif s.normalize == "count":
-                flags |= 8
+                flags |= K.ADAM_PER_COUNT
                 scale = 1.0 / (2.0 * g.eps)
             regularized = g is self.positions_group and self.use_regularizer
             if regularized:
-                flags |= 4
+                flags |= K.ADAM_REGULARIZER
             self.backend.dispatch(
-                K.ADAM_STEP, groups_for(g.width, g.rows, K.ADAM_STEP),
+                K.ADAM_STEP, K.ADAM_STEP.groups(g.width, g.rows),
                 images={"theta": g.theta, "moment1": g.moment1, "moment2": g.moment2,
                         "grad": g.grad, "count": g.counts, "global_acc": self.global_acc},
                 samplers={"regularizer_grad": self.regularizer_grad if regularized else g.theta},
@@ -319,6 +315,3 @@ def image_metrics(color: np.ndarray, target: np.ndarray, name: str = "") -> dict
 
 def psnr(mse: float) -> float:
     return float("inf") if mse <= 0 else float(-10.0 * math.log10(mse))
-
-
-K_FLAG_POSITIONS, K_FLAG_TEXTURE, K_FLAG_FULL_IMAGE = 1, 2, 4

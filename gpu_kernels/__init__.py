@@ -21,6 +21,14 @@ FIXED_SCALE = float(1 << 24)
 # Full-image estimator: one loss-difference sum per sub-step of an Adam step.
 MAX_VIEWS_PER_STEP = 64
 
+# Bit flags passed to the kernels; the same names are #defined in the GLSL.
+FLAG_POSITIONS = 1  # accumulate_gradient: charge vertices
+FLAG_TEXTURE = 2  # accumulate_gradient: charge texels
+FLAG_FULL_IMAGE = 4  # accumulate_gradient and adam_step: the full-image estimator
+ADAM_CLAMP01 = 8  # adam_step: clamp to [0, 1]
+ADAM_REGULARIZER = 16  # adam_step: add the smoothness gradient
+ADAM_PER_COUNT = 32  # adam_step: divide by the contribution count
+
 
 @dataclass(frozen=True)
 class Image:
@@ -54,6 +62,11 @@ class KernelSpec:
     fragment_outputs: tuple = ()  # (slot, type, name)
     defines: dict = field(default_factory=dict)
 
+    def groups(self, width: int, height: int) -> tuple:
+        """Work groups covering width x height invocations."""
+        lx, ly, _ = self.local_size
+        return ((width + lx - 1) // lx, (height + ly - 1) // ly, 1)
+
     @property
     def is_compute(self) -> bool:
         return not self.vertex_sources
@@ -78,7 +91,9 @@ def _img(slot, fmt, name, quals=("READ", "WRITE")):
 
 
 _COMMON = ("common.glsl",)
-_FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}"}
+_FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}",
+          **{name: globals()[name] for name in ("FLAG_POSITIONS", "FLAG_TEXTURE", "FLAG_FULL_IMAGE",
+                                                "ADAM_CLAMP01", "ADAM_REGULARIZER", "ADAM_PER_COUNT")}}
 
 PERTURB = KernelSpec(
     name="perturb",

@@ -1,10 +1,6 @@
 // Adam, one invocation per parameter texel (3 scalar parameters, RGB).
 // Reads and clears the accumulators; untouched parameters are skipped
 // (lazy Adam) so unseen texels and vertices keep their values and moments.
-#define ADAM_CLAMP01 1
-#define ADAM_FULL_IMAGE 2
-#define ADAM_REGULARIZER 4
-#define ADAM_PER_COUNT 8
 
 void main()
 {
@@ -18,7 +14,7 @@ void main()
     return;
   }
   int n = imageLoad(count, p).x;
-  bool full_image = (flags & ADAM_FULL_IMAGE) != 0;
+  bool full_image = (flags & FLAG_FULL_IMAGE) != 0;
   bool regularized = (flags & ADAM_REGULARIZER) != 0;
   // Untouched (count 0) means nothing was accumulated either: leave at once,
   // so the cost of a step follows the touched parameters, not all of them.

@@ -1,9 +1,7 @@
 // Shared by every kernel: the perturbation hash, fixed-point atomics and the
 // bilinear footprint. engine/reference.py mirrors each function in numpy.
 
-#define FLAG_POSITIONS 1
-#define FLAG_TEXTURE 2
-#define FLAG_FULL_IMAGE 4
+// FLAG_* and ADAM_* bit flags are #defined from gpu_kernels/__init__.py.
 
 uint pcg_hash(uint v)
 {

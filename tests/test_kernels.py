@@ -9,7 +9,7 @@ from sge_optimizer import gpu_kernels as K
 from sge_optimizer.engine import Engine, MeshArrays, SceneArrays, Settings, View
 from sge_optimizer.engine import reference as ref
 from sge_optimizer.engine import synthetic
-from sge_optimizer.engine.optimizer import groups_for, vertex_adjacency
+from sge_optimizer.engine.optimizer import vertex_adjacency
 
 W = H = 48
 
