@@ -20,7 +20,7 @@ from .gpu_backend import BlenderGPUBackend
 from .gpu_context import ensure_gpu
 from .scene_io import InputError
 
-__all__ = ["OptimizationRun", "optimize", "InputError", "Settings"]
+__all__ = ["OptimizationRun", "optimize", "run_to_end", "InputError", "Settings"]
 
 
 class OptimizationRun:
@@ -143,11 +143,10 @@ class OptimizationRun:
         }
 
 
-def optimize(obj, camera_collection, settings: Settings | None = None, resolution: int = 256,
-             progress=None, report_every: int = 25, scene=None) -> dict:
-    """Blocking run. `progress(dict)` is called every `report_every` steps.
-    On an error during the run the mesh and image are restored, then it re-raises."""
-    run = OptimizationRun(obj, camera_collection, settings or Settings(), resolution, scene)
+def run_to_end(run: OptimizationRun, progress=None, report_every: int = 25) -> dict:
+    """Start `run` and drive it to the end, blocking. `progress(dict)` is called
+    every `report_every` steps. On an error the mesh and image are restored,
+    then it re-raises."""
     try:
         run.start()
         while not run.advance(max_steps=report_every):
@@ -161,3 +160,10 @@ def optimize(obj, camera_collection, settings: Settings | None = None, resolutio
     except BaseException:
         run.abort()
         raise
+
+
+def optimize(obj, camera_collection, settings: Settings | None = None, resolution: int = 256,
+             progress=None, report_every: int = 25, scene=None) -> dict:
+    """Blocking run from Blender objects; see `run_to_end`."""
+    run = OptimizationRun(obj, camera_collection, settings or Settings(), resolution, scene)
+    return run_to_end(run, progress, report_every)

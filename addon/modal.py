@@ -7,7 +7,7 @@ import math
 import time
 
 from . import image_undo, overlay, properties, scene_io
-from .api import OptimizationRun
+from .api import OptimizationRun, run_to_end
 from .scene_io import InputError
 
 RUNNING, FINISHED, CANCELLED = "RUNNING_MODAL", "FINISHED", "CANCELLED"
@@ -64,15 +64,7 @@ def run_blocking(scene, **overrides) -> dict:
     """What the operator's execute() does: the whole run, then bookkeeping.
     On an error the scene is restored and the error re-raised."""
     run = make_run(scene, **overrides)
-    try:
-        run.start()
-        while not run.advance(max_steps=25):
-            run.sample_loss()
-        summary = run.finish()
-    except BaseException:
-        run.abort()
-        raise
-    return complete(run, summary)
+    return complete(run, run_to_end(run))
 
 
 def report_line(summary: dict) -> str:
