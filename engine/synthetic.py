@@ -33,12 +33,20 @@ def uv_sphere(segments: int = 24, rings: int = 12, radius: float = 1.0) -> MeshA
     return MeshArrays(pos, tris, uvs[corners])
 
 
+def camera_up(eye, centre=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """`up`, or +Y when the camera looks along `up`."""
+    f = np.asarray(centre, np.float64) - np.asarray(eye, np.float64)
+    up = np.asarray(up, np.float64)
+    if abs(np.dot(f / np.linalg.norm(f), up)) > 0.999:
+        return np.array([0.0, 1.0, 0.0])
+    return up
+
+
 def look_at(eye, centre=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    eye, centre, up = (np.asarray(x, np.float64) for x in (eye, centre, up))
+    up = camera_up(eye, centre, up)
+    eye, centre = (np.asarray(x, np.float64) for x in (eye, centre))
     f = centre - eye
     f /= np.linalg.norm(f)
-    if abs(np.dot(f, up)) > 0.999:
-        up = np.array([0.0, 1.0, 0.0])
     s = np.cross(f, up)
     s /= np.linalg.norm(s)
     u = np.cross(s, f)

@@ -1,0 +1,241 @@
+"""Side by side with Mitsuba 3: PSNR against wall-clock time on the same task.
+
+    bash tools/peers/setup_mitsuba.sh          # once: libLLVM 19 + .venv-peers (Mitsuba)
+    bash tools/dev.sh python tools/compare_mitsuba.py [--seconds 60] [--tasks texture joint]
+
+A benchmark, not a test. For each task it
+1. builds the task (a textured sphere seen by orbiting cameras; targets are
+   renders of the truth) and writes it to out/peers/<task>.npz;
+2. runs SGE Optimizer on it (Blender's `gpu` module), taking snapshots;
+3. runs Mitsuba 3 (`llvm_ad_rgb`, tools/peers/mitsuba_fit.py) on the same file in
+   a subprocess of its own (its LLVM must not share a process with Mesa's),
+   one after the other so neither competes for the cores;
+4. renders every snapshot of both with one evaluator (the SGE rasterizer, so
+   both are judged by the same pixels) and reports PSNR against time, and the
+   speed ratio at the best PSNR that Mitsuba reached within its budget.
+
+Snapshot read-back is excluded from both clocks. Results go to
+out/peers/results.json, and the plot to out/peers/psnr_time.png when
+.venv-peers has matplotlib.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bootstrap  # noqa: E402
+
+_bootstrap.load_package()
+
+import numpy as np  # noqa: E402
+
+from peers.scene_file import load_scene, save_scene  # noqa: E402
+from sge_optimizer.engine import Engine, MeshArrays, SceneArrays, Settings, View, synthetic  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "out" / "peers"
+PEER_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
+DISTANCE, FOV_X, NEAR, FAR = 3.5, 0.8, 0.1, 100.0
+
+
+def bumpy(mesh: MeshArrays, amount: float = 0.15) -> np.ndarray:
+    """The sphere's vertices pushed in and out by a smooth pattern."""
+    p = mesh.positions.astype(np.float64)
+    x, y, z = p.T
+    radius = 1.0 + amount * np.sin(3 * x) * np.sin(3 * y) * np.cos(2 * z)
+    return (p * radius[:, None]).astype(np.float32)
+
+
+def build_task(backend, kind: str, tex_size: int, res: int, views: int) -> dict:
+    """The fitting task: truth, start and targets, in the scene-file layout."""
+    mesh = synthetic.uv_sphere(segments=64, rings=25)  # 3072 triangles, the paper's size
+    truth_positions = bumpy(mesh) if kind == "joint" else mesh.positions
+    truth_texture = synthetic.checker_texture(tex_size, tiles=8)
+    eyes = synthetic.fibonacci_sphere(views, DISTANCE)
+    ups = np.array([synthetic.camera_up(e) for e in eyes])
+    proj = synthetic.perspective(FOV_X, 1.0, NEAR, FAR)
+    cams = [(proj @ synthetic.look_at(e, up=u)).astype(np.float32) for e, u in zip(eyes, ups)]
+    vs = [View(f"view{i}", c, np.zeros((res, res, 4), np.float32)) for i, c in enumerate(cams)]
+    truth = Engine(backend, SceneArrays(MeshArrays(truth_positions, mesh.triangles, mesh.corner_uvs),
+                                        truth_texture, vs), Settings(optimize_positions=False))
+    targets = np.stack([truth.render(i)["color"] for i in range(views)])
+    start = np.full_like(truth_texture, 0.5)
+    start[..., 3] = 1.0
+    return dict(positions_init=mesh.positions, triangles=mesh.triangles, corner_uvs=mesh.corner_uvs,
+                texture_init=start, targets=targets, eyes=eyes, centres=np.zeros_like(eyes), ups=ups,
+                fov_x=FOV_X, near=NEAR, far=FAR, truth_positions=truth_positions,
+                truth_texture=truth_texture)
+
+
+def scene_arrays(task: dict, positions=None, texture=None) -> SceneArrays:
+    proj = synthetic.perspective(task["fov_x"], 1.0, task["near"], task["far"])
+    views = [View(f"view{i}", (proj @ synthetic.look_at(e, c, u)).astype(np.float32), t)
+             for i, (e, c, u, t) in enumerate(zip(task["eyes"], task["centres"], task["ups"],
+                                                  task["targets"]))]
+    mesh = MeshArrays(task["positions_init"] if positions is None else positions,
+                      task["triangles"], task["corner_uvs"])
+    return SceneArrays(mesh, task["texture_init"] if texture is None else texture, views)
+
+
+def snapshot_steps(total_hint: int, count: int) -> set:
+    """Roughly geometric step numbers (always including 0)."""
+    steps = np.unique(np.round(np.geomspace(1, max(total_hint, 2), count)).astype(int))
+    return {0, *steps.tolist()}
+
+
+def run_sge(backend, task: dict, kind: str, seconds: float, snapshots: int) -> dict:
+    settings = Settings(optimize_positions=(kind == "joint"), optimize_texture=True, steps=10**6)
+    engine = Engine(backend, scene_arrays(task), settings)
+    engine.step()  # shader compilation happens here, as in Mitsuba's first iteration
+    backend.finish()
+    # Calibrate the snapshot schedule from the step rate.
+    t0 = time.perf_counter()
+    for _ in range(3):
+        engine.step()
+    backend.finish()
+    per_step = (time.perf_counter() - t0) / 3
+    engine = Engine(backend, scene_arrays(task), settings)
+    wanted = snapshot_steps(int(seconds / per_step), snapshots)
+    trace = {"times": [], "iterations": [], "textures": [], "positions": []}
+    elapsed, step = 0.0, 0
+    while True:
+        if step in wanted or elapsed >= seconds:
+            backend.finish()
+            trace["times"].append(elapsed)
+            trace["iterations"].append(step)
+            trace["textures"].append(engine.texture().astype(np.float16))
+            trace["positions"].append(engine.positions())
+            if elapsed >= seconds:
+                break
+        t = time.perf_counter()
+        engine.step()
+        backend.finish()
+        elapsed += time.perf_counter() - t
+        step += 1
+    print(f"  SGE: {step} steps in {elapsed:.1f} s ({1e3 * elapsed / max(step, 1):.1f} ms/step)")
+    return {k: np.asarray(v) for k, v in trace.items()}
+
+
+def run_mitsuba(task_path: Path, kind: str, seconds: float, snapshots: int) -> dict:
+    if not PEER_PYTHON.exists():
+        raise SystemExit("Mitsuba is not set up: run `bash tools/peers/setup_mitsuba.sh` first")
+    out = task_path.with_name(f"{task_path.stem}_mitsuba.npz")
+    cmd = [str(PEER_PYTHON), str(ROOT / "tools" / "peers" / "mitsuba_fit.py"), "--scene", str(task_path),
+           "--mode", kind, "--seconds", str(seconds), "--snapshots", str(snapshots), "--out", str(out)]
+    subprocess.run(cmd, check=True)
+    with np.load(out) as data:
+        trace = {k: data[k] for k in data.files}
+    return trace
+
+
+def evaluate(backend, task: dict, trace: dict) -> list:
+    """Mean PSNR over all views of each snapshot, rendered by the SGE rasterizer."""
+    values = []
+    for texture, positions in zip(trace["textures"], trace["positions"]):
+        engine = Engine(backend, scene_arrays(task, positions, texture.astype(np.float32)),
+                        Settings(optimize_positions=False))
+        values.append(float(np.mean([m["psnr"] for m in engine.evaluate()])))
+    return values
+
+
+def time_to_reach(times, psnrs, level: float) -> float | None:
+    """First time a trace reaches `level`, interpolated between snapshots."""
+    for i, (t, p) in enumerate(zip(times, psnrs)):
+        if p >= level:
+            if i == 0:
+                return float(t)
+            t0, p0 = times[i - 1], psnrs[i - 1]
+            return float(t0 + (t - t0) * (level - p0) / (p - p0))
+    return None
+
+
+def machine_line() -> str:
+    import gpu
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores; SGE on {gpu.platform.renderer_get()} "
+            f"({gpu.platform.backend_type_get()})")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", nargs="+", choices=("texture", "joint"), default=["texture", "joint"])
+    p.add_argument("--seconds", type=float, default=60.0, help="wall-clock budget of each system per task")
+    p.add_argument("--texture", type=int, default=512, help="texture width and height")
+    p.add_argument("--res", type=int, default=256, help="render width and height")
+    p.add_argument("--views", type=int, default=16)
+    p.add_argument("--snapshots", type=int, default=24)
+    p.add_argument("--export-only", action="store_true", help="write the task files and stop")
+    args = p.parse_args(argv)
+
+    from sge_optimizer.addon.gpu_backend import BlenderGPUBackend
+    from sge_optimizer.addon.gpu_context import ensure_gpu
+
+    ensure_gpu()
+    backend = BlenderGPUBackend()
+    OUT.mkdir(parents=True, exist_ok=True)
+    results = {"machine": machine_line(), "tasks": []}
+    print(f"# SGE Optimizer vs Mitsuba 3 on {results['machine']}")
+    for kind in args.tasks:
+        path = OUT / f"{kind}.npz"
+        save_scene(path, **build_task(backend, kind, args.texture, args.res, args.views))
+        print(f"wrote {path}")
+        if args.export_only:
+            continue
+        task = load_scene(path)
+        name = (f"{kind} fit: {len(task['triangles'])} triangles, {args.texture}² texture, "
+                f"{args.res}² pixels, {args.views} views")
+        print(f"\n## {name}, {args.seconds:g} s each")
+        traces = {"SGE Optimizer": run_sge(backend, task, kind, args.seconds, args.snapshots),
+                  "Mitsuba 3 llvm_ad_rgb": run_mitsuba(path, kind, args.seconds, args.snapshots)}
+        systems = []
+        for system, trace in traces.items():
+            psnrs = evaluate(backend, task, trace)
+            systems.append({"name": system, "times": trace["times"].tolist(), "psnr": psnrs,
+                            "iterations": trace["iterations"].tolist()})
+        results["tasks"].append({"name": name, "systems": systems})
+        report(systems)
+    if args.export_only:
+        return 0
+    (OUT / "results.json").write_text(json.dumps(results, indent=1))
+    if PEER_PYTHON.exists():
+        subprocess.run([str(PEER_PYTHON), str(ROOT / "tools" / "peers" / "plot_trace.py"),
+                        str(OUT / "results.json"), str(OUT / "psnr_time.png")], check=False)
+    return 0
+
+
+def report(systems: list) -> None:
+    ours, peer = systems
+    print("| system | time (s) | steps | PSNR (dB) |")
+    print("|---|---|---|---|")
+    for s in systems:
+        for t, n, q in zip(s["times"], s["iterations"], s["psnr"]):
+            print(f"| {s['name']} | {t:.2f} | {n} | {q:.2f} |")
+    level = max(peer["psnr"])
+    t_peer = time_to_reach(peer["times"], peer["psnr"], level)
+    t_ours = time_to_reach(ours["times"], ours["psnr"], level)
+    if t_ours is None:
+        print(f"\nMitsuba's best {level:.2f} dB at {t_peer:.1f} s; SGE did not reach it "
+              f"(best {max(ours['psnr']):.2f} dB)")
+    else:
+        print(f"\nMitsuba's best {level:.2f} dB at {t_peer:.1f} s; SGE reaches it at {t_ours:.1f} s: "
+              f"{t_peer / max(t_ours, 1e-9):.1f}x faster")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else None))
