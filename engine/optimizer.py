@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from .. import gpu_kernels as K
+from .reference import as_int32, perturbation_key
 from .scene import SceneArrays, Settings
 
 SALT_POSITIONS = 1
@@ -52,24 +53,32 @@ def pixel_world_size(scene: SceneArrays) -> float:
 
 
 class ParamGroup:
-    """One group of parameters (3 per texel: xyz or rgb) and its optimizer state."""
+    """One group of parameters (3 per texel: xyz or rgb) and its optimizer state.
+
+    `perturbed_copies`: P writes theta+ and theta- into textures of their own
+    (vertex positions); otherwise R perturbs texels as it fetches them.
+    """
 
     def __init__(self, backend, values: np.ndarray, count: int, salt: int, eps: float,
-                 lr: float, clamp01: bool, enabled: bool):
+                 lr: float, clamp01: bool, enabled: bool, perturbed_copies: bool):
         self.rows, self.width = values.shape[:2]
         self.count, self.salt, self.eps, self.lr = count, salt, eps, lr
         self.clamp01, self.enabled = clamp01, enabled
         b = backend
         self.theta = b.texture(self.width, self.rows, "RGBA32F", values)
-        if enabled:
+        self.plus = self.minus = self.theta
+        if enabled and perturbed_copies:
             self.plus = b.texture(self.width, self.rows, "RGBA32F")
             self.minus = b.texture(self.width, self.rows, "RGBA32F")
+        if enabled:
             self.moment1 = b.texture(self.width, self.rows, "RGBA32F")
             self.moment2 = b.texture(self.width, self.rows, "RGBA32F")
             self.grad = b.texture(3 * self.width, 2 * self.rows, "R32I")
             self.counts = b.texture(self.width, self.rows, "R32I")
-        else:
-            self.plus = self.minus = self.theta
+
+    def key(self, seed: int, substep: int) -> int:
+        """The perturbation key of this group at `substep`, as the kernels take it."""
+        return as_int32(perturbation_key(seed, substep, self.salt))
 
     def parameter_count(self) -> int:
         return 3 * self.count if self.enabled else 0
@@ -87,13 +96,13 @@ class Engine:
         lr_pos = settings.lr_positions or 0.002 * mesh.bounding_diagonal
         self.positions_group = ParamGroup(
             b, pack_rows(mesh.positions, PARAM_WIDTH), self.vertex_count, SALT_POSITIONS,
-            eps_pos, lr_pos, clamp01=False, enabled=settings.optimize_positions)
+            eps_pos, lr_pos, clamp01=False, enabled=settings.optimize_positions, perturbed_copies=True)
         tex = np.clip(np.asarray(scene.texture, np.float32), 0.0, 1.0)
         th, tw = tex.shape[:2]
         self.texture_size = (tw, th)
         self.texture_group = ParamGroup(
             b, tex, tw * th, SALT_TEXTURE, settings.eps_texture, settings.lr_texture,
-            clamp01=True, enabled=settings.optimize_texture)
+            clamp01=True, enabled=settings.optimize_texture, perturbed_copies=False)
         self.triangles = b.texture(PARAM_WIDTH, max(1, math.ceil(len(mesh.triangles) / PARAM_WIDTH)),
                                    "RGBA32F", pack_rows(mesh.triangles.astype(np.float32), PARAM_WIDTH))
         self.batch = b.mesh_batch(mesh.triangles.reshape(-1), mesh.corner_uvs.reshape(-1, 2))
@@ -103,6 +112,12 @@ class Engine:
         self.render_minus = b.render_target(self.width, self.height)
         self.global_acc = b.texture(K.MAX_VIEWS_PER_STEP, 2, "R32I")
         self.loss_acc = b.texture(1, 2, "R32I")
+        # Texels touched since the last Adam step: at most 8 per pixel and sub-step.
+        per_pixel_texture = settings.optimize_texture and settings.estimator == "per_pixel"
+        self.worklist_capacity = (min(tw * th, 8 * self.width * self.height * settings.views_per_step)
+                                  if per_pixel_texture else 1)
+        self.worklist = b.texture(PARAM_WIDTH, math.ceil(self.worklist_capacity / PARAM_WIDTH), "R32I")
+        self.worklist_length = b.texture(1, 1, "R32I")
         self.loss_substeps = 0
         self.use_regularizer = settings.optimize_positions and settings.smoothness > 0
         if self.use_regularizer:
@@ -141,21 +156,25 @@ class Engine:
         return result
 
     def perturb(self, substep: int) -> None:
-        for g in (self.positions_group, self.texture_group):
-            if not g.enabled:
-                continue
+        """P for the groups with perturbed copies (positions)."""
+        g = self.positions_group
+        if g.enabled:
             self.backend.dispatch(
                 K.PERTURB, K.PERTURB.groups(g.width, g.rows),
                 images={"theta_plus": g.plus, "theta_minus": g.minus},
                 samplers={"theta": g.theta},
-                constants={"seed": self.settings.seed, "substep": substep, "salt": g.salt,
-                           "count": g.count, "eps": g.eps})
+                constants={"key": g.key(self.settings.seed, substep), "count": g.count, "eps": g.eps})
 
-    def rasterize(self, target, positions, albedo, view_index: int) -> None:
+    def rasterize(self, target, view_index: int, sign: int = 0, substep: int = 0) -> None:
+        """R: render the parameters (sign 0), theta+ (sign +1) or theta- (-1)."""
+        pos, tex = self.positions_group, self.texture_group
+        positions = {0: pos.theta, 1: pos.plus, -1: pos.minus}[sign]
+        texture_eps = sign * tex.eps if tex.enabled else 0.0
         self.backend.draw(
             K.RASTERIZE, target, self.batch,
-            samplers={"positions": positions, "albedo": albedo},
-            constants={"view_projection": self.scene.views[view_index].view_projection})
+            samplers={"positions": positions, "albedo": tex.theta},
+            constants={"view_projection": self.scene.views[view_index].view_projection,
+                       "texture_key": tex.key(self.settings.seed, substep), "texture_eps": texture_eps})
 
     def accumulate_gradient(self, substep: int, slot: int, view_index: int) -> None:
         pos, tex, s = self.positions_group, self.texture_group, self.settings
@@ -173,14 +192,15 @@ class Engine:
                     "count_pos": pos.counts if pos.enabled else dummy,
                     "grad_tex": tex.grad if tex.enabled else dummy,
                     "count_tex": tex.counts if tex.enabled else dummy,
-                    "global_acc": self.global_acc, "loss_acc": self.loss_acc},
+                    "global_acc": self.global_acc, "loss_acc": self.loss_acc,
+                    "worklist": self.worklist, "worklist_length": self.worklist_length},
             samplers={"color_plus": plus["color"], "color_minus": minus["color"],
                       "id_plus": plus["id"], "id_minus": minus["id"],
                       "uv_plus": plus["uv"], "uv_minus": minus["uv"],
                       "target": self.targets[view_index], "triangles": self.triangles},
-            constants={"seed": s.seed, "substep": substep, "slot": slot, "flags": flags,
-                       "image_size": (self.width, self.height), "tex_size": self.texture_size,
-                       "pos_width": pos.width, "salt_pos": pos.salt, "salt_tex": tex.salt})
+            constants={"key_pos": pos.key(s.seed, substep), "key_tex": tex.key(s.seed, substep),
+                       "slot": slot, "flags": flags, "image_size": (self.width, self.height),
+                       "tex_size": self.texture_size, "pos_width": pos.width})
         self.loss_substeps += 1
 
     def regularize(self) -> None:
@@ -211,18 +231,33 @@ class Engine:
             regularized = g is self.positions_group and self.use_regularizer
             if regularized:
                 flags |= K.ADAM_REGULARIZER
+            groups = K.ADAM_STEP.groups(g.width, g.rows)
+            if g is self.texture_group and s.estimator == "per_pixel":
+                flags |= K.ADAM_WORKLIST
+                groups = self._worklist_groups()
             self.backend.dispatch(
-                K.ADAM_STEP, K.ADAM_STEP.groups(g.width, g.rows),
+                K.ADAM_STEP, groups,
                 images={"theta": g.theta, "moment1": g.moment1, "moment2": g.moment2,
-                        "grad": g.grad, "count": g.counts, "global_acc": self.global_acc},
+                        "grad": g.grad, "count": g.counts, "global_acc": self.global_acc,
+                        "worklist": self.worklist, "worklist_length": self.worklist_length},
                 samplers={"regularizer_grad": self.regularizer_grad if regularized else g.theta},
                 constants={"seed": s.seed, "substep0": substep0, "substeps": substeps,
                            "salt": g.salt, "count_total": g.count, "flags": flags,
                            "t": self.step_index, "lr": g.lr * decay, "grad_scale": scale,
                            "beta1": s.beta1, "beta2": s.beta2,
                            "reg_weight": self.regularizer_weight if regularized else 0.0})
+        self.backend.clear(self.worklist_length, 0)
         if s.estimator == "full_image":
             self.backend.clear(self.global_acc, 0)
+
+    def _worklist_groups(self) -> tuple:
+        """Work groups for adam_step over the worklist at its largest."""
+        lx, ly, _ = K.ADAM_STEP.local_size
+        entries = self.worklist_capacity
+        invocations = math.ceil(entries / K.WORKLIST_PER_INVOCATION)
+        groups = math.ceil(invocations / (lx * ly))
+        columns = min(groups, 1024)
+        return (columns, math.ceil(groups / columns), 1)
 
     # One step -----------------------------------------------------------------
     def choose_view(self) -> int:
@@ -230,10 +265,9 @@ class Engine:
 
     def substep(self, substep: int, slot: int, view_index: int) -> None:
         """P, R+, R-, G for one (view, perturbation) pair."""
-        pos, tex = self.positions_group, self.texture_group
         self._timed("P", self.perturb, substep)
-        self._timed("R+", self.rasterize, self.render_plus, pos.plus, tex.plus, view_index)
-        self._timed("R-", self.rasterize, self.render_minus, pos.minus, tex.minus, view_index)
+        self._timed("R+", self.rasterize, self.render_plus, view_index, 1, substep)
+        self._timed("R-", self.rasterize, self.render_minus, view_index, -1, substep)
         self._timed("G", self.accumulate_gradient, substep, slot, view_index)
 
     def step(self) -> None:
@@ -282,6 +316,7 @@ class Engine:
                 self.backend.clear(g.counts, 0)
         self.backend.clear(self.global_acc, 0)
         self.backend.clear(self.loss_acc, 0)
+        self.backend.clear(self.worklist_length, 0)
         self.loss_substeps = 0
 
     def positions(self) -> np.ndarray:
@@ -293,7 +328,7 @@ class Engine:
 
     def render(self, view_index: int) -> dict:
         """Render the current parameters: colour (H, W, 4), id (H, W) int, uv (H, W, 2)."""
-        self.rasterize(self.render_plus, self.positions_group.theta, self.texture_group.theta, view_index)
+        self.rasterize(self.render_plus, view_index)
         tex = self.backend.target_textures(self.render_plus)
         return {"color": self.backend.read(tex["color"]),
                 "id": np.rint(self.backend.read(tex["id"])[..., 0]).astype(np.int64),

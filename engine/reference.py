@@ -22,12 +22,23 @@ def pcg_hash(v: np.ndarray) -> np.ndarray:
     return ((word >> _U(22)) ^ word) & _M
 
 
-def perturbation_sign(seed: int, substep: int, salt: int, index) -> np.ndarray:
+def perturbation_key(seed: int, substep: int, salt: int) -> int:
+    """The uint32 key of one perturbation of one parameter group."""
     h = pcg_hash(np.uint64(salt))
     h = pcg_hash(np.uint64(seed) ^ h)
-    h = pcg_hash(np.uint64(substep) ^ h)
-    h = pcg_hash(np.asarray(index, np.uint64) ^ h)
-    return np.where((h >> _U(16)) & _U(1) == _U(1), 1.0, -1.0).astype(np.float32)
+    return int(pcg_hash(np.uint64(substep) ^ h))
+
+
+def perturbation_signs(key: int, index) -> np.ndarray:
+    """(..., 3) signs of the xyz/RGB channels of parameter texels `index`."""
+    h = pcg_hash(np.asarray(index, np.uint64) ^ np.uint64(key))
+    bits = (h[..., None] >> np.array([16, 17, 18], np.uint64)) & _U(1)
+    return np.where(bits == _U(1), 1.0, -1.0).astype(np.float32)
+
+
+def as_int32(key: int) -> int:
+    """A uint32 key as the int32 with the same bits (push constants are int)."""
+    return key - (1 << 32) if key >= 1 << 31 else key
 
 
 def to_fixed(value) -> np.ndarray:
@@ -35,19 +46,20 @@ def to_fixed(value) -> np.ndarray:
     return np.floor(v * np.float32(FIXED_SCALE) + np.float32(0.5)).astype(np.int64)
 
 
-def signs_for(theta: np.ndarray, count: int, seed: int, substep: int, salt: int) -> np.ndarray:
-    """(rows, width, 3) signs of the RGB/xyz channels; 0 past `count`."""
+def signs_for(theta: np.ndarray, count: int, key: int) -> np.ndarray:
+    """(rows, width, 3) signs of the xyz/RGB channels; 0 past `count`."""
     rows, width = theta.shape[:2]
     i = np.arange(rows * width).reshape(rows, width)
-    s = np.stack([perturbation_sign(seed, substep, salt, 3 * i + c) for c in range(3)], -1)
+    s = perturbation_signs(key, i)
     s[i >= count] = 0.0
     return s
 
 
 # P -------------------------------------------------------------------------
-def perturb(theta, count, eps, seed, substep, salt):
+def perturb(theta, count, eps, key):
+    """theta +- eps * s: P for positions, and what R+ / R- fetch for textures."""
     delta = np.zeros_like(theta, dtype=np.float32)
-    delta[..., :3] = np.float32(eps) * signs_for(theta, count, seed, substep, salt)
+    delta[..., :3] = np.float32(eps) * signs_for(theta, count, key)
     return theta + delta, theta - delta
 
 
@@ -122,7 +134,7 @@ def rasterize(positions, triangles, corner_uvs, view_projection, albedo, width, 
 
 # G -------------------------------------------------------------------------
 def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_minus, target,
-                        triangles, vertex_count, tex_size, seed, substep, salt_pos, salt_tex,
+                        triangles, vertex_count, tex_size, key_pos, key_tex,
                         positions=True, texture=True, full_image=False):
     """Fixed-point accumulators as the GPU leaves them (in units of dL)."""
     tw, th = tex_size
@@ -153,7 +165,7 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
                             if int(v) not in verts:
                                 verts.append(int(v))
                 for v in verts:
-                    s = perturbation_sign(seed, substep, salt_pos, [3 * v, 3 * v + 1, 3 * v + 2])
+                    s = perturbation_signs(key_pos, v)
                     out["positions"][v] += to_fixed(d * s)
                     out["positions_count"][v] += 1
             if texture:
@@ -166,7 +178,7 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
                                 texels.append(q)
                 for qx, qy in texels:
                     i = qy * tw + qx
-                    s = perturbation_sign(seed, substep, salt_tex, [3 * i, 3 * i + 1, 3 * i + 2])
+                    s = perturbation_signs(key_tex, i)
                     out["texture"][qy, qx] += to_fixed(d * s)
                     out["texture_count"][qy, qx] += 1
     return _scaled(out)

@@ -20,6 +20,9 @@ KERNEL_DIR = Path(__file__).resolve().parent
 FIXED_SCALE = float(1 << 24)
 # Full-image estimator: one loss-difference sum per sub-step of an Adam step.
 MAX_VIEWS_PER_STEP = 64
+# Image bindings a kernel may use: the least OpenGL guarantees to a compute
+# shader (and what NVIDIA's OpenGL gives).
+MAX_IMAGES_PER_KERNEL = 8
 
 # Bit flags passed to the kernels; the same names are #defined in the GLSL.
 FLAG_POSITIONS = 1  # accumulate_gradient: charge vertices
@@ -28,6 +31,10 @@ FLAG_FULL_IMAGE = 4  # accumulate_gradient and adam_step: the full-image estimat
 ADAM_CLAMP01 = 8  # adam_step: clamp to [0, 1]
 ADAM_REGULARIZER = 16  # adam_step: add the smoothness gradient
 ADAM_PER_COUNT = 32  # adam_step: divide by the contribution count
+ADAM_WORKLIST = 64  # adam_step: visit the worklist of touched texels, not every texel
+# Worklist entries one adam_step invocation visits (fewer idle invocations
+# when the dispatch must be sized for the worst case).
+WORKLIST_PER_INVOCATION = 8
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,8 @@ def _img(slot, fmt, name, quals=("READ", "WRITE")):
 _COMMON = ("common.glsl",)
 _FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}",
           **{name: globals()[name] for name in ("FLAG_POSITIONS", "FLAG_TEXTURE", "FLAG_FULL_IMAGE",
-                                                "ADAM_CLAMP01", "ADAM_REGULARIZER", "ADAM_PER_COUNT")}}
+                                                "ADAM_CLAMP01", "ADAM_REGULARIZER", "ADAM_PER_COUNT",
+                                                "ADAM_WORKLIST", "WORKLIST_PER_INVOCATION")}}
 
 PERTURB = KernelSpec(
     name="perturb",
@@ -101,8 +109,7 @@ PERTURB = KernelSpec(
     images=(_img(0, "RGBA32F", "theta_plus", ("WRITE",)),
             _img(1, "RGBA32F", "theta_minus", ("WRITE",))),
     samplers=(Sampler(0, "FLOAT_2D", "theta"),),
-    push_constants=(("INT", "seed"), ("INT", "substep"), ("INT", "salt"),
-                    ("INT", "count"), ("FLOAT", "eps")),
+    push_constants=(("INT", "key"), ("INT", "count"), ("FLOAT", "eps")),
     defines=_FIXED,
 )
 
@@ -112,7 +119,7 @@ RASTERIZE = KernelSpec(
     vertex_sources=("rasterize_vert.glsl",),
     fragment_sources=("rasterize_frag.glsl",),
     samplers=(Sampler(0, "FLOAT_2D", "positions"), Sampler(1, "FLOAT_2D", "albedo")),
-    push_constants=(("MAT4", "view_projection"),),
+    push_constants=(("MAT4", "view_projection"), ("INT", "texture_key"), ("FLOAT", "texture_eps")),
     vertex_inputs=((0, "INT", "vertex_index"), (1, "VEC2", "corner_uv")),
     interface=(("flat", "INT", "triangle_id"), ("smooth", "VEC2", "uv")),
     fragment_outputs=((0, "VEC4", "out_color"), (1, "INT", "out_id"),
@@ -125,14 +132,15 @@ ACCUMULATE_GRADIENT = KernelSpec(
     sources=_COMMON + ("accumulate_gradient.glsl",),
     images=(_img(0, "R32I", "grad_pos"), _img(1, "R32I", "count_pos"),
             _img(2, "R32I", "grad_tex"), _img(3, "R32I", "count_tex"),
-            _img(4, "R32I", "global_acc"), _img(5, "R32I", "loss_acc")),
+            _img(4, "R32I", "global_acc"), _img(5, "R32I", "loss_acc"),
+            _img(6, "R32I", "worklist", ("WRITE",)), _img(7, "R32I", "worklist_length")),
     samplers=(Sampler(0, "FLOAT_2D", "color_plus"), Sampler(1, "FLOAT_2D", "color_minus"),
               Sampler(2, "INT_2D", "id_plus"), Sampler(3, "INT_2D", "id_minus"),
               Sampler(4, "FLOAT_2D", "uv_plus"), Sampler(5, "FLOAT_2D", "uv_minus"),
               Sampler(6, "FLOAT_2D", "target"), Sampler(7, "FLOAT_2D", "triangles")),
-    push_constants=(("INT", "seed"), ("INT", "substep"), ("INT", "slot"),
+    push_constants=(("INT", "key_pos"), ("INT", "key_tex"), ("INT", "slot"),
                     ("INT", "flags"), ("IVEC2", "image_size"), ("IVEC2", "tex_size"),
-                    ("INT", "pos_width"), ("INT", "salt_pos"), ("INT", "salt_tex")),
+                    ("INT", "pos_width")),
     defines=_FIXED,
 )
 
@@ -141,7 +149,8 @@ ADAM_STEP = KernelSpec(
     sources=_COMMON + ("adam_step.glsl",),
     images=(_img(0, "RGBA32F", "theta"), _img(1, "RGBA32F", "moment1"),
             _img(2, "RGBA32F", "moment2"), _img(3, "R32I", "grad"),
-            _img(4, "R32I", "count"), _img(5, "R32I", "global_acc", ("READ",))),
+            _img(4, "R32I", "count"), _img(5, "R32I", "global_acc", ("READ",)),
+            _img(6, "R32I", "worklist", ("READ",)), _img(7, "R32I", "worklist_length", ("READ",))),
     samplers=(Sampler(0, "FLOAT_2D", "regularizer_grad"),),
     push_constants=(("INT", "seed"), ("INT", "substep0"), ("INT", "substeps"),
                     ("INT", "salt"), ("INT", "count_total"), ("INT", "flags"),
@@ -171,4 +180,4 @@ FIXED_TO_FLOAT = KernelSpec(
 ALL_KERNELS = (PERTURB, RASTERIZE, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT)
 
 __all__ = ["KernelSpec", "Image", "Sampler", "ALL_KERNELS", "FIXED_SCALE",
-           "MAX_VIEWS_PER_STEP"] + [k.name.upper() for k in ALL_KERNELS]
+           "MAX_VIEWS_PER_STEP", "MAX_IMAGES_PER_KERNEL"] + [k.name.upper() for k in ALL_KERNELS]

@@ -2,6 +2,8 @@
 // dL = l(I+, T) - l(I-, T) to every parameter that touched the pixel in
 // either render (de-duplicated), times that parameter's sign. The 1/(2 eps)
 // and any normalisation are applied once per parameter in adam_step.
+// A texel's first touch since the last Adam step (its count goes 0 -> 1)
+// appends it to the worklist, so Adam visits touched texels only.
 
 float pixel_loss(vec4 color, vec4 target_color)
 {
@@ -61,9 +63,9 @@ void main()
     for (int j = 0; j < n; j++) {
       int v = verts[j];
       ivec2 q = texel_of(v, pos_width);
+      vec3 s = perturbation_signs(uint(key_pos), v);
       for (int c = 0; c < 3; c++) {
-        float s = perturbation_sign(seed, substep, salt_pos, 3 * v + c);
-        ADD_FIXED(grad_pos, ivec2(3 * q.x + c, q.y), rows, dl * s);
+        ADD_FIXED(grad_pos, ivec2(3 * q.x + c, q.y), rows, dl * s[c]);
       }
       imageAtomicAdd(count_pos, q, 1);
     }
@@ -95,11 +97,17 @@ void main()
     for (int j = 0; j < n; j++) {
       ivec2 q = texels[j];
       int i = q.y * tex_size.x + q.x;
+      vec3 s = perturbation_signs(uint(key_tex), i);
       for (int c = 0; c < 3; c++) {
-        float s = perturbation_sign(seed, substep, salt_tex, 3 * i + c);
-        ADD_FIXED(grad_tex, ivec2(3 * q.x + c, q.y), tex_size.y, dl * s);
+        ADD_FIXED(grad_tex, ivec2(3 * q.x + c, q.y), tex_size.y, dl * s[c]);
       }
-      imageAtomicAdd(count_tex, q, 1);
+      if (imageAtomicAdd(count_tex, q, 1) == 0) {
+        int slot = imageAtomicAdd(worklist_length, ivec2(0), 1);
+        ivec2 list_size = imageSize(worklist);
+        if (slot < list_size.x * list_size.y) {
+          imageStore(worklist, texel_of(slot, list_size.x), ivec4(i));
+        }
+      }
     }
   }
 }

@@ -1,18 +1,12 @@
-// Adam, one invocation per parameter texel (3 scalar parameters, RGB).
+// Adam on parameter texels (3 scalar parameters each: xyz or RGB).
 // Reads and clears the accumulators; untouched parameters are skipped
 // (lazy Adam) so unseen texels and vertices keep their values and moments.
+// Two ways to visit texels: one invocation per texel of theta, or (with
+// ADAM_WORKLIST) WORKLIST_PER_INVOCATION entries of the worklist G filled
+// with the texels touched since the last step, so the cost follows pixels.
 
-void main()
+void adam_update(ivec2 p, int i, ivec2 size)
 {
-  ivec2 p = ivec2(gl_GlobalInvocationID.xy);
-  ivec2 size = imageSize(theta);
-  if (p.x >= size.x || p.y >= size.y) {
-    return;
-  }
-  int i = p.y * size.x + p.x;
-  if (i >= count_total) {
-    return;
-  }
   int n = imageLoad(count, p).x;
   bool full_image = (flags & FLAG_FULL_IMAGE) != 0;
   bool regularized = (flags & ADAM_REGULARIZER) != 0;
@@ -25,15 +19,15 @@ void main()
     imageStore(count, p, ivec4(0));
   }
   vec3 g = vec3(0.0);
-  for (int c = 0; c < 3; c++) {
-    if (full_image) {
-      for (int j = 0; j < substeps; j++) {
-        float total = fixed_value(imageLoad(global_acc, ivec2(j, 0)).x,
-                                  imageLoad(global_acc, ivec2(j, 1)).x);
-        g[c] += perturbation_sign(seed, substep0 + j, salt, 3 * i + c) * total;
-      }
+  if (full_image) {
+    for (int j = 0; j < substeps; j++) {
+      float total = fixed_value(imageLoad(global_acc, ivec2(j, 0)).x,
+                                imageLoad(global_acc, ivec2(j, 1)).x);
+      g += perturbation_signs(perturbation_key(seed, substep0 + j, salt), i) * total;
     }
-    else {
+  }
+  else {
+    for (int c = 0; c < 3; c++) {
       ivec2 q = ivec2(3 * p.x + c, p.y);
       ivec2 q_hi = q + ivec2(0, size.y);
       g[c] = fixed_value(imageLoad(grad, q).x, imageLoad(grad, q_hi).x);
@@ -71,4 +65,30 @@ void main()
   imageStore(theta, p, vec4(next, value.w));
   imageStore(moment1, p, m);
   imageStore(moment2, p, v);
+}
+
+void main()
+{
+  ivec2 size = imageSize(theta);
+  if ((flags & ADAM_WORKLIST) != 0) {
+    int length = imageLoad(worklist_length, ivec2(0)).x;
+    int width = imageSize(worklist).x;
+    int invocation = int(gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x +
+                         gl_GlobalInvocationID.x);
+    int first = invocation * WORKLIST_PER_INVOCATION;
+    int last = min(first + WORKLIST_PER_INVOCATION, length);
+    for (int k = first; k < last; k++) {
+      int i = imageLoad(worklist, ivec2(k % width, k / width)).x;
+      adam_update(ivec2(i % size.x, i / size.x), i, size);
+    }
+    return;
+  }
+  ivec2 p = ivec2(gl_GlobalInvocationID.xy);
+  if (p.x >= size.x || p.y >= size.y) {
+    return;
+  }
+  int i = p.y * size.x + p.x;
+  if (i < count_total) {
+    adam_update(p, i, size);
+  }
 }

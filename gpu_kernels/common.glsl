@@ -10,14 +10,22 @@ uint pcg_hash(uint v)
   return (word >> 22u) ^ word;
 }
 
-// Rademacher sign s_i of parameter `index` (scalar index: 3 * texel + channel).
-float perturbation_sign(int seed, int substep, int salt, int index)
+// One perturbation (seed, sub-step, parameter group) has one key; the
+// signs of parameter texel `index` are then a single hash of (index ^ key).
+uint perturbation_key(int seed, int substep, int salt)
 {
   uint h = pcg_hash(uint(salt));
   h = pcg_hash(uint(seed) ^ h);
-  h = pcg_hash(uint(substep) ^ h);
-  h = pcg_hash(uint(index) ^ h);
-  return ((h >> 16u) & 1u) == 1u ? 1.0 : -1.0;
+  return pcg_hash(uint(substep) ^ h);
+}
+
+// Rademacher signs s of the 3 channels (xyz or rgb) of parameter texel
+// `index`: bits 16, 17 and 18 of one hash.
+vec3 perturbation_signs(uint key, int index)
+{
+  uint h = pcg_hash(uint(index) ^ key);
+  uvec3 bits = (uvec3(h) >> uvec3(16u, 17u, 18u)) & 1u;
+  return vec3(bits) * 2.0 - 1.0;
 }
 
 int to_fixed(float value)

@@ -1,4 +1,6 @@
-// P: theta_plus = theta + eps * s, theta_minus = theta - eps * s (RGB channels).
+// P: theta_plus = theta + eps * s, theta_minus = theta - eps * s (xyz channels).
+// Used for vertex positions; textures are perturbed where R fetches them
+// (shading.glsl), so P's cost never grows with the texture size.
 void main()
 {
   ivec2 p = ivec2(gl_GlobalInvocationID.xy);
@@ -10,9 +12,7 @@ void main()
   vec4 value = texelFetch(theta, p, 0);
   vec4 delta = vec4(0.0);
   if (i < count) {
-    for (int c = 0; c < 3; c++) {
-      delta[c] = eps * perturbation_sign(seed, substep, salt, 3 * i + c);
-    }
+    delta.xyz = eps * perturbation_signs(uint(key), i);
   }
   imageStore(theta_plus, p, value + delta);
   imageStore(theta_minus, p, value - delta);

@@ -1,15 +1,28 @@
 // Shading, kept in one replaceable function. Today: unlit albedo, sampled
 // bilinearly at level 0 (mipmaps would break the few-contributors bound).
+
+// A texel as R+ or R- sees it: theta + texture_eps * s, with texture_eps
+// = +eps, -eps or 0 (a plain render). This is P for textures, done where
+// the texel is read, so a step only ever touches texels that pixels read.
+vec4 albedo_texel(ivec2 t, int width)
+{
+  vec4 c = texelFetch(albedo, t, 0);
+  if (texture_eps != 0.0) {
+    c.rgb += texture_eps * perturbation_signs(uint(texture_key), t.y * width + t.x);
+  }
+  return c;
+}
+
 vec4 sample_albedo(vec2 uv)
 {
   ivec2 size = textureSize(albedo, 0);
   ivec2 t0, t1;
   vec2 f;
   bilinear_footprint(uv, size, t0, t1, f);
-  vec4 c00 = texelFetch(albedo, t0, 0);
-  vec4 c10 = texelFetch(albedo, ivec2(t1.x, t0.y), 0);
-  vec4 c01 = texelFetch(albedo, ivec2(t0.x, t1.y), 0);
-  vec4 c11 = texelFetch(albedo, t1, 0);
+  vec4 c00 = albedo_texel(t0, size.x);
+  vec4 c10 = albedo_texel(ivec2(t1.x, t0.y), size.x);
+  vec4 c01 = albedo_texel(ivec2(t0.x, t1.y), size.x);
+  vec4 c11 = albedo_texel(t1, size.x);
   return mix(mix(c00, c10, f.x), mix(c01, c11, f.x), f.y);
 }
 

@@ -36,15 +36,40 @@ def test_readback_layout_is_row_major_bottom_up(backend):
 def test_perturb_matches_reference_and_hash(backend):
     engine = small_engine(backend)
     engine.perturb(substep=5)
-    for g in (engine.positions_group, engine.texture_group):
-        theta = backend.read(g.theta)
-        plus, minus = ref.perturb(theta, g.count, g.eps, 0, 5, g.salt)
-        np.testing.assert_allclose(backend.read(g.plus), plus, atol=1e-6)
-        np.testing.assert_allclose(backend.read(g.minus), minus, atol=1e-6)
-    # Signs are balanced and differ between sub-steps.
-    s5 = ref.perturbation_sign(0, 5, 2, np.arange(10000))
-    s6 = ref.perturbation_sign(0, 6, 2, np.arange(10000))
-    assert abs(s5.mean()) < 0.05 and np.mean(s5 == s6) < 0.6
+    g = engine.positions_group
+    plus, minus = ref.perturb(backend.read(g.theta), g.count, g.eps, ref.perturbation_key(0, 5, g.salt))
+    np.testing.assert_allclose(backend.read(g.plus), plus, atol=1e-6)
+    np.testing.assert_allclose(backend.read(g.minus), minus, atol=1e-6)
+    # Textures get no copies: R perturbs texels as it fetches them.
+    assert engine.texture_group.plus is engine.texture_group.theta
+
+
+def test_perturbation_signs_are_balanced_and_independent():
+    s5 = ref.perturbation_signs(ref.perturbation_key(0, 5, 2), np.arange(10000))
+    s6 = ref.perturbation_signs(ref.perturbation_key(0, 6, 2), np.arange(10000))
+    assert np.all(np.abs(s5) == 1)
+    assert np.all(np.abs(s5.mean(0)) < 0.05)
+    assert np.mean(s5 == s6) < 0.6  # a new draw each sub-step
+    for a, b in ((0, 1), (1, 2), (0, 2)):  # channels of a texel are not tied
+        assert abs(np.mean(s5[:, a] * s5[:, b])) < 0.05
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_rasterize_perturbs_texels_as_p_would(backend, sign):
+    """R+ / R- fetch theta +- eps * s: the render of P's reference output."""
+    engine = small_engine(backend, optimize_positions=False)
+    tex = engine.texture_group
+    engine.rasterize(engine.render_plus, 1, sign=sign, substep=7)
+    gpu = backend.read(backend.target_textures(engine.render_plus)["color"])
+    plus, minus = ref.perturb(engine.texture(), tex.count, tex.eps, ref.perturbation_key(0, 7, tex.salt))
+    mesh, view = engine.scene.mesh, engine.scene.views[1]
+    color, ids, _ = ref.rasterize(mesh.positions, mesh.triangles, mesh.corner_uvs, view.view_projection,
+                                  plus if sign > 0 else minus, W, H)
+    plain = engine.render(1)
+    agree = (plain["id"] == ids) & (ids > 0)
+    assert agree.mean() > 0.2
+    np.testing.assert_allclose(gpu[agree], color[agree], atol=2e-3)
+    assert np.abs(gpu[agree] - plain["color"][agree]).max() > tex.eps / 2
 
 
 def test_rasterize_matches_reference(backend):
@@ -76,7 +101,8 @@ def test_accumulate_gradient_matches_reference(backend, estimator):
         plus["color"], minus["color"], np.rint(plus["id"][..., 0]).astype(int),
         np.rint(minus["id"][..., 0]).astype(int), plus["uv"][..., :2], minus["uv"][..., :2],
         engine.scene.views[2].target, mesh.triangles, len(mesh.positions), engine.texture_size,
-        seed=0, substep=3, salt_pos=engine.positions_group.salt, salt_tex=engine.texture_group.salt,
+        key_pos=ref.perturbation_key(0, 3, engine.positions_group.salt),
+        key_tex=ref.perturbation_key(0, 3, engine.texture_group.salt),
         full_image=(estimator == "full_image"))
     resolution = 4.0 / K.FIXED_SCALE  # a few counts per contribution (float32 dL rounding)
     if estimator == "full_image":
@@ -88,6 +114,24 @@ def test_accumulate_gradient_matches_reference(backend, estimator):
         np.testing.assert_array_equal(got[name + "_count"], want[name + "_count"])
         tol = (want[name + "_count"] + 1)[..., None] * resolution
         assert np.all(np.abs(got[name] - want[name]) <= tol)
+
+
+def test_worklist_holds_each_touched_texel_once(backend):
+    """G appends a texel on its first touch (count 0 -> 1) since the last
+    Adam step; the worklist Adam visits is exactly the touched set."""
+    engine = small_engine(backend)
+    engine.clear_gradients()
+    engine.substep(0, 0, 1)
+    engine.substep(1, 1, 2)  # a second view: texels seen twice are listed once
+    counts = engine.read_gradients()["texture_count"]
+    length = int(backend.read(engine.worklist_length)[0, 0, 0])
+    entries = backend.read(engine.worklist).reshape(-1)[:length].astype(np.int64)
+    touched = np.flatnonzero(counts.reshape(-1) > 0)
+    assert length == len(touched) > 0
+    np.testing.assert_array_equal(np.sort(entries), touched)
+    engine.step_index = 1
+    engine.adam_step(0, 2)
+    assert backend.read(engine.worklist_length)[0, 0, 0] == 0
 
 
 def test_adam_step_matches_reference(backend):
@@ -139,6 +183,11 @@ def test_laplacian_matches_reference(backend):
     engine.regularize()
     got = backend.read(engine.regularizer_grad)[..., :3]
     np.testing.assert_allclose(got, _regularizer(engine)[..., :3], atol=1e-5)
+
+
+def test_kernels_fit_the_portable_image_limit():
+    for spec in K.ALL_KERNELS:
+        assert len(spec.images) <= K.MAX_IMAGES_PER_KERNEL, spec.name
 
 
 def test_fixed_point_sum_carries_past_32_bits(backend):

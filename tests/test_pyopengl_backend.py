@@ -48,7 +48,7 @@ def test_declarations_follow_the_spec():
     assert "layout(binding = 0, r32i) uniform iimage2D grad_pos;" in acc
     assert "layout(binding = 2) uniform isampler2D id_plus;" in acc
     assert "layout(binding = 7) uniform sampler2D triangles;" in acc
-    assert "uniform ivec2 image_size;" in acc and "uniform int seed;" in acc
+    assert "uniform ivec2 image_size;" in acc and "uniform int key_tex;" in acc
     fixed = glsl_declarations(K.FIXED_TO_FLOAT, "compute")
     assert "layout(binding = 0, r32i) readonly uniform iimage2D accumulator;" in fixed
     assert "layout(binding = 1, r32f) writeonly uniform image2D result;" in fixed
@@ -90,10 +90,9 @@ def test_perturb_is_identical(backend, gl):
     engines = [small_engine(b) for b in (backend, gl)]
     for e in engines:
         e.perturb(substep=5)
-    for name in ("positions_group", "texture_group"):
-        a, b = (getattr(e, name) for e in engines)
-        np.testing.assert_array_equal(backend.read(a.plus), gl.read(b.plus))
-        np.testing.assert_array_equal(backend.read(a.minus), gl.read(b.minus))
+    a, b = (e.positions_group for e in engines)
+    np.testing.assert_array_equal(backend.read(a.plus), gl.read(b.plus))
+    np.testing.assert_array_equal(backend.read(a.minus), gl.read(b.minus))
 
 
 def test_render_matches(backend, gl):
@@ -180,8 +179,8 @@ def test_each_egl_platform_runs_the_kernels(gl, platform):
     engines = [small_engine(b) for b in (gl, other)]
     for e in engines:
         e.perturb(substep=2)
-    np.testing.assert_array_equal(gl.read(engines[0].texture_group.plus),
-                                  other.read(engines[1].texture_group.plus))
+    np.testing.assert_array_equal(gl.read(engines[0].positions_group.plus),
+                                  other.read(engines[1].positions_group.plus))
     np.testing.assert_array_equal(engines[0].render(0)["id"], engines[1].render(0)["id"])
 
 
@@ -189,7 +188,7 @@ def test_gpu_timings(gl):
     gl.reset_timings()
     gl.timing = True
     try:
-        engine = small_engine(gl, optimize_positions=False)
+        engine = small_engine(gl)  # positions too: P runs for them only
         with gl.timer("step"):
             engine.step()
         timings = gl.gpu_timings

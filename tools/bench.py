@@ -115,7 +115,7 @@ def measure(backend, mesh, tex_size, res, repeats):
     for _ in range(repeats):
         backend.finish()
         t = time.perf_counter()
-        engine.rasterize(engine.render_plus, engine.positions_group.theta, engine.texture_group.theta, 0)
+        engine.rasterize(engine.render_plus, 0)
         backend.finish()
         fwd.append(time.perf_counter() - t)
     return {"params": engine.parameter_count, "tris": len(mesh.triangles), "res": res,
