@@ -218,6 +218,7 @@ class Engine:
         pixels = float(self.width * self.height)
         # Exponential decay to lr_decay at the last step.
         decay = s.lr_decay ** (min(self.step_index, s.steps) / max(s.steps, 1))
+        t = max(self.step_index, 1)  # Adam's step count, for the bias corrections
         for g in (self.positions_group, self.texture_group):
             if not g.enabled:
                 continue
@@ -243,7 +244,8 @@ class Engine:
                 samplers={"regularizer_grad": self.regularizer_grad if regularized else g.theta},
                 constants={"seed": s.seed, "substep0": substep0, "substeps": substeps,
                            "salt": g.salt, "count_total": g.count, "flags": flags,
-                           "t": self.step_index, "lr": g.lr * decay, "grad_scale": scale,
+                           "bias1": 1.0 / (1.0 - s.beta1 ** t), "bias2": 1.0 / (1.0 - s.beta2 ** t),
+                           "lr": g.lr * decay, "grad_scale": scale,
                            "beta1": s.beta1, "beta2": s.beta2,
                            "reg_weight": self.regularizer_weight if regularized else 0.0})
         self.backend.clear(self.worklist_length, 0)

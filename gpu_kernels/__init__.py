@@ -32,9 +32,10 @@ ADAM_CLAMP01 = 8  # adam_step: clamp to [0, 1]
 ADAM_REGULARIZER = 16  # adam_step: add the smoothness gradient
 ADAM_PER_COUNT = 32  # adam_step: divide by the contribution count
 ADAM_WORKLIST = 64  # adam_step: visit the worklist of touched texels, not every texel
-# Worklist entries one adam_step invocation visits (fewer idle invocations
-# when the dispatch must be sized for the worst case).
-WORKLIST_PER_INVOCATION = 8
+# Worklist entries per adam_step invocation at the worklist's capacity: the
+# dispatch is sized for the worst case (no indirect dispatch from Python),
+# and on llvmpipe even an idle invocation costs ~100 ns.
+WORKLIST_PER_INVOCATION = 16
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ _COMMON = ("common.glsl",)
 _FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}",
           **{name: globals()[name] for name in ("FLAG_POSITIONS", "FLAG_TEXTURE", "FLAG_FULL_IMAGE",
                                                 "ADAM_CLAMP01", "ADAM_REGULARIZER", "ADAM_PER_COUNT",
-                                                "ADAM_WORKLIST", "WORKLIST_PER_INVOCATION")}}
+                                                "ADAM_WORKLIST")}}
 
 PERTURB = KernelSpec(
     name="perturb",
@@ -154,7 +155,7 @@ ADAM_STEP = KernelSpec(
     samplers=(Sampler(0, "FLOAT_2D", "regularizer_grad"),),
     push_constants=(("INT", "seed"), ("INT", "substep0"), ("INT", "substeps"),
                     ("INT", "salt"), ("INT", "count_total"), ("INT", "flags"),
-                    ("INT", "t"), ("FLOAT", "lr"), ("FLOAT", "grad_scale"),
+                    ("FLOAT", "bias1"), ("FLOAT", "bias2"), ("FLOAT", "lr"), ("FLOAT", "grad_scale"),
                     ("FLOAT", "beta1"), ("FLOAT", "beta2"), ("FLOAT", "reg_weight")),
     defines=_FIXED,
 )

@@ -4,6 +4,8 @@
 // and any normalisation are applied once per parameter in adam_step.
 // A texel's first touch since the last Adam step (its count goes 0 -> 1)
 // appends it to the worklist, so Adam visits touched texels only.
+// No local arrays: llvmpipe keeps them in memory at a cost per invocation,
+// so candidates are recomputed from a few vectors instead.
 
 float pixel_loss(vec4 color, vec4 target_color)
 {
@@ -14,6 +16,85 @@ float pixel_loss(vec4 color, vec4 target_color)
 ivec2 texel_of(int index, int width)
 {
   return ivec2(index % width, index / width);
+}
+
+void charge_vertex(int v, float dl)
+{
+  ivec2 q = texel_of(v, pos_width);
+  vec3 s = perturbation_signs(uint(key_pos), v);
+  int rows = imageSize(count_pos).y;
+  for (int c = 0; c < 3; c++) {
+    ADD_FIXED(grad_pos, ivec2(3 * q.x + c, q.y), rows, dl * s[c]);
+  }
+  imageAtomicAdd(count_pos, q, 1);
+}
+
+// The vertices of the pixel's triangle in R+ (a) and in R- (b), each once;
+// -1 marks no triangle.
+void charge_vertices(int id_p, int id_m, float dl)
+{
+  int width = textureSize(triangles, 0).x;
+  ivec3 a = id_p > 0 ? ivec3(texelFetch(triangles, texel_of(id_p - 1, width), 0).xyz) : ivec3(-1);
+  ivec3 b = (id_m > 0 && id_m != id_p) ?
+                ivec3(texelFetch(triangles, texel_of(id_m - 1, width), 0).xyz) : ivec3(-1);
+  for (int k = 0; k < 6; k++) {
+    int v = k < 3 ? a[k] : b[k - 3];
+    bool seen = v < 0;
+    for (int j = 0; j < k; j++) {
+      seen = seen || (v == (j < 3 ? a[j] : b[j - 3]));
+    }
+    if (!seen) {
+      charge_vertex(v, dl);
+    }
+  }
+}
+
+void charge_texel(ivec2 q, float dl)
+{
+  int i = q.y * tex_size.x + q.x;
+  vec3 s = perturbation_signs(uint(key_tex), i);
+  for (int c = 0; c < 3; c++) {
+    ADD_FIXED(grad_tex, ivec2(3 * q.x + c, q.y), tex_size.y, dl * s[c]);
+  }
+  if (imageAtomicAdd(count_tex, q, 1) == 0) {
+    int slot = imageAtomicAdd(worklist_length, ivec2(0), 1);
+    ivec2 list_size = imageSize(worklist);
+    if (slot < list_size.x * list_size.y) {
+      imageStore(worklist, texel_of(slot, list_size.x), ivec4(i));
+    }
+  }
+}
+
+// Corner k (0..3) of a bilinear footprint.
+ivec2 corner(ivec2 t0, ivec2 t1, int k)
+{
+  return ivec2((k & 1) != 0 ? t1.x : t0.x, (k & 2) != 0 ? t1.y : t0.y);
+}
+
+// The texels of the pixel's bilinear footprint in R+ (a) and in R- (b),
+// each once (corners coincide on 1-texel-wide textures).
+void charge_texels(int id_p, int id_m, ivec2 p, float dl)
+{
+  ivec2 a0, a1, b0, b1;
+  vec2 f;
+  bilinear_footprint(texelFetch(uv_plus, p, 0).xy, tex_size, a0, a1, f);
+  bilinear_footprint(texelFetch(uv_minus, p, 0).xy, tex_size, b0, b1, f);
+  bool has_a = id_p != 0;
+  bool has_b = id_m != 0 && !(has_a && all(equal(a0, b0)) && all(equal(a1, b1)));
+  for (int k = 0; k < 8; k++) {
+    if (!(k < 4 ? has_a : has_b)) {
+      continue;
+    }
+    ivec2 q = k < 4 ? corner(a0, a1, k) : corner(b0, b1, k - 4);
+    bool seen = false;
+    for (int j = 0; j < k; j++) {
+      bool valid = j < 4 ? has_a : has_b;
+      seen = seen || (valid && all(equal(q, j < 4 ? corner(a0, a1, j) : corner(b0, b1, j - 4))));
+    }
+    if (!seen) {
+      charge_texel(q, dl);
+    }
+  }
 }
 
 void main()
@@ -38,76 +119,10 @@ void main()
   if (id_p == 0 && id_m == 0) {
     return;
   }
-
   if ((flags & FLAG_POSITIONS) != 0) {
-    int verts[6];
-    int n = 0;
-    int tri_width = textureSize(triangles, 0).x;
-    for (int r = 0; r < 2; r++) {
-      int id = (r == 0) ? id_p : id_m;
-      if (id == 0) {
-        continue;
-      }
-      ivec3 tri = ivec3(texelFetch(triangles, texel_of(id - 1, tri_width), 0).xyz);
-      for (int k = 0; k < 3; k++) {
-        bool seen = false;
-        for (int j = 0; j < n; j++) {
-          seen = seen || (verts[j] == tri[k]);
-        }
-        if (!seen) {
-          verts[n++] = tri[k];
-        }
-      }
-    }
-    int rows = imageSize(count_pos).y;
-    for (int j = 0; j < n; j++) {
-      int v = verts[j];
-      ivec2 q = texel_of(v, pos_width);
-      vec3 s = perturbation_signs(uint(key_pos), v);
-      for (int c = 0; c < 3; c++) {
-        ADD_FIXED(grad_pos, ivec2(3 * q.x + c, q.y), rows, dl * s[c]);
-      }
-      imageAtomicAdd(count_pos, q, 1);
-    }
+    charge_vertices(id_p, id_m, dl);
   }
-
   if ((flags & FLAG_TEXTURE) != 0) {
-    ivec2 texels[8];
-    int n = 0;
-    for (int r = 0; r < 2; r++) {
-      int id = (r == 0) ? id_p : id_m;
-      if (id == 0) {
-        continue;
-      }
-      vec2 uv = (r == 0) ? texelFetch(uv_plus, p, 0).xy : texelFetch(uv_minus, p, 0).xy;
-      ivec2 t0, t1;
-      vec2 f;
-      bilinear_footprint(uv, tex_size, t0, t1, f);
-      ivec2 corners[4] = ivec2[4](t0, ivec2(t1.x, t0.y), ivec2(t0.x, t1.y), t1);
-      for (int k = 0; k < 4; k++) {
-        bool seen = false;
-        for (int j = 0; j < n; j++) {
-          seen = seen || all(equal(texels[j], corners[k]));
-        }
-        if (!seen) {
-          texels[n++] = corners[k];
-        }
-      }
-    }
-    for (int j = 0; j < n; j++) {
-      ivec2 q = texels[j];
-      int i = q.y * tex_size.x + q.x;
-      vec3 s = perturbation_signs(uint(key_tex), i);
-      for (int c = 0; c < 3; c++) {
-        ADD_FIXED(grad_tex, ivec2(3 * q.x + c, q.y), tex_size.y, dl * s[c]);
-      }
-      if (imageAtomicAdd(count_tex, q, 1) == 0) {
-        int slot = imageAtomicAdd(worklist_length, ivec2(0), 1);
-        ivec2 list_size = imageSize(worklist);
-        if (slot < list_size.x * list_size.y) {
-          imageStore(worklist, texel_of(slot, list_size.x), ivec4(i));
-        }
-      }
-    }
+    charge_texels(id_p, id_m, p, dl);
   }
 }

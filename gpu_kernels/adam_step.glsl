@@ -2,8 +2,8 @@
 // Reads and clears the accumulators; untouched parameters are skipped
 // (lazy Adam) so unseen texels and vertices keep their values and moments.
 // Two ways to visit texels: one invocation per texel of theta, or (with
-// ADAM_WORKLIST) WORKLIST_PER_INVOCATION entries of the worklist G filled
-// with the texels touched since the last step, so the cost follows pixels.
+// ADAM_WORKLIST) the entries of the worklist G filled with the texels
+// touched since the last step, so the cost follows pixels, not texels.
 
 void adam_update(ivec2 p, int i, ivec2 size)
 {
@@ -30,9 +30,15 @@ void adam_update(ivec2 p, int i, ivec2 size)
     for (int c = 0; c < 3; c++) {
       ivec2 q = ivec2(3 * p.x + c, p.y);
       ivec2 q_hi = q + ivec2(0, size.y);
-      g[c] = fixed_value(imageLoad(grad, q).x, imageLoad(grad, q_hi).x);
-      imageStore(grad, q, ivec4(0));
-      imageStore(grad, q_hi, ivec4(0));
+      int lo = imageLoad(grad, q).x;
+      int hi = imageLoad(grad, q_hi).x;
+      g[c] = fixed_value(lo, hi);
+      if (lo != 0) {
+        imageStore(grad, q, ivec4(0));
+      }
+      if (hi != 0) {
+        imageStore(grad, q_hi, ivec4(0));
+      }
     }
   }
   bool touched = full_image || n > 0;
@@ -52,8 +58,8 @@ void adam_update(ivec2 p, int i, ivec2 size)
   vec4 v = imageLoad(moment2, p);
   m.xyz = beta1 * m.xyz + (1.0 - beta1) * g;
   v.xyz = beta2 * v.xyz + (1.0 - beta2) * g * g;
-  vec3 m_hat = m.xyz / (1.0 - pow(beta1, float(t)));
-  vec3 v_hat = v.xyz / (1.0 - pow(beta2, float(t)));
+  vec3 m_hat = m.xyz * bias1;  // bias corrections 1 / (1 - beta^t), from the host
+  vec3 v_hat = v.xyz * bias2;
   vec3 next = value.xyz - lr * m_hat / (sqrt(v_hat) + 1e-12);
   if ((flags & ADAM_CLAMP01) != 0) {
     next = clamp(next, 0.0, 1.0);
@@ -73,11 +79,11 @@ void main()
   if ((flags & ADAM_WORKLIST) != 0) {
     int length = imageLoad(worklist_length, ivec2(0)).x;
     int width = imageSize(worklist).x;
+    // Strided, so neighbouring invocations read neighbouring entries.
+    int stride = int(gl_NumWorkGroups.x * gl_NumWorkGroups.y * gl_WorkGroupSize.x * gl_WorkGroupSize.y);
     int invocation = int(gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x +
                          gl_GlobalInvocationID.x);
-    int first = invocation * WORKLIST_PER_INVOCATION;
-    int last = min(first + WORKLIST_PER_INVOCATION, length);
-    for (int k = first; k < last; k++) {
+    for (int k = invocation; k < length; k += stride) {
       int i = imageLoad(worklist, ivec2(k % width, k / width)).x;
       adam_update(ivec2(i % size.x, i / size.x), i, size);
     }
