@@ -17,14 +17,15 @@ from .gpu_context import ensure_gpu
 
 
 def new_image(name: str, pixels: np.ndarray, linear: bool = False):
-    """A Blender image holding (h, w, 4) `pixels` (bottom-up). sRGB 8-bit by
-    default; `linear=True` makes a float, linear image."""
+    """A Blender image holding (h, w, 4) `pixels` (bottom-up), packed into
+    the .blend. sRGB 8-bit by default; `linear=True` makes a float, linear image."""
     h, w = pixels.shape[:2]
     image = bpy.data.images.new(name, width=w, height=h, alpha=True, float_buffer=linear)
     if not linear:
         image.colorspace_settings.name = "sRGB"
     image.pixels.foreach_set(np.asarray(pixels, np.float32).ravel())
     image.update()
+    image.pack()  # a generated image's pixels are not saved with the .blend otherwise
     return image
 
 

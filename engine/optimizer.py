@@ -64,6 +64,7 @@ class ParamGroup:
         self.rows, self.width = values.shape[:2]
         self.count, self.salt, self.eps, self.lr = count, salt, eps, lr
         self.clamp01, self.enabled = clamp01, enabled
+        self.updates = 0  # Adam steps taken
         b = backend
         self.theta = b.texture(self.width, self.rows, "RGBA32F", values)
         self.plus = self.minus = self.theta
@@ -123,6 +124,7 @@ class Engine:
         if self.use_regularizer:
             self._init_laplacian(mesh)
         self.step_index = 0
+        self.active = self.perturbed_groups(0)  # the groups the current step perturbs
         self._rng = np.random.default_rng(settings.seed)
         self.timings = None  # set to a dict to collect per-pass times (synchronising)
 
@@ -139,6 +141,16 @@ class Engine:
         # Smoothness loss: w / (V diag^2) * sum_v |L x|_v^2, gradient 2 w / (V diag^2) L^T L x.
         diag = mesh.bounding_diagonal
         self.regularizer_weight = 2.0 * self.settings.smoothness / (self.vertex_count * diag * diag)
+
+    def perturbed_groups(self, step_index: int) -> tuple:
+        """The groups that step `step_index` perturbs and updates: every enabled
+        one, or, with `alternate_groups`, positions on even steps and texture
+        on odd ones (a vertex's 1-pixel nudge changes a pixel far more than a
+        texel's, and would drown the texture's signal in the same step)."""
+        groups = tuple(g for g in (self.positions_group, self.texture_group) if g.enabled)
+        if len(groups) == 2 and self.settings.alternate_groups:
+            return (groups[step_index % 2],)
+        return groups
 
     @property
     def parameter_count(self) -> int:
@@ -158,7 +170,7 @@ class Engine:
     def perturb(self, substep: int) -> None:
         """P for the groups with perturbed copies (positions)."""
         g = self.positions_group
-        if g.enabled:
+        if g in self.active:
             self.backend.dispatch(
                 K.PERTURB, K.PERTURB.groups(g.width, g.rows),
                 images={"theta_plus": g.plus, "theta_minus": g.minus},
@@ -168,8 +180,8 @@ class Engine:
     def rasterize(self, target, view_index: int, sign: int = 0, substep: int = 0) -> None:
         """R: render the parameters (sign 0), theta+ (sign +1) or theta- (-1)."""
         pos, tex = self.positions_group, self.texture_group
-        positions = {0: pos.theta, 1: pos.plus, -1: pos.minus}[sign]
-        texture_eps = sign * tex.eps if tex.enabled else 0.0
+        positions = {0: pos.theta, 1: pos.plus, -1: pos.minus}[sign if pos in self.active else 0]
+        texture_eps = sign * tex.eps if tex in self.active else 0.0
         self.backend.draw(
             K.RASTERIZE, target, self.batch,
             samplers={"positions": positions, "albedo": tex.theta},
@@ -178,7 +190,7 @@ class Engine:
 
     def accumulate_gradient(self, substep: int, slot: int, view_index: int) -> None:
         pos, tex, s = self.positions_group, self.texture_group, self.settings
-        flags = (K.FLAG_POSITIONS if pos.enabled else 0) | (K.FLAG_TEXTURE if tex.enabled else 0)
+        flags = (K.FLAG_POSITIONS if pos in self.active else 0) | (K.FLAG_TEXTURE if tex in self.active else 0)
         if s.estimator == "full_image":
             flags |= K.FLAG_FULL_IMAGE
         plus = self.backend.target_textures(self.render_plus)
@@ -218,10 +230,9 @@ class Engine:
         pixels = float(self.width * self.height)
         # Exponential decay to lr_decay at the last step.
         decay = s.lr_decay ** (min(self.step_index, s.steps) / max(s.steps, 1))
-        t = max(self.step_index, 1)  # Adam's step count, for the bias corrections
-        for g in (self.positions_group, self.texture_group):
-            if not g.enabled:
-                continue
+        for g in self.active:
+            g.updates += 1  # Adam's step count, for the bias corrections
+            t = g.updates
             flags = K.ADAM_CLAMP01 if g.clamp01 else 0
             scale = 1.0 / (2.0 * g.eps * substeps * pixels)
             if s.estimator == "full_image":
@@ -276,10 +287,11 @@ class Engine:
         """One Adam step over `views_per_step` (view, perturbation) pairs."""
         k = self.settings.views_per_step
         substep0 = self.step_index * k
+        self.active = self.perturbed_groups(self.step_index)
         for j in range(k):
             self.substep(substep0 + j, j, self.choose_view())
         self.step_index += 1
-        if self.use_regularizer:
+        if self.use_regularizer and self.positions_group in self.active:
             self._timed("Laplacian", self.regularize)
         self._timed("Adam", self.adam_step, substep0, k)
 

@@ -65,6 +65,8 @@ class Settings:
     lr_decay: float = 1.0  # learning rates fall exponentially to this fraction at the last step
     beta1: float = 0.9
     beta2: float = 0.99
+    # Joint fits: perturb and update positions and texture on alternate steps.
+    alternate_groups: bool = True
     write_back_every: int = 0  # steps between write-backs to Blender; 0: only at the end
 
     ESTIMATORS = ("per_pixel", "full_image")

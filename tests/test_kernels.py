@@ -15,6 +15,7 @@ W = H = 48
 
 
 def small_engine(backend, **settings):
+    settings.setdefault("alternate_groups", False)  # one sub-step charges both groups
     mesh = synthetic.uv_sphere(12, 6)
     cams = synthetic.orbit_cameras(3)
     texture = synthetic.checker_texture(8)
@@ -183,6 +184,23 @@ def test_laplacian_matches_reference(backend):
     engine.regularize()
     got = backend.read(engine.regularizer_grad)[..., :3]
     np.testing.assert_allclose(got, _regularizer(engine)[..., :3], atol=1e-5)
+
+
+def test_alternate_groups_perturb_one_group_per_step(backend):
+    """Joint fits perturb and update positions on even steps, texture on odd."""
+    engine = small_engine(backend, alternate_groups=True)
+    pos, tex = engine.positions_group, engine.texture_group
+    start = {g: backend.read(g.theta) for g in (pos, tex)}
+    engine.step()
+    assert engine.active == (pos,)
+    assert not np.array_equal(backend.read(pos.theta), start[pos])
+    np.testing.assert_array_equal(backend.read(tex.theta), start[tex])
+    moved = backend.read(pos.theta)
+    engine.step()
+    assert engine.active == (tex,)
+    np.testing.assert_array_equal(backend.read(pos.theta), moved)
+    assert not np.array_equal(backend.read(tex.theta), start[tex])
+    assert (pos.updates, tex.updates) == (1, 1)
 
 
 def test_kernels_fit_the_portable_image_limit():

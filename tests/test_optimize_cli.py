@@ -31,6 +31,18 @@ def scene_file(tmp_path_factory, backend):
     return path
 
 
+def test_captured_targets_survive_a_save(scene_file):
+    bpy.ops.wm.open_mainfile(filepath=str(scene_file))
+    try:
+        for cam in bpy.data.collections["Targets"].objects:
+            image = cam.data.background_images[0].image
+            px = np.empty(len(image.pixels), np.float32)
+            image.pixels.foreach_get(px)
+            assert px.reshape(-1, 4)[:, :3].max() > 0.2, image.name  # not a blank generated image
+    finally:
+        bpy.ops.wm.read_homefile(use_empty=True, app_template="")
+
+
 def read_back(path):
     bpy.ops.wm.open_mainfile(filepath=str(path))
     obj = bpy.data.objects["Source"]

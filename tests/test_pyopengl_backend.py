@@ -35,6 +35,7 @@ def gl():
 
 def small_engine(backend, **settings):
     """The same scene as tests/test_kernels.py, on any backend."""
+    settings.setdefault("alternate_groups", False)
     mesh = synthetic.uv_sphere(12, 6)
     views = render_targets(backend, mesh, synthetic.checker_texture(8), synthetic.orbit_cameras(3), W, H)
     start = MeshArrays(mesh.positions * np.float32(0.9), mesh.triangles, mesh.corner_uvs)

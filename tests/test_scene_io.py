@@ -32,7 +32,7 @@ def snapshot():
         if obj.type == "MESH":
             state[obj.name] = scene_io.read_local_positions(obj).tobytes()
     for image in bpy.data.images:
-        if image.has_data:
+        if image.size[0] > 0:  # reading .pixels loads a packed image if it is not yet
             px = np.empty(len(image.pixels), np.float32)
             image.pixels.foreach_get(px)
             state["img " + image.name] = px.tobytes()
