@@ -11,7 +11,8 @@ Columns: pass times are medians with a synchronisation before and after each
 pass (the `sync` column is what one synchronisation costs on its own);
 `step` is the median unsynchronised step (P, R+, R-, G, Adam back to back,
 timed over a run of steps with one sync at the end); `fwd` one forward render;
-`ratio` = step / fwd (the paper's floor is 2.0); `wb` reading the parameters
+`ratio` = step / fwd (the paper's floor is 2.0); `touched` the texels one
+step's Adam visits (the worklist G fills); `wb` reading the parameters
 back and writing them into a Blender mesh and image (paid once per write-back,
 not per step).
 """
@@ -54,7 +55,10 @@ def make_engine(backend, mesh, tex_size, res, views=8):
     for i, v in enumerate(vs):
         v.target = ref.render(i)["color"]
     del ref
-    return Engine(backend, SceneArrays(mesh, grey, vs), Settings(steps=10**6, views_per_step=1))
+    # Every step perturbs every parameter, as in the paper (runs alternate
+    # groups by default, which halves a joint step's work on average).
+    return Engine(backend, SceneArrays(mesh, grey, vs),
+                  Settings(steps=10**6, views_per_step=1, alternate_groups=False))
 
 
 def median(values):
@@ -101,6 +105,9 @@ def measure(backend, mesh, tex_size, res, repeats):
         engine.step()
     per_pass = {name: median(engine.timings.get(name, [])) for name in PASSES}
     engine.timings = None
+    engine.substep(0, 0, 0)  # how many texels one step's Adam visits
+    touched = int(backend.read(engine.worklist_length)[0, 0, 0])
+    engine.clear_gradients()
     # Whole steps, unsynchronised, one sync per run of steps.
     step_times = []
     for _ in range(repeats):
@@ -119,19 +126,20 @@ def measure(backend, mesh, tex_size, res, repeats):
         backend.finish()
         fwd.append(time.perf_counter() - t)
     return {"params": engine.parameter_count, "tris": len(mesh.triangles), "res": res,
-            "tex": tex_size, "repeats": repeats, **per_pass,
+            "tex": tex_size, "repeats": repeats, "touched": touched, **per_pass,
             "step": median(step_times), "step_min": min(step_times), "fwd": median(fwd),
             "fwd_min": min(fwd), "wb": write_back_time(engine)}
 
 
 def print_table(title, rows, sync):
     print(f"\n## {title}  (ms; sync alone = {sync * 1e3:.3f} ms)")
-    cols = ["params", "tris", "tex", "res", "rep"] + list(PASSES) + ["step", "step min", "fwd", "fwd min",
+    cols = ["params", "tris", "tex", "res", "rep", "touched"] + list(PASSES) + ["step", "step min", "fwd", "fwd min",
                                                                        "ratio", "wb"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:
-        cells = [f"{r['params']:,}", str(r["tris"]), f"{r['tex']}²", f"{r['res']}²", str(r["repeats"])]
+        cells = [f"{r['params']:,}", str(r["tris"]), f"{r['tex']}²", f"{r['res']}²", str(r["repeats"]),
+                 f"{r['touched']:,}"]
         cells += [f"{r[p] * 1e3:.2f}" if r[p] == r[p] else "-" for p in PASSES]
         cells += [f"{r['step'] * 1e3:.2f}", f"{r['step_min'] * 1e3:.2f}", f"{r['fwd'] * 1e3:.2f}",
                   f"{r['fwd_min'] * 1e3:.2f}", f"{r['step'] / r['fwd']:.2f}", f"{r['wb'] * 1e3:.1f}"]
