@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Benchmark-only setup for the Mitsuba 3 peer (tools/peers/mitsuba_fit.py).
+# Never run by the extension, tools/dev.sh, the tests or CI. Idempotent.
+#   bash tools/peers/setup_mitsuba.sh
+# Mitsuba's llvm_ad_rgb variant needs LLVM >= 16 at run time (with LLVM 15 it aborts with
+# "Cannot select fmaximum"); Debian's libllvm19 works. mitsuba_fit.py finds libLLVM-19.so itself.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+VENV=".venv-peers"
+PYVER="3.13"
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if ! dpkg -s libllvm19 >/dev/null 2>&1; then
+  $SUDO apt-get update
+  $SUDO apt-get install -y libllvm19
+fi
+
+find_python() {
+  local candidates=("python$PYVER" python3)
+  if command -v pyenv >/dev/null 2>&1; then
+    for dir in "$(pyenv root)"/versions/"$PYVER"*; do
+      [ -x "$dir/bin/python$PYVER" ] && candidates=("$dir/bin/python$PYVER" "${candidates[@]}")
+    done
+  fi
+  for py in "${candidates[@]}"; do
+    if "$py" -c 'import sys, venv' >/dev/null 2>&1; then echo "$py"; return 0; fi
+  done
+  echo "error: no usable Python 3 found" >&2
+  return 1
+}
+
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import mitsuba, drjit, numpy, matplotlib, cholespy" >/dev/null 2>&1; then
+  PY="$(find_python)"
+  echo "setting up $VENV with $PY" >&2
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  # cholespy: mi.ad.LargeSteps (the joint fit's regularizer); matplotlib: plot_trace.py
+  "$VENV/bin/python" -m pip install -q mitsuba numpy matplotlib cholespy
+fi
+
+LLVM="$(dpkg -L libllvm19 | grep 'libLLVM-19\.so' | head -n1)"
+DRJIT_LIBLLVM_PATH="${DRJIT_LIBLLVM_PATH:-$LLVM}" "$VENV/bin/python" - <<'PY'
+import mitsuba as mi, drjit as dr
+mi.set_variant("llvm_ad_rgb")
+print(f"mitsuba {mi.__version__}, drjit {dr.__version__}: llvm_ad_rgb ok")
+PY
