@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out" / "peers"
 PEER_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 DISTANCE, FOV_X, NEAR, FAR = 3.5, 0.8, 0.1, 100.0
+LR_DECAY = 0.1
 
 
 def bumpy(mesh: MeshArrays, amount: float = 0.15) -> np.ndarray:
@@ -91,18 +92,22 @@ def snapshot_steps(total_hint: int, count: int) -> set:
 
 
 def run_sge(backend, task: dict, kind: str, seconds: float, snapshots: int) -> dict:
-    settings = Settings(optimize_positions=(kind == "joint"), optimize_texture=True, steps=10**6)
-    engine = Engine(backend, scene_arrays(task), settings)
+    def settings(steps):
+        # Learning rates fall to 10 % over the budget, as mitsuba_fit.py's do.
+        return Settings(optimize_positions=(kind == "joint"), optimize_texture=True, steps=steps,
+                        lr_decay=LR_DECAY)
+
+    engine = Engine(backend, scene_arrays(task), settings(10**6))
     engine.step()  # shader compilation happens here, as in Mitsuba's first iteration
     backend.finish()
-    # Calibrate the snapshot schedule from the step rate.
+    # Calibrate the step count (for the decay) and snapshot schedule from the step rate.
     t0 = time.perf_counter()
-    for _ in range(3):
+    for _ in range(4):
         engine.step()
     backend.finish()
-    per_step = (time.perf_counter() - t0) / 3
-    engine = Engine(backend, scene_arrays(task), settings)
-    wanted = snapshot_steps(int(seconds / per_step), snapshots)
+    expected = max(int(seconds / ((time.perf_counter() - t0) / 4)), 1)
+    engine = Engine(backend, scene_arrays(task), settings(expected))
+    wanted = snapshot_steps(expected, snapshots)
     trace = {"times": [], "iterations": [], "textures": [], "positions": []}
     elapsed, step = 0.0, 0
     while True:

@@ -13,22 +13,10 @@ case "$BLENDER" in
   *) echo "BLENDER must be 5.2 or 4.5" >&2; exit 2 ;;
 esac
 
-find_python() {
-  local candidates=("python$PYVER")
-  if command -v pyenv >/dev/null 2>&1; then
-    for dir in "$(pyenv root)"/versions/"$PYVER"*; do
-      [ -x "$dir/bin/python$PYVER" ] && candidates=("$dir/bin/python$PYVER" "${candidates[@]}")
-    done
-  fi
-  for py in "${candidates[@]}"; do
-    if "$py" -c 'import sys' >/dev/null 2>&1; then echo "$py"; return 0; fi
-  done
-  echo "error: Python $PYVER is needed for $BPY (install it, e.g. with pyenv)" >&2
-  return 1
-}
+source tools/find_python.sh
 
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import bpy, numpy, pytest, OpenGL" >/dev/null 2>&1; then
-  PY="$(find_python)"
+  PY="$(find_python "$PYVER")"
   echo "setting up $VENV with $BPY (Python $PYVER); the bpy wheel is ~400 MB" >&2
   "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip

@@ -16,22 +16,10 @@ if ! dpkg -s libllvm19 >/dev/null 2>&1; then
   $SUDO apt-get install -y libllvm19
 fi
 
-find_python() {
-  local candidates=("python$PYVER" python3)
-  if command -v pyenv >/dev/null 2>&1; then
-    for dir in "$(pyenv root)"/versions/"$PYVER"*; do
-      [ -x "$dir/bin/python$PYVER" ] && candidates=("$dir/bin/python$PYVER" "${candidates[@]}")
-    done
-  fi
-  for py in "${candidates[@]}"; do
-    if "$py" -c 'import sys, venv' >/dev/null 2>&1; then echo "$py"; return 0; fi
-  done
-  echo "error: no usable Python 3 found" >&2
-  return 1
-}
+source tools/find_python.sh
 
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import mitsuba, drjit, numpy, matplotlib, cholespy" >/dev/null 2>&1; then
-  PY="$(find_python)"
+  PY="$(find_python "$PYVER" || find_python 3)"
   echo "setting up $VENV with $PY" >&2
   "$PY" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
