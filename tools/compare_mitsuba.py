@@ -128,13 +128,13 @@ def run_sge(backend, task: dict, kind: str, seconds: float, snapshots: int) -> d
     return {k: np.asarray(v) for k, v in trace.items()}
 
 
-def run_mitsuba(task_path: Path, kind: str, seconds: float, snapshots: int) -> dict:
+def run_mitsuba(task_path: Path, kind: str, seconds: float, snapshots: int, variant: str) -> dict:
     if not PEER_PYTHON.exists():
         raise SystemExit("Mitsuba is not set up: run `bash tools/peers/setup_mitsuba.sh` first")
     out = task_path.with_name(f"{task_path.stem}_mitsuba.npz")
     cmd = [str(PEER_PYTHON), str(ROOT / "tools" / "peers" / "mitsuba_fit.py"), "--scene", str(task_path),
            "--mode", kind, "--seconds", str(seconds), "--snapshots", str(snapshots), "--out", str(out)]
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, env=dict(os.environ, SGE_MITSUBA_VARIANT=variant))
     with np.load(out) as data:
         trace = {k: data[k] for k in data.files}
     return trace
@@ -161,9 +161,19 @@ def time_to_reach(times, psnrs, level: float) -> float | None:
     return None
 
 
-def machine_line() -> str:
-    import gpu
+def make_backend(name: str):
+    if name == "pyopengl":
+        from sge_optimizer.engine.backends.pyopengl import PyOpenGLBackend
 
+        return PyOpenGLBackend()
+    from sge_optimizer.addon.gpu_backend import BlenderGPUBackend
+    from sge_optimizer.addon.gpu_context import ensure_gpu
+
+    ensure_gpu()
+    return BlenderGPUBackend()
+
+
+def machine_line(backend) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -172,8 +182,13 @@ def machine_line() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores; SGE on {gpu.platform.renderer_get()} "
-            f"({gpu.platform.backend_type_get()})")
+    if hasattr(backend, "renderer"):
+        gpu_name = f"{backend.renderer} (PyOpenGL, {backend.platform})"
+    else:
+        import gpu
+
+        gpu_name = f"{gpu.platform.renderer_get()} (Blender gpu, {gpu.platform.backend_type_get()})"
+    return f"{cpu}, {os.cpu_count()} cores; SGE on {gpu_name}"
 
 
 def main(argv=None) -> int:
@@ -185,15 +200,15 @@ def main(argv=None) -> int:
     p.add_argument("--views", type=int, default=16)
     p.add_argument("--snapshots", type=int, default=24)
     p.add_argument("--export-only", action="store_true", help="write the task files and stop")
+    p.add_argument("--backend", choices=("blender", "pyopengl"), default="blender",
+                   help="SGE on Blender's gpu module, or on the Blender-free PyOpenGL/EGL backend")
+    p.add_argument("--mitsuba-variant", default="llvm_ad_rgb",
+                   help="llvm_ad_rgb (CPU), or cuda_ad_rgb on an NVIDIA GPU")
     args = p.parse_args(argv)
 
-    from sge_optimizer.addon.gpu_backend import BlenderGPUBackend
-    from sge_optimizer.addon.gpu_context import ensure_gpu
-
-    ensure_gpu()
-    backend = BlenderGPUBackend()
+    backend = make_backend(args.backend)
     OUT.mkdir(parents=True, exist_ok=True)
-    results = {"machine": machine_line(), "tasks": []}
+    results = {"machine": machine_line(backend), "tasks": []}
     print(f"# SGE Optimizer vs Mitsuba 3 on {results['machine']}")
     for kind in args.tasks:
         path = OUT / f"{kind}.npz"
@@ -206,14 +221,14 @@ def main(argv=None) -> int:
                 f"{args.res}² pixels, {args.views} views")
         print(f"\n## {name}, {args.seconds:g} s each")
         traces = {"SGE Optimizer": run_sge(backend, task, kind, args.seconds, args.snapshots),
-                  "Mitsuba 3 llvm_ad_rgb": run_mitsuba(path, kind, args.seconds, args.snapshots)}
+                  f"Mitsuba 3 {args.mitsuba_variant}": run_mitsuba(path, kind, args.seconds, args.snapshots,
+                                                                   args.mitsuba_variant)}
         systems = []
         for system, trace in traces.items():
             psnrs = evaluate(backend, task, trace)
             systems.append({"name": system, "times": trace["times"].tolist(), "psnr": psnrs,
                             "iterations": trace["iterations"].tolist()})
-        results["tasks"].append({"name": name, "systems": systems})
-        report(systems)
+        results["tasks"].append({"name": name, "systems": systems, "ratios": report(systems)})
     if args.export_only:
         return 0
     (OUT / "results.json").write_text(json.dumps(results, indent=1))
@@ -223,22 +238,28 @@ def main(argv=None) -> int:
     return 0
 
 
-def report(systems: list) -> None:
+def report(systems: list) -> dict:
+    """Print both traces and the speed ratio at each system's best PSNR."""
     ours, peer = systems
     print("| system | time (s) | steps | PSNR (dB) |")
     print("|---|---|---|---|")
     for s in systems:
         for t, n, q in zip(s["times"], s["iterations"], s["psnr"]):
             print(f"| {s['name']} | {t:.2f} | {n} | {q:.2f} |")
-    level = max(peer["psnr"])
-    t_peer = time_to_reach(peer["times"], peer["psnr"], level)
-    t_ours = time_to_reach(ours["times"], ours["psnr"], level)
-    if t_ours is None:
-        print(f"\nMitsuba's best {level:.2f} dB at {t_peer:.1f} s; SGE did not reach it "
-              f"(best {max(ours['psnr']):.2f} dB)")
-    else:
-        print(f"\nMitsuba's best {level:.2f} dB at {t_peer:.1f} s; SGE reaches it at {t_ours:.1f} s: "
-              f"{t_peer / max(t_ours, 1e-9):.1f}x faster")
+    ratios = {}
+    for whose, level in (("Mitsuba's best", max(peer["psnr"])), ("SGE's best", max(ours["psnr"]))):
+        t_peer = time_to_reach(peer["times"], peer["psnr"], level)
+        t_ours = time_to_reach(ours["times"], ours["psnr"], level)
+        if t_ours is None or t_peer is None:
+            late = ours if t_ours is None else peer
+            print(f"at {whose} ({level:.2f} dB): {late['name']} never got there "
+                  f"(best {max(late['psnr']):.2f} dB)")
+            continue
+        # t_peer / t_ours: above 1, SGE got there sooner.
+        ratios[whose] = {"psnr": level, "sge_s": t_ours, "peer_s": t_peer, "speedup": t_peer / max(t_ours, 1e-9)}
+        print(f"at {whose} ({level:.2f} dB): SGE {t_ours:.2f} s, {peer['name']} {t_peer:.2f} s: "
+              f"SGE {t_peer / max(t_ours, 1e-9):.2f}x as fast")
+    return ratios
     sys.stdout.flush()
 
 

@@ -67,7 +67,8 @@ import mitsuba as mi  # noqa: E402
 
 import scene_file  # noqa: E402
 
-mi.set_variant("llvm_ad_rgb")
+# cuda_ad_rgb on a machine with an NVIDIA GPU (tools/compare_mitsuba.py --mitsuba-variant).
+mi.set_variant(os.environ.get("SGE_MITSUBA_VARIANT", "llvm_ad_rgb"))
 
 TEX_KEY = "mesh.emitter.radiance.data"
 POS_KEY = "mesh.vertex_positions"
