@@ -143,9 +143,12 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
            "texture": np.zeros((th, tw, 3), np.int64),
            "texture_count": np.zeros((th, tw), np.int64),
            "full": 0, "loss": 0}
-    lp = np.sum((color_plus - target) ** 2, axis=-1, dtype=np.float32)
-    lm = np.sum((color_minus - target) ** 2, axis=-1, dtype=np.float32)
-    dl = (lp - lm).astype(np.float32)
+    lp_channel = ((color_plus - target) ** 2).astype(np.float32)
+    lm_channel = ((color_minus - target) ** 2).astype(np.float32)
+    dl_channel = (lp_channel - lm_channel).astype(np.float32)  # texel channel c: channel c's share
+    lp = np.sum(lp_channel, axis=-1, dtype=np.float32)
+    lm = np.sum(lm_channel, axis=-1, dtype=np.float32)
+    dl = np.sum(dl_channel, axis=-1, dtype=np.float32)
     out["loss"] = int(to_fixed(np.float32(0.5) * (lp + lm)).sum())
     if full_image:
         out["full"] = int(to_fixed(dl).sum())
@@ -179,7 +182,7 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
                 for qx, qy in texels:
                     i = qy * tw + qx
                     s = perturbation_signs(key_tex, i)
-                    out["texture"][qy, qx] += to_fixed(d * s)
+                    out["texture"][qy, qx] += to_fixed(dl_channel[y, x, :3] * s)
                     out["texture_count"][qy, qx] += 1
     return _scaled(out)
 

@@ -1,16 +1,18 @@
 // G: one invocation per pixel. Charge the pixel's loss difference
 // dL = l(I+, T) - l(I-, T) to every parameter that touched the pixel in
-// either render (de-duplicated), times that parameter's sign. The 1/(2 eps)
+// either render (de-duplicated), times that parameter's sign; a texel
+// channel gets its own colour channel's share of dL. The 1/(2 eps)
 // and any normalisation are applied once per parameter in adam_step.
 // A texel's first touch since the last Adam step (its count goes 0 -> 1)
 // appends it to the worklist, so Adam visits touched texels only.
 // No local arrays: llvmpipe keeps them in memory at a cost per invocation,
 // so candidates are recomputed from a few vectors instead.
 
-float pixel_loss(vec4 color, vec4 target_color)
+// Squared error per channel; the pixel loss is their sum.
+vec4 channel_loss(vec4 color, vec4 target_color)
 {
   vec4 d = color - target_color;
-  return dot(d, d);
+  return d * d;
 }
 
 ivec2 texel_of(int index, int width)
@@ -49,12 +51,12 @@ void charge_vertices(int id_p, int id_m, float dl)
   }
 }
 
-void charge_texel(ivec2 q, float dl)
+void charge_texel(ivec2 q, vec3 dl)
 {
   int i = q.y * tex_size.x + q.x;
   vec3 s = perturbation_signs(uint(key_tex), i);
   for (int c = 0; c < 3; c++) {
-    ADD_FIXED(grad_tex, ivec2(3 * q.x + c, q.y), tex_size.y, dl * s[c]);
+    ADD_FIXED(grad_tex, ivec2(3 * q.x + c, q.y), tex_size.y, dl[c] * s[c]);
   }
   if (imageAtomicAdd(count_tex, q, 1) == 0) {
     int slot = imageAtomicAdd(worklist_length, ivec2(0), 1);
@@ -73,7 +75,7 @@ ivec2 corner(ivec2 t0, ivec2 t1, int k)
 
 // The texels of the pixel's bilinear footprint in R+ (a) and in R- (b),
 // each once (corners coincide on 1-texel-wide textures).
-void charge_texels(int id_p, int id_m, ivec2 p, float dl)
+void charge_texels(int id_p, int id_m, ivec2 p, vec3 dl)
 {
   ivec2 a0, a1, b0, b1;
   vec2 f;
@@ -104,10 +106,11 @@ void main()
     return;
   }
   vec4 t = texelFetch(target, p, 0);
-  float loss_plus = pixel_loss(texelFetch(color_plus, p, 0), t);
-  float loss_minus = pixel_loss(texelFetch(color_minus, p, 0), t);
-  float dl = loss_plus - loss_minus;
-  float mean_loss = 0.5 * (loss_plus + loss_minus);
+  vec4 loss_plus = channel_loss(texelFetch(color_plus, p, 0), t);
+  vec4 loss_minus = channel_loss(texelFetch(color_minus, p, 0), t);
+  vec4 dl_channel = loss_plus - loss_minus;
+  float dl = dot(dl_channel, vec4(1.0));
+  float mean_loss = 0.5 * dot(loss_plus + loss_minus, vec4(1.0));
   ADD_FIXED(loss_acc, ivec2(0, 0), 1, mean_loss);
 
   if ((flags & FLAG_FULL_IMAGE) != 0) {
@@ -123,6 +126,9 @@ void main()
     charge_vertices(id_p, id_m, dl);
   }
   if ((flags & FLAG_TEXTURE) != 0) {
-    charge_texels(id_p, id_m, p, dl);
+    // Texel channel c changes only colour channel c (shading.glsl), so its
+    // contributors are that channel's: charging it the other channels'
+    // differences would add their perturbations as noise, not signal.
+    charge_texels(id_p, id_m, p, dl_channel.rgb);
   }
 }

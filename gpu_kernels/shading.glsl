@@ -1,5 +1,7 @@
 // Shading, kept in one replaceable function. Today: unlit albedo, sampled
 // bilinearly at level 0 (mipmaps would break the few-contributors bound).
+// G relies on texel channel c reaching only colour channel c: a shading
+// model that mixes channels must make G charge texels the whole dL.
 
 // A texel as R+ or R- sees it: theta + texture_eps * s, with texture_eps
 // = +eps, -eps or 0 (a plain render). This is P for textures, done where
