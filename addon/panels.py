@@ -45,6 +45,9 @@ def draw_panel(layout, context) -> None:
     col.prop(props, "resolution")
     col.prop(props, "views_per_step")
     col.prop(props, "estimator")
+    row = col.row()
+    row.active = props.optimize_positions and props.optimize_texture
+    row.prop(props, "alternate_groups")
     col.prop(props, "seed")
 
     driver = modal.active_driver

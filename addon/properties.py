@@ -61,6 +61,10 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
                 "scales every perturbation")))
     smoothness: FloatProperty(name="Smoothness", default=_DEFAULTS.smoothness, min=0.0, soft_max=1000.0,
                               description="Weight of the Laplacian smoothness term on positions")
+    alternate_groups: BoolProperty(
+        name="Alternate Groups", default=_DEFAULTS.alternate_groups,
+        description="When fitting shape and colour together, perturb the shape on even steps and "
+                    "the colour on odd ones (a vertex's nudge otherwise drowns the texels' signal)")
     seed: IntProperty(name="Seed", default=_DEFAULTS.seed, min=0,
                       description="Random seed; the same seed gives the same result")
 
@@ -98,6 +102,7 @@ def to_settings(props, **overrides) -> Settings:
         estimator=props.estimator,
         views_per_step=props.views_per_step,
         smoothness=props.smoothness,
+        alternate_groups=props.alternate_groups,
         seed=props.seed,
     )
     values.update(overrides)

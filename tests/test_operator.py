@@ -74,6 +74,9 @@ def test_settings_conversion(registered, empty_scene):
     defaults = Settings()
     assert (s.lr_texture, s.eps_texture, s.smoothness) == pytest.approx(
         (defaults.lr_texture, defaults.eps_texture, defaults.smoothness))
+    assert s.alternate_groups is defaults.alternate_groups is True
+    props.alternate_groups = False
+    assert properties.to_settings(props).alternate_groups is False
 
 
 def test_operator_runs_end_to_end(scene):

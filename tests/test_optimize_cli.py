@@ -105,3 +105,13 @@ def test_demo_runs_headless_and_writes_outputs(tmp_path):
         assert (out / name).is_file(), name
     rows = (out / "loss.csv").read_text().strip().splitlines()
     assert rows[0] == "step,loss" and len(rows) >= 2
+
+
+def test_flags_reach_the_settings():
+    import optimize
+
+    parse = optimize.build_parser().parse_args
+    base = ["--object", "O", "--cameras", "C"]
+    assert optimize.settings_from_args(parse(base)).alternate_groups is True
+    settings = optimize.settings_from_args(parse(base + ["--no-alternate-groups", "--optimize", "texture"]))
+    assert settings.alternate_groups is False and not settings.optimize_positions

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--estimator", choices=Settings.ESTIMATORS, default=d.estimator)
     p.add_argument("--smoothness", type=float, default=d.smoothness,
                    help="weight of the uniform-Laplacian term on positions (0: off)")
+    p.add_argument("--alternate-groups", action=argparse.BooleanOptionalAction, default=d.alternate_groups,
+                   help="joint fits: positions on even steps, texture on odd ones (default: on)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--write-back-every", type=int, default=0,
                    help="write to the Blender data every N steps (default: only at the end)")
@@ -66,7 +68,7 @@ def settings_from_args(args):
         steps=args.steps, lr_positions=args.lr_positions, lr_texture=args.lr_texture,
         eps_positions=args.eps_positions, eps_texture=args.eps_texture, lr_decay=args.lr_decay,
         estimator=args.estimator, views_per_step=args.views_per_step, smoothness=args.smoothness,
-        seed=args.seed, write_back_every=args.write_back_every)
+        seed=args.seed, write_back_every=args.write_back_every, alternate_groups=args.alternate_groups)
 
 
 def format_progress(p: dict) -> str:
