@@ -61,19 +61,17 @@ def build_task(backend, kind: str, tex_size: int, res: int, views: int) -> dict:
     truth_positions = bumpy(mesh) if kind == "joint" else mesh.positions
     truth_texture = synthetic.checker_texture(tex_size, tiles=8)
     eyes = synthetic.fibonacci_sphere(views, DISTANCE)
-    ups = np.array([synthetic.camera_up(e) for e in eyes])
-    proj = synthetic.perspective(FOV_X, 1.0, NEAR, FAR)
-    cams = [(proj @ synthetic.look_at(e, up=u)).astype(np.float32) for e, u in zip(eyes, ups)]
-    vs = [View(f"view{i}", c, np.zeros((res, res, 4), np.float32)) for i, c in enumerate(cams)]
-    truth = Engine(backend, SceneArrays(MeshArrays(truth_positions, mesh.triangles, mesh.corner_uvs),
-                                        truth_texture, vs), Settings(optimize_positions=False))
-    targets = np.stack([truth.render(i)["color"] for i in range(views)])
     start = np.full_like(truth_texture, 0.5)
     start[..., 3] = 1.0
-    return dict(positions_init=mesh.positions, triangles=mesh.triangles, corner_uvs=mesh.corner_uvs,
-                texture_init=start, targets=targets, eyes=eyes, centres=np.zeros_like(eyes), ups=ups,
+    task = dict(positions_init=mesh.positions, triangles=mesh.triangles, corner_uvs=mesh.corner_uvs,
+                texture_init=start, targets=np.zeros((views, res, res, 4), np.float32), eyes=eyes,
+                centres=np.zeros_like(eyes), ups=np.array([synthetic.camera_up(e) for e in eyes]),
                 fov_x=FOV_X, near=NEAR, far=FAR, truth_positions=truth_positions,
                 truth_texture=truth_texture)
+    truth = Engine(backend, scene_arrays(task, truth_positions, truth_texture),
+                   Settings(optimize_positions=False))
+    task["targets"] = np.stack([truth.render(i)["color"] for i in range(views)])
+    return task
 
 
 def scene_arrays(task: dict, positions=None, texture=None) -> SceneArrays:
