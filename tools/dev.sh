@@ -13,16 +13,11 @@ case "$BLENDER" in
   *) echo "BLENDER must be 5.2 or 4.5" >&2; exit 2 ;;
 esac
 
-source tools/find_python.sh
+source tools/python_env.sh
 
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import bpy, numpy, pytest, OpenGL" >/dev/null 2>&1; then
-  PY="$(find_python "$PYVER")"
-  echo "setting up $VENV with $BPY (Python $PYVER); the bpy wheel is ~400 MB" >&2
-  "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  # PyOpenGL: only for the Blender-free backend and its tests, never needed inside Blender.
-  "$VENV/bin/python" -m pip install -q "$BPY" numpy pytest PyOpenGL
-fi
+# The bpy wheel is ~400 MB. PyOpenGL: only for the Blender-free backend and its
+# tests, never needed inside Blender.
+ensure_venv "$VENV" "$PYVER" "bpy, numpy, pytest, OpenGL" "$BPY" numpy pytest PyOpenGL
 
 # Mesa's EGL prints harmless EGL_BAD_MATCH lines on start; the GPU is llvmpipe when there is none.
 cmd="${1:-test}"

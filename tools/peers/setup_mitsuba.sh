@@ -16,16 +16,11 @@ if ! dpkg -s libllvm19 >/dev/null 2>&1; then
   $SUDO apt-get install -y libllvm19
 fi
 
-source tools/find_python.sh
+source tools/python_env.sh
 
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import mitsuba, drjit, numpy, matplotlib, cholespy" >/dev/null 2>&1; then
-  PY="$(find_python "$PYVER" || find_python 3)"
-  echo "setting up $VENV with $PY" >&2
-  "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  # cholespy: mi.ad.LargeSteps (the joint fit's regularizer); matplotlib: plot_trace.py
-  "$VENV/bin/python" -m pip install -q mitsuba numpy matplotlib cholespy
-fi
+# cholespy: mi.ad.LargeSteps (the joint fit's regularizer); matplotlib: plot_trace.py
+ensure_venv "$VENV" "$PYVER 3" "mitsuba, drjit, numpy, matplotlib, cholespy" \
+  mitsuba numpy matplotlib cholespy
 
 LLVM="$(dpkg -L libllvm19 | grep 'libLLVM-19\.so' | head -n1)"
 DRJIT_LIBLLVM_PATH="${DRJIT_LIBLLVM_PATH:-$LLVM}" "$VENV/bin/python" - <<'PY'
