@@ -4,6 +4,10 @@ own rasterizer."""
 from __future__ import annotations
 
 import math
+import struct
+import tempfile
+import zlib
+from pathlib import Path
 
 import bpy
 import numpy as np
@@ -16,16 +20,43 @@ from .gpu_backend import BlenderGPUBackend
 from .gpu_context import ensure_gpu
 
 
-def new_image(name: str, pixels: np.ndarray, linear: bool = False):
-    """A Blender image holding (h, w, 4) `pixels` (bottom-up), packed into
-    the .blend. sRGB 8-bit by default; `linear=True` makes a float, linear image."""
+def encode_png(pixels: np.ndarray, bit_depth: int = 8) -> bytes:
+    """PNG file bytes (RGBA, 8 or 16 bits) of (h, w, 4) `pixels` in [0, 1],
+    bottom-up as Blender stores them. Values outside [0, 1] are clipped."""
     h, w = pixels.shape[:2]
-    image = bpy.data.images.new(name, width=w, height=h, alpha=True, float_buffer=linear)
-    if not linear:
-        image.colorspace_settings.name = "sRGB"
-    image.pixels.foreach_set(np.asarray(pixels, np.float32).ravel())
-    image.update()
-    image.pack()  # a generated image's pixels are not saved with the .blend otherwise
+    rgba = np.clip(np.nan_to_num(np.asarray(pixels, np.float64)), 0.0, 1.0)[::-1]
+    dtype, top = (">u1", 255) if bit_depth == 8 else (">u2", 65535)
+    rows = np.rint(rgba * top).astype(dtype).reshape(h, -1).view(np.uint8)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1)  # filter 0 per row
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", w, h, bit_depth, 6, 0, 0, 0)  # colour type 6: RGBA
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b""))
+
+
+def new_image(name: str, pixels: np.ndarray, linear: bool = False):
+    """A Blender image holding (h, w, 4) `pixels` (bottom-up), packed into the
+    .blend. sRGB 8-bit by default; `linear=True` makes a float image holding
+    the values as data (16-bit, clipped to [0, 1]).
+
+    The pixels are written to a PNG of our own and loaded from it, rather than
+    set on a generated image and packed: that route depends on Blender still
+    holding the generated buffer when it packs, and once saved a blank image
+    came back."""
+    with tempfile.TemporaryDirectory(prefix="sge_") as folder:
+        path = Path(folder) / "image.png"
+        path.write_bytes(encode_png(pixels, 16 if linear else 8))
+        image = bpy.data.images.load(str(path), check_existing=False)
+        image.name = name
+        if linear:
+            image.colorspace_settings.name = "Non-Color"
+        image.pack()  # reads the file, which is deleted below
+        image.filepath_raw = f"//{bpy.path.clean_name(name)}.png"  # where an unpack writes it
+    if image.packed_file is None:
+        raise RuntimeError(f"could not pack the image '{name}' into the .blend")
     return image
 
 
