@@ -44,6 +44,7 @@ class OptimizationRun:
         self._started = None
         self._elapsed = 0.0
         self._last_loss = None
+        self.image_storage = None  # set by finish(): see scene_io.keep_in_blend
 
     # Lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -99,6 +100,8 @@ class OptimizationRun:
         """Write back, evaluate, and return the summary."""
         self.sample_loss()
         self.write_back()
+        if self.settings.optimize_texture:
+            self.image_storage = scene_io.keep_in_blend(self.inputs.image)
         self.after = self.engine.evaluate()
         return self.summary()
 
@@ -139,6 +142,7 @@ class OptimizationRun:
             "mean_psnr_after": float(np.mean([m["psnr"] for m in after])) if after else None,
             "settings": {k: getattr(self.settings, k) for k in Settings.field_names()},
             "encoding": self.inputs.encoding,
+            "image_storage": self.image_storage,
             "loss_history": self.loss_history,
         }
 

@@ -9,6 +9,8 @@ So each finished run stamps the image with a custom property (a token; ID
 properties *are* in memfile undo) and keeps the pixels for that token and for
 the state before the run. After every undo/redo, a handler compares each
 image's token with the pixels it holds and writes the matching snapshot.
+A packed image needs no repack here: memfile undo restores its packed bytes
+(tests/test_operator.py, the save after an undo).
 """
 from __future__ import annotations
 

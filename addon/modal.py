@@ -70,9 +70,11 @@ def run_blocking(scene, **overrides) -> dict:
 def report_line(summary: dict) -> str:
     after = summary.get("mean_psnr_after")
     stopped = " (stopped)" if summary.get("stopped") else ""
-    return (f"SGE: {summary['steps']} steps{stopped} in {summary['seconds']:.1f} s, PSNR "
+    line = (f"SGE: {summary['steps']} steps{stopped} in {summary['seconds']:.1f} s, PSNR "
             f"{summary['mean_psnr_before']:.2f} -> {after:.2f} dB" if after is not None else
             f"SGE: {summary['steps']} steps in {summary['seconds']:.1f} s")
+    note = scene_io.storage_note(summary["image"], summary.get("image_storage") or "")
+    return f"{line}. {note}" if note else line
 
 
 # Feedback ---------------------------------------------------------------------------

@@ -87,6 +87,27 @@ def write_image_pixels(image, pixels: np.ndarray) -> None:
     image.update()
 
 
+def keep_in_blend(image) -> str:
+    """After pixels were written into `image`: where will a save of the .blend
+    find them? A packed image is repacked here, because a save writes the
+    packed bytes, not the edited buffer (it came back unchanged otherwise).
+    Returns 'packed', 'file' (changed in memory only; Image > Save writes the
+    file) or 'generated' (Blender does not save a generated image's pixels)."""
+    if image.packed_file is not None:
+        image.pack()
+        return "packed"
+    return "generated" if image.source == "GENERATED" else "file"
+
+
+def storage_note(image_name: str, storage: str) -> str:
+    """What a user must do to keep optimized pixels, or '' when nothing."""
+    if storage == "file":
+        return f"'{image_name}' changed in memory only: Image > Save writes it to its file"
+    if storage == "generated":
+        return f"'{image_name}' is a generated image: pack or save it, or a .blend save drops its pixels"
+    return ""
+
+
 def resample(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     """Resize (h, w, c) to (height, width, c): box filter down, bilinear up."""
     h, w = pixels.shape[:2]

@@ -238,6 +238,30 @@ def test_undo_restores_vertices_and_pixels_exactly(scene):
     assert_same(state(), original)
 
 
+def saved_and_reopened(path):
+    """state() after a save and a reopen of the scene (the user's Ctrl+S)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    return state()
+
+
+def test_a_save_keeps_the_result_and_an_undone_result(scene, tmp_path):
+    """The demo's images are packed: a save must write the optimized pixels,
+    not the packed original, and after an undo the original again."""
+    original = state()
+    bpy.ops.ed.undo_push(message="Before SGE")
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    assert modal.last_summary["image_storage"] == "packed"
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert_same(saved_and_reopened(tmp_path / "undone.blend"), original)
+
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    result = state()
+    assert_changed(result, original)
+    assert_same(saved_and_reopened(tmp_path / "result.blend"), result)
+
+
 def test_global_undo_alone_misses_image_pixels(scene):
     """Why image_undo exists: without its handler, undo keeps the pixels."""
     original = state()

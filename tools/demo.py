@@ -168,7 +168,6 @@ def main(argv=None) -> int:
     write_outputs(run, before, args.out)
     with open(args.out / "summary.json", "w") as f:
         json.dump(summary, f, indent=2)
-    source.data.materials[0].node_tree.nodes["Image Texture"].image.pack()
     bpy.ops.wm.save_as_mainfile(filepath=str((args.out / "result.blend").resolve()))
     print(f"PSNR before: {summary['mean_psnr_before']:.2f} dB", flush=True)
     print(f"PSNR after:  {summary['mean_psnr_after']:.2f} dB", flush=True)

@@ -110,8 +110,8 @@ def run(argv) -> int:
         args.summary.write_text(json.dumps(summary, indent=2))
     if args.save:
         image = bpy.data.images[summary["image"]]
-        if summary["settings"]["optimize_texture"]:
-            image.pack()  # keep the optimized pixels inside the .blend
+        if summary["image_storage"] in ("file", "generated"):
+            image.pack()  # keep the optimized pixels inside the .blend (a packed one already is)
         args.save.parent.mkdir(parents=True, exist_ok=True)
         bpy.ops.wm.save_as_mainfile(filepath=str(args.save.resolve()), copy=True)
     return 0
