@@ -20,7 +20,7 @@ from .gpu_backend import BlenderGPUBackend
 from .gpu_context import ensure_gpu
 from .scene_io import InputError
 
-__all__ = ["OptimizationRun", "optimize", "run_to_end", "InputError", "Settings"]
+__all__ = ["OptimizationRun", "optimize", "run_to_end", "progress_text", "InputError", "Settings"]
 
 
 class OptimizationRun:
@@ -102,7 +102,7 @@ class OptimizationRun:
         self.write_back()
         if self.settings.optimize_texture:
             self.image_storage = scene_io.keep_in_blend(self.inputs.image)
-        self.after = self.engine.evaluate()
+        self.after = self.engine.evaluate(keep_color=True)  # the overlay shows the renders
         return self.summary()
 
     def cancel(self) -> dict:
@@ -145,6 +145,22 @@ class OptimizationRun:
             "image_storage": self.image_storage,
             "loss_history": self.loss_history,
         }
+
+
+def format_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def progress_text(progress: dict) -> str:
+    """'step 10/40  loss 0.01234  5.1 steps/s  ETA 0:06' for `OptimizationRun.progress()`;
+    the status bar and `tools/optimize.py` both print it."""
+    loss = progress.get("loss")
+    loss_text = f"{loss:.5f}" if loss is not None else "-"
+    return (f"step {progress['step']}/{progress['steps']}  loss {loss_text}  "
+            f"{progress['steps_per_s']:.1f} steps/s  ETA {format_eta(progress['eta_s'])}")
 
 
 def run_to_end(run: OptimizationRun, progress=None, report_every: int = 25) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 
-from . import image_undo, overlay, properties, scene_io
+from . import api, image_undo, overlay, properties, scene_io
 from .api import OptimizationRun, run_to_end
 from .scene_io import InputError
 
@@ -95,19 +95,8 @@ def sparkline(values, width: int = 32) -> str:
     return "".join(_BLOCKS[min(7, int((v - lo) / span * 7.999))] for v in logs)
 
 
-def format_eta(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
 def status_line(progress: dict) -> str:
-    loss = progress.get("loss")
-    loss_text = f"{loss:.5f}" if loss is not None else "-"
-    return (f"SGE Optimizer  step {progress['step']}/{progress['steps']}  loss {loss_text}  "
-            f"{progress['steps_per_s']:.1f} steps/s  ETA {format_eta(progress['eta_s'])}  "
-            "(Esc / right-click: stop and keep)")
+    return f"SGE Optimizer  {api.progress_text(progress)}  (Esc / right-click: stop and keep)"
 
 
 # The modal operator's work ---------------------------------------------------------

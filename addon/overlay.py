@@ -120,14 +120,13 @@ def draw_quad(corners, target_tex, render_tex, mode: str, matrix, linear: bool =
 
 # Data from the run -------------------------------------------------------------------
 def capture_run(run) -> None:
-    """Keep every view's target and final render (after a run)."""
+    """Keep every view's target and final render (after a finished run)."""
     global _encoding, _version
     _version += 1
     _encoding = run.inputs.encoding
     _views.clear()
-    for i, view in enumerate(run.inputs.arrays.views):
-        _views[view.name] = {"target": view.target, "render": run.engine.render(i)["color"],
-                             "version": _version}
+    for view, metrics in zip(run.inputs.arrays.views, run.after):
+        _views[view.name] = {"target": view.target, "render": metrics["color"], "version": _version}
     _tag_redraw()
 
 

@@ -348,12 +348,15 @@ class Engine:
                 "id": np.rint(self.backend.read(tex["id"])[..., 0]).astype(np.int64),
                 "uv": self.backend.read(tex["uv"])[..., :2]}
 
-    def evaluate(self) -> list:
-        """Per-view MSE (mean over pixels and RGBA) and PSNR of the current parameters."""
+    def evaluate(self, keep_color: bool = False) -> list:
+        """Per-view MSE (mean over pixels and RGBA) and PSNR of the current
+        parameters; with `keep_color`, each view's render too ("color")."""
         results = []
         for i, view in enumerate(self.scene.views):
             color = self.render(i)["color"]
             results.append(image_metrics(color, np.clip(view.target, 0, 1), view.name))
+            if keep_color:
+                results[-1]["color"] = color
         return results
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -71,16 +70,10 @@ def settings_from_args(args):
         seed=args.seed, write_back_every=args.write_back_every, alternate_groups=args.alternate_groups)
 
 
-def format_progress(p: dict) -> str:
-    eta = "?" if not math.isfinite(p["eta_s"]) else f"{p['eta_s']:.0f}s"
-    loss = "?" if p["loss"] is None else f"{p['loss']:.5f}"
-    return f"step {p['step']}/{p['steps']}  loss {loss}  {p['steps_per_s']:.1f} steps/s  ETA {eta}"
-
-
 def run(argv) -> int:
     import bpy
 
-    from sge_optimizer.addon.api import InputError, optimize
+    from sge_optimizer.addon.api import InputError, optimize, progress_text
 
     args = build_parser().parse_args(argv)
     if args.blend is not None:
@@ -98,7 +91,7 @@ def run(argv) -> int:
         return EXIT_BAD_INPUT
     try:
         summary = optimize(obj, collection, settings_from_args(args), resolution=args.resolution,
-                           progress=lambda p: print(format_progress(p), file=sys.stderr, flush=True),
+                           progress=lambda p: print(progress_text(p), file=sys.stderr, flush=True),
                            report_every=max(1, args.report_every))
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
