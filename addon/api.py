@@ -100,9 +100,9 @@ class OptimizationRun:
         """Write back, evaluate, and return the summary."""
         self.sample_loss()
         self.write_back()
-        if self.settings.optimize_texture:
-            self.image_storage = scene_io.keep_in_blend(self.inputs.image)
         self.after = self.engine.evaluate(keep_color=True)  # the overlay shows the renders
+        if self.settings.optimize_texture:  # last: an abort after it could not undo a repack
+            self.image_storage = scene_io.keep_in_blend(self.inputs.image)
         return self.summary()
 
     def cancel(self) -> dict:
