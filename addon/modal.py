@@ -32,9 +32,7 @@ def why_not(scene) -> str | None:
         scene_io.check_mesh_object(props.source)
         scene_io.find_base_color_image(props.source)
         for cam in scene_io.collection_cameras(props.cameras):
-            backgrounds = cam.data.background_images
-            if len(backgrounds) == 0 or backgrounds[0].image is None:
-                raise InputError(f"camera '{cam.name}' has no background image (its target)")
+            scene_io.target_background(cam)
     except InputError as exc:
         return str(exc)
     return None
@@ -68,11 +66,9 @@ def run_blocking(scene, **overrides) -> dict:
 
 
 def report_line(summary: dict) -> str:
-    after = summary.get("mean_psnr_after")
     stopped = " (stopped)" if summary.get("stopped") else ""
     line = (f"SGE: {summary['steps']} steps{stopped} in {summary['seconds']:.1f} s, PSNR "
-            f"{summary['mean_psnr_before']:.2f} -> {after:.2f} dB" if after is not None else
-            f"SGE: {summary['steps']} steps in {summary['seconds']:.1f} s")
+            f"{summary['mean_psnr_before']:.2f} -> {summary['mean_psnr_after']:.2f} dB")
     note = scene_io.storage_note(summary["image"], summary.get("image_storage") or "")
     return f"{line}. {note}" if note else line
 

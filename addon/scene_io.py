@@ -273,18 +273,23 @@ _UNSUPPORTED_BACKGROUND = (
 )
 
 
+def target_background(cam_obj):
+    """The camera's first background image entry (its target), if it holds an
+    image; InputError otherwise. Cheap: reads no pixels."""
+    backgrounds = cam_obj.data.background_images
+    bg = backgrounds[0] if len(backgrounds) else None
+    if bg is not None and bg.source != "IMAGE":
+        raise InputError(f"camera '{cam_obj.name}': its background is a movie clip; use an image")
+    if bg is None or bg.image is None:
+        raise InputError(f"camera '{cam_obj.name}' has no background image: add one in "
+                         "Camera Properties > Background Images (it is the target)")
+    return bg
+
+
 def read_target(cam_obj, scene, width: int, height: int, encoding: str) -> np.ndarray:
     """The camera's first background image as the frame shows it, at
     (height, width), premultiplied, in `encoding`."""
-    cam = cam_obj.data
-    if len(cam.background_images) == 0 or cam.background_images[0].image is None:
-        if len(cam.background_images) and cam.background_images[0].source != "IMAGE":
-            raise InputError(f"camera '{cam_obj.name}': its background is a movie clip; use an image")
-        raise InputError(f"camera '{cam_obj.name}' has no background image: add one in "
-                         "Camera Properties > Background Images (it is the target)")
-    bg = cam.background_images[0]
-    if bg.source != "IMAGE":
-        raise InputError(f"camera '{cam_obj.name}': its background is a movie clip; use an image")
+    bg = target_background(cam_obj)
     for _, unsupported, words in _UNSUPPORTED_BACKGROUND:
         if unsupported(bg):
             raise InputError(f"camera '{cam_obj.name}': the background image has {words}; "
