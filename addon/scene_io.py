@@ -245,10 +245,15 @@ def collection_cameras(collection) -> list:
     return cams
 
 
+def render_aspect(scene) -> float:
+    """Width / height of the rendered frame, pixel aspect included."""
+    r = scene.render
+    return (r.resolution_x * r.pixel_aspect_x) / (r.resolution_y * r.pixel_aspect_y)
+
+
 def working_resolution(scene, longest_side: int) -> tuple:
     """(width, height) with the render aspect (pixel aspect included)."""
-    r = scene.render
-    aspect = (r.resolution_x * r.pixel_aspect_x) / (r.resolution_y * r.pixel_aspect_y)
+    aspect = render_aspect(scene)
     if aspect >= 1:
         return int(longest_side), max(1, round(longest_side / aspect))
     return max(1, round(longest_side * aspect)), int(longest_side)
@@ -297,11 +302,10 @@ def read_target(cam_obj, scene, width: int, height: int, encoding: str) -> np.nd
     image = bg.image
     pixels = read_image_pixels(image, f"background image of camera '{cam_obj.name}'")
     ih, iw = pixels.shape[:2]
-    r = scene.render
-    render_aspect = (r.resolution_x * r.pixel_aspect_x) / (r.resolution_y * r.pixel_aspect_y)
-    if abs((iw / ih) / render_aspect - 1) > 0.01:
+    aspect = render_aspect(scene)
+    if abs((iw / ih) / aspect - 1) > 0.01:
         raise InputError(f"camera '{cam_obj.name}': target '{image.name}' is {iw}x{ih} "
-                         f"(aspect {iw / ih:.3f}) but the render aspect is {render_aspect:.3f}")
+                         f"(aspect {iw / ih:.3f}) but the render aspect is {aspect:.3f}")
     if bg.use_flip_x:
         pixels = pixels[:, ::-1]
     if bg.use_flip_y:

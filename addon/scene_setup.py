@@ -76,10 +76,9 @@ def textured_material(name: str, image):
 
 def bounding_sphere(obj) -> tuple:
     """Centre of the world bounding box and the farthest vertex from it."""
-    co = np.empty(len(obj.data.vertices) * 3, np.float64)
-    obj.data.vertices.foreach_get("co", co)
+    co = scene_io.read_local_positions(obj).astype(np.float64)
     m = np.array(obj.matrix_world)
-    world = co.reshape(-1, 3) @ m[:3, :3].T + m[:3, 3]
+    world = co @ m[:3, :3].T + m[:3, 3]
     centre = (world.min(0) + world.max(0)) / 2
     radius = float(np.linalg.norm(world - centre, axis=1).max()) if len(world) else 1.0
     return Vector(centre), max(radius, 1e-3)
@@ -95,8 +94,7 @@ def add_cameras_around(obj, count: int = 12, collection_name: str = "SGE Cameras
     scene.collection.children.link(collection)
     centre, radius = bounding_sphere(obj)
     width = 36.0  # sensor width (mm); the default fit (AUTO) spans the longer side
-    r = scene.render
-    aspect = (r.resolution_x * r.pixel_aspect_x) / (r.resolution_y * r.pixel_aspect_y)
+    aspect = scene_io.render_aspect(scene)
     half_fov = math.atan(width / (2 * lens) * min(aspect, 1 / aspect))
     distance = margin * radius / math.sin(half_fov)
     for i, offset in enumerate(fibonacci_sphere(count, distance)):
