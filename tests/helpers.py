@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sge_optimizer.engine import Engine, SceneArrays, Settings, View
+from sge_optimizer.engine import Engine, MeshArrays, SceneArrays, Settings, View, synthetic
+
+W = H = 48  # the small scene's resolution
 
 
 def render_targets(backend, mesh, texture, cameras, width, height):
@@ -20,6 +22,15 @@ def flat_texture(size, value=0.5):
     tex = np.full((size, size, 4), value, np.float32)
     tex[..., 3] = 1.0
     return tex
+
+
+def small_engine(backend, **settings):
+    """A small sphere fit (both groups, 3 views) on any backend."""
+    settings.setdefault("alternate_groups", False)  # one sub-step charges both groups
+    mesh = synthetic.uv_sphere(12, 6)
+    views = render_targets(backend, mesh, synthetic.checker_texture(8), synthetic.orbit_cameras(3), W, H)
+    start = MeshArrays(mesh.positions * np.float32(0.9), mesh.triangles, mesh.corner_uvs)
+    return Engine(backend, SceneArrays(start, flat_texture(8, 0.4), views), Settings(**settings))
 
 
 def flipped_fraction(positions, triangles):

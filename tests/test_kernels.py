@@ -3,26 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import flat_texture, render_targets
+from helpers import H, W, flat_texture, small_engine
 
 from sge_optimizer import gpu_kernels as K
-from sge_optimizer.engine import Engine, MeshArrays, SceneArrays, Settings, View
+from sge_optimizer.engine import Engine, SceneArrays, Settings, View
 from sge_optimizer.engine import reference as ref
 from sge_optimizer.engine import synthetic
 from sge_optimizer.engine.optimizer import vertex_adjacency
-
-W = H = 48
-
-
-def small_engine(backend, **settings):
-    settings.setdefault("alternate_groups", False)  # one sub-step charges both groups
-    mesh = synthetic.uv_sphere(12, 6)
-    cams = synthetic.orbit_cameras(3)
-    texture = synthetic.checker_texture(8)
-    views = render_targets(backend, mesh, texture, cams, W, H)
-    start = MeshArrays(mesh.positions * np.float32(0.9), mesh.triangles, mesh.corner_uvs)
-    return Engine(backend, SceneArrays(start, flat_texture(8, 0.4), views), Settings(**settings))
-
 
 def test_readback_layout_is_row_major_bottom_up(backend):
     """Guard against the transposed-buffer trap: a non-square texture

@@ -3,7 +3,6 @@ tick), undo, stop, poll messages, panel drawing, overlay shader."""
 from __future__ import annotations
 
 import statistics
-import time
 from types import SimpleNamespace
 
 import bpy
@@ -105,10 +104,16 @@ def test_operator_reports_bad_settings_as_runtime_error(scene):
 
 
 # Poll and the one-line reason -----------------------------------------------------
+def one_line_reason(scene) -> str:
+    reason = modal.why_not(scene)
+    assert reason is not None and "\n" not in reason, reason
+    return reason
+
+
 def test_why_not(registered, empty_scene):
     scene = empty_scene
     props = properties.get(scene)
-    assert "no object chosen" in modal.why_not(scene)
+    assert "no object chosen" in one_line_reason(scene)
     assert not bpy.ops.sge.optimize_to_targets.poll()
     with pytest.raises(RuntimeError, match="No object chosen"):
         bpy.ops.sge.optimize_to_targets()
@@ -116,7 +121,7 @@ def test_why_not(registered, empty_scene):
     bpy.ops.mesh.primitive_cube_add(calc_uvs=False)
     cube = bpy.context.active_object
     props.source = cube
-    assert "no UV map" in modal.why_not(scene)
+    assert "no UV map" in one_line_reason(scene)
 
     bpy.ops.mesh.primitive_uv_sphere_add()
     sphere = bpy.context.active_object
@@ -125,22 +130,20 @@ def test_why_not(registered, empty_scene):
     sphere.data.materials.append(scene_setup.textured_material(
         "M", scene_setup.new_image("Tex", np.ones((8, 8, 4), np.float32))))
     props.source = sphere
-    assert "no camera collection" in modal.why_not(scene)
+    assert "no camera collection" in one_line_reason(scene)
     empty = bpy.data.collections.new("Empty")
     scene.collection.children.link(empty)
     props.cameras = empty
-    assert "has no cameras" in modal.why_not(scene)
+    assert "has no cameras" in one_line_reason(scene)
 
     cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
     empty.objects.link(cam)
-    assert "camera 'Cam' has no background image" in modal.why_not(scene)
+    assert "camera 'Cam' has no background image" in one_line_reason(scene)
     assert not bpy.ops.sge.optimize_to_targets.poll()
 
     cam.data.background_images.new().image = bpy.data.images["Tex"]
     assert modal.why_not(scene) is None
     assert bpy.ops.sge.optimize_to_targets.poll()
-    for reason in (modal.why_not(scene),):
-        assert reason is None or "\n" not in reason
 
 
 # The modal path, tick by tick -----------------------------------------------------

@@ -13,16 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import flat_texture, mean_psnr, render_targets
+from helpers import H, W, flat_texture, mean_psnr, render_targets, small_engine
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 from sge_optimizer import gpu_kernels as K  # noqa: E402
-from sge_optimizer.engine import Engine, MeshArrays, SceneArrays, Settings, synthetic  # noqa: E402
+from sge_optimizer.engine import Engine, SceneArrays, Settings, synthetic  # noqa: E402
 from sge_optimizer.engine.backends.pyopengl import glsl_declarations, glsl_source  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-W = H = 48
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +30,6 @@ def gl():
     from sge_optimizer.engine.backends.pyopengl import PyOpenGLBackend
 
     return PyOpenGLBackend()
-
-
-def small_engine(backend, **settings):
-    """The same scene as tests/test_kernels.py, on any backend."""
-    settings.setdefault("alternate_groups", False)
-    mesh = synthetic.uv_sphere(12, 6)
-    views = render_targets(backend, mesh, synthetic.checker_texture(8), synthetic.orbit_cameras(3), W, H)
-    start = MeshArrays(mesh.positions * np.float32(0.9), mesh.triangles, mesh.corner_uvs)
-    return Engine(backend, SceneArrays(start, flat_texture(8, 0.4), views), Settings(**settings))
 
 
 # GLSL generation (no GL needed) ------------------------------------------------
@@ -134,13 +124,13 @@ def test_adam_step_matches(backend, gl):
     results = []
     for b in (backend, gl):
         engine = small_engine(b, smoothness=50.0)
+        start = engine.texture()
         engine.step()
         results.append({"positions": engine.positions(), "texture": engine.texture(),
                         "moment1": b.read(engine.texture_group.moment1),
                         "moment2": b.read(engine.texture_group.moment2)})
     theirs, ours = results
-    start = small_engine(gl, smoothness=50.0)
-    assert not np.array_equal(ours["texture"], start.texture())
+    assert not np.array_equal(ours["texture"], start)
     np.testing.assert_allclose(ours["positions"], theirs["positions"], atol=1e-5)
     np.testing.assert_allclose(ours["texture"], theirs["texture"], atol=1e-5)
     np.testing.assert_allclose(ours["moment1"], theirs["moment1"], rtol=1e-3, atol=1e-9)
