@@ -65,6 +65,7 @@ class ParamGroup:
         self.count, self.salt, self.eps, self.lr = count, salt, eps, lr
         self.clamp01, self.enabled = clamp01, enabled
         self.updates = 0  # Adam steps taken
+        self._key = (None, 0)  # ((seed, substep), key): P, R+, R- and G ask for the same one
         b = backend
         self.theta = b.texture(self.width, self.rows, "RGBA32F", values)
         self.plus = self.minus = self.theta
@@ -79,7 +80,9 @@ class ParamGroup:
 
     def key(self, seed: int, substep: int) -> int:
         """The perturbation key of this group at `substep`, as the kernels take it."""
-        return as_int32(perturbation_key(seed, substep, self.salt))
+        if self._key[0] != (seed, substep):
+            self._key = ((seed, substep), as_int32(perturbation_key(seed, substep, self.salt)))
+        return self._key[1]
 
     def parameter_count(self) -> int:
         return 3 * self.count if self.enabled else 0
@@ -119,6 +122,7 @@ class Engine:
                                   if per_pixel_texture else 1)
         self.worklist = b.texture(PARAM_WIDTH, math.ceil(self.worklist_capacity / PARAM_WIDTH), "R32I")
         self.worklist_length = b.texture(1, 1, "R32I")
+        self.worklist_groups = self._worklist_groups() if per_pixel_texture else None
         self.loss_substeps = 0
         self.use_regularizer = settings.optimize_positions and settings.smoothness > 0
         if self.use_regularizer:
@@ -243,10 +247,10 @@ class Engine:
             regularized = g is self.positions_group and self.use_regularizer
             if regularized:
                 flags |= K.ADAM_REGULARIZER
-            groups = K.ADAM_STEP.groups(g.width, g.rows)
-            if g is self.texture_group and s.estimator == "per_pixel":
+            worklist = g is self.texture_group and self.worklist_groups is not None
+            if worklist:
                 flags |= K.ADAM_WORKLIST
-                groups = self._worklist_groups()
+            groups = self.worklist_groups if worklist else K.ADAM_STEP.groups(g.width, g.rows)
             self.backend.dispatch(
                 K.ADAM_STEP, groups,
                 images={"theta": g.theta, "moment1": g.moment1, "moment2": g.moment2,
@@ -259,7 +263,8 @@ class Engine:
                            "lr": g.lr * decay, "grad_scale": scale,
                            "beta1": s.beta1, "beta2": s.beta2,
                            "reg_weight": self.regularizer_weight if regularized else 0.0})
-        self.backend.clear(self.worklist_length, 0)
+            if worklist:
+                self.backend.clear(self.worklist_length, 0)
         if s.estimator == "full_image":
             self.backend.clear(self.global_acc, 0)
 

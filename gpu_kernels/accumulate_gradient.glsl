@@ -15,11 +15,6 @@ vec4 channel_loss(vec4 color, vec4 target_color)
   return d * d;
 }
 
-ivec2 texel_of(int index, int width)
-{
-  return ivec2(index % width, index / width);
-}
-
 void charge_vertex(int v, float dl)
 {
   ivec2 q = texel_of(v, pos_width);

@@ -84,8 +84,8 @@ void main()
     int invocation = int(gl_GlobalInvocationID.y * gl_NumWorkGroups.x * gl_WorkGroupSize.x +
                          gl_GlobalInvocationID.x);
     for (int k = invocation; k < length; k += stride) {
-      int i = imageLoad(worklist, ivec2(k % width, k / width)).x;
-      adam_update(ivec2(i % size.x, i / size.x), i, size);
+      int i = imageLoad(worklist, texel_of(k, width)).x;
+      adam_update(texel_of(i, size.x), i, size);
     }
     return;
   }

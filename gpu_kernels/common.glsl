@@ -1,7 +1,14 @@
-// Shared by every kernel: the perturbation hash, fixed-point atomics and the
-// bilinear footprint. engine/reference.py mirrors each function in numpy.
+// Shared by every kernel: texel addressing, the perturbation hash,
+// fixed-point atomics and the bilinear footprint. engine/reference.py mirrors
+// each function in numpy.
 
 // FLAG_* and ADAM_* bit flags are #defined from gpu_kernels/__init__.py.
+
+// The texel holding element `index` of a row-major array `width` wide.
+ivec2 texel_of(int index, int width)
+{
+  return ivec2(index % width, index / width);
+}
 
 uint pcg_hash(uint v)
 {

@@ -22,8 +22,8 @@ void main()
   vec3 acc = vec3(0.0);
   for (int k = 0; k < degree; k++) {
     int a = start + k;
-    int u = int(texelFetch(adjacency, ivec2(a % adj_width, a / adj_width), 0).x);
-    ivec2 q = ivec2(u % size.x, u / size.x);
+    int u = int(texelFetch(adjacency, texel_of(a, adj_width), 0).x);
+    ivec2 q = texel_of(u, size.x);
     float w = 1.0;
     if (transpose == 1) {
       w = 1.0 / max(texelFetch(adjacency_range, q, 0).y, 1.0);

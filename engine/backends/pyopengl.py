@@ -184,6 +184,15 @@ class PyOpenGLBackend:
 
     def __init__(self, timing: bool = False, platform: str = "auto"):
         self.GL, self.EGL = _load_gl()
+        GL = self.GL
+        self._format_table = {
+            "R32F": (GL.GL_R32F, GL.GL_RED, GL.GL_FLOAT),
+            "RG32F": (GL.GL_RG32F, GL.GL_RG, GL.GL_FLOAT),
+            "RGBA32F": (GL.GL_RGBA32F, GL.GL_RGBA, GL.GL_FLOAT),
+            "R32I": (GL.GL_R32I, GL.GL_RED_INTEGER, GL.GL_INT),
+            "RGBA32I": (GL.GL_RGBA32I, GL.GL_RGBA_INTEGER, GL.GL_INT),
+            "DEPTH_COMPONENT32F": (GL.GL_DEPTH_COMPONENT32F, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT),
+        }
         self.timing = timing
         self._timings = {}
         self._pending = []  # (name, begin query, end query)
@@ -312,15 +321,8 @@ class PyOpenGLBackend:
 
     # Textures -----------------------------------------------------------------
     def _formats(self, fmt):
-        GL = self.GL
-        return {
-            "R32F": (GL.GL_R32F, GL.GL_RED, GL.GL_FLOAT),
-            "RG32F": (GL.GL_RG32F, GL.GL_RG, GL.GL_FLOAT),
-            "RGBA32F": (GL.GL_RGBA32F, GL.GL_RGBA, GL.GL_FLOAT),
-            "R32I": (GL.GL_R32I, GL.GL_RED_INTEGER, GL.GL_INT),
-            "RGBA32I": (GL.GL_RGBA32I, GL.GL_RGBA_INTEGER, GL.GL_INT),
-            "DEPTH_COMPONENT32F": (GL.GL_DEPTH_COMPONENT32F, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT),
-        }[fmt]
+        """(internal format, layout, type) of a texture format name."""
+        return self._format_table[fmt]
 
     def _new_texture(self, width, height, fmt):
         GL = self.GL
@@ -384,18 +386,6 @@ class PyOpenGLBackend:
             GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
         return out.astype(np.float32) if integer else out
 
-    def read_int(self, texture):
-        """An integer texture as int32 (h, w, c), read directly (no kernel)."""
-        GL = self.GL
-        _, layout, kind = self._formats(texture.format)
-        out = np.empty((texture.height, texture.width, _CHANNELS[texture.format]), np.int32)
-        with self._current():
-            GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
-            GL.glBindTexture(GL.GL_TEXTURE_2D, texture.id)
-            GL.glGetTexImage(GL.GL_TEXTURE_2D, 0, layout, kind, out)
-            GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
-        return out
-
     def read_fixed(self, texture, rows, fixed=True):
         """Read `rows` rows of an R32I accumulator as floats, through the
         FIXED_TO_FLOAT kernel as the Blender backend does.
@@ -404,8 +394,7 @@ class PyOpenGLBackend:
         """
         with self._current():
             out = self._new_texture(texture.width, rows, "R32F")
-            lx, ly, _ = K.FIXED_TO_FLOAT.local_size
-            self.dispatch(K.FIXED_TO_FLOAT, ((texture.width + lx - 1) // lx, (rows + ly - 1) // ly, 1),
+            self.dispatch(K.FIXED_TO_FLOAT, K.FIXED_TO_FLOAT.groups(texture.width, rows),
                           images={"accumulator": texture, "result": out}, samplers={},
                           constants={"hi_offset": rows if fixed else 0})
             return self.read(out)
