@@ -12,9 +12,8 @@ from __future__ import annotations
 import math
 import time
 
-import numpy as np
 
-from ..engine import Engine, Settings
+from ..engine import Engine, Settings, mean_psnr
 from . import scene_io
 from .gpu_backend import BlenderGPUBackend
 from .gpu_context import ensure_gpu
@@ -138,8 +137,8 @@ class OptimizationRun:
             "final_loss": self._last_loss,
             "psnr_before": views(self.before),
             "psnr_after": views(after),
-            "mean_psnr_before": float(np.mean([m["psnr"] for m in self.before])),
-            "mean_psnr_after": float(np.mean([m["psnr"] for m in after])) if after else None,
+            "mean_psnr_before": mean_psnr(self.before),
+            "mean_psnr_after": mean_psnr(after) if after else None,
             "settings": {k: getattr(self.settings, k) for k in Settings.field_names()},
             "encoding": self.inputs.encoding,
             "image_storage": self.image_storage,

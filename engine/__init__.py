@@ -2,7 +2,7 @@
 
 It never imports `bpy`; it drives any object with the `backend.Backend` shape.
 """
-from .optimizer import Engine, image_metrics, psnr
+from .optimizer import Engine, image_metrics, mean_psnr, psnr
 from .scene import MeshArrays, SceneArrays, Settings, View
 
-__all__ = ["Engine", "MeshArrays", "SceneArrays", "Settings", "View", "image_metrics", "psnr"]
+__all__ = ["Engine", "MeshArrays", "SceneArrays", "Settings", "View", "image_metrics", "mean_psnr", "psnr"]

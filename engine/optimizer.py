@@ -370,5 +370,10 @@ def image_metrics(color: np.ndarray, target: np.ndarray, name: str = "") -> dict
     return {"view": name, "mse": mse, "psnr": psnr(mse)}
 
 
+def mean_psnr(metrics: list) -> float:
+    """The mean PSNR of `Engine.evaluate()`'s per-view metrics."""
+    return float(np.mean([m["psnr"] for m in metrics]))
+
+
 def psnr(mse: float) -> float:
     return float("inf") if mse <= 0 else float(-10.0 * math.log10(mse))

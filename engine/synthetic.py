@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .scene import MeshArrays
+from .optimizer import Engine
+from .scene import MeshArrays, SceneArrays, Settings, View
 
 
 def uv_sphere(segments: int = 24, rings: int = 12, radius: float = 1.0) -> MeshArrays:
@@ -85,3 +86,20 @@ def checker_texture(size: int, tiles: int = 4) -> np.ndarray:
     g = 0.5 + 0.5 * np.cos(2 * np.pi * y * tiles / 2)
     b = ((np.floor(x * tiles) + np.floor(y * tiles)) % 2) * 0.8 + 0.1
     return np.stack([r, g, b, np.ones_like(r)], -1).astype(np.float32)
+
+
+def flat_texture(size: int, value: float = 0.5) -> np.ndarray:
+    """An opaque (size, size, 4) texture of one grey level: a fit's start."""
+    tex = np.full((size, size, 4), value, np.float32)
+    tex[..., 3] = 1.0
+    return tex
+
+
+def render_targets(backend, mesh: MeshArrays, texture: np.ndarray, cameras, width: int, height: int) -> list:
+    """Views whose targets are renders of (mesh, texture) by the same rasterizer."""
+    views = [View(f"view{i}", c, np.zeros((height, width, 4), np.float32)) for i, c in enumerate(cameras)]
+    engine = Engine(backend, SceneArrays(mesh, texture, views),
+                    Settings(optimize_positions=False, optimize_texture=True))
+    for i, view in enumerate(views):
+        view.target = engine.render(i)["color"]
+    return views

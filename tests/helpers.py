@@ -3,25 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sge_optimizer.engine import Engine, MeshArrays, SceneArrays, Settings, View, synthetic
+from sge_optimizer.engine import Engine, MeshArrays, SceneArrays, Settings, mean_psnr as _mean_psnr, synthetic
+from sge_optimizer.engine.synthetic import flat_texture, render_targets  # noqa: F401 - used by tests
 
 W = H = 48  # the small scene's resolution
-
-
-def render_targets(backend, mesh, texture, cameras, width, height):
-    """Views whose targets are renders of (mesh, texture) by the same rasterizer."""
-    views = [View(f"view{i}", c, np.zeros((height, width, 4), np.float32)) for i, c in enumerate(cameras)]
-    engine = Engine(backend, SceneArrays(mesh, texture, views),
-                    Settings(optimize_positions=False, optimize_texture=True))
-    for i, view in enumerate(views):
-        view.target = engine.render(i)["color"]
-    return views
-
-
-def flat_texture(size, value=0.5):
-    tex = np.full((size, size, 4), value, np.float32)
-    tex[..., 3] = 1.0
-    return tex
 
 
 def small_engine(backend, **settings):
@@ -51,4 +36,4 @@ def silhouette_iou(engine, views):
 
 
 def mean_psnr(engine):
-    return float(np.mean([m["psnr"] for m in engine.evaluate()]))
+    return _mean_psnr(engine.evaluate())

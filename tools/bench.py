@@ -30,11 +30,10 @@ import _bootstrap  # noqa: E402
 _bootstrap.load_package()
 
 import bpy  # noqa: E402
-import numpy as np  # noqa: E402
 
 from sge_optimizer.addon.gpu_backend import BlenderGPUBackend  # noqa: E402
 from sge_optimizer.addon.gpu_context import ensure_gpu  # noqa: E402
-from sge_optimizer.engine import Engine, SceneArrays, Settings, View  # noqa: E402
+from sge_optimizer.engine import Engine, SceneArrays, Settings  # noqa: E402
 from sge_optimizer.engine import synthetic  # noqa: E402
 
 PASSES = ("P", "R+", "R-", "G", "Laplacian", "Adam")
@@ -46,18 +45,11 @@ def paper_mesh():
 
 
 def make_engine(backend, mesh, tex_size, res, views=8):
-    cams = synthetic.orbit_cameras(views)
-    truth = synthetic.checker_texture(tex_size)
-    grey = np.full_like(truth, 0.5)
-    grey[..., 3] = 1
-    vs = [View(f"v{i}", c, np.zeros((res, res, 4), np.float32)) for i, c in enumerate(cams)]
-    ref = Engine(backend, SceneArrays(mesh, truth, vs), Settings(optimize_positions=False))
-    for i, v in enumerate(vs):
-        v.target = ref.render(i)["color"]
-    del ref
+    vs = synthetic.render_targets(backend, mesh, synthetic.checker_texture(tex_size),
+                                  synthetic.orbit_cameras(views), res, res)
     # Every step perturbs every parameter, as in the paper (runs alternate
     # groups by default, which halves a joint step's work on average).
-    return Engine(backend, SceneArrays(mesh, grey, vs),
+    return Engine(backend, SceneArrays(mesh, synthetic.flat_texture(tex_size), vs),
                   Settings(steps=10**6, views_per_step=1, alternate_groups=False))
 
 

@@ -37,7 +37,7 @@ _bootstrap.load_package()
 import numpy as np  # noqa: E402
 
 from peers.scene_file import load_scene, save_scene  # noqa: E402
-from sge_optimizer.engine import Engine, MeshArrays, SceneArrays, Settings, View, synthetic  # noqa: E402
+from sge_optimizer.engine import Engine, MeshArrays, SceneArrays, Settings, View, mean_psnr, synthetic  # noqa: E402
 from sge_optimizer.engine.optimizer import pixel_world_size  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,10 +61,8 @@ def build_task(backend, kind: str, tex_size: int, res: int, views: int) -> dict:
     truth_positions = bumpy(mesh) if kind == "joint" else mesh.positions
     truth_texture = synthetic.checker_texture(tex_size, tiles=8)
     eyes = synthetic.fibonacci_sphere(views, DISTANCE)
-    start = np.full_like(truth_texture, 0.5)
-    start[..., 3] = 1.0
     task = dict(positions_init=mesh.positions, triangles=mesh.triangles, corner_uvs=mesh.corner_uvs,
-                texture_init=start, targets=np.zeros((views, res, res, 4), np.float32), eyes=eyes,
+                texture_init=synthetic.flat_texture(tex_size), targets=np.zeros((views, res, res, 4), np.float32), eyes=eyes,
                 centres=np.zeros_like(eyes), ups=np.array([synthetic.camera_up(e) for e in eyes]),
                 fov_x=FOV_X, near=NEAR, far=FAR, truth_positions=truth_positions,
                 truth_texture=truth_texture)
@@ -152,7 +150,7 @@ def evaluate(backend, task: dict, trace: dict) -> list:
     for texture, positions in zip(trace["textures"], trace["positions"]):
         engine = Engine(backend, scene_arrays(task, positions, texture.astype(np.float32)),
                         Settings(optimize_positions=False))
-        values.append(float(np.mean([m["psnr"] for m in engine.evaluate()])))
+        values.append(mean_psnr(engine.evaluate()))
     return values
 
 
@@ -266,7 +264,6 @@ def report(systems: list) -> dict:
         print(f"at {whose} ({level:.2f} dB): SGE {t_ours:.2f} s, {peer['name']} {t_peer:.2f} s: "
               f"SGE {t_peer / max(t_ours, 1e-9):.2f}x as fast")
     return ratios
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -26,10 +26,10 @@ _bootstrap.load_package()
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sge_optimizer.addon import scene_setup  # noqa: E402
-from sge_optimizer.addon.api import OptimizationRun  # noqa: E402
+from sge_optimizer.addon import scene_io, scene_setup  # noqa: E402
+from sge_optimizer.addon.api import OptimizationRun, progress_text  # noqa: E402
 from sge_optimizer.engine import Settings  # noqa: E402
-from sge_optimizer.engine.synthetic import checker_texture  # noqa: E402
+from sge_optimizer.engine.synthetic import checker_texture, flat_texture  # noqa: E402
 
 
 def colourful_texture(size: int) -> np.ndarray:
@@ -69,12 +69,10 @@ def build_scene(cameras: int = 12, resolution: int = 256, texture_size: int = 25
         "Reference", scene_setup.new_image("Reference Albedo", colourful_texture(texture_size))))
     source = _mesh_from_ops(bpy.ops.mesh.primitive_uv_sphere_add, "Source", segments=32,
                             ring_count=16, radius=0.9)
-    grey = np.full((texture_size, texture_size, 4), 0.5, np.float32)
-    grey[..., 3] = 1
     source.data.materials.append(scene_setup.textured_material(
-        "Source", scene_setup.new_image("Source Albedo", grey)))
+        "Source", scene_setup.new_image("Source Albedo", flat_texture(texture_size))))
     collection = scene_setup.add_cameras_around(reference, cameras, "Targets")
-    cams = sorted((o for o in collection.objects if o.type == "CAMERA"), key=lambda o: o.name)
+    cams = scene_io.collection_cameras(collection)
     scene.camera = cams[0]
     scene_setup.capture_targets(reference, cams, hide=[source])
     reference.hide_viewport = reference.hide_render = True
@@ -97,13 +95,7 @@ def over_white(premultiplied: np.ndarray) -> np.ndarray:
 
 
 def save_png(pixels: np.ndarray, path: Path) -> None:
-    h, w = pixels.shape[:2]
-    image = bpy.data.images.new(path.stem, width=w, height=h, alpha=True)
-    image.pixels.foreach_set(np.clip(pixels, 0, 1).astype(np.float32).ravel())
-    image.filepath_raw = str(path)
-    image.file_format = "PNG"
-    image.save()
-    bpy.data.images.remove(image)
+    path.write_bytes(scene_setup.encode_png(pixels))
 
 
 def plot_curve(values: list, width: int = 480, height: int = 240) -> np.ndarray:
@@ -126,9 +118,8 @@ def plot_curve(values: list, width: int = 480, height: int = 240) -> np.ndarray:
 
 
 def write_outputs(run: OptimizationRun, before_renders: list, out: Path) -> None:
-    engine = run.engine
     for i, view in enumerate(run.inputs.arrays.views):
-        after = engine.render(i)["color"]
+        after = run.after[i]["color"]  # finish() rendered it
         diff = np.abs(after - view.target)
         diff[..., 3] = 1.0
         panel = side_by_side(over_white(view.target), over_white(before_renders[i]), over_white(after),
@@ -160,9 +151,8 @@ def main(argv=None) -> int:
           f"{args.cameras} cameras, PSNR before {np.mean([m['psnr'] for m in run.before]):.2f} dB",
           file=sys.stderr)
     while not run.advance(max_steps=25):
-        p = run.progress()
-        print(f"step {p['step']}/{p['steps']}  loss {run.sample_loss():.5f}  "
-              f"{p['steps_per_s']:.1f} steps/s", file=sys.stderr)
+        run.sample_loss()
+        print(progress_text(run.progress()), file=sys.stderr)
     summary = run.finish()
     summary["demo_seconds"] = time.perf_counter() - t0
     write_outputs(run, before, args.out)

@@ -20,9 +20,8 @@ import _bootstrap  # noqa: E402
 
 _bootstrap.load_package()
 
-import numpy as np  # noqa: E402
 
-from sge_optimizer.engine import Engine, SceneArrays, Settings, View, synthetic  # noqa: E402
+from sge_optimizer.engine import Engine, SceneArrays, Settings, mean_psnr, synthetic  # noqa: E402
 from sge_optimizer.engine.backends.pyopengl import PyOpenGLBackend  # noqa: E402
 
 
@@ -41,25 +40,18 @@ def main(argv=None) -> int:
     print(f"backend: {backend.name} on {backend.platform}: {backend.renderer}, OpenGL {backend.version}")
     mesh = synthetic.uv_sphere(24, 12)
     cameras = synthetic.orbit_cameras(args.views)
-    w = h = args.size
-    views = [View(f"view{i}", c, np.zeros((h, w, 4), np.float32)) for i, c in enumerate(cameras)]
-    truth = Engine(backend, SceneArrays(mesh, synthetic.checker_texture(args.texture), views),
-                   Settings(optimize_positions=False, optimize_texture=True))
-    for i, view in enumerate(views):
-        view.target = truth.render(i)["color"]
-
-    start = np.full((args.texture, args.texture, 4), 0.5, np.float32)
-    start[..., 3] = 1.0
-    engine = Engine(backend, SceneArrays(mesh, start, views),
+    views = synthetic.render_targets(backend, mesh, synthetic.checker_texture(args.texture), cameras,
+                                     args.size, args.size)
+    engine = Engine(backend, SceneArrays(mesh, synthetic.flat_texture(args.texture), views),
                     Settings(optimize_positions=False, optimize_texture=True,
                              steps=args.steps, seed=args.seed))
-    before = float(np.mean([m["psnr"] for m in engine.evaluate()]))
+    before = mean_psnr(engine.evaluate())
     t0 = time.perf_counter()
     for _ in range(args.steps):
         engine.step()
     backend.finish()
     seconds = time.perf_counter() - t0
-    after = float(np.mean([m["psnr"] for m in engine.evaluate()]))
+    after = mean_psnr(engine.evaluate())
     print(f"PSNR before {before:.2f} dB")
     print(f"PSNR after  {after:.2f} dB ({args.steps} steps, {seconds:.2f} s)")
     assert "bpy" not in sys.modules, "the standalone engine must not import bpy"
