@@ -141,6 +141,7 @@ class _PixelCentres:
 class CentredPRB(mi.ad.integrators.prb.PRBIntegrator):
     """`prb` whose primary rays go through pixel centres, as SGE's rasterizer samples."""
 
+    # The same override as CentredEmissionProjective's: nanobind classes take one base, no mixin.
     def sample_rays(self, scene, sensor, sampler):
         return super().sample_rays(scene, sensor, _PixelCentres(sampler))
 
@@ -193,8 +194,12 @@ INTEGRATORS = {
 DEFAULT_INTEGRATOR = {"texture": "emission_centres", "joint": "emission_projective_centres"}
 
 
+def integrator_name(args) -> str:
+    return args.integrator or DEFAULT_INTEGRATOR[args.mode]
+
+
 def integrator_dict(args) -> dict:
-    return dict(INTEGRATORS[getattr(args, "integrator", None) or DEFAULT_INTEGRATOR[args.mode]])
+    return dict(INTEGRATORS[integrator_name(args)])
 
 
 def targets_mitsuba(task: dict) -> list:
@@ -332,7 +337,7 @@ def fit(task: dict, args) -> int:
     schedule = None  # geometric snapshot times, set after the first iteration
     settings = {
         "variant": mi.variant(), "mitsuba": mi.__version__, "drjit": dr.__version__,
-        "integrator": args.integrator or DEFAULT_INTEGRATOR[args.mode], "integrator_dict": integrator,
+        "integrator": integrator_name(args), "integrator_dict": integrator,
         "spp": args.spp, "views_per_iteration": args.views_per_iter, "view_choice": "random",
         "optimizer": "mi.ad.Adam", "adam_betas": [args.beta1, args.beta2],
         "lr_texture": args.lr_texture, "lr_decay": args.lr_decay, "mask_updates": args.mask_updates,
