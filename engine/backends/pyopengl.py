@@ -68,13 +68,15 @@ _CHANNELS = {"R32F": 1, "RG32F": 2, "RGBA32F": 4, "R32I": 1, "RGBA32I": 4,
 GLSL_VERSION = "#version 450 core\n"
 
 
+def _access(image) -> str:
+    """'readonly', 'writeonly' or '' (both) from an image's qualifiers."""
+    return {frozenset({"READ"}): "readonly", frozenset({"WRITE"}): "writeonly"}.get(
+        frozenset(image.qualifiers), "")
+
+
 def _qualifier(image) -> str:
-    quals = set(image.qualifiers)
-    if quals == {"READ"}:
-        return "readonly "
-    if quals == {"WRITE"}:
-        return "writeonly "
-    return ""
+    access = _access(image)
+    return access + " " if access else ""
 
 
 def glsl_declarations(spec, stage: str) -> str:
@@ -484,9 +486,8 @@ class PyOpenGLBackend:
             if name not in declared:
                 raise KeyError(f"{spec.name} has no image {name!r}")
             image = declared[name]
-            quals = set(image.qualifiers)
-            access = (GL.GL_READ_ONLY if quals == {"READ"} else
-                      GL.GL_WRITE_ONLY if quals == {"WRITE"} else GL.GL_READ_WRITE)
+            access = {"readonly": GL.GL_READ_ONLY, "writeonly": GL.GL_WRITE_ONLY}.get(
+                _access(image), GL.GL_READ_WRITE)
             internal, _, _ = self._formats(image.format)
             GL.glBindImageTexture(image.slot, tex.id, 0, GL.GL_FALSE, 0, access, internal)
 
