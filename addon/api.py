@@ -44,6 +44,7 @@ class OptimizationRun:
         self._elapsed = 0.0
         self._last_loss = None
         self.image_storage = None  # set by finish(): see scene_io.keep_in_blend
+        self.kept_step = None  # set by finish(): the step whose parameters were kept
 
     # Lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -51,6 +52,8 @@ class OptimizationRun:
         self.backend = BlenderGPUBackend()
         self.engine = Engine(self.backend, self.inputs.arrays, self.settings)
         self.before = self.engine.evaluate()
+        if self.settings.keep_best:
+            self.engine.checkpoint(self.before)  # the start is the first candidate
         self._started = time.perf_counter()
 
     @property
@@ -67,9 +70,12 @@ class OptimizationRun:
         t0 = time.perf_counter()
         ran = 0
         every = self.settings.write_back_every
+        check = self.settings.checkpoint_interval()
         while not self.done:
             self.engine.step()
             ran += 1
+            if self.settings.keep_best and self.step % check == 0 and not self.done:
+                self.engine.checkpoint()
             if every and self.step % every == 0:
                 self.write_back()
             if max_steps is not None and ran >= max_steps:
@@ -96,10 +102,17 @@ class OptimizationRun:
             scene_io.write_image_pixels(inputs.image, engine.texture())
 
     def finish(self) -> dict:
-        """Write back, evaluate, and return the summary."""
+        """Keep the best parameters seen (never worse than the start), write
+        back, evaluate, and return the summary."""
         self.sample_loss()
-        self.write_back()
         self.after = self.engine.evaluate(keep_color=True)  # the overlay shows the renders
+        self.kept_step = self.step
+        if self.settings.keep_best:
+            self.engine.checkpoint(self.after)
+            if self.engine.restore_best():
+                self.after = self.engine.evaluate(keep_color=True)
+            self.kept_step = self.engine.best_step
+        self.write_back()
         if self.settings.optimize_texture:  # last: an abort after it could not undo a repack
             self.image_storage = scene_io.keep_in_blend(self.inputs.image)
         return self.summary()
@@ -131,6 +144,7 @@ class OptimizationRun:
             "image": self.inputs.image.name,
             "cameras": [c.name for c in self.inputs.cameras],
             "steps": self.step,
+            "kept_step": self.kept_step,
             "seconds": self._elapsed,
             "parameters": self.engine.parameter_count,
             "resolution": list(self.engine.scene.resolution),

@@ -148,7 +148,7 @@ def update_current(run, min_interval_s: float = 0.1) -> None:
     _version += 1
     _encoding = run.inputs.encoding
     i = names.index(scene.camera.name)
-    render = run.engine.render(i)["color"] if props.overlay != "TARGET" else None
+    render = run.engine.render_color(i, antialias=True) if props.overlay != "TARGET" else None
     _views[scene.camera.name] = {"target": run.inputs.arrays.views[i].target, "render": render,
                                  "version": _version}
     _tag_redraw()

@@ -111,7 +111,8 @@ def add_cameras_around(obj, count: int = 12, collection_name: str = "SGE Cameras
 
 def capture_targets(reference, cameras, scene=None, hide=()) -> list:
     """Render `reference` (its mesh and base-colour texture) from each camera
-    at the scene's render resolution, with the optimizer's rasterizer, into
+    at the scene's render resolution, with the optimizer's rasterizer
+    (antialiased: the mean of 4 sub-pixel samples), into
     new images set as each camera's first background image. Objects in `hide`
     are hidden in the viewport during the capture and restored after."""
     scene = scene or bpy.context.scene
@@ -134,13 +135,13 @@ def capture_targets(reference, cameras, scene=None, hide=()) -> list:
                         Settings(optimize_positions=False, optimize_texture=True))
         images = []
         for i, cam in enumerate(cameras):
-            pixels = engine.render(i)["color"]  # premultiplied, alpha is coverage
+            pixels = engine.render_color(i, antialias=True)  # premultiplied, alpha is coverage
             name = f"Target {cam.name}"
             old = bpy.data.images.get(name)
             if old is not None:
                 bpy.data.images.remove(old)
             target = new_image(name, pixels, linear=(encoding == "linear"))
-            target.alpha_mode = "STRAIGHT"  # alpha is 0 or 1, so straight == premultiplied
+            target.alpha_mode = "PREMUL"  # antialiased edges: colour is premultiplied by coverage
             backgrounds = cam.data.background_images
             bg = backgrounds[0] if len(backgrounds) else backgrounds.new()
             bg.image = target

@@ -17,6 +17,17 @@ from .scene import SceneArrays, Settings
 SALT_POSITIONS = 1
 SALT_TEXTURE = 2
 PARAM_WIDTH = 1024  # texels per row of vertex-indexed textures
+# Sub-pixel offsets (in pixels) of an antialiased render: a rotated 2x2 grid,
+# which resolves near-horizontal and near-vertical edges in 4 levels.
+ANTIALIAS_OFFSETS = ((-0.125, -0.375), (0.375, -0.125), (0.125, 0.375), (-0.375, 0.125))
+
+
+def jittered(view_projection: np.ndarray, dx: float, dy: float, width: int, height: int) -> np.ndarray:
+    """`view_projection` moved by (dx, dy) pixels on screen: clip x += w * 2 dx / width."""
+    m = np.array(view_projection, np.float32)
+    m[0] += np.float32(2.0 * dx / width) * m[3]
+    m[1] += np.float32(2.0 * dy / height) * m[3]
+    return m
 
 
 def pack_rows(values: np.ndarray, width: int, channels: int = 4) -> np.ndarray:
@@ -72,6 +83,7 @@ class ParamGroup:
         if enabled and perturbed_copies:
             self.plus = b.texture(self.width, self.rows, "RGBA32F")
             self.minus = b.texture(self.width, self.rows, "RGBA32F")
+        self.best = None  # a copy of theta at the best checkpoint (Engine.checkpoint)
         if enabled:
             self.moment1 = b.texture(self.width, self.rows, "RGBA32F")
             self.moment2 = b.texture(self.width, self.rows, "RGBA32F")
@@ -130,7 +142,10 @@ class Engine:
         self.step_index = 0
         self.active = self.perturbed_groups(0)  # the groups the current step perturbs
         self._rng = np.random.default_rng(settings.seed)
+        self._jitter_rng = np.random.default_rng([settings.seed, 1])
         self.timings = None  # set to a dict to collect per-pass times (synchronising)
+        self.best_loss = math.inf  # of the parameters in each group's `best` copy
+        self.best_step = None
 
     # Setup --------------------------------------------------------------------
     def _init_laplacian(self, mesh):
@@ -142,6 +157,10 @@ class Engine:
         self.adjacency = b.texture(PARAM_WIDTH, adj.shape[0], "R32F", adj)
         self.laplacian_delta = b.texture(g.width, g.rows, "RGBA32F")
         self.regularizer_grad = b.texture(g.width, g.rows, "RGBA32F")
+        # The start's own L x0: the smoothness term keeps it (no shrinking).
+        self.laplacian_zero = b.texture(g.width, g.rows, "RGBA32F")
+        self.laplacian_rest = b.texture(g.width, g.rows, "RGBA32F")
+        self._laplacian_pass(g.theta, self.laplacian_rest, 0, self.laplacian_zero)
         # Smoothness loss: w / (V diag^2) * sum_v |L x|_v^2, gradient 2 w / (V diag^2) L^T L x.
         diag = mesh.bounding_diagonal
         self.regularizer_weight = 2.0 * self.settings.smoothness / (self.vertex_count * diag * diag)
@@ -181,20 +200,27 @@ class Engine:
                 samplers={"theta": g.theta},
                 constants={"key": g.key(self.settings.seed, substep), "count": g.count, "eps": g.eps})
 
-    def rasterize(self, target, view_index: int, sign: int = 0, substep: int = 0) -> None:
-        """R: render the parameters (sign 0), theta+ (sign +1) or theta- (-1)."""
+    def rasterize(self, target, view_index: int, sign: int = 0, substep: int = 0,
+                  offset: tuple = (0.0, 0.0)) -> None:
+        """R: render the parameters (sign 0), theta+ (sign +1) or theta- (-1),
+        moved by `offset` pixels on screen."""
         pos, tex = self.positions_group, self.texture_group
+        view_projection = self.scene.views[view_index].view_projection
+        if offset != (0.0, 0.0):
+            view_projection = jittered(view_projection, *offset, self.width, self.height)
         positions = {0: pos.theta, 1: pos.plus, -1: pos.minus}[sign if pos in self.active else 0]
         texture_eps = sign * tex.eps if tex in self.active else 0.0
         self.backend.draw(
             K.RASTERIZE, target, self.batch,
             samplers={"positions": positions, "albedo": tex.theta},
-            constants={"view_projection": self.scene.views[view_index].view_projection,
+            constants={"view_projection": view_projection,
                        "texture_key": tex.key(self.settings.seed, substep), "texture_eps": texture_eps})
 
     def accumulate_gradient(self, substep: int, slot: int, view_index: int) -> None:
         pos, tex, s = self.positions_group, self.texture_group, self.settings
         flags = (K.FLAG_POSITIONS if pos in self.active else 0) | (K.FLAG_TEXTURE if tex in self.active else 0)
+        if self.silhouette_only():
+            flags |= K.FLAG_SILHOUETTE
         if s.estimator == "full_image":
             flags |= K.FLAG_FULL_IMAGE
         plus = self.backend.target_textures(self.render_plus)
@@ -219,15 +245,26 @@ class Engine:
                        "tex_size": self.texture_size, "pos_width": pos.width})
         self.loss_substeps += 1
 
+    def silhouette_only(self) -> bool:
+        """Whether vertices are charged coverage differences only at this step:
+        during the first `silhouette_fraction` of a joint fit's steps."""
+        s = self.settings
+        return (self.texture_group.enabled and self.positions_group in self.active
+                and self.step_index < s.silhouette_fraction * s.steps)
+
+    def _laplacian_pass(self, source, result, transpose: int, rest) -> None:
+        g = self.positions_group
+        self.backend.dispatch(K.LAPLACIAN, K.LAPLACIAN.groups(g.width, g.rows),
+                              images={"result": result},
+                              samplers={"values": source, "adjacency_range": self.adjacency_range,
+                                        "adjacency": self.adjacency, "rest": rest},
+                              constants={"count_total": g.count, "transpose": transpose})
+
     def regularize(self) -> None:
-        g, b = self.positions_group, self.backend
-        for source, result, transpose in ((g.theta, self.laplacian_delta, 0),
-                                          (self.laplacian_delta, self.regularizer_grad, 1)):
-            b.dispatch(K.LAPLACIAN, K.LAPLACIAN.groups(g.width, g.rows),
-                       images={"result": result},
-                       samplers={"values": source, "adjacency_range": self.adjacency_range,
-                                 "adjacency": self.adjacency},
-                       constants={"count_total": g.count, "transpose": transpose})
+        """The smoothness gradient L^T (L x - L x0) into `regularizer_grad`."""
+        g = self.positions_group
+        self._laplacian_pass(g.theta, self.laplacian_delta, 0, self.laplacian_rest)
+        self._laplacian_pass(self.laplacian_delta, self.regularizer_grad, 1, self.laplacian_zero)
 
     def adam_step(self, substep0: int, substeps: int) -> None:
         s = self.settings
@@ -237,6 +274,10 @@ class Engine:
         for g in self.active:
             g.updates += 1  # Adam's step count, for the bias corrections
             t = g.updates
+            # Warm-up: Adam's first updates move every touched parameter by
+            # about the full rate whatever its gradient (it is divided by its
+            # own size), which wrecks a fit that was already right.
+            warmup = min(1.0, t / s.warmup_steps) if s.warmup_steps > 0 else 1.0
             flags = K.ADAM_CLAMP01 if g.clamp01 else 0
             scale = 1.0 / (2.0 * g.eps * substeps * pixels)
             if s.estimator == "full_image":
@@ -260,7 +301,7 @@ class Engine:
                 constants={"seed": s.seed, "substep0": substep0, "substeps": substeps,
                            "salt": g.salt, "count_total": g.count, "flags": flags,
                            "bias1": 1.0 / (1.0 - s.beta1 ** t), "bias2": 1.0 / (1.0 - s.beta2 ** t),
-                           "lr": g.lr * decay, "grad_scale": scale,
+                           "lr": g.lr * decay * warmup, "grad_scale": scale,
                            "beta1": s.beta1, "beta2": s.beta2,
                            "reg_weight": self.regularizer_weight if regularized else 0.0})
             if worklist:
@@ -282,10 +323,17 @@ class Engine:
         return int(self._rng.integers(len(self.scene.views)))
 
     def substep(self, substep: int, slot: int, view_index: int) -> None:
-        """P, R+, R-, G for one (view, perturbation) pair."""
+        """P, R+, R-, G for one (view, perturbation) pair. With `antialias`,
+        both renders move by one random sub-pixel offset, so over the steps
+        every texel in a pixel's footprint is read and charged (a pixel-centre
+        sample skips most texels of a minified texture, which then overfit
+        the target views)."""
+        offset = (0.0, 0.0)
+        if self.settings.antialias:
+            offset = tuple(float(v) for v in self._jitter_rng.random(2) - 0.5)
         self._timed("P", self.perturb, substep)
-        self._timed("R+", self.rasterize, self.render_plus, view_index, 1, substep)
-        self._timed("R-", self.rasterize, self.render_minus, view_index, -1, substep)
+        self._timed("R+", self.rasterize, self.render_plus, view_index, 1, substep, offset)
+        self._timed("R-", self.rasterize, self.render_minus, view_index, -1, substep, offset)
         self._timed("G", self.accumulate_gradient, substep, slot, view_index)
 
     def step(self) -> None:
@@ -353,16 +401,68 @@ class Engine:
                 "id": np.rint(self.backend.read(tex["id"])[..., 0]).astype(np.int64),
                 "uv": self.backend.read(tex["uv"])[..., :2]}
 
+    def render_color(self, view_index: int, antialias: bool = False) -> np.ndarray:
+        """The colour (H, W, 4) of the current parameters; `antialias`: the
+        mean of renders at ANTIALIAS_OFFSETS, as Blender's engines filter edges."""
+        if not antialias:
+            return self.render(view_index)["color"]
+        color = np.zeros((self.height, self.width, 4), np.float32)
+        texture = self.backend.target_textures(self.render_plus)["color"]
+        for offset in ANTIALIAS_OFFSETS:
+            self.rasterize(self.render_plus, view_index, offset=offset)
+            color += self.backend.read(texture)
+        return color / len(ANTIALIAS_OFFSETS)
+
     def evaluate(self, keep_color: bool = False) -> list:
         """Per-view MSE (mean over pixels and RGBA) and PSNR of the current
-        parameters; with `keep_color`, each view's render too ("color")."""
+        parameters, antialiased when the settings say so; with `keep_color`,
+        each view's render too ("color")."""
         results = []
         for i, view in enumerate(self.scene.views):
-            color = self.render(i)["color"]
+            color = self.render_color(i, self.settings.antialias)
             results.append(image_metrics(color, np.clip(view.target, 0, 1), view.name))
             if keep_color:
                 results[-1]["color"] = color
         return results
+
+
+    # Keeping the best -----------------------------------------------------------
+    def checkpoint(self, metrics: list | None = None) -> float:
+        """Score the current parameters on every target view (`metrics` from
+        `evaluate()` if already at hand); if they beat the best so far, copy
+        them to each group's `best` texture (on the GPU). Returns the loss."""
+        metrics = self.evaluate() if metrics is None else metrics
+        loss = float(np.mean([m["mse"] for m in metrics]))
+        if loss < self.best_loss:
+            self.best_loss, self.best_step = loss, self.step_index
+            for g in self._optimized_groups():
+                if g.best is None:
+                    g.best = self.backend.texture(g.width, g.rows, "RGBA32F")
+                self._copy(g.theta, g.best)
+        return loss
+
+    def restore_best(self) -> bool:
+        """Put the best checkpoint's parameters back; True if they differ
+        from the current ones."""
+        if self.best_step is None or self.best_step == self.step_index:
+            return False
+        for g in self._optimized_groups():
+            self._copy(g.best, g.theta)
+        return True
+
+    def _optimized_groups(self) -> list:
+        return [g for g in (self.positions_group, self.texture_group) if g.enabled]
+
+    def _copy(self, source, destination) -> None:
+        self.backend.dispatch(K.COPY, K.COPY.groups(*self._size(destination)),
+                              images={"source": source, "destination": destination},
+                              samplers={}, constants={})
+
+    def _size(self, texture) -> tuple:
+        for g in self._optimized_groups():
+            if texture is g.theta or texture is g.best:
+                return g.width, g.rows
+        raise ValueError("not a parameter texture")
 
 
 def image_metrics(color: np.ndarray, target: np.ndarray, name: str = "") -> dict:

@@ -135,7 +135,7 @@ def rasterize(positions, triangles, corner_uvs, view_projection, albedo, width, 
 # G -------------------------------------------------------------------------
 def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_minus, target,
                         triangles, vertex_count, tex_size, key_pos, key_tex,
-                        positions=True, texture=True, full_image=False):
+                        positions=True, texture=True, full_image=False, silhouette=False):
     """Fixed-point accumulators as the GPU leaves them (in units of dL)."""
     tw, th = tex_size
     out = {"positions": np.zeros((vertex_count, 3), np.int64),
@@ -159,7 +159,7 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
             ip, im = int(id_plus[y, x]), int(id_minus[y, x])
             if ip == 0 and im == 0:
                 continue
-            d = dl[y, x]
+            d = dl_channel[y, x, 3] if silhouette else dl[y, x]
             if positions:
                 verts = []
                 for i in (ip, im):
@@ -233,9 +233,11 @@ def adam_step(theta, m, v, grad, count, t, lr, grad_scale, beta1, beta2, clamp01
     return theta, m, v
 
 
-def laplacian(values, start, degree, neighbours, transpose=False):
-    """values (V, 3): L x (transpose=False) or L^T x."""
+def laplacian(values, start, degree, neighbours, transpose=False, rest=None):
+    """values (V, 3): L x (transpose=False) or L^T x, minus `rest` if given."""
     out = values.astype(np.float64).copy()
+    if rest is not None:
+        out -= rest
     for i in range(len(values)):
         nb = neighbours[start[i]: start[i] + degree[i]]
         if transpose:

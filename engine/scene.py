@@ -68,6 +68,13 @@ class Settings:
     # Joint fits: perturb and update positions and texture on alternate steps.
     alternate_groups: bool = True
     write_back_every: int = 0  # steps between write-backs to Blender; 0: only at the end
+    # Sub-pixel jitter of each step's renders, and antialiased evaluations.
+    antialias: bool = True
+    warmup_steps: int = 20  # learning rates rise linearly over each group's first updates
+    # Joint fits: vertices see only coverage differences for this fraction of the steps.
+    silhouette_fraction: float = 0.5
+    keep_best: bool = True  # hand back the best parameters seen at the checkpoints
+    check_every: int = 0  # steps between checkpoints; 0: about 20 per run
 
     ESTIMATORS = ("per_pixel", "full_image")
     NORMALIZATIONS = ("pixels", "count")
@@ -93,8 +100,15 @@ class Settings:
             raise ValueError(f"smoothness must be >= 0, got {self.smoothness}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr decay must lie in (0, 1], got {self.lr_decay}")
+        if self.warmup_steps < 0 or self.check_every < 0:
+            raise ValueError("warm-up steps and check interval must be >= 0")
+        if not 0 <= self.silhouette_fraction <= 1:
+            raise ValueError(f"silhouette fraction must lie in [0, 1], got {self.silhouette_fraction}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError("Adam betas must lie in [0, 1)")
+
+    def checkpoint_interval(self) -> int:
+        return self.check_every or max(5, self.steps // 20)
 
     @classmethod
     def field_names(cls) -> list:

@@ -32,6 +32,7 @@ ADAM_CLAMP01 = 8  # adam_step: clamp to [0, 1]
 ADAM_REGULARIZER = 16  # adam_step: add the smoothness gradient
 ADAM_PER_COUNT = 32  # adam_step: divide by the contribution count
 ADAM_WORKLIST = 64  # adam_step: visit the worklist of touched texels, not every texel
+FLAG_SILHOUETTE = 128  # accumulate_gradient: charge vertices the coverage (alpha) difference only
 # Worklist entries per adam_step invocation at the worklist's capacity: the
 # dispatch is sized for the worst case (no indirect dispatch from Python),
 # and on llvmpipe even an idle invocation costs ~100 ns.
@@ -102,7 +103,7 @@ _COMMON = ("common.glsl",)
 _FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}",
           **{name: globals()[name] for name in ("FLAG_POSITIONS", "FLAG_TEXTURE", "FLAG_FULL_IMAGE",
                                                 "ADAM_CLAMP01", "ADAM_REGULARIZER", "ADAM_PER_COUNT",
-                                                "ADAM_WORKLIST")}}
+                                                "ADAM_WORKLIST", "FLAG_SILHOUETTE")}}
 
 PERTURB = KernelSpec(
     name="perturb",
@@ -165,7 +166,7 @@ LAPLACIAN = KernelSpec(
     sources=_COMMON + ("laplacian.glsl",),
     images=(_img(0, "RGBA32F", "result", ("WRITE",)),),
     samplers=(Sampler(0, "FLOAT_2D", "values"), Sampler(1, "FLOAT_2D", "adjacency_range"),
-              Sampler(2, "FLOAT_2D", "adjacency")),
+              Sampler(2, "FLOAT_2D", "adjacency"), Sampler(3, "FLOAT_2D", "rest")),
     push_constants=(("INT", "count_total"), ("INT", "transpose")),
     defines=_FIXED,
 )
@@ -178,7 +179,14 @@ FIXED_TO_FLOAT = KernelSpec(
     defines=_FIXED,
 )
 
-ALL_KERNELS = (PERTURB, RASTERIZE, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT)
+COPY = KernelSpec(
+    name="copy",
+    sources=_COMMON + ("copy.glsl",),
+    images=(_img(0, "RGBA32F", "source", ("READ",)), _img(1, "RGBA32F", "destination", ("WRITE",))),
+    defines=_FIXED,
+)
+
+ALL_KERNELS = (PERTURB, RASTERIZE, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT, COPY)
 
 __all__ = ["KernelSpec", "Image", "Sampler", "ALL_KERNELS", "FIXED_SCALE",
            "MAX_VIEWS_PER_STEP", "MAX_IMAGES_PER_KERNEL"] + [k.name.upper() for k in ALL_KERNELS]

@@ -118,7 +118,9 @@ void main()
     return;
   }
   if ((flags & FLAG_POSITIONS) != 0) {
-    charge_vertices(id_p, id_m, dl);
+    // FLAG_SILHOUETTE: while the texture is still wrong, vertices would
+    // absorb its colour error; coverage alone cannot mislead them.
+    charge_vertices(id_p, id_m, (flags & FLAG_SILHOUETTE) != 0 ? dl_channel.a : dl);
   }
   if ((flags & FLAG_TEXTURE) != 0) {
     // Texel channel c changes only colour channel c (shading.glsl), so its

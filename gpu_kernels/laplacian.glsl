@@ -1,7 +1,10 @@
 // Uniform Laplacian on the vertex graph (CSR adjacency in textures).
 // transpose == 0: result_v = x_v - mean_{u in N(v)} x_u          (delta = L x)
 // transpose == 1: result_v = x_v - sum_{u in N(v)} x_u / deg(u)  (L^T x)
-// The smoothness term sum_v |delta_v|^2 has gradient 2 L^T L x.
+// `rest` is subtracted from the result: the start's L x0 in the first pass,
+// so the smoothness term sum_v |L x - L x0|_v^2 keeps the start's local shape
+// (zero gradient at the start) instead of shrinking it; zero otherwise.
+// Its gradient is 2 L^T (L x - L x0).
 void main()
 {
   ivec2 p = ivec2(gl_GlobalInvocationID.xy);
@@ -33,5 +36,5 @@ void main()
   if (transpose == 0 && degree > 0) {
     acc /= float(degree);
   }
-  imageStore(result, p, vec4(own - acc, 0.0));
+  imageStore(result, p, vec4(own - acc - texelFetch(rest, p, 0).xyz, 0.0));
 }

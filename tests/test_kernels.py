@@ -76,9 +76,11 @@ def test_rasterize_matches_reference(backend):
     assert np.all(gpu["color"][ids == 0] == 0)
 
 
-@pytest.mark.parametrize("estimator", ["per_pixel", "full_image"])
-def test_accumulate_gradient_matches_reference(backend, estimator):
-    engine = small_engine(backend, estimator=estimator)
+@pytest.mark.parametrize("estimator,silhouette", [("per_pixel", False), ("per_pixel", True),
+                                                   ("full_image", False)])
+def test_accumulate_gradient_matches_reference(backend, estimator, silhouette):
+    engine = small_engine(backend, estimator=estimator, silhouette_fraction=1.0 if silhouette else 0.0)
+    assert engine.silhouette_only() == silhouette
     engine.clear_gradients()
     engine.substep(substep=3, slot=0, view_index=2)
     got = engine.read_gradients()
@@ -91,7 +93,7 @@ def test_accumulate_gradient_matches_reference(backend, estimator):
         engine.scene.views[2].target, mesh.triangles, len(mesh.positions), engine.texture_size,
         key_pos=ref.perturbation_key(0, 3, engine.positions_group.salt),
         key_tex=ref.perturbation_key(0, 3, engine.texture_group.salt),
-        full_image=(estimator == "full_image"))
+        full_image=(estimator == "full_image"), silhouette=silhouette)
     resolution = 4.0 / K.FIXED_SCALE  # a few counts per contribution (float32 dL rounding)
     if estimator == "full_image":
         assert got["global"][0] == pytest.approx(want["full"], abs=W * H * resolution)
@@ -139,7 +141,8 @@ def test_adam_step_matches_reference(backend):
             grad, count = _pack(grad, g), _pack(count[:, None], g)[..., 0]
         reg = regularizer if name == "positions" else None
         theta, m, v = ref.adam_step(
-            *before[name], grad, count, t=1, lr=g.lr * engine.settings.lr_decay ** (1 / engine.settings.steps), grad_scale=1.0 / (2 * g.eps * W * H),
+            *before[name], grad, count, t=1, lr=g.lr * engine.settings.lr_decay ** (1 / engine.settings.steps)
+            / engine.settings.warmup_steps, grad_scale=1.0 / (2 * g.eps * W * H),
             beta1=0.9, beta2=0.99, clamp01=g.clamp01, regularizer=reg,
             reg_weight=engine.regularizer_weight if reg is not None else 0.0)
         np.testing.assert_allclose(backend.read(g.theta), theta, atol=1e-5)
@@ -158,19 +161,45 @@ def _pack(values, group):
     return out.reshape(group.rows, group.width, values.shape[1])
 
 
-def _regularizer(engine):
-    """L^T L x of the engine's positions, packed like the parameter texture."""
+def _regularizer(engine, positions):
+    """L^T (L x - L x0) of `positions` (x0: the engine's start), packed like the parameter texture."""
     mesh = engine.scene.mesh
     start, degree, nb = vertex_adjacency(mesh.triangles, len(mesh.positions))
-    delta = ref.laplacian(mesh.positions, start, degree, nb)
+    rest = ref.laplacian(mesh.positions, start, degree, nb)
+    delta = ref.laplacian(positions, start, degree, nb, rest=rest)
     return _pack(ref.laplacian(delta, start, degree, nb, transpose=True), engine.positions_group)
 
 
 def test_laplacian_matches_reference(backend):
+    """The smoothness gradient keeps the start's shape: zero there, and the
+    reference's L^T (L x - L x0) once the vertices moved."""
     engine = small_engine(backend, smoothness=1.0)
     engine.regularize()
+    assert np.abs(backend.read(engine.regularizer_grad)[..., :3]).max() < 1e-5
+    rng = np.random.default_rng(4)
+    moved = engine.scene.mesh.positions + rng.normal(0, 0.05, engine.scene.mesh.positions.shape)
+    g = engine.positions_group
+    backend_theta = _pack(np.c_[moved, np.zeros(len(moved))], g).astype(np.float32)
+    g.theta = backend.texture(g.width, g.rows, "RGBA32F", backend_theta)
+    engine.regularize()
     got = backend.read(engine.regularizer_grad)[..., :3]
-    np.testing.assert_allclose(got, _regularizer(engine)[..., :3], atol=1e-5)
+    want = _regularizer(engine, moved)[..., :3]
+    assert np.abs(want).max() > 1e-3
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_copy_matches_reference(backend):
+    """COPY keeps and restores the best parameters: a texel-exact copy."""
+    engine = small_engine(backend)
+    g = engine.texture_group
+    before = backend.read(g.theta)
+    assert engine.checkpoint() == pytest.approx(np.mean([m["mse"] for m in engine.evaluate()]))
+    np.testing.assert_array_equal(backend.read(g.best), before)
+    engine.step()
+    engine.step()
+    assert not np.array_equal(backend.read(g.theta), before)
+    assert engine.restore_best()
+    np.testing.assert_array_equal(backend.read(g.theta), before)
 
 
 def test_alternate_groups_perturb_one_group_per_step(backend):

@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     settings = Settings(steps=args.steps, views_per_step=2, lr_decay=0.3)
     run = OptimizationRun(source, collection, settings, resolution=args.resolution)
     run.start()
-    before = [run.engine.render(i)["color"] for i in range(len(run.inputs.arrays.views))]
+    before = [run.engine.render_color(i, antialias=True) for i in range(len(run.inputs.arrays.views))]
     print(f"demo: {len(source.data.vertices)} vertices, {args.texture_size}^2 texture, "
           f"{args.cameras} cameras, PSNR before {np.mean([m['psnr'] for m in run.before]):.2f} dB",
           file=sys.stderr)

@@ -1,0 +1,385 @@
+"""An evaluation that cannot flatter us: scenes built in code, targets and
+scoring views rendered by Blender's own Workbench engine (flat lighting,
+texture colour, Standard view transform, its own antialiasing), targets
+attached as camera background images as a user would, and the fit scored
+on cameras that were not targets, again rendered by Workbench.
+
+`tools/evaluate.py` prints the table; `tests/test_evaluation.py` runs a
+small case. Nothing here uses the optimizer's rasterizer to judge it.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bpy
+import numpy as np
+from mathutils import Matrix, Vector
+
+from sge_optimizer.addon import scene_io, scene_setup
+from sge_optimizer.addon.api import OptimizationRun
+from sge_optimizer.engine import Settings, psnr
+from sge_optimizer.engine.synthetic import flat_texture
+
+# Textures ----------------------------------------------------------------------
+# A 3x5 bitmap font for the "text" texture: digits and a few letters.
+_GLYPHS = {
+    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111", "3": "111001111001111",
+    "4": "101101111001001", "5": "111100111001111", "6": "111100111101111", "7": "111001010010010",
+    "8": "111101111101111", "9": "111101111001111", "A": "010101111101101", "B": "110101110101110",
+    "E": "111100110100111", "G": "111100101101111", "S": "111100111001111", "T": "111010010010010",
+}
+
+
+def noise_texture(size: int, seed: int = 1) -> np.ndarray:
+    """Fine colour noise: value noise at 2, 4 and 8 texels plus smooth bands."""
+    rng = np.random.default_rng(seed)
+    tex = np.zeros((size, size, 3), np.float64)
+    for cell, weight in ((2, 0.45), (4, 0.3), (8, 0.25)):
+        n = max(size // cell, 1)
+        block = rng.random((n, n, 3))
+        tex += weight * np.kron(block, np.ones((cell, cell, 1)))[:size, :size]
+    return _opaque(0.1 + 0.8 * tex)
+
+
+def stripes_texture(size: int) -> np.ndarray:
+    """Stripes of rising frequency (down to 2 texels a period) in three colours."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    freq = 4 + (size / 4 - 4) * x ** 2  # periods across the texture, rising to Nyquist/2
+    phase = 2 * np.pi * np.cumsum(freq, axis=1) / size
+    r = 0.5 + 0.45 * np.sign(np.sin(phase))
+    g = 0.5 + 0.4 * np.sin(2 * np.pi * 6 * y)
+    b = 0.5 + 0.45 * np.sign(np.sin(2 * np.pi * y * size / 8))
+    return _opaque(np.stack([r, g, b], -1))
+
+
+def text_texture(size: int, glyph_texels: int = 2, seed: int = 2) -> np.ndarray:
+    """Rows of dark characters on coloured paper, each stroke `glyph_texels` wide."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    paper = np.stack([0.85 + 0.1 * np.sin(4 * x), 0.8 + 0.1 * np.cos(3 * y), 0.6 + 0.2 * x], -1)
+    ink = np.zeros((size, size), bool)
+    cw, ch = 4 * glyph_texels, 6 * glyph_texels
+    letters = list(_GLYPHS)
+    for row in range(0, size - ch + 1, ch):
+        for col in range(0, size - cw + 1, cw):
+            bits = np.array([c == "1" for c in _GLYPHS[letters[rng.integers(len(letters))]]]).reshape(5, 3)
+            glyph = np.kron(bits, np.ones((glyph_texels, glyph_texels), bool))
+            ink[row:row + 5 * glyph_texels, col:col + 3 * glyph_texels] |= glyph[::-1]
+    colour = np.where(ink[..., None], [[0.08, 0.1, 0.35]], paper)
+    return _opaque(colour)
+
+
+def _opaque(rgb: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.clip(rgb, 0, 1), np.ones(rgb.shape[:2] + (1,))], -1).astype(np.float32)
+
+
+TEXTURES = {"noise": noise_texture, "stripes": stripes_texture, "text": text_texture}
+
+
+# Meshes ----------------------------------------------------------------------------
+def _new_object(name: str, build) -> object:
+    build()
+    obj = bpy.context.active_object
+    obj.name = obj.data.name = name
+    return obj
+
+
+def _displace(obj, amplitude: float, frequency: float) -> None:
+    """Move vertices along their normals by a smooth pattern (a bumpy surface)."""
+    mesh = obj.data
+    n = len(mesh.vertices)
+    co, normal = np.empty(3 * n, np.float32), np.empty(3 * n, np.float32)
+    mesh.vertices.foreach_get("co", co)
+    mesh.vertices.foreach_get("normal", normal)
+    co, normal = co.reshape(-1, 3), normal.reshape(-1, 3)
+    f = frequency
+    bump = np.sin(f * co[:, 0]) * np.sin(f * co[:, 1] + 1.0) * np.cos(f * co[:, 2] + 0.5)
+    mesh.vertices.foreach_set("co", (co + amplitude * bump[:, None] * normal).ravel())
+    mesh.update()
+
+
+def _apply_subdivision(obj, levels: int) -> None:
+    mod = obj.modifiers.new("Subdivision", "SUBSURF")
+    mod.levels = mod.render_levels = levels
+    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    mesh = bpy.data.meshes.new_from_object(evaluated)
+    obj.modifiers.remove(mod)
+    old = obj.data
+    obj.data = mesh
+    mesh.name = obj.name
+    bpy.data.meshes.remove(old)
+
+
+def torus(name: str) -> object:
+    obj = _new_object(name, lambda: bpy.ops.mesh.primitive_torus_add(
+        major_segments=48, minor_segments=18, major_radius=1.0, minor_radius=0.4, generate_uvs=True))
+    _displace(obj, 0.06, 6.0)
+    return obj
+
+
+def suzanne(name: str) -> object:
+    obj = _new_object(name, lambda: bpy.ops.mesh.primitive_monkey_add(size=2.0, calc_uvs=True))
+    _apply_subdivision(obj, 1)
+    return obj
+
+
+def blob(name: str) -> object:
+    obj = _new_object(name, lambda: bpy.ops.mesh.primitive_uv_sphere_add(
+        segments=48, ring_count=24, radius=1.0, calc_uvs=True))
+    _displace(obj, 0.18, 2.5)
+    return obj
+
+
+def sphere(name: str) -> object:
+    """The coarse start for `blob`: same topology and UVs, no bumps."""
+    return _new_object(name, lambda: bpy.ops.mesh.primitive_uv_sphere_add(
+        segments=48, ring_count=24, radius=1.0, calc_uvs=True))
+
+
+MESHES = {"torus": torus, "suzanne": suzanne, "blob": blob}
+COARSE = {"blob": sphere}
+
+
+# Workbench rendering ------------------------------------------------------------
+def setup_workbench(scene, resolution: int) -> None:
+    """Unlit texture colour, Standard view transform, transparent film (alpha
+    is coverage), Workbench's own antialiasing."""
+    scene.render.engine = "BLENDER_WORKBENCH"
+    scene.display.shading.light = "FLAT"
+    scene.display.shading.color_type = "TEXTURE"
+    scene.display.shading.show_object_outline = False
+    scene.display.shading.show_cavity = False
+    scene.display.shading.show_shadows = False
+    scene.display.shading.show_specular_highlight = False
+    scene.view_settings.view_transform = "Standard"
+    scene.view_settings.look = "None"
+    scene.view_settings.exposure = 0.0
+    scene.view_settings.gamma = 1.0
+    scene.render.film_transparent = True
+    scene.render.resolution_x = scene.render.resolution_y = resolution
+    scene.render.resolution_percentage = 100
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGBA"
+    scene.render.image_settings.color_depth = "8"
+
+
+def render_to_png(scene, camera, path: Path) -> Path:
+    scene.camera = camera
+    bpy.ops.render.render(scene=scene.name)
+    bpy.data.images["Render Result"].save_render(str(path), scene=scene)
+    return path
+
+
+def load_image(path: Path, name: str):
+    image = bpy.data.images.load(str(path), check_existing=False)
+    image.name = name
+    image.pack()  # the scratch file may go away
+    return image
+
+
+def premultiplied_pixels(image) -> np.ndarray:
+    """(h, w, 4) premultiplied sRGB-encoded RGBA of a straight-alpha PNG image."""
+    width, height = image.size
+    flat = np.empty(width * height * 4, np.float32)
+    image.pixels.foreach_get(flat)
+    px = flat.reshape(height, width, 4)
+    return np.concatenate([px[..., :3] * px[..., 3:], px[..., 3:]], -1)
+
+
+def render_pixels(scene, camera, folder: Path) -> np.ndarray:
+    path = render_to_png(scene, camera, folder / "scoring.png")
+    image = bpy.data.images.load(str(path), check_existing=False)
+    try:
+        return premultiplied_pixels(image)
+    finally:
+        bpy.data.images.remove(image)
+
+
+def silhouette_iou(a: np.ndarray, b: np.ndarray) -> float:
+    ma, mb = a[..., 3] > 0.5, b[..., 3] > 0.5
+    union = (ma | mb).sum()
+    return float((ma & mb).sum() / union) if union else 1.0
+
+
+def image_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR over premultiplied RGBA, as the tool's own reports."""
+    return psnr(float(np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+# Cameras ------------------------------------------------------------------------
+def held_out_cameras(reference, count: int, name: str, distance_scale: float = 1.0):
+    """`count` cameras framing `reference` from directions between the targets'
+    (a Fibonacci sphere turned 37 degrees about Z and tilted)."""
+    collection = scene_setup.add_cameras_around(reference, count, name)
+    centre, _ = scene_setup.bounding_sphere(reference)
+    turn = Matrix.Rotation(math.radians(37), 4, "Z") @ Matrix.Rotation(math.radians(23), 4, "X")
+    for cam in collection.objects:
+        offset = (turn @ (cam.location - centre).to_4d()).to_3d() * distance_scale
+        cam.location = centre + offset
+        cam.rotation_euler = (-offset).to_track_quat("-Z", "Y").to_euler()
+    return collection
+
+
+# One case ---------------------------------------------------------------------------
+@dataclass
+class Case:
+    name: str
+    mesh: str  # a key of MESHES
+    texture: str  # a key of TEXTURES
+    texture_size: int
+    targets: int
+    optimize: str = "texture"  # texture | both
+    start: str = "exact"  # exact (true mesh, flat texture) | coarse (COARSE mesh) | answer (the truth)
+    held_out: int = 6
+    resolution: int = 256
+
+    @property
+    def describe(self) -> str:
+        return (f"{self.mesh}, {self.texture} {self.texture_size}², {self.targets} targets, "
+                f"{self.optimize}, {self.start} start")
+
+
+@dataclass
+class Result:
+    case: Case
+    seconds: float
+    steps: int
+    target_before: float
+    target_after: float
+    held_before: float
+    held_after: float
+    iou_before: float
+    iou_after: float
+    kept_step: int | None
+    trace: list = field(default_factory=list)  # (fit seconds, held-out PSNR)
+
+    def seconds_to(self, db: float) -> float | None:
+        return next((t for t, p in self.trace if p >= db), None)
+
+
+class Scene:
+    """The reference, the source, target and held-out cameras of one `Case`."""
+
+    def __init__(self, case: Case, folder: Path):
+        self.case, self.folder = case, folder
+        bpy.ops.wm.read_homefile(use_empty=True, app_template="")
+        self.scene = bpy.context.scene
+        setup_workbench(self.scene, case.resolution)
+        size = case.texture_size
+        truth = TEXTURES[case.texture](size)
+        self.reference = MESHES[case.mesh]("Reference")
+        self.reference.data.materials.append(scene_setup.textured_material(
+            "Reference", scene_setup.new_image("Reference Albedo", truth)))
+        if case.start == "coarse":
+            self.source = COARSE[case.mesh]("Source")
+        else:
+            self.source = MESHES[case.mesh]("Source")
+        start_texture = truth if case.start == "answer" else flat_texture(size)
+        self.source.data.materials.append(scene_setup.textured_material(
+            "Source", scene_setup.new_image("Source Albedo", start_texture)))
+        self.targets = scene_setup.add_cameras_around(self.reference, case.targets, "Targets")
+        self.held = held_out_cameras(self.reference, case.held_out, "Held Out")
+        self.target_cams = scene_io.collection_cameras(self.targets)
+        self.held_cams = scene_io.collection_cameras(self.held)
+        self._show(self.reference)
+        for cam in self.target_cams:  # targets as background images, as a user would attach them
+            path = render_to_png(self.scene, cam, folder / "target.png")
+            bg = cam.data.background_images.new()
+            bg.image = load_image(path, f"Target {cam.name}")
+            cam.data.show_background_images = True
+        self.held_truth = [render_pixels(self.scene, cam, folder) for cam in self.held_cams]
+        self.target_truth = [premultiplied_pixels(cam.data.background_images[0].image)
+                             for cam in self.target_cams]
+        self._show(self.source)
+
+    def _show(self, obj) -> None:
+        for o in (self.reference, self.source):
+            o.hide_render = o is not obj
+
+    def score(self) -> tuple:
+        """(target-view PSNR, held-out PSNR, held-out IoU) of the source as Workbench renders it."""
+        held = [render_pixels(self.scene, cam, self.folder) for cam in self.held_cams]
+        target = [render_pixels(self.scene, cam, self.folder) for cam in self.target_cams]
+        return (float(np.mean([image_psnr(a, b) for a, b in zip(target, self.target_truth)])),
+                float(np.mean([image_psnr(a, b) for a, b in zip(held, self.held_truth)])),
+                float(np.mean([silhouette_iou(a, b) for a, b in zip(held, self.held_truth)])))
+
+    def held_psnr(self) -> float:
+        held = [render_pixels(self.scene, cam, self.folder) for cam in self.held_cams]
+        return float(np.mean([image_psnr(a, b) for a, b in zip(held, self.held_truth)]))
+
+
+def settings_for(case: Case, settings: Settings | None) -> Settings:
+    s = settings or Settings()
+    s.optimize_positions = case.optimize == "both"
+    s.optimize_texture = True
+    return s
+
+
+def run_case(case: Case, settings: Settings | None = None, snapshots: int = 8, log=None) -> Result:
+    """Build the case, fit it with `settings` (the defaults when None), and score it.
+    `snapshots` held-out scorings during the run give seconds-to-PSNR (their
+    rendering is outside the fit's clock)."""
+    with tempfile.TemporaryDirectory(prefix="sge_eval_") as tmp:
+        scene = Scene(case, Path(tmp))
+        target_before, held_before, iou_before = scene.score()
+        settings = settings_for(case, settings)
+        run = OptimizationRun(scene.source, scene.targets, settings, resolution=case.resolution,
+                              scene=scene.scene)
+        clock = time.perf_counter()
+        run.start()
+        fit_seconds = time.perf_counter() - clock
+        trace = [(0.0, held_before)]
+        every = max(1, math.ceil(settings.steps / snapshots)) if snapshots else settings.steps + 1
+        while True:
+            clock = time.perf_counter()
+            done = run.advance(max_steps=every)
+            run.sample_loss()
+            fit_seconds += time.perf_counter() - clock
+            if done:
+                break
+            run.write_back()
+            trace.append((fit_seconds, scene.held_psnr()))
+            if log:
+                log(f"  {case.name}: step {run.step}/{settings.steps}  held-out {trace[-1][1]:.2f} dB  "
+                    f"{fit_seconds:.1f} s")
+        clock = time.perf_counter()
+        summary = run.finish()
+        fit_seconds += time.perf_counter() - clock
+        target_after, held_after, iou_after = scene.score()
+        trace.append((fit_seconds, held_after))
+        return Result(case, fit_seconds, summary["steps"], target_before, target_after, held_before,
+                      held_after, iou_before, iou_after, summary.get("kept_step"), trace)
+
+
+# The benchmark's cases: meshes, textures, minification, camera counts, starts.
+CASES = (
+    Case("torus-noise", "torus", "noise", 512, 12),
+    Case("suzanne-text", "suzanne", "text", 512, 8),
+    Case("blob-stripes-1k", "blob", "stripes", 1024, 16),
+    Case("torus-4-views", "torus", "noise", 256, 4),
+    Case("suzanne-24-views", "suzanne", "stripes", 256, 24),
+    Case("torus-joint-exact", "torus", "noise", 512, 12, optimize="both"),
+    Case("blob-joint-coarse", "blob", "noise", 256, 12, optimize="both", start="coarse"),
+    Case("torus-rerun", "torus", "noise", 512, 12, optimize="both", start="answer"),
+)
+
+
+def table(results: list) -> str:
+    def fmt(x, spec=".1f"):
+        return "-" if x is None else format(x, spec)
+
+    lines = ["| case | what | steps | s | PSNR targets before → after | PSNR held-out before → after "
+             "| IoU held-out before → after | s to 30 dB | s to 35 dB | kept step |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(
+            f"| {r.case.name} | {r.case.describe} | {r.steps} | {r.seconds:.0f} "
+            f"| {r.target_before:.1f} → {r.target_after:.1f} | {r.held_before:.1f} → **{r.held_after:.1f}** "
+            f"| {r.iou_before:.3f} → {r.iou_after:.3f} | {fmt(r.seconds_to(30))} | {fmt(r.seconds_to(35))} "
+            f"| {fmt(r.kept_step, 'd')} |")
+    return "\n".join(lines)
