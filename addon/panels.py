@@ -41,7 +41,9 @@ def draw_panel(layout, context) -> None:
     sub.prop(props, "eps_texture")
 
     col = layout.column(align=True)
+    col.prop(props, "quality")
     col.prop(props, "steps")
+    col.prop(props, "lr_decay")
     col.prop(props, "resolution")
     col.prop(props, "views_per_step")
     col.prop(props, "estimator")

@@ -6,9 +6,17 @@ import bpy
 from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty,
                        PointerProperty)
 
-from ..engine import Settings
+from ..engine import QUALITY_PRESETS, Settings, quality_preset
+from ..engine.scene import DEFAULT_QUALITY
 
 _DEFAULTS = Settings()
+_STANDARD = quality_preset(DEFAULT_QUALITY)
+
+
+def _apply_quality(self, _context) -> None:
+    """Choosing a preset sets the fields it covers; they stay editable."""
+    for name, value in quality_preset(self.quality.lower()).items():
+        setattr(self, name, value)
 
 
 def _is_mesh(_self, obj) -> bool:
@@ -46,9 +54,18 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
         name="\u03b5", default=_DEFAULTS.eps_texture, min=1e-6, soft_max=0.5, precision=4, step=0.1,
         description="Base-colour perturbation size")
 
+    quality: EnumProperty(
+        name="Quality", default=DEFAULT_QUALITY.upper(), update=_apply_quality,
+        description="Sets Steps, Resolution and Views per Step together (they stay editable)",
+        items=tuple((k.upper(), k.title(), f"{v['steps']} steps at {v['resolution']} px, "
+                     f"{v['views_per_step']} view(s) per step") for k, v in QUALITY_PRESETS.items()))
     steps: IntProperty(name="Steps", default=_DEFAULTS.steps, min=1, soft_max=5000,
                        description="Number of optimization steps")
-    resolution: IntProperty(name="Resolution", default=256, min=8, max=16384, soft_max=2048,
+    lr_decay: FloatProperty(
+        name="Learning-Rate Decay", default=_DEFAULTS.lr_decay, min=0.001, max=1.0, precision=3,
+        description="Fraction of the learning rates left at the last step (1: constant)")
+    resolution: IntProperty(name="Resolution", default=_STANDARD["resolution"], min=8, max=16384,
+                            soft_max=2048,
                             description="Working resolution (longest side, in pixels); "
                                         "the aspect follows the render settings")
     views_per_step: IntProperty(name="Views per Step", default=_DEFAULTS.views_per_step, min=1, max=64,
@@ -95,6 +112,7 @@ def to_settings(props, **overrides) -> Settings:
         optimize_positions=props.optimize_positions,
         optimize_texture=props.optimize_texture,
         steps=props.steps,
+        lr_decay=props.lr_decay,
         lr_positions=props.lr_positions or None,
         lr_texture=props.lr_texture,
         eps_positions=props.eps_positions or None,

@@ -3,6 +3,7 @@
 It never imports `bpy`; it drives any object with the `backend.Backend` shape.
 """
 from .optimizer import Engine, image_metrics, mean_psnr, psnr
-from .scene import MeshArrays, SceneArrays, Settings, View
+from .scene import QUALITY_PRESETS, MeshArrays, SceneArrays, Settings, View, quality_preset
 
-__all__ = ["Engine", "MeshArrays", "SceneArrays", "Settings", "View", "image_metrics", "mean_psnr", "psnr"]
+__all__ = ["Engine", "MeshArrays", "SceneArrays", "Settings", "View", "image_metrics", "mean_psnr", "psnr",
+           "QUALITY_PRESETS", "quality_preset"]

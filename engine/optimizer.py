@@ -169,8 +169,11 @@ class Engine:
         """The groups that step `step_index` perturbs and updates: every enabled
         one, or, with `alternate_groups`, positions on even steps and texture
         on odd ones (a vertex's 1-pixel nudge changes a pixel far more than a
-        texel's, and would drown the texture's signal in the same step)."""
+        texel's, and would drown the texture's signal in the same step); after
+        the first `shape_fraction` of the steps, the texture alone."""
         groups = tuple(g for g in (self.positions_group, self.texture_group) if g.enabled)
+        if len(groups) == 2 and step_index >= self.settings.shape_fraction * self.settings.steps:
+            return (self.texture_group,)
         if len(groups) == 2 and self.settings.alternate_groups:
             return (groups[step_index % 2],)
         return groups
@@ -246,11 +249,10 @@ class Engine:
         self.loss_substeps += 1
 
     def silhouette_only(self) -> bool:
-        """Whether vertices are charged coverage differences only at this step:
-        during the first `silhouette_fraction` of a joint fit's steps."""
-        s = self.settings
-        return (self.texture_group.enabled and self.positions_group in self.active
-                and self.step_index < s.silhouette_fraction * s.steps)
+        """Whether vertices are charged coverage differences only (joint fits
+        with `shape_from` "silhouette")."""
+        return (self.settings.shape_from == "silhouette" and self.texture_group.enabled
+                and self.positions_group in self.active)
 
     def _laplacian_pass(self, source, result, transpose: int, rest) -> None:
         g = self.positions_group

@@ -48,13 +48,32 @@ class SceneArrays:
         return w, h
 
 
+# Quality presets: steps, working resolution and schedule set together.
+# "standard" is what Settings() and the tools default to; each was measured
+# with tools/evaluate.py (see the README).
+QUALITY_PRESETS = {
+    "draft": {"steps": 400, "resolution": 256, "views_per_step": 1},
+    "standard": {"steps": 1000, "resolution": 256, "views_per_step": 1},
+    "high": {"steps": 2500, "resolution": 384, "views_per_step": 1},
+}
+DEFAULT_QUALITY = "standard"
+
+
+def quality_preset(name: str) -> dict:
+    """The Settings fields (and "resolution") of a quality preset."""
+    try:
+        return dict(QUALITY_PRESETS[name])
+    except KeyError:
+        raise ValueError(f"quality must be one of {tuple(QUALITY_PRESETS)}, got {name!r}") from None
+
+
 @dataclass
 class Settings:
     optimize_positions: bool = True
     optimize_texture: bool = True
-    steps: int = 300
+    steps: int = QUALITY_PRESETS[DEFAULT_QUALITY]["steps"]
     lr_positions: float | None = None  # world units per step; None: 0.2 % of the bounding diagonal
-    lr_texture: float = 0.05
+    lr_texture: float = 0.1
     eps_positions: float | None = None  # None: about one pixel of screen motion
     eps_texture: float = 0.02
     estimator: str = "per_pixel"  # or "full_image"
@@ -62,7 +81,7 @@ class Settings:
     smoothness: float = 100.0  # weight of the uniform-Laplacian term on positions
     normalize: str = "pixels"  # "pixels": gradient of the mean pixel loss; "count": mean over contributors
     seed: int = 0
-    lr_decay: float = 1.0  # learning rates fall exponentially to this fraction at the last step
+    lr_decay: float = 0.05  # learning rates fall exponentially to this fraction at the last step
     beta1: float = 0.9
     beta2: float = 0.99
     # Joint fits: perturb and update positions and texture on alternate steps.
@@ -71,13 +90,19 @@ class Settings:
     # Sub-pixel jitter of each step's renders, and antialiased evaluations.
     antialias: bool = True
     warmup_steps: int = 20  # learning rates rise linearly over each group's first updates
-    # Joint fits: vertices see only coverage differences for this fraction of the steps.
-    silhouette_fraction: float = 0.5
+    # Joint fits: positions are updated (alternating with the texture) during
+    # this first fraction of the steps, then only the texture, which settles
+    # on the final shape.
+    shape_fraction: float = 0.5
+    # What vertices are charged in joint fits: "silhouette" (coverage
+    # differences only: a still-wrong texture cannot pull them) or "color".
+    shape_from: str = "silhouette"
     keep_best: bool = True  # hand back the best parameters seen at the checkpoints
     check_every: int = 0  # steps between checkpoints; 0: about 20 per run
 
     ESTIMATORS = ("per_pixel", "full_image")
     NORMALIZATIONS = ("pixels", "count")
+    SHAPE_SIGNALS = ("silhouette", "color")
 
     def validate(self) -> None:
         from ..gpu_kernels import MAX_VIEWS_PER_STEP
@@ -102,8 +127,10 @@ class Settings:
             raise ValueError(f"lr decay must lie in (0, 1], got {self.lr_decay}")
         if self.warmup_steps < 0 or self.check_every < 0:
             raise ValueError("warm-up steps and check interval must be >= 0")
-        if not 0 <= self.silhouette_fraction <= 1:
-            raise ValueError(f"silhouette fraction must lie in [0, 1], got {self.silhouette_fraction}")
+        if not 0 <= self.shape_fraction <= 1:
+            raise ValueError(f"shape fraction must lie in [0, 1], got {self.shape_fraction}")
+        if self.shape_from not in self.SHAPE_SIGNALS:
+            raise ValueError(f"shape from must be one of {self.SHAPE_SIGNALS}, got {self.shape_from!r}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError("Adam betas must lie in [0, 1)")
 

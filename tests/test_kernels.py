@@ -79,7 +79,7 @@ def test_rasterize_matches_reference(backend):
 @pytest.mark.parametrize("estimator,silhouette", [("per_pixel", False), ("per_pixel", True),
                                                    ("full_image", False)])
 def test_accumulate_gradient_matches_reference(backend, estimator, silhouette):
-    engine = small_engine(backend, estimator=estimator, silhouette_fraction=1.0 if silhouette else 0.0)
+    engine = small_engine(backend, estimator=estimator, shape_from="silhouette" if silhouette else "color")
     assert engine.silhouette_only() == silhouette
     engine.clear_gradients()
     engine.substep(substep=3, slot=0, view_index=2)

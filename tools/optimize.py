@@ -24,14 +24,17 @@ EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sge_optimizer.engine import Settings
+    from sge_optimizer.engine import QUALITY_PRESETS, Settings
 
     d = Settings()
     p = argparse.ArgumentParser(prog="optimize.py", description=__doc__.split("\n")[0])
     p.add_argument("blend", nargs="?", type=Path, help="the .blend file to open (bpy-module mode)")
     p.add_argument("--object", required=True, help="the mesh object to optimize")
     p.add_argument("--cameras", required=True, help="collection of target cameras (background images)")
-    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--quality", choices=tuple(QUALITY_PRESETS), default="standard",
+                   help="preset for --steps, --resolution and --views-per-step (default: standard); "
+                        "those flags override it")
+    p.add_argument("--steps", type=int, default=None, help="Adam steps (default: from --quality)")
     p.add_argument("--optimize", choices=("both", "positions", "texture"), default="both",
                    help="what to optimize (default: both)")
     p.add_argument("--lr-positions", type=float, default=None,
@@ -42,13 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eps-texture", type=float, default=d.eps_texture)
     p.add_argument("--lr-decay", type=float, default=d.lr_decay,
                    help="fraction of the learning rates left at the last step")
-    p.add_argument("--resolution", type=int, default=256, help="working resolution, longest side in pixels")
-    p.add_argument("--views-per-step", type=int, default=d.views_per_step)
+    p.add_argument("--resolution", type=int, default=None,
+                   help="working resolution, longest side in pixels (default: from --quality)")
+    p.add_argument("--views-per-step", type=int, default=None, help="(default: from --quality)")
     p.add_argument("--estimator", choices=Settings.ESTIMATORS, default=d.estimator)
     p.add_argument("--smoothness", type=float, default=d.smoothness,
                    help="weight of the uniform-Laplacian term on positions (0: off)")
     p.add_argument("--alternate-groups", action=argparse.BooleanOptionalAction, default=d.alternate_groups,
                    help="joint fits: positions on even steps, texture on odd ones (default: on)")
+    p.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=d.antialias,
+                   help="sub-pixel jitter per step and antialiased scoring (default: on)")
+    p.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=d.keep_best,
+                   help="hand back the best parameters seen, never worse than the start (default: on)")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
+                   help="learning rates rise linearly over this many updates")
+    p.add_argument("--shape-fraction", type=float, default=d.shape_fraction,
+                   help="joint fits: positions move during this first fraction of the steps, "
+                        "then the texture settles alone")
+    p.add_argument("--shape-from", choices=Settings.SHAPE_SIGNALS, default=d.shape_from,
+                   help="joint fits: what vertices follow (default: silhouette)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--write-back-every", type=int, default=0,
                    help="write to the Blender data every N steps (default: only at the end)")
@@ -58,16 +73,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def apply_quality(args) -> None:
+    """Fill --steps, --resolution and --views-per-step left unset from --quality."""
+    from sge_optimizer.engine import quality_preset
+
+    preset = quality_preset(args.quality)
+    for name in ("steps", "resolution", "views_per_step"):
+        if getattr(args, name) is None:
+            setattr(args, name, preset[name])
+
+
 def settings_from_args(args):
     from sge_optimizer.engine import Settings
 
+    apply_quality(args)
     return Settings(
         optimize_positions=args.optimize in ("both", "positions"),
         optimize_texture=args.optimize in ("both", "texture"),
         steps=args.steps, lr_positions=args.lr_positions, lr_texture=args.lr_texture,
         eps_positions=args.eps_positions, eps_texture=args.eps_texture, lr_decay=args.lr_decay,
         estimator=args.estimator, views_per_step=args.views_per_step, smoothness=args.smoothness,
-        seed=args.seed, write_back_every=args.write_back_every, alternate_groups=args.alternate_groups)
+        seed=args.seed, write_back_every=args.write_back_every, alternate_groups=args.alternate_groups,
+        antialias=args.antialias, keep_best=args.keep_best, warmup_steps=args.warmup_steps,
+        shape_fraction=args.shape_fraction, shape_from=args.shape_from)
 
 
 def run(argv) -> int:
@@ -90,7 +118,8 @@ def run(argv) -> int:
         print(f"error: no collection named '{args.cameras}' in the file", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        summary = optimize(obj, collection, settings_from_args(args), resolution=args.resolution,
+        settings = settings_from_args(args)
+        summary = optimize(obj, collection, settings, resolution=args.resolution,
                            progress=lambda p: print(progress_text(p), file=sys.stderr, flush=True),
                            report_every=max(1, args.report_every))
     except InputError as exc:
