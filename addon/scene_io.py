@@ -3,10 +3,12 @@
 Reading validates everything and changes nothing; writing touches only the
 optimized mesh and image, and never writes a non-finite value.
 
-Colour encoding: we compare in the base-colour image's own stored encoding
-(`image.pixels` values: sRGB-encoded for an 8-bit sRGB texture, linear for
-float or Non-Color images). Targets are converted into that encoding, clamped
-to [0, 1] and premultiplied by their alpha, which is coverage.
+Colour encoding: we compare in scene-linear light, where Blender's engines
+blend texels and filter pixels. The base-colour image keeps its own stored
+encoding (`image.pixels` values: sRGB-encoded for an 8-bit sRGB texture,
+linear for float or Non-Color images) and the rasterizer decodes it; targets
+are converted to linear, clamped to [0, 1] and premultiplied by their alpha,
+which is coverage.
 """
 from __future__ import annotations
 
@@ -43,6 +45,14 @@ def image_encoding(image) -> str:
         return "linear"
     raise InputError(f"image '{image.name}' uses colour space '{name}'; "
                      "SGE Optimizer supports sRGB, linear and Non-Color images")
+
+
+def straight_from_linear(pixels: np.ndarray, encoding: str) -> np.ndarray:
+    """Premultiplied linear RGBA (a render) -> straight-alpha RGBA in `encoding`."""
+    alpha = pixels[..., 3:4]
+    rgb = np.where(alpha > 0, pixels[..., :3] / np.maximum(alpha, 1e-6), 0.0)
+    rgb = convert_encoding(np.clip(rgb, 0, 1).astype(np.float32), "linear", encoding)
+    return np.concatenate([rgb, alpha], -1).astype(np.float32)
 
 
 def convert_encoding(rgb: np.ndarray, source: str, dest: str) -> np.ndarray:
@@ -329,7 +339,7 @@ class SceneInputs:
     image: object
     cameras: list
     arrays: SceneArrays
-    encoding: str
+    encoding: str  # of renders and targets: always "linear"
     original_positions: np.ndarray  # local space, for restore
     original_pixels: np.ndarray  # image.pixels as stored, flat
 
@@ -343,7 +353,8 @@ def read_scene(obj, camera_collection, longest_side: int = 256, scene=None) -> S
     cameras = collection_cameras(camera_collection)
     if not 8 <= longest_side <= 16384:
         raise InputError(f"working resolution must be 8..16384 pixels, got {longest_side}")
-    encoding = image_encoding(image)
+    texture_encoding = image_encoding(image)
+    encoding = "linear"
     texture = read_image_pixels(image, "base-colour image")
     mesh = read_mesh(obj, uv_map)
     width, height = working_resolution(scene, longest_side)
@@ -351,7 +362,8 @@ def read_scene(obj, camera_collection, longest_side: int = 256, scene=None) -> S
                   read_target(cam, scene, width, height, encoding)) for cam in cameras]
     raw = np.empty(len(image.pixels), np.float32)
     image.pixels.foreach_get(raw)
-    return SceneInputs(obj, image, cameras, SceneArrays(mesh, texture, views), encoding,
+    arrays = SceneArrays(mesh, texture, views, texture_srgb=(texture_encoding == "srgb"))
+    return SceneInputs(obj, image, cameras, arrays, encoding,
                        read_local_positions(obj), raw)
 
 

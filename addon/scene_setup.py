@@ -131,17 +131,18 @@ def capture_targets(reference, cameras, scene=None, hide=()) -> list:
         for o, _ in hidden:
             o.hide_viewport = True
         ensure_gpu()
-        engine = Engine(BlenderGPUBackend(), SceneArrays(mesh, texture, views),
+        engine = Engine(BlenderGPUBackend(), SceneArrays(mesh, texture, views, texture_srgb=(encoding == "srgb")),
                         Settings(optimize_positions=False, optimize_texture=True))
         images = []
         for i, cam in enumerate(cameras):
-            pixels = engine.render_color(i, antialias=True)  # premultiplied, alpha is coverage
+            # Linear, premultiplied, alpha is coverage: stored straight, in the texture's encoding.
+            pixels = scene_io.straight_from_linear(engine.render_color(i, antialias=True), encoding)
             name = f"Target {cam.name}"
             old = bpy.data.images.get(name)
             if old is not None:
                 bpy.data.images.remove(old)
             target = new_image(name, pixels, linear=(encoding == "linear"))
-            target.alpha_mode = "PREMUL"  # antialiased edges: colour is premultiplied by coverage
+            target.alpha_mode = "STRAIGHT"
             backgrounds = cam.data.background_images
             bg = backgrounds[0] if len(backgrounds) else backgrounds.new()
             bg.image = target

@@ -76,8 +76,17 @@ def bilinear_footprint(uv: np.ndarray, size):
     return t0, t1, f
 
 
-def sample_albedo(albedo: np.ndarray, uv: np.ndarray) -> np.ndarray:
+def srgb_to_linear(c):
+    c = np.asarray(c, np.float32)
+    return np.where(c <= 0.04045, c / np.float32(12.92), ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def sample_albedo(albedo: np.ndarray, uv: np.ndarray, srgb: bool = False) -> np.ndarray:
+    """Bilinear at level 0; `srgb`: texels are decoded to linear before the
+    blend, as GPUs filter sRGB textures."""
     h, w = albedo.shape[:2]
+    if srgb:
+        albedo = np.concatenate([srgb_to_linear(albedo[..., :3]), albedo[..., 3:]], -1)
     t0, t1, f = bilinear_footprint(uv, (w, h))
     c00 = albedo[t0[..., 1], t0[..., 0]]
     c10 = albedo[t0[..., 1], t1[..., 0]]
@@ -87,7 +96,7 @@ def sample_albedo(albedo: np.ndarray, uv: np.ndarray) -> np.ndarray:
     return (c00 * (1 - fx) + c10 * fx) * (1 - fy) + (c01 * (1 - fx) + c11 * fx) * fy
 
 
-def rasterize(positions, triangles, corner_uvs, view_projection, albedo, width, height):
+def rasterize(positions, triangles, corner_uvs, view_projection, albedo, width, height, srgb=False):
     """Colour (premultiplied RGBA), triangle ID (+1) and UV, depth-tested,
     sampled at pixel centres with perspective-correct UVs."""
     clip = np.c_[positions, np.ones(len(positions))] @ np.asarray(view_projection, np.float64).T
@@ -127,7 +136,7 @@ def rasterize(positions, triangles, corner_uvs, view_projection, albedo, width, 
         uv = b @ corner_uvs[t]
         uvs[yy, xx] = uv
     covered = ids > 0
-    color[covered, :3] = sample_albedo(albedo, uvs[covered])[:, :3]
+    color[covered, :3] = sample_albedo(albedo, uvs[covered], srgb)[:, :3]
     color[covered, 3] = 1.0
     return color, ids, uvs
 

@@ -1,9 +1,10 @@
 """Plain arrays the engine works on, and the settings of a run.
 
-Colour encoding: every colour array (texture and targets) holds values in
-the texture image's own stored encoding (sRGB-encoded values for an sRGB
-texture), premultiplied by alpha, clamped to [0, 1]. Rows start at the
-bottom, as in Blender images and OpenGL.
+Colour encoding: the texture holds the image's own stored values (sRGB-
+encoded for an sRGB image, `texture_srgb`); renders and targets are scene-
+linear RGBA, premultiplied by alpha, clamped to [0, 1]: R decodes texels
+before it blends them, as Blender's engines do. Rows start at the bottom,
+as in Blender images and OpenGL.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class SceneArrays:
     mesh: MeshArrays
     texture: np.ndarray  # (th, tw, 4) float32 in [0, 1], bottom-up
     views: list = field(default_factory=list)
+    texture_srgb: bool = False  # the texture's values are sRGB-encoded
 
     @property
     def resolution(self) -> tuple:
@@ -93,16 +95,16 @@ class Settings:
     # Joint fits: positions are updated (alternating with the texture) during
     # this first fraction of the steps, then only the texture, which settles
     # on the final shape.
-    shape_fraction: float = 0.5
-    # What vertices are charged in joint fits: "silhouette" (coverage
-    # differences only: a still-wrong texture cannot pull them) or "color".
-    shape_from: str = "silhouette"
+    shape_fraction: float = 0.8
+    # Joint fits: during this first fraction of the steps vertices are charged
+    # coverage differences only (a still-wrong texture cannot pull them),
+    # then the colour differences too (detail that silhouettes do not show).
+    silhouette_fraction: float = 0.4
     keep_best: bool = True  # hand back the best parameters seen at the checkpoints
     check_every: int = 0  # steps between checkpoints; 0: about 20 per run
 
     ESTIMATORS = ("per_pixel", "full_image")
     NORMALIZATIONS = ("pixels", "count")
-    SHAPE_SIGNALS = ("silhouette", "color")
 
     def validate(self) -> None:
         from ..gpu_kernels import MAX_VIEWS_PER_STEP
@@ -129,8 +131,8 @@ class Settings:
             raise ValueError("warm-up steps and check interval must be >= 0")
         if not 0 <= self.shape_fraction <= 1:
             raise ValueError(f"shape fraction must lie in [0, 1], got {self.shape_fraction}")
-        if self.shape_from not in self.SHAPE_SIGNALS:
-            raise ValueError(f"shape from must be one of {self.SHAPE_SIGNALS}, got {self.shape_from!r}")
+        if not 0 <= self.silhouette_fraction <= 1:
+            raise ValueError(f"silhouette fraction must lie in [0, 1], got {self.silhouette_fraction}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError("Adam betas must lie in [0, 1)")
 

@@ -60,13 +60,20 @@ def test_rasterize_perturbs_texels_as_p_would(backend, sign):
     assert np.abs(gpu[agree] - plain["color"][agree]).max() > tex.eps / 2
 
 
-def test_rasterize_matches_reference(backend):
+@pytest.mark.parametrize("srgb", [False, True])
+def test_rasterize_matches_reference(backend, srgb):
+    """R, with an sRGB texture decoded per texel before the bilinear blend."""
     engine = small_engine(backend)
+    engine.scene.texture_srgb = srgb
     view = engine.scene.views[1]
     gpu = engine.render(1)
     mesh = engine.scene.mesh
     color, ids, uvs = ref.rasterize(mesh.positions, mesh.triangles, mesh.corner_uvs,
+                                    view.view_projection, engine.texture(), W, H, srgb=srgb)
+    if srgb:  # decoding darkens the mid-greys: the flag does something
+        plain, _, _ = ref.rasterize(mesh.positions, mesh.triangles, mesh.corner_uvs,
                                     view.view_projection, engine.texture(), W, H)
+        assert np.abs(plain - color).max() > 0.1
     agree = gpu["id"] == ids
     assert (ids > 0).mean() > 0.2
     assert agree.mean() > 0.98  # edge pixels may break ties differently
@@ -79,7 +86,7 @@ def test_rasterize_matches_reference(backend):
 @pytest.mark.parametrize("estimator,silhouette", [("per_pixel", False), ("per_pixel", True),
                                                    ("full_image", False)])
 def test_accumulate_gradient_matches_reference(backend, estimator, silhouette):
-    engine = small_engine(backend, estimator=estimator, shape_from="silhouette" if silhouette else "color")
+    engine = small_engine(backend, estimator=estimator, silhouette_fraction=1.0 if silhouette else 0.0)
     assert engine.silhouette_only() == silhouette
     engine.clear_gradients()
     engine.substep(substep=3, slot=0, view_index=2)

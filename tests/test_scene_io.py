@@ -61,7 +61,8 @@ def test_reads_mesh_uvs_texture_cameras_and_targets(small_scene):
     assert len(inputs.arrays.views) == 4 and inputs.arrays.resolution == (32, 32)
     for view in inputs.arrays.views:
         assert 0.05 < view.target[..., 3].mean() < 0.95  # the reference covers part of the frame
-    assert inputs.encoding == "srgb"
+    assert inputs.encoding == "linear"  # renders and targets are compared in linear light
+    assert inputs.arrays.texture_srgb  # the sRGB texture is decoded by the rasterizer
 
 
 def test_ngons_are_triangulated_internally(small_scene):

@@ -88,8 +88,10 @@ def side_by_side(*images: np.ndarray) -> np.ndarray:
 
 
 def over_white(premultiplied: np.ndarray) -> np.ndarray:
+    """A linear premultiplied render over white, sRGB-encoded for a PNG."""
     out = premultiplied.copy()
     out[..., :3] += 1.0 - premultiplied[..., 3:4]
+    out[..., :3] = scene_io.linear_to_srgb(np.clip(out[..., :3], 0, 1))
     out[..., 3] = 1.0
     return np.clip(out, 0, 1)
 

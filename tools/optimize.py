@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape-fraction", type=float, default=d.shape_fraction,
                    help="joint fits: positions move during this first fraction of the steps, "
                         "then the texture settles alone")
-    p.add_argument("--shape-from", choices=Settings.SHAPE_SIGNALS, default=d.shape_from,
-                   help="joint fits: what vertices follow (default: silhouette)")
+    p.add_argument("--silhouette-fraction", type=float, default=d.silhouette_fraction,
+                   help="joint fits: vertices follow silhouettes only during this first fraction "
+                        "of the steps, then colour too")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--write-back-every", type=int, default=0,
                    help="write to the Blender data every N steps (default: only at the end)")
@@ -95,7 +96,7 @@ def settings_from_args(args):
         estimator=args.estimator, views_per_step=args.views_per_step, smoothness=args.smoothness,
         seed=args.seed, write_back_every=args.write_back_every, alternate_groups=args.alternate_groups,
         antialias=args.antialias, keep_best=args.keep_best, warmup_steps=args.warmup_steps,
-        shape_fraction=args.shape_fraction, shape_from=args.shape_from)
+        shape_fraction=args.shape_fraction, silhouette_fraction=args.silhouette_fraction)
 
 
 def run(argv) -> int:
