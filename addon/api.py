@@ -145,6 +145,7 @@ class OptimizationRun:
             "cameras": [c.name for c in self.inputs.cameras],
             "steps": self.step,
             "kept_step": self.kept_step,
+            "shape_kept": self.engine.shape_kept,
             "seconds": self._elapsed,
             "parameters": self.engine.parameter_count,
             "resolution": list(self.engine.scene.resolution),

@@ -162,6 +162,12 @@ class Engine:
         self.timings = None  # set to a dict to collect per-pass times (synchronising)
         self.best_loss = math.inf  # of the parameters in each group's `best` copy
         self.best_step = None
+        self.shape_kept = None  # joint fits: "fitted" or "start", chosen by choose_shape()
+        self.start_positions = None
+        if self.shape_end() is not None:
+            g = self.positions_group
+            self.start_positions = b.texture(g.width, g.rows, "RGBA32F")
+            self._copy(g, g.theta, self.start_positions)
 
     # Setup --------------------------------------------------------------------
     def _init_laplacian(self, mesh):
@@ -188,7 +194,8 @@ class Engine:
         texel's, and would drown the texture's signal in the same step); after
         the first `shape_fraction` of the steps, the texture alone."""
         groups = tuple(g for g in (self.positions_group, self.texture_group) if g.enabled)
-        if len(groups) == 2 and step_index >= self.settings.shape_fraction * self.settings.steps:
+        end = self.shape_end()
+        if end is not None and step_index >= end:
             return (self.texture_group,)
         if len(groups) == 2 and self.settings.alternate_groups:
             return (groups[step_index % 2],)
@@ -265,6 +272,40 @@ class Engine:
                        "tex_size": self.texture_size, "pos_width": pos.width})
         self.loss_substeps += 1
 
+    def shape_end(self) -> int | None:
+        """The step where a joint fit's shape phase ends and the texture
+        settles alone; None if there is no such phase."""
+        s = self.settings
+        if self.positions_group.enabled and self.texture_group.enabled and s.shape_fraction < 1:
+            return int(round(s.shape_fraction * s.steps))
+        return None
+
+    def lr_scale(self, step: int) -> float:
+        """The learning-rate decay after `step` steps: exponential to lr_decay
+        over the run, or over each phase of a joint fit (the texture-only phase
+        starts again at the full rate: it fits the shape the first one chose)."""
+        s = self.settings
+        start, length = 0, s.steps
+        end = self.shape_end()
+        if end is not None:
+            start, length = (0, end) if step <= end else (end, s.steps - end)
+        return s.lr_decay ** (min(max(step - start, 0), length) / max(length, 1))
+
+    def choose_shape(self) -> str:
+        """End of a joint fit's shape phase: keep the fitted vertices only if,
+        with the texture as it is now, they explain the targets better than
+        the start's did (a shape that was right stays exactly right)."""
+        g = self.positions_group
+        fitted = self.checkpoint_loss()
+        self._copy(g, g.theta, g.plus)  # g.plus is free: positions are not perturbed any more
+        self._copy(g, self.start_positions, g.theta)
+        if self.checkpoint_loss() <= fitted:
+            self.shape_kept = "start"
+        else:
+            self._copy(g, g.plus, g.theta)
+            self.shape_kept = "fitted"
+        return self.shape_kept
+
     def silhouette_only(self) -> bool:
         """Whether vertices are charged coverage differences only at this step:
         during the first `silhouette_fraction` of a joint fit's steps."""
@@ -289,8 +330,7 @@ class Engine:
     def adam_step(self, substep0: int, substeps: int) -> None:
         s = self.settings
         pixels = float(self.width * self.height)
-        # Exponential decay to lr_decay at the last step.
-        decay = s.lr_decay ** (min(self.step_index, s.steps) / max(s.steps, 1))
+        decay = self.lr_scale(self.step_index)
         for g in self.active:
             g.updates += 1  # Adam's step count, for the bias corrections
             t = g.updates
@@ -361,6 +401,8 @@ class Engine:
         """One Adam step over `views_per_step` (view, perturbation) pairs."""
         k = self.settings.views_per_step
         substep0 = self.step_index * k
+        if self.step_index == self.shape_end():
+            self.choose_shape()
         self.active = self.perturbed_groups(self.step_index)
         for j in range(k):
             self.substep(substep0 + j, j, self.choose_view())
@@ -452,15 +494,19 @@ class Engine:
         """Score the current parameters on every target view (`metrics` from
         `evaluate()` if already at hand); if they beat the best so far, copy
         them to each group's `best` texture (on the GPU). Returns the loss."""
-        metrics = self.evaluate() if metrics is None else metrics
-        loss = float(np.mean([m["mse"] for m in metrics]))
+        loss = self.checkpoint_loss(metrics)
         if loss < self.best_loss:
             self.best_loss, self.best_step = loss, self.step_index
             for g in self._optimized_groups():
                 if g.best is None:
                     g.best = self.backend.texture(g.width, g.rows, "RGBA32F")
-                self._copy(g.theta, g.best)
+                self._copy(g, g.theta, g.best)
         return loss
+
+    def checkpoint_loss(self, metrics: list | None = None) -> float:
+        """Mean MSE over the target views (antialiased when the settings say so)."""
+        metrics = self.evaluate() if metrics is None else metrics
+        return float(np.mean([m["mse"] for m in metrics]))
 
     def restore_best(self) -> bool:
         """Put the best checkpoint's parameters back; True if they differ
@@ -468,22 +514,17 @@ class Engine:
         if self.best_step is None or self.best_step == self.step_index:
             return False
         for g in self._optimized_groups():
-            self._copy(g.best, g.theta)
+            self._copy(g, g.best, g.theta)
         return True
 
     def _optimized_groups(self) -> list:
         return [g for g in (self.positions_group, self.texture_group) if g.enabled]
 
-    def _copy(self, source, destination) -> None:
-        self.backend.dispatch(K.COPY, K.COPY.groups(*self._size(destination)),
+    def _copy(self, group: ParamGroup, source, destination) -> None:
+        """Copy one of `group`'s parameter textures into another."""
+        self.backend.dispatch(K.COPY, K.COPY.groups(group.width, group.rows),
                               images={"source": source, "destination": destination},
                               samplers={}, constants={})
-
-    def _size(self, texture) -> tuple:
-        for g in self._optimized_groups():
-            if texture is g.theta or texture is g.best:
-                return g.width, g.rows
-        raise ValueError("not a parameter texture")
 
 
 def image_metrics(color: np.ndarray, target: np.ndarray, name: str = "") -> dict:

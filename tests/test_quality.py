@@ -83,7 +83,7 @@ def test_warmup_keeps_a_finished_fit(backend):
             engine.step()
         after[warmup] = mean_psnr(engine)
     assert after[20] > 45.0, after
-    assert after[0] < 40.0, after  # the warm-up is what holds it
+    assert after[0] < after[20] - 10.0, after  # the warm-up is what holds it
 
 
 def test_engine_restores_its_best_checkpoint(backend):
