@@ -84,6 +84,9 @@ def test_scripted_run_writes_summary_and_blend(scene_file, tmp_path, blender_sty
     (["--object", "Source", "--cameras", "Nope"], "no collection named 'Nope'"),
     (["--object", "Targets 00", "--cameras", "Targets"], "not a mesh"),
     (["--object", "Source", "--cameras", "Targets", "--views-per-step", "0"], "views per step"),
+    (["--object", "Source", "--cameras", "Targets", "--seed", "-1"], "seed must be a whole number in 0..2147483647"),
+    (["--object", "Source", "--cameras", "Targets", "--seed", "2147483648"], "seed must be"),
+    (["--object", "Source", "--cameras", "Targets", "--seed", str(2**64)], "seed must be"),
 ])
 def test_bad_input_exits_non_zero_with_a_message(scene_file, flags, words):
     result = run_tool(TOOLS / "optimize.py", scene_file, *flags, "--steps", "2")

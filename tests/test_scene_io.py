@@ -205,6 +205,9 @@ def test_bad_settings(small_scene):
     refuse(small_scene[0], small_scene[1], "views per step", settings=Settings(views_per_step=0))
     refuse(small_scene[0], small_scene[1], "nothing to optimize",
            settings=Settings(optimize_positions=False, optimize_texture=False))
+    for seed in (-1, 2**31, 2**64, 1.5):
+        refuse(small_scene[0], small_scene[1], "seed must be", settings=Settings(seed=seed))
+    Settings(seed=2**31 - 1).validate()  # the largest the kernels take
 
 
 def test_failure_during_a_run_restores_the_scene(small_scene, monkeypatch):
