@@ -162,10 +162,13 @@ def progress_text(progress: dict) -> str:
             f"{progress['steps_per_s']:.1f} steps/s  ETA {format_eta(progress['eta_s'])}")
 
 
-def run_to_end(run: OptimizationRun, progress=None, report_every: int = 25) -> dict:
+def run_to_end(run: OptimizationRun, progress=None, report_every: int = 25,
+               keep_on_interrupt: bool = False) -> dict:
     """Start `run` and drive it to the end, blocking. `progress(dict)` is called
     every `report_every` steps. On an error the mesh and image are restored,
-    then it re-raises."""
+    then it re-raises. With `keep_on_interrupt`, Ctrl+C (KeyboardInterrupt)
+    after the first evaluation stops the run and keeps the result so far, as
+    the panel's Stop does; the summary then has "stopped": True."""
     try:
         run.start()
         while not run.advance(max_steps=report_every):
@@ -175,6 +178,13 @@ def run_to_end(run: OptimizationRun, progress=None, report_every: int = 25) -> d
         summary = run.finish()
         if progress:
             progress(run.progress())
+        return summary
+    except KeyboardInterrupt:
+        if not (keep_on_interrupt and run.before is not None):
+            run.abort()
+            raise
+        summary = run.cancel()
+        summary["stopped"] = True
         return summary
     except BaseException:
         run.abort()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,51 @@ def test_bad_input_exits_non_zero_with_a_message(scene_file, flags, words):
 def test_missing_blend_file(tmp_path):
     result = run_tool(TOOLS / "optimize.py", tmp_path / "none.blend", "--object", "A", "--cameras", "B")
     assert result.returncode == 2 and "not found" in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"hello\n", "truncated"], ids=["not-a-blend", "truncated"])
+def test_a_file_that_is_not_a_blend_is_bad_input(scene_file, tmp_path, content):
+    path = tmp_path / "scene.blend"
+    path.write_bytes(scene_file.read_bytes()[:50_000] if content == "truncated" else content)
+    result = run_tool(TOOLS / "optimize.py", path, "--object", "Source", "--cameras", "Targets")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"'{path}' is not a .blend file, or is damaged" in result.stderr
+
+
+@pytest.mark.parametrize("flag, path", [("--save", "/proc/nope/out.blend"), ("--summary", "/proc/nope/s.json"),
+                                        ("--save", "{tmp}")])
+def test_output_paths_are_checked_before_the_first_step(scene_file, tmp_path, flag, path):
+    path = path.format(tmp=tmp_path)
+    before = scene_file.read_bytes()
+    result = run_tool(TOOLS / "optimize.py", scene_file, "--object", "Source", "--cameras", "Targets",
+                      "--steps", "100000", "--resolution", "48", flag, path, timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"{flag} '{path}'" in result.stderr and "step " not in result.stderr
+    assert scene_file.read_bytes() == before
+
+
+def test_ctrl_c_stops_keeps_the_result_and_exits_130(scene_file, tmp_path):
+    out_blend, out_json = tmp_path / "out.blend", tmp_path / "summary.json"
+    proc = subprocess.Popen(
+        [sys.executable, TOOLS / "optimize.py", scene_file, "--object", "Source", "--cameras", "Targets",
+         "--steps", "100000", "--resolution", "48", "--report-every", "5",
+         "--save", out_blend, "--summary", out_json],
+        stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    lines = []
+    for line in proc.stderr:  # wait until it is optimizing
+        lines.append(line)
+        if line.startswith("step 10/"):
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=120)[1]
+    stderr = "".join(lines) + rest
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "interrupted at step" in stderr
+    summary = json.loads(out_json.read_text())
+    assert summary["stopped"] is True and 10 <= summary["steps"] < 100000
+    co0, px0 = read_back(scene_file)
+    co1, px1 = read_back(out_blend)
+    assert not np.array_equal(co0, co1) and not np.array_equal(px0, px1)
 
 
 def test_demo_runs_headless_and_writes_outputs(tmp_path):
