@@ -14,7 +14,7 @@ import time
 
 
 from ..engine import Engine, Settings, mean_psnr
-from . import scene_io
+from . import preflight, scene_io
 from .gpu_backend import BlenderGPUBackend
 from .gpu_context import ensure_gpu
 from .scene_io import InputError
@@ -35,6 +35,7 @@ class OptimizationRun:
         self.settings = settings
         self.resolution = resolution
         self.inputs = scene_io.read_scene(obj, camera_collection, resolution, scene)
+        self.warnings = preflight.check(self.inputs)  # refuses what cannot work; the rest: one line each
         self.engine = None
         self.backend = None
         self.loss_history = []  # (step, mean pixel loss)
@@ -143,6 +144,7 @@ class OptimizationRun:
             "encoding": self.inputs.encoding,
             "image_storage": self.image_storage,
             "loss_history": self.loss_history,
+            "warnings": self.warnings,
         }
 
 

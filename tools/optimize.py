@@ -134,6 +134,8 @@ def run(argv) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    for warning in run.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for path, flag in ((args.save, "--save"), (args.summary, "--summary")):
         reason = path and unwritable_reason(path, flag)
         if reason:
