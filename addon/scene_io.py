@@ -10,6 +10,7 @@ to [0, 1] and premultiplied by their alpha, which is coverage.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import bpy
@@ -325,18 +326,21 @@ def read_target(cam_obj, scene, width: int, height: int, encoding: str) -> np.nd
 
 
 # Everything together ----------------------------------------------------------
-def check_memory(longest_side: int, width: int, height: int, views: int, image, obj) -> None:
+def check_memory(longest_side: int, width: int, height: int, cameras: list, image, obj) -> None:
     """Refuse a run that will not fit in the memory free now, before reading
     any pixels (the estimate counts host and GPU memory together: on a
     discrete GPU it is conservative)."""
     available = memory.available_bytes()
     texels, vertices = image.size[0] * image.size[1], len(obj.data.vertices)
-    needed = memory.run_bytes(width, height, views, texels, vertices)
+    source = max(math.prod(target_background(cam).image.size) for cam in cameras)
+    sizes = (width, height, len(cameras), texels, vertices, source)
+    needed = memory.run_bytes(*sizes)
     if available is None or needed <= available:
         return
-    fits = memory.largest_side(longest_side, width, height, views, texels, vertices, available)
-    advice = f"use a working resolution of {fits} or less" if fits >= 8 else "use a smaller texture"
-    raise InputError(f"a run at resolution {longest_side} with {views} views and a {image.size[0]}x"
+    fits = memory.largest_side(longest_side, *sizes, available)
+    advice = (f"use a working resolution of {fits} or less" if fits >= 8
+              else "use a smaller texture or smaller target images")
+    raise InputError(f"a run at resolution {longest_side} with {len(cameras)} views and a {image.size[0]}x"
                      f"{image.size[1]} texture needs about {needed / 2**30:.1f} GiB of memory, but "
                      f"{available / 2**30:.1f} GiB are free: {advice}, or fewer cameras")
 
@@ -363,7 +367,7 @@ def read_scene(obj, camera_collection, longest_side: int = 256, scene=None) -> S
         raise InputError(f"working resolution must be 8..16384 pixels, got {longest_side}")
     encoding = image_encoding(image)
     width, height = working_resolution(scene, longest_side)
-    check_memory(longest_side, width, height, len(cameras), image, obj)
+    check_memory(longest_side, width, height, cameras, image, obj)
     texture = read_image_pixels(image, "base-colour image")
     mesh = read_mesh(obj, uv_map)
     views = [View(cam.name, view_projection(cam, scene, width, height),

@@ -14,25 +14,27 @@ FRAMES_PER_VIEW = 2
 FRAMES_FIXED = 16
 BYTES_PER_TEXEL = 160  # host copies (read, original, clipped, upload) + theta, Adam moments, gradients
 BYTES_PER_VERTEX = 320  # the same for positions, plus the Laplacian's adjacency
+SOURCE_FRAMES = 2  # a target image is read whole (RGBA32F) and box-filtered, one at a time
 
 
 def _bytes_per_pixel(views: int) -> int:
     return FRAME_BYTES * (FRAMES_PER_VIEW * views + FRAMES_FIXED)
 
 
-def _fixed_bytes(texels: int, vertices: int) -> int:
-    return texels * BYTES_PER_TEXEL + vertices * BYTES_PER_VERTEX
+def _fixed_bytes(texels: int, vertices: int, source_pixels: int) -> int:
+    return texels * BYTES_PER_TEXEL + vertices * BYTES_PER_VERTEX + source_pixels * FRAME_BYTES * SOURCE_FRAMES
 
 
-def run_bytes(width: int, height: int, views: int, texels: int, vertices: int) -> int:
-    """Estimated peak bytes of a run, host and GPU together."""
-    return width * height * _bytes_per_pixel(views) + _fixed_bytes(texels, vertices)
+def run_bytes(width: int, height: int, views: int, texels: int, vertices: int, source_pixels: int = 0) -> int:
+    """Estimated peak bytes of a run, host and GPU together; `source_pixels`:
+    the largest target image's pixels before resampling."""
+    return width * height * _bytes_per_pixel(views) + _fixed_bytes(texels, vertices, source_pixels)
 
 
 def largest_side(longest_side: int, width: int, height: int, views: int, texels: int, vertices: int,
-                 budget: int) -> int:
+                 source_pixels: int, budget: int) -> int:
     """The longest working side (`longest_side` scaled) whose run fits in `budget` bytes; 0: none."""
-    pixels = max(budget - _fixed_bytes(texels, vertices), 0) / _bytes_per_pixel(views)
+    pixels = max(budget - _fixed_bytes(texels, vertices, source_pixels), 0) / _bytes_per_pixel(views)
     return int(longest_side * (pixels / (width * height)) ** 0.5)
 
 

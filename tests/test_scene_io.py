@@ -268,7 +268,7 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_reading(small_scene, 
     fits = int(message.split("working resolution of ")[1].split()[0])
     assert 256 < fits < 16384
     width = height = fits  # the demo scene renders square
-    assert memory.run_bytes(width, height, 4, 16 * 16, len(small_scene[0].data.vertices)) <= 2**28
+    assert memory.run_bytes(width, height, 4, 16 * 16, len(small_scene[0].data.vertices), 48 * 48) <= 2**28
     OptimizationRun(*small_scene, Settings(steps=2), resolution=fits)  # what it suggests is accepted
 
 
