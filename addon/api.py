@@ -14,7 +14,7 @@ import time
 
 
 from ..engine import Engine, Settings, mean_psnr
-from . import scene_io
+from . import preflight, scene_io
 from .gpu_backend import BlenderGPUBackend
 from .gpu_context import ensure_gpu
 from .scene_io import InputError
@@ -35,6 +35,7 @@ class OptimizationRun:
         self.settings = settings
         self.resolution = resolution
         self.inputs = scene_io.read_scene(obj, camera_collection, resolution, scene)
+        self.warnings = preflight.check(self.inputs)  # refuses what cannot work; the rest: one line each
         self.engine = None
         self.backend = None
         self.loss_history = []  # (step, mean pixel loss)
@@ -158,6 +159,7 @@ class OptimizationRun:
             "encoding": self.inputs.encoding,
             "image_storage": self.image_storage,
             "loss_history": self.loss_history,
+            "warnings": self.warnings,
         }
 
 
@@ -177,10 +179,13 @@ def progress_text(progress: dict) -> str:
             f"{progress['steps_per_s']:.1f} steps/s  ETA {format_eta(progress['eta_s'])}")
 
 
-def run_to_end(run: OptimizationRun, progress=None, report_every: int = 25) -> dict:
+def run_to_end(run: OptimizationRun, progress=None, report_every: int = 25,
+               keep_on_interrupt: bool = False) -> dict:
     """Start `run` and drive it to the end, blocking. `progress(dict)` is called
     every `report_every` steps. On an error the mesh and image are restored,
-    then it re-raises."""
+    then it re-raises. With `keep_on_interrupt`, Ctrl+C (KeyboardInterrupt)
+    after the first evaluation stops the run and keeps the result so far, as
+    the panel's Stop does; the summary then has "stopped": True."""
     try:
         run.start()
         while not run.advance(max_steps=report_every):
@@ -190,6 +195,13 @@ def run_to_end(run: OptimizationRun, progress=None, report_every: int = 25) -> d
         summary = run.finish()
         if progress:
             progress(run.progress())
+        return summary
+    except KeyboardInterrupt:
+        if not (keep_on_interrupt and run.before is not None):
+            run.abort()
+            raise
+        summary = run.cancel()
+        summary["stopped"] = True
         return summary
     except BaseException:
         run.abort()

@@ -2,8 +2,17 @@
 the `bpy` Python module."""
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+
 import bpy
 import gpu
+
+# Mesa's EGL reports this while Blender probes for a headless context; it is
+# harmless (Blender goes on with another configuration) and alarms users.
+_HARMLESS_STDERR = (b"EGL_BAD_MATCH",)
 
 
 class GPUUnavailableError(RuntimeError):
@@ -41,21 +50,47 @@ def _render_throwaway_frame() -> None:
             bpy.data.images.remove(image)
 
 
+@contextlib.contextmanager
+def _harmless_lines_dropped():
+    """Blender prints from C straight to file descriptor 2, so capture that
+    around the context creation and pass on every line but the harmless ones."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, AttributeError, ValueError):  # no usable fd 2 (a GUI process on Windows)
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().splitlines(keepends=True)
+                    if not any(word in line for word in _HARMLESS_STDERR)]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def ensure_gpu() -> None:
     """Raise GPUUnavailableError with the reason if no GPU context can be had."""
     if _gpu_ready():
         return
     errors = []
-    if hasattr(gpu, "init"):
-        try:
-            gpu.init()
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(f"gpu.init() failed: {exc}")
-    if not _gpu_ready():
-        try:
-            _render_throwaway_frame()
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(f"a Workbench render to create the context failed: {exc}")
+    with _harmless_lines_dropped():
+        if hasattr(gpu, "init"):
+            try:
+                gpu.init()
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(f"gpu.init() failed: {exc}")
+        if not _gpu_ready():
+            try:
+                _render_throwaway_frame()
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(f"a Workbench render to create the context failed: {exc}")
     if not _gpu_ready():
         detail = "; ".join(errors) or "the gpu module still reports no context"
         raise GPUUnavailableError(

@@ -58,11 +58,12 @@ def complete(run: OptimizationRun, summary: dict) -> dict:
     return summary
 
 
-def run_blocking(scene, **overrides) -> dict:
-    """What the operator's execute() does: the whole run, then bookkeeping.
-    On an error the scene is restored and the error re-raised."""
+def run_blocking(scene, progress=None, **overrides) -> dict:
+    """What the operator's execute() does: the whole run, then bookkeeping;
+    `progress` as in `run_to_end`. On an error the scene is restored and the
+    error re-raised."""
     run = make_run(scene, **overrides)
-    return complete(run, run_to_end(run))
+    return complete(run, run_to_end(run, progress))
 
 
 def report_line(summary: dict) -> str:

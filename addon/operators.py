@@ -2,11 +2,17 @@
 `scene_setup`, which scripts can call directly."""
 from __future__ import annotations
 
+import sys
+
 import bpy
 from bpy.props import IntProperty
 
-from . import modal, properties, scene_io, scene_setup
+from . import api, modal, properties, scene_io, scene_setup
 from .scene_io import InputError
+
+
+def _print_progress(progress: dict) -> None:
+    print(f"SGE Optimizer: {api.progress_text(progress)}", file=sys.stderr, flush=True)
 
 
 class SGE_OT_optimize_to_targets(bpy.types.Operator):
@@ -32,8 +38,10 @@ class SGE_OT_optimize_to_targets(bpy.types.Operator):
         return True
 
     def execute(self, context):
+        # Without a UI (bpy.app.background) nothing else shows that a long run is alive.
+        progress = _print_progress if bpy.app.background else None
         try:
-            summary = modal.run_blocking(context.scene)
+            summary = modal.run_blocking(context.scene, progress)
         except InputError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -41,6 +49,8 @@ class SGE_OT_optimize_to_targets(bpy.types.Operator):
             self.report({"ERROR"}, f"SGE Optimizer failed (scene restored): {type(exc).__name__}: {exc}")
             return {"CANCELLED"}
         self.report({"INFO"}, modal.report_line(summary))
+        for warning in summary["warnings"]:
+            self.report({"WARNING"}, warning)
         return {"FINISHED"}
 
     def invoke(self, context, event):
@@ -56,6 +66,8 @@ class SGE_OT_optimize_to_targets(bpy.types.Operator):
         except Exception as exc:  # noqa: BLE001
             self.report({"ERROR"}, f"SGE Optimizer could not start: {type(exc).__name__}: {exc}")
             return {"CANCELLED"}
+        for warning in run.warnings:
+            self.report({"WARNING"}, warning)
         self._driver = driver
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.001, window=context.window)

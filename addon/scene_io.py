@@ -12,12 +12,13 @@ which is coverage.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import bpy
 import numpy as np
 
-from ..engine import MeshArrays, SceneArrays, View
+from ..engine import MeshArrays, SceneArrays, View, memory
 
 
 class InputError(ValueError):
@@ -132,7 +133,9 @@ def resample(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     xs = np.clip((np.arange(width) + 0.5) * w / width - 0.5, 0, w - 1)
     y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
     y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    wy, wx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+    # float32 weights: float64 ones would double every full-size temporary.
+    wy = (ys - y0).astype(np.float32)[:, None, None]
+    wx = (xs - x0).astype(np.float32)[None, :, None]
     top = pixels[y0][:, x0] * (1 - wx) + pixels[y0][:, x1] * wx
     bottom = pixels[y1][:, x0] * (1 - wx) + pixels[y1][:, x1] * wx
     return (top * (1 - wy) + bottom * wy).astype(np.float32)
@@ -333,6 +336,25 @@ def read_target(cam_obj, scene, width: int, height: int, encoding: str) -> np.nd
 
 
 # Everything together ----------------------------------------------------------
+def check_memory(longest_side: int, width: int, height: int, cameras: list, image, obj) -> None:
+    """Refuse a run that will not fit in the memory free now, before reading
+    any pixels (the estimate counts host and GPU memory together: on a
+    discrete GPU it is conservative)."""
+    available = memory.available_bytes()
+    texels, vertices = image.size[0] * image.size[1], len(obj.data.vertices)
+    source = max(math.prod(target_background(cam).image.size) for cam in cameras)
+    sizes = (width, height, len(cameras), texels, vertices, source)
+    needed = memory.run_bytes(*sizes)
+    if available is None or needed <= available:
+        return
+    fits = memory.largest_side(longest_side, *sizes, available)
+    advice = (f"use a working resolution of {fits} or less" if fits >= 8
+              else "use a smaller texture or smaller target images")
+    raise InputError(f"a run at resolution {longest_side} with {len(cameras)} views and a {image.size[0]}x"
+                     f"{image.size[1]} texture needs about {needed / 2**30:.1f} GiB of memory, but "
+                     f"{available / 2**30:.1f} GiB are free: {advice}, or fewer cameras")
+
+
 @dataclass
 class SceneInputs:
     obj: object
@@ -355,9 +377,10 @@ def read_scene(obj, camera_collection, longest_side: int = 256, scene=None) -> S
         raise InputError(f"working resolution must be 8..16384 pixels, got {longest_side}")
     texture_encoding = image_encoding(image)
     encoding = "linear"
+    width, height = working_resolution(scene, longest_side)
+    check_memory(longest_side, width, height, cameras, image, obj)
     texture = read_image_pixels(image, "base-colour image")
     mesh = read_mesh(obj, uv_map)
-    width, height = working_resolution(scene, longest_side)
     views = [View(cam.name, view_projection(cam, scene, width, height),
                   read_target(cam, scene, width, height, encoding)) for cam in cameras]
     raw = np.empty(len(image.pixels), np.float32)

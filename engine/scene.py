@@ -8,6 +8,7 @@ as in Blender images and OpenGL.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -82,7 +83,7 @@ class Settings:
     views_per_step: int = 1
     smoothness: float = 100.0  # weight of the uniform-Laplacian term on positions
     normalize: str = "pixels"  # "pixels": gradient of the mean pixel loss; "count": mean over contributors
-    seed: int = 0
+    seed: int = 0  # 0..SEED_MAX: the kernels take it as a signed 32-bit push constant
     lr_decay: float = 0.05  # learning rates fall exponentially to this fraction at the last step
     beta1: float = 0.9
     beta2: float = 0.99
@@ -105,6 +106,7 @@ class Settings:
 
     ESTIMATORS = ("per_pixel", "full_image")
     NORMALIZATIONS = ("pixels", "count")
+    SEED_MAX = 2**31 - 1
 
     def validate(self) -> None:
         from ..gpu_kernels import MAX_VIEWS_PER_STEP
@@ -117,6 +119,9 @@ class Settings:
             raise ValueError(f"estimator must be one of {self.ESTIMATORS}, got {self.estimator!r}")
         if self.normalize not in self.NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {self.NORMALIZATIONS}, got {self.normalize!r}")
+        if isinstance(self.seed, bool) or not (isinstance(self.seed, numbers.Integral)
+                                               and 0 <= self.seed <= self.SEED_MAX):
+            raise ValueError(f"seed must be a whole number in 0..{self.SEED_MAX}, got {self.seed}")
         if not 1 <= self.views_per_step <= MAX_VIEWS_PER_STEP:
             raise ValueError(f"views per step must be 1..{MAX_VIEWS_PER_STEP}, got {self.views_per_step}")
         for name in ("lr_positions", "lr_texture", "eps_positions", "eps_texture"):

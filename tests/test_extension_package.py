@@ -91,6 +91,20 @@ def test_zip_contents(extension_zip):
     assert {"blender_manifest.toml", "__init__.py", "addon/__init__.py", "addon/operators.py",
             "engine/optimizer.py", "gpu_kernels/__init__.py"} <= names
     assert not any(n.startswith(("tests/", "tools/", ".venv", ".git")) or "__pycache__" in n for n in names)
+    # Only what the extension imports: the Blender-free PyOpenGL backend stays out.
+    assert not any(n.startswith("engine/backends/") for n in names)
+    modules = {str(p.relative_to(build_extension.ROOT)) for p in build_extension.needed_modules()}
+    assert {n for n in names if n.endswith(".py")} == modules
+    assert "engine/synthetic.py" in modules  # imported by addon/scene_setup.py only
+    kernels = {p.name for p in (build_extension.ROOT / "gpu_kernels").glob("*.glsl")}
+    assert {n.split("/")[-1] for n in names if n.endswith(".glsl")} == kernels
+    assert names <= modules | {f"gpu_kernels/{k}" for k in kernels} | {"blender_manifest.toml"}
+
+
+def test_an_import_of_a_missing_module_fails_the_build(tmp_path):
+    (tmp_path / "__init__.py").write_text("def register():\n    from .addon import nothing_here\n")
+    with pytest.raises(SystemExit, match="from .addon import"):
+        build_extension.needed_modules(tmp_path)
 
 
 def test_installed_extension_runs(extension_zip, tmp_path):

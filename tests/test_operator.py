@@ -351,3 +351,16 @@ def test_overlay_shader_draws_target_render_difference(scene):
         assert np.allclose(pixels[size // 2, size // 4, :3], rgb, atol=0.02), (mode, pixels[size // 2, size // 4])
         assert np.allclose(pixels[size // 2, 3 * size // 4], 0, atol=1e-6)  # right half untouched
     offscreen.free()
+
+
+# Without a UI -----------------------------------------------------------------------
+def test_operator_in_the_background_prints_progress_and_warnings(scene, capfd):
+    assert bpy.app.background
+    properties.get(scene).steps = 30
+    away = sorted(properties.get(scene).cameras.objects, key=lambda o: o.name)[0]
+    away.rotation_euler.rotate_axis("X", np.pi)  # this camera now sees none of the source
+    bpy.context.view_layer.update()
+    assert bpy.ops.sge.optimize_to_targets() == {"FINISHED"}
+    out = capfd.readouterr()
+    assert "SGE Optimizer: step 25/30" in out.err and "SGE Optimizer: step 30/30" in out.err
+    assert f"camera '{away.name}' sees none of 'Source'" in out.out + out.err

@@ -2,6 +2,11 @@
 clear message while nothing in the scene changes."""
 from __future__ import annotations
 
+import math
+import os
+import time
+import tracemalloc
+
 import bmesh
 import bpy
 import numpy as np
@@ -10,10 +15,10 @@ from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
 import demo
-from sge_optimizer.addon import scene_io, scene_setup
+from sge_optimizer.addon import gpu_context, scene_io, scene_setup
 from sge_optimizer.addon.api import OptimizationRun, optimize
 from sge_optimizer.addon.scene_io import InputError
-from sge_optimizer.engine import Settings
+from sge_optimizer.engine import Settings, memory
 
 
 @pytest.fixture
@@ -39,10 +44,10 @@ def snapshot():
     return state
 
 
-def refuse(obj, collection, *words, settings=None):
+def refuse(obj, collection, *words, settings=None, resolution=32):
     before = snapshot()
     with pytest.raises(InputError) as err:
-        OptimizationRun(obj, collection, settings or Settings(steps=2), resolution=32)
+        OptimizationRun(obj, collection, settings or Settings(steps=2), resolution=resolution)
     message = str(err.value)
     for word in words:
         assert word.lower() in message.lower(), message
@@ -202,10 +207,98 @@ def test_topology_changing_modifier(small_scene):
     refuse(source, collection, "Subdivide me", "topology")
 
 
+def look_away(cam):
+    cam.rotation_euler.rotate_axis("X", math.pi)  # turns the camera round: it faces away from the origin
+    bpy.context.view_layer.update()
+
+
+def test_no_camera_sees_the_object(small_scene):
+    source, collection = small_scene
+    for cam in collection.objects:
+        look_away(cam)
+    refuse(source, collection, "no target camera sees 'Source'", "aim the cameras")
+
+
+def test_a_camera_that_sees_none_of_the_object_is_warned_about(small_scene):
+    source, collection = small_scene
+    cams = sorted(collection.objects, key=lambda o: o.name)
+    look_away(cams[1])
+    run = OptimizationRun(source, collection, Settings(steps=2), resolution=32)
+    assert len(run.warnings) == 1
+    assert f"camera '{cams[1].name}' sees none of 'Source'" in run.warnings[0]
+    assert "target pixels with alpha > 0 cannot be matched" in run.warnings[0]
+    assert optimize(source, collection, Settings(steps=2), resolution=32)["warnings"] == run.warnings
+
+
+def test_an_infinite_coordinate_is_refused(small_scene):
+    source, collection = small_scene
+    source.data.vertices[5].co.z = float("inf")
+    assert source.data.vertices[5].co.z == pytest.approx(3.4e38, rel=0.01)  # what Blender stores
+    refuse(source, collection, "vertex 5 of 'Source'", "beyond")
+
+
+def test_an_object_too_small_for_its_distance_from_the_origin_is_refused(small_scene):
+    source, collection = small_scene
+    source.location.x += 1e5
+    source.scale = (1e-3, 1e-3, 1e-3)
+    bpy.context.view_layer.update()
+    refuse(source, collection, "units across", "move it nearer the origin")
+
+
+def test_a_shared_mesh_is_refused(small_scene):
+    source, collection = small_scene
+    twin = bpy.data.objects.new("Twin", source.data)
+    bpy.context.scene.collection.objects.link(twin)
+    refuse(source, collection, f"mesh '{source.data.name}' is shared by objects 'Source', 'Twin'",
+           "Make Single User")
+
+
+def test_a_texture_that_is_also_a_target_is_refused(small_scene):
+    source, collection = small_scene
+    cam = sorted(collection.objects, key=lambda o: o.name)[2]
+    cam.data.background_images[0].image = bpy.data.images["Source Albedo"]
+    refuse(source, collection, "'Source Albedo' is both the texture being optimized and the target",
+           cam.name)
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused_before_reading(small_scene, monkeypatch):
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**28)
+    t0 = time.perf_counter()
+    message = refuse(*small_scene, "resolution 16384 with 4 views", "GiB of memory", resolution=16384)
+    assert time.perf_counter() - t0 < 5  # refused from sizes, no 4 GiB frames made
+    fits = int(message.split("working resolution of ")[1].split()[0])
+    assert 256 < fits < 16384
+    width = height = fits  # the demo scene renders square
+    assert memory.run_bytes(width, height, 4, 16 * 16, len(small_scene[0].data.vertices), 48 * 48) <= 2**28
+    OptimizationRun(*small_scene, Settings(steps=2), resolution=fits)  # what it suggests is accepted
+
+
+def test_resampling_up_keeps_float32_temporaries():
+    small = np.random.default_rng(0).random((8, 8, 4), dtype=np.float32)
+    tracemalloc.start()
+    try:
+        out = scene_io.resample(small, 512, 512)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.dtype == np.float32
+    assert peak < 5 * out.nbytes  # float64 weights made it about 8x
+
+
+def test_gpu_start_drops_only_the_harmless_egl_lines(capfd):
+    with gpu_context._harmless_lines_dropped():
+        os.write(2, b"EGL Error (0x3009): EGL_BAD_MATCH: Arguments are inconsistent\n")
+        os.write(2, b"a real problem\n")
+    assert capfd.readouterr().err == "a real problem\n"
+
+
 def test_bad_settings(small_scene):
     refuse(small_scene[0], small_scene[1], "views per step", settings=Settings(views_per_step=0))
     refuse(small_scene[0], small_scene[1], "nothing to optimize",
            settings=Settings(optimize_positions=False, optimize_texture=False))
+    for seed in (-1, 2**31, 2**64, 1.5):
+        refuse(small_scene[0], small_scene[1], "seed must be", settings=Settings(seed=seed))
+    Settings(seed=2**31 - 1).validate()  # the largest the kernels take
 
 
 def test_failure_during_a_run_restores_the_scene(small_scene, monkeypatch):

@@ -4,13 +4,16 @@ packager, the `blender_ext.py` shipped in the bpy wheel.
     python tools/build_extension.py [--output-dir dist] [--blender-ext PATH]
 
 The package is staged in a temporary folder holding exactly what the
-extension needs (the manifest, `__init__.py`, `addon/`, `engine/`,
-`gpu_kernels/`), so untracked files in the working tree never end up in the
-zip. Prints the zip's path.
+extension needs: the manifest, the Python modules that `__init__.py` reaches
+through relative imports (the PyOpenGL backend, the tools and the tests are
+not among them), and the GLSL kernels beside them. So
+untracked files in the working tree never end up in the zip. Prints the
+zip's path.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import shutil
 import subprocess
@@ -19,8 +22,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE_PATHS = ("blender_manifest.toml", "__init__.py", "addon", "engine", "gpu_kernels")
-IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+MANIFEST = "blender_manifest.toml"
+DATA_SUFFIX = ".glsl"  # the only files besides modules that the package reads (gpu_kernels/)
 
 
 def blender_scripts_dir() -> Path:
@@ -45,14 +48,55 @@ def packager_paths(blender_ext: Path | None = None) -> tuple:
     return blender_ext, tags
 
 
+def _module_file(base: Path) -> Path | None:
+    """The file of the module or package at `base` (a path without suffix)."""
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def needed_modules(root: Path = ROOT) -> set:
+    """The package's Python files that its `__init__.py` reaches through
+    relative imports, those inside functions included, with the `__init__.py`
+    of every package on the way. An import that resolves to no file is an
+    error: the zip would not work."""
+    todo, seen = [root / "__init__.py"], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for parent in path.parents:  # importing a.b.c runs a/__init__.py and a/b/__init__.py first
+            if parent == root or root not in parent.parents:
+                break
+            todo.append(parent / "__init__.py")
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.ImportFrom) and node.level):
+                continue
+            base = path.parent
+            for _ in range(node.level - 1):
+                base = base.parent
+            if node.module:
+                base = base.joinpath(*node.module.split("."))
+                found = _module_file(base)
+                if found is None:
+                    raise SystemExit(f"{path.relative_to(root)}: 'from {'.' * node.level}{node.module} "
+                                     "import' names no module of the package")
+                todo.append(found)
+            todo.extend(f for f in (_module_file(base / a.name) for a in node.names) if f)  # submodules
+    return seen
+
+
 def stage(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
-    for name in PACKAGE_PATHS:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=IGNORE)
-        else:
-            shutil.copy2(src, dest / name)
+    shutil.copy2(ROOT / MANIFEST, dest / MANIFEST)
+    modules = needed_modules()
+    data = {f for folder in {m.parent for m in modules} for f in folder.glob(f"*{DATA_SUFFIX}")}
+    for src in modules | data:
+        target = dest / src.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, target)
     return dest
 
 

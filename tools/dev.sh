@@ -19,7 +19,7 @@ source tools/python_env.sh
 # tests, never needed inside Blender.
 ensure_venv "$VENV" "$PYVER" "bpy, numpy, pytest, OpenGL" "$BPY" numpy pytest PyOpenGL
 
-# Mesa's EGL prints harmless EGL_BAD_MATCH lines on start; the GPU is llvmpipe when there is none.
+# Without a GPU, the gpu module runs on Mesa llvmpipe (software OpenGL).
 cmd="${1:-test}"
 shift || true
 case "$cmd" in

@@ -6,13 +6,18 @@ Inside Blender:
 With the `bpy` module:
     python tools/optimize.py scene.blend --object NAME --cameras COLLECTION ...
 
-Progress goes to stderr. Exit status: 0 success, 2 bad input, 1 other failure.
+Progress goes to stderr. Ctrl+C stops the run and keeps the result so far
+(as the panel's Stop does): --save and --summary are still written, and the
+exit status is 130. Exit status: 0 success, 2 bad input (nothing is
+optimized or written), 1 other failure, 130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -21,13 +26,16 @@ import _bootstrap  # noqa: E402
 _bootstrap.load_package()
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports after Ctrl+C
 
 
 def build_parser() -> argparse.ArgumentParser:
     from sge_optimizer.engine import QUALITY_PRESETS, Settings
 
     d = Settings()
-    p = argparse.ArgumentParser(prog="optimize.py", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="optimize.py", description=__doc__.split("\n")[0],
+                                epilog="Ctrl+C stops the run, keeps the result so far, still writes "
+                                       "--save and --summary, and exits 130.")
     p.add_argument("blend", nargs="?", type=Path, help="the .blend file to open (bpy-module mode)")
     p.add_argument("--object", required=True, help="the mesh object to optimize")
     p.add_argument("--cameras", required=True, help="collection of target cameras (background images)")
@@ -99,17 +107,49 @@ def settings_from_args(args):
         shape_fraction=args.shape_fraction, silhouette_fraction=args.silhouette_fraction)
 
 
+def open_blend(path: Path) -> str | None:
+    """Open the .blend at `path`; the reason it cannot be opened, or None."""
+    import bpy
+
+    if not path.is_file():
+        return f"blend file '{path}' not found"
+    try:
+        bpy.ops.wm.open_mainfile(filepath=str(path.resolve()))
+    except RuntimeError as exc:  # not a .blend, or truncated: Blender's reason is one line
+        reason = str(exc).strip().removeprefix("Error: ")
+        return f"'{path}' is not a .blend file, or is damaged (Blender: {reason})"
+    return None
+
+
+def unwritable_reason(path: Path, flag: str) -> str | None:
+    """Why `path` cannot be written at the end of the run, or None. Checked
+    before the first step so that a long run is never lost to a bad path;
+    missing parent folders are created, as the save would."""
+    try:
+        if path.is_dir():
+            return f"{flag} '{path}' is a folder"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):  # Blender saves via a temporary file there
+            pass
+        if path.exists():
+            with path.open("ab"):  # append mode: opens for writing without changing it
+                pass
+    except OSError as exc:
+        return f"{flag} '{path}' cannot be written: {exc.strerror or exc}"
+    return None
+
+
 def run(argv) -> int:
     import bpy
 
-    from sge_optimizer.addon.api import InputError, optimize, progress_text
+    from sge_optimizer.addon.api import InputError, OptimizationRun, progress_text, run_to_end
 
     args = build_parser().parse_args(argv)
     if args.blend is not None:
-        if not args.blend.is_file():
-            print(f"error: blend file '{args.blend}' not found", file=sys.stderr)
+        reason = open_blend(args.blend)
+        if reason:
+            print(f"error: {reason}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        bpy.ops.wm.open_mainfile(filepath=str(args.blend.resolve()))
     obj = bpy.data.objects.get(args.object)
     if obj is None:
         print(f"error: no object named '{args.object}' in the file", file=sys.stderr)
@@ -119,25 +159,39 @@ def run(argv) -> int:
         print(f"error: no collection named '{args.cameras}' in the file", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        settings = settings_from_args(args)
-        summary = optimize(obj, collection, settings, resolution=args.resolution,
-                           progress=lambda p: print(progress_text(p), file=sys.stderr, flush=True),
-                           report_every=max(1, args.report_every))
+        settings = settings_from_args(args)  # fills --resolution from --quality
+        run = OptimizationRun(obj, collection, settings, resolution=args.resolution)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    for warning in run.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for path, flag in ((args.save, "--save"), (args.summary, "--summary")):
+        reason = path and unwritable_reason(path, flag)
+        if reason:
+            print(f"error: {reason}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    summary = run_to_end(run, progress=lambda p: print(progress_text(p), file=sys.stderr, flush=True),
+                         report_every=max(1, args.report_every), keep_on_interrupt=True)
+    if summary.get("stopped"):
+        print(f"interrupted at step {summary['steps']}/{run.settings.steps}: keeping the result so far",
+              file=sys.stderr)
     print(f"PSNR before {summary['mean_psnr_before']:.2f} dB, after {summary['mean_psnr_after']:.2f} dB "
-          f"({summary['steps']} steps, {summary['seconds']:.1f} s)", file=sys.stderr)
+          f"({summary['steps']} steps, {summary['seconds']:.1f} s{kept_note(summary)})", file=sys.stderr)
     if args.summary:
-        args.summary.parent.mkdir(parents=True, exist_ok=True)
         args.summary.write_text(json.dumps(summary, indent=2))
     if args.save:
         image = bpy.data.images[summary["image"]]
         if summary["image_storage"] in ("file", "generated"):
             image.pack()  # keep the optimized pixels inside the .blend (a packed one already is)
-        args.save.parent.mkdir(parents=True, exist_ok=True)
         bpy.ops.wm.save_as_mainfile(filepath=str(args.save.resolve()), copy=True)
-    return 0
+    return EXIT_INTERRUPTED if summary.get("stopped") else 0
+
+
+def kept_note(summary: dict) -> str:
+    """', kept step K' when the run handed back an earlier checkpoint than its last step."""
+    kept = summary.get("kept_step")
+    return f", kept step {kept}" if kept is not None and kept != summary["steps"] else ""
 
 
 def main() -> int:
@@ -146,6 +200,9 @@ def main() -> int:
         return run(argv)
     except SystemExit as exc:  # argparse: bad flags
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # before the first step, or again while saving
+        print("interrupted before the result could be written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - a clear last word, non-zero exit
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -157,7 +214,5 @@ if __name__ == "__main__":
     sys.stderr.flush()
     if "--" in sys.argv:
         # Inside Blender --python: sys.exit would be swallowed; quit with the code.
-        import os
-
         os._exit(code)
     sys.exit(code)

@@ -1,0 +1,74 @@
+"""Checks of a run's inputs that need them read (`scene_io.read_scene`), made
+before the run touches anything: refusals (InputError) and warnings."""
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from ..engine.visibility import triangles_in_frame
+from .scene_io import InputError, SceneInputs, target_background
+
+# float32 positions resolve about 1e-7 of their magnitude; past 1e7 units a
+# step is lost to rounding, and Blender stores an infinite coordinate as 3.4e38.
+COORDINATE_LIMIT = 1e7
+# An object smaller than this fraction of its distance from the origin moves
+# by less than float32 can resolve (the default step is 0.2 % of its size).
+SMALLEST_RELATIVE_SIZE = 1e-4
+
+
+def check_shared_data(inputs: SceneInputs) -> None:
+    """Refuse writing into data that something else shows too."""
+    mesh = inputs.obj.data
+    users = sorted(o.name for o in bpy.data.objects if o.data == mesh)
+    if len(users) > 1:
+        names = ", ".join(f"'{n}'" for n in users)
+        raise InputError(f"mesh '{mesh.name}' is shared by objects {names}, and the run would move them all: "
+                         "make it single-user (Object > Relations > Make Single User > Object & Data, or "
+                         "click the user count next to the mesh name in Object Data Properties)")
+    for cam in inputs.cameras:
+        if target_background(cam).image == inputs.image:
+            raise InputError(f"image '{inputs.image.name}' is both the texture being optimized and the target "
+                             f"of camera '{cam.name}', which the run would overwrite: give one of them a copy")
+
+
+def check_extent(inputs: SceneInputs) -> None:
+    """Refuse coordinates float32 cannot optimize (huge, or an object far too
+    small for its distance from the origin)."""
+    positions = inputs.arrays.mesh.positions
+    name = inputs.obj.name
+    magnitude = np.abs(positions).max(axis=1)
+    worst = int(np.argmax(np.nan_to_num(magnitude, nan=np.inf)))
+    if not magnitude[worst] <= COORDINATE_LIMIT:
+        x, y, z = positions[worst]
+        raise InputError(f"vertex {worst} of '{name}' lies at ({x:.3g}, {y:.3g}, {z:.3g}) in the world, beyond "
+                         f"±{COORDINATE_LIMIT:.0e} units (an infinite coordinate is stored as 3.4e+38): "
+                         "fix or delete it, or scale the object down")
+    size = float(np.linalg.norm(positions.max(axis=0) - positions.min(axis=0)))
+    if size <= SMALLEST_RELATIVE_SIZE * magnitude[worst]:
+        raise InputError(f"'{name}' is {size:.3g} units across but {magnitude[worst]:.3g} units from the world "
+                         "origin: its vertices cannot move by such small steps in 32-bit floats; move it nearer "
+                         "the origin or scale it up")
+
+
+def coverage_warnings(inputs: SceneInputs) -> list:
+    """Refuse when no target view can see the object; one warning per view
+    that sees none of it (its target pixels cannot be matched)."""
+    views = inputs.arrays.views
+    blind = [v for v in views if triangles_in_frame(inputs.arrays.mesh, v.view_projection) == 0]
+    if len(blind) == len(views):
+        raise InputError(f"no target camera sees '{inputs.obj.name}': each looks away from it or has it outside "
+                         "its clip range; aim the cameras at it (e.g. Add Cameras Around)")
+    warnings = []
+    for view in blind:
+        covered = int(np.count_nonzero(view.target[..., 3] > 0))
+        consequence = (f"its {covered} target pixels with alpha > 0 cannot be matched" if covered
+                       else "its target is empty too, so it only costs time")
+        warnings.append(f"camera '{view.name}' sees none of '{inputs.obj.name}': {consequence}")
+    return warnings
+
+
+def check(inputs: SceneInputs) -> list:
+    """Every check above; returns the warnings."""
+    check_shared_data(inputs)
+    check_extent(inputs)
+    return coverage_warnings(inputs)
