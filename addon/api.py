@@ -54,7 +54,7 @@ class OptimizationRun:
         self.engine = Engine(self.backend, self.inputs.arrays, self.settings)
         self.before = self.engine.evaluate()
         if self.settings.keep_best:
-            self.engine.checkpoint(self.before)  # the start is the first candidate
+            self.engine.checkpoint()  # the start is the first candidate
         self._started = time.perf_counter()
 
     @property
@@ -75,8 +75,10 @@ class OptimizationRun:
         while not self.done:
             self.engine.step()
             ran += 1
-            if self.settings.keep_best and self.step % check == 0 and not self.done:
-                self.engine.checkpoint()
+            # A checkpoint is scored a view per step (Engine.step) on a copy.
+            if (self.settings.keep_best and self.step % check == 0 and not self.done
+                    and not self.engine.checkpoint_pending):
+                self.engine.begin_checkpoint()
             if every and self.step % every == 0:
                 self.write_back()
             if max_steps is not None and ran >= max_steps:
@@ -109,7 +111,7 @@ class OptimizationRun:
         self.after = self.engine.evaluate(keep_color=True)  # the overlay shows the renders
         self.kept_step = self.step
         if self.settings.keep_best:
-            self.engine.checkpoint(self.after)
+            self.engine.checkpoint()
             if self.engine.restore_best():
                 self.after = self.engine.evaluate(keep_color=True)
             self.kept_step = self.engine.best_step

@@ -34,8 +34,14 @@ def gaussian_offsets(count: int, sigma: float = FILTER_SIGMA) -> tuple:
     return tuple((float(x), float(y)) for x, y in zip(radius * np.cos(angle), radius * np.sin(angle)))
 
 
-# Sub-pixel offsets of an antialiased render (evaluation, capture, overlay).
+# Sub-pixel offsets of an antialiased render (evaluation, capture, overlay),
+# and the fewer that score the checkpoints while a run goes on.
 ANTIALIAS_OFFSETS = gaussian_offsets(8)
+CHECKPOINT_OFFSETS = gaussian_offsets(4)
+# A joint fit keeps its fitted shape only if its coverage error is below the
+# start's divided by this: 4 filter samples score coverage to within a few
+# percent, and a coarse start's error falls several times over.
+SHAPE_MARGIN = 1.25
 
 
 def jittered(view_projection: np.ndarray, dx: float, dy: float, width: int, height: int) -> np.ndarray:
@@ -100,6 +106,7 @@ class ParamGroup:
             self.plus = b.texture(self.width, self.rows, "RGBA32F")
             self.minus = b.texture(self.width, self.rows, "RGBA32F")
         self.best = None  # a copy of theta at the best checkpoint (Engine.checkpoint)
+        self.candidate = None  # a copy of theta a pending checkpoint is scoring
         if enabled:
             self.moment1 = b.texture(self.width, self.rows, "RGBA32F")
             self.moment2 = b.texture(self.width, self.rows, "RGBA32F")
@@ -162,6 +169,8 @@ class Engine:
         self.timings = None  # set to a dict to collect per-pass times (synchronising)
         self.best_loss = math.inf  # of the parameters in each group's `best` copy
         self.best_step = None
+        self._pending = None  # a checkpoint being scored a view at a time
+        self._last_checkpoint_loss = math.nan
         self.shape_kept = None  # joint fits: "fitted" or "start", chosen by choose_shape()
         self.start_positions = None
         if self.shape_end() is not None:
@@ -227,9 +236,10 @@ class Engine:
                 constants={"key": g.key(self.settings.seed, substep), "count": g.count, "eps": g.eps})
 
     def rasterize(self, target, view_index: int, sign: int = 0, substep: int = 0,
-                  offset: tuple = (0.0, 0.0)) -> None:
+                  offset: tuple = (0.0, 0.0), candidate: bool = False) -> None:
         """R: render the parameters (sign 0), theta+ (sign +1) or theta- (-1),
-        moved by `offset` pixels on screen."""
+        moved by `offset` pixels on screen; `candidate`: the copy a pending
+        checkpoint is scoring instead."""
         pos, tex = self.positions_group, self.texture_group
         view_projection = self.scene.views[view_index].view_projection
         if offset != (0.0, 0.0):
@@ -238,7 +248,8 @@ class Engine:
         texture_eps = sign * tex.eps if tex in self.active else 0.0
         self.backend.draw(
             K.RASTERIZE, target, self.batch,
-            samplers={"positions": positions, "albedo": tex.theta},
+            samplers={"positions": pos.candidate if candidate and pos.enabled else positions,
+                      "albedo": tex.candidate if candidate and tex.enabled else tex.theta},
             constants={"view_projection": view_projection,
                        "texture_key": tex.key(self.settings.seed, substep), "texture_eps": texture_eps,
                        "texture_srgb": int(self.scene.texture_srgb)})
@@ -291,20 +302,27 @@ class Engine:
             start, length = (0, end) if step <= end else (end, s.steps - end)
         return s.lr_decay ** (min(max(step - start, 0), length) / max(length, 1))
 
-    def choose_shape(self) -> str:
-        """End of a joint fit's shape phase: keep the fitted vertices only if,
-        with the texture as it is now, they explain the targets better than
-        the start's did (a shape that was right stays exactly right)."""
+    def begin_shape_choice(self) -> None:
+        """End of a joint fit's shape phase: score the coverage (alpha) of the
+        fitted vertices, then of the start's (a view per step, as checkpoints),
+        and keep the start's unless the fitted ones cover the targets clearly
+        better (SHAPE_MARGIN): a shape that was right stays exactly right. Coverage, not colour: with
+        the texture still settling, colour would favour vertices that hide
+        its errors."""
         g = self.positions_group
-        fitted = self.checkpoint_loss()
-        self._copy(g, g.theta, g.plus)  # g.plus is free: positions are not perturbed any more
-        self._copy(g, self.start_positions, g.theta)
-        if self.checkpoint_loss() <= fitted:
-            self.shape_kept = "start"
-        else:
-            self._copy(g, g.plus, g.theta)
-            self.shape_kept = "fitted"
-        return self.shape_kept
+
+        def fitted_scored(fitted: float, step: int) -> None:
+            self._copy(g, self.start_positions, g.candidate)
+            self._pending = {"step": step, "view": 0, "mse": [], "coverage": True,
+                             "done": lambda start, _step: self._keep_shape(start <= SHAPE_MARGIN * fitted)}
+
+        self.begin_checkpoint(on_done=fitted_scored)
+        self._pending["coverage"] = True
+
+    def _keep_shape(self, start: bool) -> None:
+        if start:  # positions no longer move, so the swap loses nothing
+            self._copy(self.positions_group, self.start_positions, self.positions_group.theta)
+        self.shape_kept = "start" if start else "fitted"
 
     def silhouette_only(self) -> bool:
         """Whether vertices are charged coverage differences only at this step:
@@ -402,7 +420,9 @@ class Engine:
         k = self.settings.views_per_step
         substep0 = self.step_index * k
         if self.step_index == self.shape_end():
-            self.choose_shape()
+            self.begin_shape_choice()
+        elif self._pending is not None:
+            self.continue_checkpoint()
         self.active = self.perturbed_groups(self.step_index)
         for j in range(k):
             self.substep(substep0 + j, j, self.choose_view())
@@ -464,17 +484,18 @@ class Engine:
                 "id": np.rint(self.backend.read(tex["id"])[..., 0]).astype(np.int64),
                 "uv": self.backend.read(tex["uv"])[..., :2]}
 
-    def render_color(self, view_index: int, antialias: bool = False) -> np.ndarray:
-        """The colour (H, W, 4) of the current parameters; `antialias`: the
-        mean of renders at ANTIALIAS_OFFSETS, as Blender's engines filter edges."""
-        if not antialias:
-            return self.render(view_index)["color"]
+    def render_color(self, view_index: int, antialias: bool = False, offsets: tuple = ANTIALIAS_OFFSETS,
+                     candidate: bool = False) -> np.ndarray:
+        """The colour (H, W, 4) of the current parameters (or the checkpoint
+        candidate's); `antialias`: the mean of renders at `offsets`, as
+        Blender's engines filter pixels."""
+        offsets = offsets if antialias else ((0.0, 0.0),)
         color = np.zeros((self.height, self.width, 4), np.float32)
         texture = self.backend.target_textures(self.render_plus)["color"]
-        for offset in ANTIALIAS_OFFSETS:
-            self.rasterize(self.render_plus, view_index, offset=offset)
+        for offset in offsets:
+            self.rasterize(self.render_plus, view_index, offset=offset, candidate=candidate)
             color += self.backend.read(texture)
-        return color / len(ANTIALIAS_OFFSETS)
+        return color / len(offsets)
 
     def evaluate(self, keep_color: bool = False) -> list:
         """Per-view MSE (mean over pixels and RGBA) and PSNR of the current
@@ -490,23 +511,60 @@ class Engine:
 
 
     # Keeping the best -----------------------------------------------------------
-    def checkpoint(self, metrics: list | None = None) -> float:
-        """Score the current parameters on every target view (`metrics` from
-        `evaluate()` if already at hand); if they beat the best so far, copy
-        them to each group's `best` texture (on the GPU). Returns the loss."""
-        loss = self.checkpoint_loss(metrics)
-        if loss < self.best_loss:
-            self.best_loss, self.best_step = loss, self.step_index
-            for g in self._optimized_groups():
-                if g.best is None:
-                    g.best = self.backend.texture(g.width, g.rows, "RGBA32F")
-                self._copy(g, g.theta, g.best)
-        return loss
+    def checkpoint(self) -> float:
+        """Score the current parameters on every target view now; if they beat
+        the best so far, they become each group's `best` (on the GPU).
+        Returns their loss."""
+        self.begin_checkpoint()
+        self.continue_checkpoint(len(self.scene.views))
+        return self._last_checkpoint_loss
 
-    def checkpoint_loss(self, metrics: list | None = None) -> float:
-        """Mean MSE over the target views (antialiased when the settings say so)."""
-        metrics = self.evaluate() if metrics is None else metrics
-        return float(np.mean([m["mse"] for m in metrics]))
+    def begin_checkpoint(self, on_done=None) -> None:
+        """Start scoring a copy of the current parameters a view per step
+        (`continue_checkpoint`), while the steps go on: a full scoring at once
+        would stall a UI tick for many renders. When scored, `on_done(loss,
+        step)` runs; by default the copy becomes the best if it beats it."""
+        for g in self._optimized_groups():
+            if g.candidate is None:
+                g.candidate = self.backend.texture(g.width, g.rows, "RGBA32F")
+            self._copy(g, g.theta, g.candidate)
+        self._pending = {"step": self.step_index, "view": 0, "mse": [], "done": on_done or self._keep_if_best}
+
+    @property
+    def checkpoint_pending(self) -> bool:
+        return self._pending is not None
+
+    def continue_checkpoint(self, views: int = 1) -> None:
+        """Score `views` more target views of the pending candidate; after the
+        last, it becomes the best if it beats it (textures swap, no copy)."""
+        p = self._pending
+        for _ in range(views):
+            if p["view"] >= len(self.scene.views):
+                break
+            i = p["view"]
+            color = self.render_color(i, self.settings.antialias, CHECKPOINT_OFFSETS, candidate=True)
+            target = np.clip(self.scene.views[i].target, 0, 1)
+            if p.get("coverage"):
+                color, target = color[..., 3:], target[..., 3:]
+            p["mse"].append(image_metrics(color, target)["mse"])
+            p["view"] += 1
+        if p["view"] < len(self.scene.views):
+            return
+        self._pending = None
+        self._last_checkpoint_loss = float(np.mean(p["mse"]))
+        p["done"](self._last_checkpoint_loss, p["step"])
+
+    def _keep_if_best(self, loss: float, step: int) -> None:
+        if loss < self.best_loss:
+            self.best_loss, self.best_step = loss, step
+            for g in self._optimized_groups():
+                g.best, g.candidate = g.candidate, g.best
+
+    def checkpoint_loss(self) -> float:
+        """Mean MSE of the current parameters over the target views, as a checkpoint scores it."""
+        return float(np.mean([
+            image_metrics(self.render_color(i, self.settings.antialias, CHECKPOINT_OFFSETS),
+                          np.clip(view.target, 0, 1))["mse"] for i, view in enumerate(self.scene.views)]))
 
     def restore_best(self) -> bool:
         """Put the best checkpoint's parameters back; True if they differ

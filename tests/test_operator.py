@@ -180,8 +180,11 @@ def test_modal_ticks_stay_within_budget(scene):
 
 def test_stop_after_k_steps_equals_k_step_run(scene):
     k = 5
+    # Schedules that do not depend on the step count (no decay, no phases),
+    # so a run stopped at k and a k-step run take the same steps.
+    same_schedule = {"lr_decay": 1.0, "shape_fraction": 1.0, "silhouette_fraction": 1.0}
     original = state()
-    driver = modal.ModalDriver(modal.make_run(scene), budget_s=None, max_steps_per_tick=1)
+    driver = modal.ModalDriver(modal.make_run(scene, **same_schedule), budget_s=None, max_steps_per_tick=1)
     driver.start()
     for _ in range(k):
         assert driver.tick() == modal.RUNNING
@@ -193,7 +196,7 @@ def test_stop_after_k_steps_equals_k_step_run(scene):
 
     driver.run.abort()  # back to the original
     assert_same(state(), original)
-    modal.run_blocking(scene, steps=k)
+    modal.run_blocking(scene, steps=k, **same_schedule)
     assert_same(state(), stopped)
 
 

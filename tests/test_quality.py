@@ -99,3 +99,34 @@ def test_engine_restores_its_best_checkpoint(backend):
     assert worse > start and engine.best_step == 0
     assert engine.restore_best()
     assert engine.checkpoint() == start
+
+
+def test_a_checkpoint_scored_view_by_view_matches_one_scored_at_once(backend):
+    """The run scores checkpoints a view per step (no UI stall) on a copy of
+    the parameters; the steps taken meanwhile must not change its score."""
+    mesh, _, targets = minified_scene(backend, views=4)
+    engine = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets), Settings(optimize_positions=False))
+    engine.step()
+    at_once = engine.checkpoint_loss()
+    engine.best_loss = np.inf
+    engine.begin_checkpoint()
+    while engine.checkpoint_pending:
+        engine.step()  # each step scores one more view
+    assert engine.best_step == 1
+    assert engine.best_loss == at_once
+    assert engine.checkpoint_loss() != at_once  # the steps went on meanwhile
+
+
+def test_a_joint_fit_from_the_true_shape_keeps_it_exactly(backend):
+    """At the end of the shape phase the start's vertices are scored against
+    the fitted ones with the same texture; the true shape wins and is kept."""
+    mesh, _, targets = minified_scene(backend, views=4)
+    engine = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets),
+                    Settings(steps=80, shape_fraction=0.5))
+    for _ in range(40):
+        engine.step()
+    assert not np.array_equal(engine.positions(), mesh.positions)  # the shape phase moved them
+    for _ in range(40):
+        engine.step()
+    assert engine.shape_kept == "start"
+    np.testing.assert_array_equal(engine.positions(), mesh.positions)
