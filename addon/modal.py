@@ -8,6 +8,7 @@ import time
 
 from . import api, image_undo, overlay, properties, scene_io
 from .api import OptimizationRun, run_to_end
+from .gpu_context import ensure_gpu
 from .scene_io import InputError
 
 RUNNING, FINISHED, CANCELLED = "RUNNING_MODAL", "FINISHED", "CANCELLED"
@@ -43,7 +44,12 @@ def make_run(scene, **overrides) -> OptimizationRun:
     InputError with the reason, changing nothing)."""
     props = properties.get(scene)
     settings = properties.to_settings(props, **overrides)
-    return OptimizationRun(props.source, props.cameras, settings, resolution=props.resolution, scene=scene)
+    run = OptimizationRun(props.source, props.cameras, settings, resolution=props.resolution, scene=scene)
+    # The overlay's shader is compiled before any kernel runs: compiled right
+    # after a run, it sometimes sampled nothing on llvmpipe (1 in 4 here).
+    ensure_gpu()
+    overlay.get_shader()
+    return run
 
 
 def complete(run: OptimizationRun, summary: dict) -> dict:
