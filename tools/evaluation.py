@@ -255,6 +255,7 @@ class Result:
     iou_before: float
     iou_after: float
     kept_step: int | None
+    shape_kept: str | None = None  # joint fits: "start" or "fitted"
     trace: list = field(default_factory=list)  # (fit seconds, held-out PSNR)
 
     def seconds_to(self, db: float) -> float | None:
@@ -353,7 +354,8 @@ def run_case(case: Case, settings: Settings | None = None, snapshots: int = 8, l
         target_after, held_after, iou_after = scene.score()
         trace.append((fit_seconds, held_after))
         return Result(case, fit_seconds, summary["steps"], target_before, target_after, held_before,
-                      held_after, iou_before, iou_after, summary.get("kept_step"), trace)
+                      held_after, iou_before, iou_after, summary.get("kept_step"), summary.get("shape_kept"),
+                      trace)
 
 
 # The benchmark's cases: meshes, textures, minification, camera counts, starts.
@@ -374,12 +376,12 @@ def table(results: list) -> str:
         return "-" if x is None else format(x, spec)
 
     lines = ["| case | what | steps | s | PSNR targets before → after | PSNR held-out before → after "
-             "| IoU held-out before → after | s to 30 dB | s to 35 dB | kept step |",
+             "| IoU held-out before → after | s to 30 dB | s to 35 dB | kept step (shape) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(
             f"| {r.case.name} | {r.case.describe} | {r.steps} | {r.seconds:.0f} "
             f"| {r.target_before:.1f} → {r.target_after:.1f} | {r.held_before:.1f} → **{r.held_after:.1f}** "
             f"| {r.iou_before:.3f} → {r.iou_after:.3f} | {fmt(r.seconds_to(30))} | {fmt(r.seconds_to(35))} "
-            f"| {fmt(r.kept_step, 'd')} |")
+            f"| {fmt(r.kept_step, 'd')}{f' ({r.shape_kept})' if r.shape_kept else ''} |")
     return "\n".join(lines)
