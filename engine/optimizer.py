@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from .. import gpu_kernels as K
-from .reference import as_int32, perturbation_key
+from .reference import as_int32, encode_srgb, perturbation_key
 from .scene import SceneArrays, Settings
 
 SALT_POSITIONS = 1
@@ -145,7 +145,10 @@ class Engine:
         self.triangles = b.texture(PARAM_WIDTH, max(1, math.ceil(len(mesh.triangles) / PARAM_WIDTH)),
                                    "RGBA32F", pack_rows(mesh.triangles.astype(np.float32), PARAM_WIDTH))
         self.batch = b.mesh_batch(mesh.triangles.reshape(-1), mesh.corner_uvs.reshape(-1, 2))
-        self.targets = [b.texture(self.width, self.height, "RGBA32F", np.clip(v.target, 0, 1))
+        # The loss compares in the texture's own encoding: sRGB for an sRGB
+        # texture (renders blend in linear light, then G encodes them).
+        self.loss_srgb = scene.texture_srgb
+        self.targets = [b.texture(self.width, self.height, "RGBA32F", self.loss_encoded(np.clip(v.target, 0, 1)))
                         for v in scene.views]
         self.render_plus = b.render_target(self.width, self.height)
         self.render_minus = b.render_target(self.width, self.height)
@@ -259,6 +262,8 @@ class Engine:
         flags = (K.FLAG_POSITIONS if pos in self.active else 0) | (K.FLAG_TEXTURE if tex in self.active else 0)
         if self.silhouette_only():
             flags |= K.FLAG_SILHOUETTE
+        if self.loss_srgb:
+            flags |= K.FLAG_SRGB_LOSS
         if s.estimator == "full_image":
             flags |= K.FLAG_FULL_IMAGE
         plus = self.backend.target_textures(self.render_plus)
@@ -504,7 +509,8 @@ class Engine:
         results = []
         for i, view in enumerate(self.scene.views):
             color = self.render_color(i, self.settings.antialias)
-            results.append(image_metrics(color, np.clip(view.target, 0, 1), view.name))
+            results.append(image_metrics(self.loss_encoded(color), self.loss_encoded(np.clip(view.target, 0, 1)),
+                                         view.name))
             if keep_color:
                 results[-1]["color"] = color
         return results
@@ -543,7 +549,7 @@ class Engine:
                 break
             i = p["view"]
             color = self.render_color(i, self.settings.antialias, CHECKPOINT_OFFSETS, candidate=True)
-            target = np.clip(self.scene.views[i].target, 0, 1)
+            color, target = self.loss_encoded(color), self.loss_encoded(np.clip(self.scene.views[i].target, 0, 1))
             if p.get("coverage"):
                 color, target = color[..., 3:], target[..., 3:]
             p["mse"].append(image_metrics(color, target)["mse"])
@@ -563,8 +569,13 @@ class Engine:
     def checkpoint_loss(self) -> float:
         """Mean MSE of the current parameters over the target views, as a checkpoint scores it."""
         return float(np.mean([
-            image_metrics(self.render_color(i, self.settings.antialias, CHECKPOINT_OFFSETS),
-                          np.clip(view.target, 0, 1))["mse"] for i, view in enumerate(self.scene.views)]))
+            image_metrics(self.loss_encoded(self.render_color(i, self.settings.antialias, CHECKPOINT_OFFSETS)),
+                          self.loss_encoded(np.clip(view.target, 0, 1)))["mse"]
+            for i, view in enumerate(self.scene.views)]))
+
+    def loss_encoded(self, color: np.ndarray) -> np.ndarray:
+        """A linear render or target as the loss compares it (sRGB-encoded for an sRGB texture)."""
+        return encode_srgb(color) if self.loss_srgb else color
 
     def restore_best(self) -> bool:
         """Put the best checkpoint's parameters back; True if they differ

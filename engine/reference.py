@@ -76,6 +76,15 @@ def bilinear_footprint(uv: np.ndarray, size):
     return t0, t1, f
 
 
+def encode_srgb(c):
+    """Premultiplied linear RGBA -> premultiplied sRGB-encoded RGBA (common.glsl)."""
+    c = np.asarray(c, np.float32)
+    a = c[..., 3:4]
+    s = np.clip(np.where(a > 0, c[..., :3] / np.maximum(a, np.float32(1e-30)), 0), 0, 1)
+    s = np.where(s < 0.0031308, s * np.float32(12.92), 1.055 * s ** (1 / 2.4) - 0.055)
+    return np.concatenate([s * a, a], -1).astype(np.float32) * (a > 0)
+
+
 def srgb_to_linear(c):
     c = np.asarray(c, np.float32)
     return np.where(c <= 0.04045, c / np.float32(12.92), ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
@@ -144,7 +153,7 @@ def rasterize(positions, triangles, corner_uvs, view_projection, albedo, width, 
 # G -------------------------------------------------------------------------
 def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_minus, target,
                         triangles, vertex_count, tex_size, key_pos, key_tex,
-                        positions=True, texture=True, full_image=False, silhouette=False):
+                        positions=True, texture=True, full_image=False, silhouette=False, srgb_loss=False):
     """Fixed-point accumulators as the GPU leaves them (in units of dL)."""
     tw, th = tex_size
     out = {"positions": np.zeros((vertex_count, 3), np.int64),
@@ -152,6 +161,8 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
            "texture": np.zeros((th, tw, 3), np.int64),
            "texture_count": np.zeros((th, tw), np.int64),
            "full": 0, "loss": 0}
+    if srgb_loss:  # the target is encoded already
+        color_plus, color_minus = encode_srgb(color_plus), encode_srgb(color_minus)
     lp_channel = ((color_plus - target) ** 2).astype(np.float32)
     lm_channel = ((color_minus - target) ** 2).astype(np.float32)
     dl_channel = (lp_channel - lm_channel).astype(np.float32)  # texel channel c: channel c's share

@@ -56,8 +56,8 @@ class SceneArrays:
 # with tools/evaluate.py (see the README).
 QUALITY_PRESETS = {
     "draft": {"steps": 400, "resolution": 256, "views_per_step": 1},
-    "standard": {"steps": 1000, "resolution": 256, "views_per_step": 1},
-    "high": {"steps": 2500, "resolution": 384, "views_per_step": 1},
+    "standard": {"steps": 1500, "resolution": 256, "views_per_step": 1},
+    "high": {"steps": 4000, "resolution": 384, "views_per_step": 1},
 }
 DEFAULT_QUALITY = "standard"
 

@@ -33,6 +33,7 @@ ADAM_REGULARIZER = 16  # adam_step: add the smoothness gradient
 ADAM_PER_COUNT = 32  # adam_step: divide by the contribution count
 ADAM_WORKLIST = 64  # adam_step: visit the worklist of touched texels, not every texel
 FLAG_SILHOUETTE = 128  # accumulate_gradient: charge vertices the coverage (alpha) difference only
+FLAG_SRGB_LOSS = 256  # accumulate_gradient: compare sRGB-encoded renders (the target is encoded already)
 # Worklist entries per adam_step invocation at the worklist's capacity: the
 # dispatch is sized for the worst case (no indirect dispatch from Python),
 # and on llvmpipe even an idle invocation costs ~100 ns.
@@ -103,7 +104,8 @@ _COMMON = ("common.glsl",)
 _FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}",
           **{name: globals()[name] for name in ("FLAG_POSITIONS", "FLAG_TEXTURE", "FLAG_FULL_IMAGE",
                                                 "ADAM_CLAMP01", "ADAM_REGULARIZER", "ADAM_PER_COUNT",
-                                                "ADAM_WORKLIST", "FLAG_SILHOUETTE")}}
+                                                "ADAM_WORKLIST", "FLAG_SILHOUETTE",
+                                                "FLAG_SRGB_LOSS")}}
 
 PERTURB = KernelSpec(
     name="perturb",

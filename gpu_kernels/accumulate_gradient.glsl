@@ -101,8 +101,14 @@ void main()
     return;
   }
   vec4 t = texelFetch(target, p, 0);
-  vec4 loss_plus = channel_loss(texelFetch(color_plus, p, 0), t);
-  vec4 loss_minus = channel_loss(texelFetch(color_minus, p, 0), t);
+  vec4 c_plus = texelFetch(color_plus, p, 0);
+  vec4 c_minus = texelFetch(color_minus, p, 0);
+  if ((flags & FLAG_SRGB_LOSS) != 0) {
+    c_plus = encode_srgb(c_plus);
+    c_minus = encode_srgb(c_minus);
+  }
+  vec4 loss_plus = channel_loss(c_plus, t);
+  vec4 loss_minus = channel_loss(c_minus, t);
   vec4 dl_channel = loss_plus - loss_minus;
   float dl = dot(dl_channel, vec4(1.0));
   float mean_loss = 0.5 * dot(loss_plus + loss_minus, vec4(1.0));

@@ -35,6 +35,18 @@ vec3 perturbation_signs(uint key, int index)
   return vec3(bits) * 2.0 - 1.0;
 }
 
+// Premultiplied linear RGBA -> premultiplied sRGB-encoded RGBA (the loss of
+// an sRGB texture's fit is taken there, as its PSNR is judged).
+vec4 encode_srgb(vec4 c)
+{
+  if (c.a <= 0.0) {
+    return vec4(0.0);
+  }
+  vec3 s = clamp(c.rgb / c.a, 0.0, 1.0);
+  s = mix(s * 12.92, 1.055 * pow(s, vec3(1.0 / 2.4)) - 0.055, step(vec3(0.0031308), s));
+  return vec4(s * c.a, c.a);
+}
+
 int to_fixed(float value)
 {
   return int(floor(clamp(value, -64.0, 64.0) * FIXED_SCALE + 0.5));

@@ -83,11 +83,16 @@ def test_rasterize_matches_reference(backend, srgb):
     assert np.all(gpu["color"][ids == 0] == 0)
 
 
-@pytest.mark.parametrize("estimator,silhouette", [("per_pixel", False), ("per_pixel", True),
-                                                   ("full_image", False)])
-def test_accumulate_gradient_matches_reference(backend, estimator, silhouette):
+@pytest.mark.parametrize("estimator,silhouette,srgb", [("per_pixel", False, False), ("per_pixel", True, False),
+                                                        ("per_pixel", False, True), ("full_image", False, False)])
+def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, srgb):
     engine = small_engine(backend, estimator=estimator, silhouette_fraction=1.0 if silhouette else 0.0)
     assert engine.silhouette_only() == silhouette
+    target = engine.scene.views[2].target
+    if srgb:  # the loss of an sRGB texture's fit compares sRGB-encoded values
+        engine.loss_srgb = True
+        target = ref.encode_srgb(target)
+        engine.targets[2] = backend.texture(W, H, "RGBA32F", target)
     engine.clear_gradients()
     engine.substep(substep=3, slot=0, view_index=2)
     got = engine.read_gradients()
@@ -97,10 +102,10 @@ def test_accumulate_gradient_matches_reference(backend, estimator, silhouette):
     want = ref.accumulate_gradient(
         plus["color"], minus["color"], np.rint(plus["id"][..., 0]).astype(int),
         np.rint(minus["id"][..., 0]).astype(int), plus["uv"][..., :2], minus["uv"][..., :2],
-        engine.scene.views[2].target, mesh.triangles, len(mesh.positions), engine.texture_size,
+        target, mesh.triangles, len(mesh.positions), engine.texture_size,
         key_pos=ref.perturbation_key(0, 3, engine.positions_group.salt),
         key_tex=ref.perturbation_key(0, 3, engine.texture_group.salt),
-        full_image=(estimator == "full_image"), silhouette=silhouette)
+        full_image=(estimator == "full_image"), silhouette=silhouette, srgb_loss=srgb)
     resolution = 4.0 / K.FIXED_SCALE  # a few counts per contribution (float32 dL rounding)
     if estimator == "full_image":
         assert got["global"][0] == pytest.approx(want["full"], abs=W * H * resolution)

@@ -4,8 +4,8 @@ Everything is built in code (no files needed): the reference object, its
 texture, the cameras, and the targets (rendered with the optimizer's own
 rasterizer into the cameras' background images).
 
-    python tools/demo.py [--steps 400] [--out out]
-    blender --background --python tools/demo.py -- [--steps 400]
+    python tools/demo.py [--steps N] [--out out]
+    blender --background --python tools/demo.py -- [--steps N]
 
 Writes OUT/: view_NN.png (target | before | after | |difference|),
 loss.csv, loss.png, summary.json, result.blend.
@@ -136,7 +136,8 @@ def write_outputs(run: OptimizationRun, before_renders: list, out: Path) -> None
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=Settings().steps,
+                        help="Adam steps (default: the Standard preset's)")
     parser.add_argument("--cameras", type=int, default=12)
     parser.add_argument("--resolution", type=int, default=256, help="working resolution (longest side)")
     parser.add_argument("--texture-size", type=int, default=128)
@@ -145,7 +146,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     source, collection = build_scene(args.cameras, args.resolution, args.texture_size)
-    settings = Settings(steps=args.steps, views_per_step=2, lr_decay=0.3)
+    settings = Settings(steps=args.steps)  # the defaults a user gets
     run = OptimizationRun(source, collection, settings, resolution=args.resolution)
     run.start()
     before = [run.engine.render_color(i, antialias=True) for i in range(len(run.inputs.arrays.views))]

@@ -46,9 +46,10 @@ def noise_texture(size: int, seed: int = 1) -> np.ndarray:
 
 
 def stripes_texture(size: int) -> np.ndarray:
-    """Stripes of rising frequency (down to 2 texels a period) in three colours."""
+    """Stripes of rising frequency (down to 8 texels a period: 2-4 pixels at
+    2-4 texels per pixel, the finest a 256 px target resolves) in three colours."""
     y, x = np.mgrid[0:size, 0:size] / size
-    freq = 4 + (size / 4 - 4) * x ** 2  # periods across the texture, rising to Nyquist/2
+    freq = 4 + (size / 8 - 4) * x ** 2  # periods across the texture
     phase = 2 * np.pi * np.cumsum(freq, axis=1) / size
     r = 0.5 + 0.45 * np.sign(np.sin(phase))
     g = 0.5 + 0.4 * np.sin(2 * np.pi * 6 * y)
@@ -56,8 +57,10 @@ def stripes_texture(size: int) -> np.ndarray:
     return _opaque(np.stack([r, g, b], -1))
 
 
-def text_texture(size: int, glyph_texels: int = 2, seed: int = 2) -> np.ndarray:
-    """Rows of dark characters on coloured paper, each stroke `glyph_texels` wide."""
+def text_texture(size: int, glyph_texels: int | None = None, seed: int = 2) -> np.ndarray:
+    """Rows of dark characters on coloured paper, each stroke `glyph_texels`
+    wide (by default 1/128 of the texture: about a pixel in the targets)."""
+    glyph_texels = glyph_texels or max(2, size // 128)
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size] / size
     paper = np.stack([0.85 + 0.1 * np.sin(4 * x), 0.8 + 0.1 * np.cos(3 * y), 0.6 + 0.2 * x], -1)
