@@ -25,11 +25,12 @@ def register():
 def unregister():
     import bpy
 
-    from . import modal
+    from . import modal, modes
 
     if modal.active_driver is not None:
         modal.active_driver.request_stop()
         modal.active_driver = None
+    modes.forget_pending()  # a timer left registered can hang the exit
     overlay.unregister_draw_handler()
     image_undo.unregister_handlers()
     properties.unregister_properties()

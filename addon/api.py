@@ -14,7 +14,7 @@ import time
 
 
 from ..engine import Engine, Settings, mean_psnr
-from . import scene_io
+from . import modes, scene_io
 from .gpu_backend import BlenderGPUBackend
 from .gpu_context import ensure_gpu
 from .scene_io import InputError
@@ -183,6 +183,8 @@ def run_to_end(run: OptimizationRun, progress=None, report_every: int = 25) -> d
 
 def optimize(obj, camera_collection, settings: Settings | None = None, resolution: int = 256,
              progress=None, report_every: int = 25, scene=None) -> dict:
-    """Blocking run from Blender objects; see `run_to_end`."""
-    run = OptimizationRun(obj, camera_collection, settings or Settings(), resolution, scene)
-    return run_to_end(run, progress, report_every)
+    """Blocking run from Blender objects; see `run_to_end`. An object in Edit
+    Mode is run in Object Mode and put back."""
+    with modes.out_of_edit_mode(obj):
+        run = OptimizationRun(obj, camera_collection, settings or Settings(), resolution, scene)
+        return run_to_end(run, progress, report_every)

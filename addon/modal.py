@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 
-from . import api, image_undo, overlay, properties, scene_io
+from . import api, image_undo, modes, overlay, properties, scene_io
 from .api import OptimizationRun, run_to_end
 from .scene_io import InputError
 
@@ -43,7 +43,21 @@ def make_run(scene, **overrides) -> OptimizationRun:
     InputError with the reason, changing nothing)."""
     props = properties.get(scene)
     settings = properties.to_settings(props, **overrides)
-    return OptimizationRun(props.source, props.cameras, settings, resolution=props.resolution, scene=scene)
+    left = modes.leave_edit_mode(props.source)
+    try:
+        run = OptimizationRun(props.source, props.cameras, settings, resolution=props.resolution, scene=scene)
+    except BaseException:
+        if left:
+            modes.enter_edit_mode(props.source)
+        raise
+    run.left_edit_mode = left  # end_of_run() goes back
+    return run
+
+
+def end_of_run(run: OptimizationRun) -> None:
+    """Whatever the outcome: back to Edit Mode if the run left it."""
+    if getattr(run, "left_edit_mode", False):
+        modes.enter_edit_mode_later(run.inputs.obj)
 
 
 def complete(run: OptimizationRun, summary: dict) -> dict:
@@ -62,7 +76,10 @@ def run_blocking(scene, **overrides) -> dict:
     """What the operator's execute() does: the whole run, then bookkeeping.
     On an error the scene is restored and the error re-raised."""
     run = make_run(scene, **overrides)
-    return complete(run, run_to_end(run))
+    try:
+        return complete(run, run_to_end(run))
+    finally:
+        end_of_run(run)
 
 
 def report_line(summary: dict) -> str:
@@ -120,6 +137,7 @@ class ModalDriver:
             self.run.start()
         except BaseException:
             self.run.abort()
+            end_of_run(self.run)
             raise
         active_driver = self
 
@@ -165,6 +183,7 @@ class ModalDriver:
         global active_driver
         if active_driver is self:
             active_driver = None
+        end_of_run(self.run)
 
     def progress(self) -> dict:
         return self.run.progress()

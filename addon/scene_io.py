@@ -188,6 +188,8 @@ def check_modifiers(obj, depsgraph) -> None:
 
 
 def read_mesh(obj, uv_map: str | None) -> MeshArrays:
+    if obj.mode == "EDIT":  # its mesh data is stale; the operator and optimize() leave Edit Mode first
+        raise InputError(f"object '{obj.name}' is in Edit Mode: switch to Object Mode (Tab) first")
     mesh = obj.data
     layer = mesh.uv_layers.get(uv_map) if uv_map else (
         next((u for u in mesh.uv_layers if u.active_render), None) or mesh.uv_layers.active)
