@@ -14,7 +14,7 @@ import time
 
 
 from ..engine import Engine, Settings, mean_psnr
-from . import modes, scene_io
+from . import modes, scene_io, shape_keys
 from .gpu_backend import BlenderGPUBackend
 from .gpu_context import ensure_gpu
 from .scene_io import InputError
@@ -142,6 +142,7 @@ class OptimizationRun:
             "settings": {k: getattr(self.settings, k) for k in Settings.field_names()},
             "encoding": self.inputs.encoding,
             "image_storage": self.image_storage,
+            "shape_key": shape_keys.target_name(self.inputs.obj),  # where positions went, if keyed
             "loss_history": self.loss_history,
         }
 

@@ -86,8 +86,10 @@ def report_line(summary: dict) -> str:
     stopped = " (stopped)" if summary.get("stopped") else ""
     line = (f"SGE: {summary['steps']} steps{stopped} in {summary['seconds']:.1f} s, PSNR "
             f"{summary['mean_psnr_before']:.2f} -> {summary['mean_psnr_after']:.2f} dB")
-    note = scene_io.storage_note(summary["image"], summary.get("image_storage") or "")
-    return f"{line}. {note}" if note else line
+    notes = [scene_io.storage_note(summary["image"], summary.get("image_storage") or "")]
+    if summary.get("shape_key") and summary["settings"].get("optimize_positions"):
+        notes.append(f"positions written to shape key '{summary['shape_key']}'")
+    return ". ".join([line] + [n for n in notes if n])
 
 
 # Feedback ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import bpy
 import numpy as np
 
 from ..engine import MeshArrays, SceneArrays, View
+from . import shape_keys
 
 
 class InputError(ValueError):
@@ -198,9 +199,7 @@ def read_mesh(obj, uv_map: str | None) -> MeshArrays:
     matrix = np.array(obj.matrix_world, np.float64)
     if abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
         raise InputError(f"object '{obj.name}' has a zero scale; its vertices cannot be written back")
-    co = np.empty(len(mesh.vertices) * 3, np.float32)
-    mesh.vertices.foreach_get("co", co)
-    co = co.reshape(-1, 3)
+    co = shape_keys.visible_positions(obj)  # with shape keys, the mix the user sees
     if not np.all(np.isfinite(co)):
         bad = int(np.flatnonzero(~np.all(np.isfinite(co), axis=1))[0])
         raise InputError(f"mesh '{mesh.name}' has a non-finite vertex (index {bad})")
@@ -227,7 +226,7 @@ def write_positions(obj, world_positions: np.ndarray) -> None:
         raise ValueError(f"refusing to write non-finite positions into '{mesh.name}'")
     inverse = np.linalg.inv(np.array(obj.matrix_world, np.float64))
     local = world @ inverse[:3, :3].T + inverse[:3, 3]
-    mesh.vertices.foreach_set("co", local.astype(np.float32).ravel())
+    shape_keys.write_local(obj, local)
     mesh.update()
 
 
@@ -334,6 +333,7 @@ class SceneInputs:
     encoding: str
     original_positions: np.ndarray  # local space, for restore
     original_pixels: np.ndarray  # image.pixels as stored, flat
+    original_shape_keys: list | None = None  # every key's positions, for restore
 
 
 def read_scene(obj, camera_collection, longest_side: int = 256, scene=None) -> SceneInputs:
@@ -354,13 +354,14 @@ def read_scene(obj, camera_collection, longest_side: int = 256, scene=None) -> S
     raw = np.empty(len(image.pixels), np.float32)
     image.pixels.foreach_get(raw)
     return SceneInputs(obj, image, cameras, SceneArrays(mesh, texture, views), encoding,
-                       read_local_positions(obj), raw)
+                       read_local_positions(obj), raw, shape_keys.snapshot(obj))
 
 
 def restore(inputs: SceneInputs) -> None:
     """Put the mesh and image back exactly as they were read."""
     mesh = inputs.obj.data
     mesh.vertices.foreach_set("co", inputs.original_positions.ravel())
+    shape_keys.restore(inputs.obj, inputs.original_shape_keys)
     mesh.update()
     inputs.image.pixels.foreach_set(inputs.original_pixels)
     inputs.image.update()

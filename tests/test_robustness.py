@@ -80,3 +80,92 @@ def test_run_built_in_edit_mode_is_refused_by_name(scene):
     edit_mode(obj)
     with pytest.raises(InputError, match="'Source' is in Edit Mode"):
         OptimizationRun(obj, properties.get(scene).cameras, Settings(steps=5), resolution=32)
+
+
+# 2. Shape keys -----------------------------------------------------------------------
+def shown_positions(name="Source"):
+    """Local vertex positions as the viewport shows them (shape keys mixed)."""
+    obj = bpy.data.objects[name]
+    mesh = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).data
+    co = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", co)
+    return co.reshape(-1, 3)
+
+
+def key_positions(block):
+    co = np.empty(len(block.data) * 3, np.float32)
+    block.data.foreach_get("co", co)
+    return co.reshape(-1, 3)
+
+
+def add_bulge_key(obj, value):
+    obj.shape_key_add(name="Basis")
+    bulge = obj.shape_key_add(name="Bulge", from_mix=False)
+    co = key_positions(bulge)
+    co[:, 2] += 0.3 * np.sign(co[:, 2])
+    bulge.data.foreach_set("co", co.ravel())
+    bulge.value = value
+    return bulge
+
+
+def test_shape_keys_basis_gets_the_result_and_keeps_it(scene):
+    obj = bpy.data.objects["Source"]
+    add_bulge_key(obj, 0.5)
+    obj.active_shape_key_index = 0  # Basis
+    run = modal.make_run(scene)
+    assert np.allclose(run.inputs.arrays.mesh.positions,
+                       shown_positions() @ np.array(obj.matrix_world)[:3, :3].T + np.array(obj.matrix_world)[:3, 3],
+                       atol=1e-5)  # reads the mix, not the Basis
+    bpy.ops.ed.undo_push(message="Before")
+    shown, keys = shown_positions(), [key_positions(kb) for kb in obj.data.shape_keys.key_blocks]
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    assert modal.last_summary["shape_key"] == "Basis"
+    assert "shape key 'Basis'" in modal.report_line(modal.last_summary)
+    result = shown_positions()
+    assert not np.allclose(result, shown), "the visible mesh did not change"
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    obj = bpy.data.objects["Source"]
+    assert np.array_equal(shown_positions(), shown)
+    for kb, co in zip(obj.data.shape_keys.key_blocks, keys):
+        assert np.array_equal(key_positions(kb), co)
+    assert bpy.ops.ed.redo() == {"FINISHED"}
+    obj = bpy.data.objects["Source"]
+    assert np.array_equal(shown_positions(), result)
+    edit_mode(obj)
+    edit_mode(obj, False)
+    assert np.allclose(shown_positions(), result, atol=1e-6), "Edit Mode threw the result away"
+    bulge = obj.data.shape_keys.key_blocks["Bulge"]  # its offset from the Basis is kept
+    assert np.allclose(key_positions(bulge) - key_positions(obj.data.shape_keys.key_blocks["Basis"]),
+                       keys[1] - keys[0], atol=1e-5)
+
+
+def test_shape_keys_active_key_at_full_value_gets_the_result(scene):
+    obj = bpy.data.objects["Source"]
+    bulge = add_bulge_key(obj, 1.0)
+    obj.active_shape_key_index = 1
+    basis = key_positions(obj.data.shape_keys.key_blocks["Basis"])
+    shown = shown_positions()
+    original = state()
+    driver = modal.ModalDriver(modal.make_run(scene), budget_s=None, max_steps_per_tick=5)
+    driver.start()
+    assert driver.tick() == modal.RUNNING
+    driver.request_stop()
+    assert driver.tick() == modal.FINISHED
+    assert driver.summary["shape_key"] == "Bulge"
+    assert np.array_equal(key_positions(obj.data.shape_keys.key_blocks["Basis"]), basis)
+    assert not np.allclose(shown_positions(), shown)
+    assert np.allclose(shown_positions(), key_positions(bulge), atol=1e-6)
+    driver.run.abort()  # restores the keys too
+    assert np.array_equal(shown_positions(), shown)
+    assert_same(state(), original)
+
+
+def test_shape_key_weighted_by_vertex_group_is_refused_by_name(scene):
+    from sge_optimizer.addon.scene_io import InputError
+
+    obj = bpy.data.objects["Source"]
+    bulge = add_bulge_key(obj, 0.5)
+    obj.vertex_groups.new(name="Top")
+    bulge.vertex_group = "Top"
+    with pytest.raises(InputError, match="shape key 'Bulge'.*vertex group 'Top'"):
+        modal.make_run(scene)
