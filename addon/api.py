@@ -44,6 +44,7 @@ class OptimizationRun:
         self._elapsed = 0.0
         self._last_loss = None
         self.image_storage = None  # set by finish(): see scene_io.keep_in_blend
+        self._storage_before = None  # what keep_in_blend changed, for abort()
 
     # Lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -100,7 +101,8 @@ class OptimizationRun:
         self.sample_loss()
         self.write_back()
         self.after = self.engine.evaluate(keep_color=True)  # the overlay shows the renders
-        if self.settings.optimize_texture:  # last: an abort after it could not undo a repack
+        if self.settings.optimize_texture:  # last: abort() undoes it with _storage_before
+            self._storage_before = scene_io.storage_state(self.inputs.image)
             self.image_storage = scene_io.keep_in_blend(self.inputs.image)
         return self.summary()
 
@@ -109,7 +111,11 @@ class OptimizationRun:
         return self.finish()
 
     def abort(self) -> None:
-        """Restore the mesh and image as they were before the run."""
+        """Restore the mesh and image as they were before the run (after
+        finish() too: the packed copy as well)."""
+        if self._storage_before is not None:
+            scene_io.undo_keep_in_blend(self.inputs.image, self._storage_before)
+            self._storage_before = self.image_storage = None
         scene_io.restore(self.inputs)
 
     # Reporting -----------------------------------------------------------------

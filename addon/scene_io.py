@@ -93,19 +93,43 @@ def keep_in_blend(image) -> str:
     find them? A packed image is repacked here, because a save writes the
     packed bytes, not the edited buffer (it came back unchanged otherwise).
     Returns 'packed', 'file' (changed in memory only; Image > Save writes the
-    file) or 'generated' (Blender does not save a generated image's pixels)."""
+    file) or 'generated_packed' (a save drops a generated image's pixels, so
+    it is packed now, in the run's undo step)."""
     if image.packed_file is not None:
         image.pack()
         return "packed"
-    return "generated" if image.source == "GENERATED" else "file"
+    if image.source == "GENERATED":
+        image.pack()
+        return "generated_packed"
+    return "file"
+
+
+def storage_state(image) -> tuple:
+    """What `keep_in_blend` changes (source, file path, packed bytes), for
+    `undo_keep_in_blend`."""
+    packed = image.packed_file
+    return image.source, image.filepath_raw, bytes(packed.data) if packed is not None else None
+
+
+def undo_keep_in_blend(image, state: tuple) -> None:
+    """Put back what `keep_in_blend` changed: the packed bytes a save would
+    write (restoring `image.pixels` alone leaves the optimized ones packed).
+    Call before writing the original pixels back: a generated image
+    regenerates its buffer here."""
+    source, filepath, packed = state
+    if packed is not None:
+        image.pack(data=packed, data_len=len(packed))
+    elif image.packed_file is not None:
+        image.unpack(method="REMOVE")
+        image.source, image.filepath_raw = source, filepath
 
 
 def storage_note(image_name: str, storage: str) -> str:
     """What a user must do to keep optimized pixels, or '' when nothing."""
     if storage == "file":
         return f"'{image_name}' changed in memory only: Image > Save writes it to its file"
-    if storage == "generated":
-        return f"'{image_name}' is a generated image: pack or save it, or a .blend save drops its pixels"
+    if storage == "generated_packed":
+        return f"'{image_name}' was a generated image: packed into the .blend so that a save keeps it"
     return ""
 
 

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from sge_optimizer.addon import modal, modes, properties
-from test_operator import assert_changed, assert_same, registered, scene, state  # noqa: F401 - fixtures
+from sge_optimizer.addon.api import run_to_end
+from test_operator import (assert_changed, assert_same, registered, saved_and_reopened, scene,  # noqa: F401
+                           state)
 
 
 def edit_mode(obj, on: bool = True):
@@ -169,3 +171,59 @@ def test_shape_key_weighted_by_vertex_group_is_refused_by_name(scene):
     bulge.vertex_group = "Top"
     with pytest.raises(InputError, match="shape key 'Bulge'.*vertex group 'Top'"):
         modal.make_run(scene)
+
+
+# 6. abort() after finish(), and generated images -------------------------------------
+def test_abort_after_finish_restores_the_packed_copy(scene, tmp_path):
+    original = state()
+    run = modal.make_run(scene)
+    summary = run_to_end(run)
+    assert summary["image_storage"] == "packed"
+    assert_changed(state(), original)
+    run.abort()
+    assert_same(state(), original)
+    assert_same(saved_and_reopened(tmp_path / "aborted.blend"), original)
+
+
+def use_generated_image(scene):
+    """Give the source a generated (never saved) base-colour image."""
+    image = bpy.data.images.new("Generated Albedo", 32, 32)
+    pixels = np.full((32 * 32, 4), 0.5, np.float32)
+    pixels[:, 3] = 1.0  # opaque: the image has no alpha plane
+    image.pixels.foreach_set(pixels.ravel())
+    material = bpy.data.objects["Source"].material_slots[0].material
+    next(n for n in material.node_tree.nodes if n.type == "TEX_IMAGE").image = image
+    assert image.source == "GENERATED" and image.packed_file is None
+    return image.name
+
+
+def test_generated_image_is_packed_in_the_runs_undo_step(scene, tmp_path):
+    name = use_generated_image(scene)
+    bpy.ops.ed.undo_push(message="Before")
+    original = state(image=name)
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    assert modal.last_summary["image_storage"] == "generated_packed"
+    assert "packed into the .blend" in modal.report_line(modal.last_summary)
+    result = state(image=name)
+    assert_changed(result, original)
+    assert bpy.ops.ed.undo() == {"FINISHED"}  # one step: pixels, mesh and the packing
+    assert bpy.data.images[name].packed_file is None
+    assert_same(state(image=name), original)
+    assert bpy.ops.ed.redo() == {"FINISHED"}
+    assert bpy.data.images[name].packed_file is not None
+    path = tmp_path / "generated.blend"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    assert_same(state(image=name), result)
+
+
+def test_abort_after_finish_unpacks_a_generated_image(scene):
+    name = use_generated_image(scene)
+    original = state(image=name)
+    run = modal.make_run(scene)
+    assert run_to_end(run)["image_storage"] == "generated_packed"
+    run.abort()
+    image = bpy.data.images[name]
+    assert image.source == "GENERATED" and image.packed_file is None
+    assert_same(state(image=name), original)
