@@ -6,6 +6,9 @@ from __future__ import annotations
 import math
 import time
 
+import bpy
+from bpy.app.handlers import persistent
+
 from . import api, image_undo, modes, overlay, properties, scene_io
 from .api import OptimizationRun, run_to_end
 from .scene_io import InputError
@@ -151,6 +154,9 @@ class ModalDriver:
             return self.state
         t0 = time.perf_counter()
         try:
+            changed = scene_io.inputs_changed(self.run.inputs)
+            if changed is not None:  # the user deleted or reshaped what we write into
+                return self._cancel(changed)
             if self.stop_requested:
                 return self._finish(stopped=True)
             step0 = self.run.step
@@ -163,15 +169,26 @@ class ModalDriver:
             overlay.update_current(self.run)
             return RUNNING
         except Exception as exc:  # noqa: BLE001 - reported by the operator
-            self.error = f"{type(exc).__name__}: {exc}"
-            self._end()
-            try:
-                self.run.abort()
-            finally:
-                self.state = CANCELLED
-            return CANCELLED
+            return self._cancel(f"{type(exc).__name__}: {exc}")
         finally:
             self.tick_times.append(time.perf_counter() - t0)
+
+    def _cancel(self, reason: str) -> str:
+        """End with CANCELLED, restoring whatever still fits; never raises."""
+        self.state = CANCELLED
+        self._end()
+        try:
+            left = scene_io.restore_what_remains(self.run.inputs)
+        except Exception as exc:  # noqa: BLE001
+            left = [f"restore failed: {type(exc).__name__}: {exc}"]
+        self.error = reason + (f" (not restored: {'; '.join(left)})" if left else " (scene restored)")
+        return CANCELLED
+
+    def abandon(self, reason: str) -> None:
+        """End without touching Blender data (another file is replacing it)."""
+        if self.state == RUNNING:
+            self.state, self.error = CANCELLED, reason
+            self._end()
 
     def _finish(self, stopped: bool) -> str:
         summary = self.run.finish()
@@ -189,3 +206,25 @@ class ModalDriver:
 
     def progress(self) -> dict:
         return self.run.progress()
+
+
+# Another file ------------------------------------------------------------------------
+@persistent
+def _on_load_pre(*_args):
+    """Opening another file ends the run (else the button stays greyed out)."""
+    try:
+        if active_driver is not None:
+            active_driver.abandon("another file was opened")
+        modes.forget_pending()
+    except Exception as exc:  # noqa: BLE001 - a handler must never raise
+        print(f"SGE Optimizer: could not end the run before loading a file: {exc}")
+
+
+def register_handlers() -> None:
+    if _on_load_pre not in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.append(_on_load_pre)
+
+
+def unregister_handlers() -> None:
+    if _on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_on_load_pre)

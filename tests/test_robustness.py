@@ -3,6 +3,8 @@ shape keys, abort after finish, changes during a modal run, opening another
 file, the undo memory cap."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import bpy
 import numpy as np
 import pytest
@@ -227,3 +229,102 @@ def test_abort_after_finish_unpacks_a_generated_image(scene):
     image = bpy.data.images[name]
     assert image.source == "GENERATED" and image.packed_file is None
     assert_same(state(image=name), original)
+
+
+# 7. Changes during a modal run -------------------------------------------------------
+def running_driver(scene):
+    driver = modal.ModalDriver(modal.make_run(scene), budget_s=None, max_steps_per_tick=2)
+    driver.start()
+    assert driver.tick() == modal.RUNNING
+    return driver
+
+
+def assert_cancelled(driver, *words):
+    assert driver.tick() == modal.CANCELLED  # not an exception
+    for word in words:
+        assert word in driver.error, driver.error
+    assert modal.active_driver is None and not bpy.ops.sge.stop.poll()
+    assert modal.why_not(bpy.context.scene) is None or "already running" not in modal.why_not(bpy.context.scene)
+    assert driver.tick() == modal.CANCELLED  # stays ended
+
+
+def test_deleting_the_object_mid_run_cancels_and_restores_the_image(scene):
+    original = state()
+    driver = running_driver(scene)
+    bpy.data.objects.remove(bpy.data.objects["Source"])
+    assert_cancelled(driver, "object was deleted", "not restored")
+    img = bpy.data.images["Source Albedo"]
+    px = np.empty(len(img.pixels), np.float32)
+    img.pixels.foreach_get(px)
+    assert np.array_equal(px, original[1])
+
+
+def test_deleting_the_image_mid_run_cancels_and_restores_the_mesh(scene):
+    original = state()
+    driver = running_driver(scene)
+    bpy.data.images.remove(bpy.data.images["Source Albedo"])
+    assert_cancelled(driver, "image was deleted")
+    obj = bpy.data.objects["Source"]
+    co = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", co)
+    assert np.array_equal(co, original[0])
+
+
+def test_adding_a_vertex_mid_run_cancels(scene):
+    original = state()
+    driver = running_driver(scene)
+    bpy.data.objects["Source"].data.vertices.add(1)
+    assert_cancelled(driver, "vertices of 'Source' were added or removed")
+    assert np.array_equal(state()[1], original[1])
+
+
+def test_resizing_the_image_mid_run_cancels(scene):
+    original = state()
+    driver = running_driver(scene)
+    bpy.data.images["Source Albedo"].scale(16, 16)
+    assert_cancelled(driver, "'Source Albedo' was resized")
+    assert np.array_equal(state()[0], original[0])
+
+
+def test_entering_edit_mode_mid_run_cancels_and_restores(scene):
+    original = state()
+    driver = running_driver(scene)
+    obj = bpy.data.objects["Source"]
+    edit_mode(obj)
+    assert_cancelled(driver, "entered Edit Mode", "scene restored")
+    assert obj.mode == "EDIT"
+    assert_same(state_any_mode(), original)
+
+
+def test_undo_mid_run_cancels(scene):
+    bpy.ops.ed.undo_push(message="Before")
+    driver = running_driver(scene)
+    bpy.ops.ed.undo_push(message="Something")
+    bpy.ops.ed.undo()  # the run's Python references are gone
+    assert_cancelled(driver, "undone")
+
+
+# 8. Opening another file during a run ------------------------------------------------
+def test_opening_a_file_mid_run_ends_the_run(scene, tmp_path):
+    path = tmp_path / "other.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True)
+    driver = running_driver(scene)
+    assert "already running" in modal.why_not(scene)
+    bpy.ops.wm.open_mainfile(filepath=str(path))  # runs the load_pre handler
+    assert driver.state == modal.CANCELLED and "another file" in driver.error
+    assert modal.active_driver is None
+    assert bpy.ops.sge.optimize_to_targets.poll()
+
+
+def test_operator_cancel_ends_the_run_and_cleans_up(scene):
+    """What Blender calls when it drops the modal handler; the timer goes."""
+    from sge_optimizer.addon.operators import SGE_OT_optimize_to_targets as Op
+
+    driver = running_driver(scene)
+    wm = bpy.context.window_manager
+    op = SimpleNamespace(_driver=driver, _timer=wm.event_timer_add(1.0, window=bpy.context.window))
+    op._cleanup = lambda context: Op._cleanup(op, context)
+    wm.progress_begin(0, 10)
+    Op.cancel(op, bpy.context)
+    assert op._timer is None and driver.state == modal.CANCELLED
+    assert modal.active_driver is None
