@@ -328,3 +328,26 @@ def test_operator_cancel_ends_the_run_and_cleans_up(scene):
     Op.cancel(op, bpy.context)
     assert op._timer is None and driver.state == modal.CANCELLED
     assert modal.active_driver is None
+
+
+# 9. The undo snapshots' memory -------------------------------------------------------
+def test_undo_snapshots_are_capped_by_bytes_oldest_first(registered, empty_scene):
+    from sge_optimizer.addon import image_undo
+
+    image_undo.clear()
+    image = bpy.data.images.new("T", 32, 32)
+    one = 32 * 32 * 4 * 4  # bytes of one float snapshot
+    for i in range(6):
+        before = np.empty(len(image.pixels), np.float32)
+        image.pixels.foreach_get(before)
+        image.pixels.foreach_set(np.full(len(before), i / 10, np.float32))
+        image_undo.record(image, before, limit=3 * one)
+        assert image_undo.memory_bytes() <= 3 * one
+    assert "base:T" not in image_undo._snapshots  # the oldest went first
+    assert image[image_undo.TOKEN] in image_undo._snapshots
+    image_undo.record(image, before, limit=1)  # the last run's pair stays, even over the limit
+    assert len(image_undo._snapshots) == 2
+    assert image_undo.limit_bytes() == 1024 * 2 ** 20  # the preference's default
+    assert properties.SGE_AP_preferences.bl_idname == "sge_optimizer"
+    assert properties.SGE_AP_preferences.is_registered
+    image_undo.clear()
