@@ -113,6 +113,16 @@ def sparkline(values, width: int = 32) -> str:
     return "".join(_BLOCKS[min(7, int((v - lo) / span * 7.999))] for v in logs)
 
 
+def loss_lines(values) -> list:
+    """The panel's loss read-out: the last value with the sparkline, then the
+    range the sparkline spans (its log scale runs from min to max)."""
+    finite = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    if not finite:
+        return []
+    return [f"Loss {finite[-1]:.5f}  {sparkline(finite)}",
+            f"min {min(finite):.3g}  max {max(finite):.3g}  (log scale)"]
+
+
 def status_line(progress: dict) -> str:
     return f"SGE Optimizer  {api.progress_text(progress)}  (Esc / right-click: stop and keep)"
 
