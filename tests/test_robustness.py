@@ -75,6 +75,20 @@ def test_optimize_api_in_edit_mode_goes_back_at_once(scene):
     assert_same(state(), result)
 
 
+def test_a_file_saved_in_edit_mode_runs(scene, tmp_path):
+    from sge_optimizer.addon.api import optimize
+    from sge_optimizer.engine import Settings
+
+    edit_mode(bpy.data.objects["Source"])
+    path = tmp_path / "edit.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.open_mainfile(filepath=str(path))  # what tools/optimize.py does
+    obj = bpy.data.objects["Source"]
+    assert obj.mode == "EDIT"
+    summary = optimize(obj, bpy.data.collections["Targets"], Settings(steps=3), resolution=32)
+    assert summary["steps"] == 3 and obj.mode == "EDIT"
+
+
 def test_run_built_in_edit_mode_is_refused_by_name(scene):
     from sge_optimizer.addon.api import OptimizationRun
     from sge_optimizer.addon.scene_io import InputError
