@@ -9,7 +9,7 @@ import time
 import bpy
 from bpy.app.handlers import persistent
 
-from . import api, image_undo, modes, overlay, properties, scene_io
+from . import api, image_undo, modes, overlay, properties, run_checks, scene_io
 from .api import OptimizationRun, run_to_end
 from .scene_io import InputError
 
@@ -43,7 +43,8 @@ def why_not(scene) -> str | None:
 
 def make_run(scene, **overrides) -> OptimizationRun:
     """An `OptimizationRun` for the scene's panel settings (validates; raises
-    InputError with the reason, changing nothing)."""
+    InputError with the reason, changing nothing). A source in Edit Mode is
+    switched to Object Mode for the run; `end_of_run` switches it back."""
     props = properties.get(scene)
     settings = properties.to_settings(props, **overrides)
     left = modes.leave_edit_mode(props.source)
@@ -164,7 +165,7 @@ class ModalDriver:
             return self.state
         t0 = time.perf_counter()
         try:
-            changed = scene_io.inputs_changed(self.run.inputs)
+            changed = run_checks.inputs_changed(self.run.inputs)
             if changed is not None:  # the user deleted or reshaped what we write into
                 return self._cancel(changed)
             if self.stop_requested:
@@ -188,7 +189,7 @@ class ModalDriver:
         self.state = CANCELLED
         self._end()
         try:
-            left = scene_io.restore_what_remains(self.run.inputs)
+            left = run_checks.restore_what_remains(self.run.inputs)
         except Exception as exc:  # noqa: BLE001
             left = [f"restore failed: {type(exc).__name__}: {exc}"]
         self.error = reason + (f" (not restored: {'; '.join(left)})" if left else " (scene restored)")

@@ -16,7 +16,7 @@ import bpy
 import numpy as np
 
 from ..engine import MeshArrays, SceneArrays, View
-from . import modes, shape_keys
+from . import shape_keys
 
 
 class InputError(ValueError):
@@ -383,70 +383,17 @@ def read_scene(obj, camera_collection, longest_side: int = 256, scene=None) -> S
 
 def restore(inputs: SceneInputs) -> None:
     """Put the mesh and image back exactly as they were read."""
-    _restore_mesh(inputs)
-    _restore_image(inputs)
+    restore_mesh(inputs)
+    restore_image(inputs)
 
 
-def _restore_mesh(inputs: SceneInputs) -> None:
+def restore_mesh(inputs: SceneInputs) -> None:
     mesh = inputs.obj.data
     mesh.vertices.foreach_set("co", inputs.original_positions.ravel())
     shape_keys.restore(inputs.obj, inputs.original_shape_keys)
     mesh.update()
 
 
-def _restore_image(inputs: SceneInputs) -> None:
+def restore_image(inputs: SceneInputs) -> None:
     inputs.image.pixels.foreach_set(inputs.original_pixels)
     inputs.image.update()
-
-
-def _alive(id_block) -> bool:
-    try:
-        id_block.name  # noqa: B018 - raises once Blender freed it (deleted, or an undo)
-        return True
-    except ReferenceError:
-        return False
-
-
-def mesh_changed(inputs: SceneInputs) -> str | None:
-    """Why the run's object can no longer take its positions, or None. Cheap."""
-    obj = inputs.obj
-    if not _alive(obj) or bpy.data.objects.get(obj.name) != obj:
-        return "the object was deleted (or the scene undone)"
-    if obj.type != "MESH" or len(obj.data.vertices) != len(inputs.original_positions):
-        return f"vertices of '{obj.name}' were added or removed"
-    if obj.mode == "EDIT":
-        return f"'{obj.name}' entered Edit Mode"
-    return None
-
-
-def image_changed(inputs: SceneInputs) -> str | None:
-    """Why the run's image can no longer take its pixels, or None. Cheap."""
-    image = inputs.image
-    if not _alive(image) or bpy.data.images.get(image.name) != image:
-        return "the image was deleted (or the scene undone)"
-    if len(image.pixels) != len(inputs.original_pixels):
-        return f"image '{image.name}' was resized"
-    return None
-
-
-def inputs_changed(inputs: SceneInputs) -> str | None:
-    """Why a running optimization cannot go on, or None."""
-    return mesh_changed(inputs) or image_changed(inputs)
-
-
-def restore_what_remains(inputs: SceneInputs) -> list:
-    """`restore` for whichever of the mesh and image still fit (after a change
-    mid-run); returns the reasons for what was left as it is."""
-    left = []
-    reason = mesh_changed(inputs)
-    if reason is None or reason.endswith("entered Edit Mode"):
-        with modes.out_of_edit_mode(inputs.obj):  # Edit Mode would discard the positions
-            _restore_mesh(inputs)
-    else:
-        left.append(reason)
-    reason = image_changed(inputs)
-    if reason is None:
-        _restore_image(inputs)
-    else:
-        left.append(reason)
-    return left

@@ -292,6 +292,14 @@ def test_adding_a_vertex_mid_run_cancels(scene):
     assert np.array_equal(state()[1], original[1])
 
 
+def test_adding_a_shape_key_mid_run_cancels(scene):
+    original = state()
+    driver = running_driver(scene)
+    bpy.data.objects["Source"].shape_key_add(name="Basis")
+    assert_cancelled(driver, "shape keys of 'Source' were added or removed")
+    assert np.array_equal(state()[1], original[1])
+
+
 def test_resizing_the_image_mid_run_cancels(scene):
     original = state()
     driver = running_driver(scene)
