@@ -60,6 +60,24 @@ def test_operator_in_edit_mode_runs_and_goes_back(scene):
     assert_same(state(), result)
 
 
+def test_modal_run_in_edit_mode_goes_back_when_it_ends(scene):
+    obj = bpy.data.objects["Source"]
+    edit_mode(obj)
+    original = state_any_mode()
+    driver = modal.ModalDriver(modal.make_run(scene), budget_s=None, max_steps_per_tick=10)
+    driver.start()
+    assert obj.mode == "OBJECT"
+    while driver.tick() == modal.RUNNING:
+        pass
+    assert driver.state == modal.FINISHED
+    modes.return_pending()
+    assert obj.mode == "EDIT"
+    result = state_any_mode()
+    assert_changed(result, original)
+    edit_mode(obj, False)
+    assert_same(state(), result)
+
+
 def test_optimize_api_in_edit_mode_goes_back_at_once(scene):
     from sge_optimizer.addon.api import optimize
     from sge_optimizer.engine import Settings
