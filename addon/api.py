@@ -14,7 +14,7 @@ import time
 
 
 from ..engine import Engine, Settings, mean_psnr
-from . import preflight, scene_io
+from . import modes, preflight, scene_io, shape_keys
 from .gpu_backend import BlenderGPUBackend
 from .gpu_context import ensure_gpu
 from .scene_io import InputError
@@ -46,6 +46,7 @@ class OptimizationRun:
         self._last_loss = None
         self.image_storage = None  # set by finish(): see scene_io.keep_in_blend
         self.kept_step = None  # set by finish(): the step whose parameters were kept
+        self._storage_before = None  # what keep_in_blend changed, for abort()
 
     # Lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -116,7 +117,8 @@ class OptimizationRun:
                 self.after = self.engine.evaluate(keep_color=True)
             self.kept_step = self.engine.best_step
         self.write_back()
-        if self.settings.optimize_texture:  # last: an abort after it could not undo a repack
+        if self.settings.optimize_texture:  # last: abort() undoes it with _storage_before
+            self._storage_before = scene_io.storage_state(self.inputs.image)
             self.image_storage = scene_io.keep_in_blend(self.inputs.image)
         return self.summary()
 
@@ -125,7 +127,11 @@ class OptimizationRun:
         return self.finish()
 
     def abort(self) -> None:
-        """Restore the mesh and image as they were before the run."""
+        """Restore the mesh and image as they were before the run (after
+        finish() too: the packed copy as well)."""
+        if self._storage_before is not None:
+            scene_io.undo_keep_in_blend(self.inputs.image, self._storage_before)
+            self._storage_before = self.image_storage = None
         scene_io.restore(self.inputs)
 
     # Reporting -----------------------------------------------------------------
@@ -160,6 +166,7 @@ class OptimizationRun:
             "settings": {k: getattr(self.settings, k) for k in Settings.field_names()},
             "encoding": self.inputs.encoding,
             "image_storage": self.image_storage,
+            "shape_key": shape_keys.target_name(self.inputs.obj),  # where positions went, if keyed
             "loss_history": self.loss_history,
             "warnings": self.warnings,
         }
@@ -212,6 +219,8 @@ def run_to_end(run: OptimizationRun, progress=None, report_every: int = 25,
 
 def optimize(obj, camera_collection, settings: Settings | None = None, resolution: int = 256,
              progress=None, report_every: int = 25, scene=None) -> dict:
-    """Blocking run from Blender objects; see `run_to_end`."""
-    run = OptimizationRun(obj, camera_collection, settings or Settings(), resolution, scene)
-    return run_to_end(run, progress, report_every)
+    """Blocking run from Blender objects; see `run_to_end`. An object in Edit
+    Mode is run in Object Mode and put back."""
+    with modes.out_of_edit_mode(obj):
+        run = OptimizationRun(obj, camera_collection, settings or Settings(), resolution, scene)
+        return run_to_end(run, progress, report_every)

@@ -11,6 +11,11 @@ the state before the run. After every undo/redo, a handler compares each
 image's token with the pixels it holds and writes the matching snapshot.
 A packed image needs no repack here: memfile undo restores its packed bytes
 (tests/test_operator.py, the save after an undo).
+
+The snapshots are capped by size (the add-on preference "Undo Memory",
+1 GiB by default): the oldest go first, but never the latest run's pair, so
+the last run can always be undone. An undo past a dropped snapshot leaves
+the pixels as they are.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import numpy as np
 from bpy.app.handlers import persistent
 
 TOKEN = "sge_pixels"
-MAX_SNAPSHOTS = 64
+DEFAULT_LIMIT_MB = 1024
 
 _snapshots: OrderedDict = OrderedDict()  # key -> flat float32 pixels
 _loaded: dict = {}  # image name -> key of the pixels it holds now
@@ -33,23 +38,46 @@ def _key(image) -> str:
     return str(token) if token is not None else f"base:{image.name}"
 
 
+def limit_bytes() -> int:
+    """The preference "Undo Memory" in bytes (its default without the add-on
+    installed, as in the tests)."""
+    from .properties import preferences
+
+    prefs = preferences()
+    return int((prefs.undo_memory_mb if prefs is not None else DEFAULT_LIMIT_MB) * 2 ** 20)
+
+
+def memory_bytes() -> int:
+    return sum(p.nbytes for p in _snapshots.values())
+
+
 def _store(key: str, pixels: np.ndarray) -> None:
     _snapshots[key] = np.array(pixels, np.float32, copy=True).ravel()
     _snapshots.move_to_end(key)
-    while len(_snapshots) > MAX_SNAPSHOTS:
-        _snapshots.popitem(last=False)
 
 
-def record(image, before: np.ndarray) -> None:
+def _trim(limit: int, keep: tuple) -> None:
+    """Drop the oldest snapshots until they fit in `limit` bytes, except `keep`."""
+    for key in list(_snapshots):
+        if memory_bytes() <= limit:
+            break
+        if key not in keep:
+            del _snapshots[key]
+
+
+def record(image, before: np.ndarray, limit: int | None = None) -> None:
     """Call after a run wrote `image`: `before` is `image.pixels` as it was
-    before the run (flat). Stamps the image with a new token."""
-    _store(_key(image), before)
+    before the run (flat). Stamps the image with a new token. `limit`: bytes
+    kept (default: the preference)."""
+    before_key = _key(image)
+    _store(before_key, before)
     after = np.empty(len(image.pixels), np.float32)
     image.pixels.foreach_get(after)
     token = uuid.uuid4().hex
     image[TOKEN] = token
     _store(token, after)
     _loaded[image.name] = token
+    _trim(limit_bytes() if limit is None else limit, keep=(before_key, token))
 
 
 def sync() -> list:

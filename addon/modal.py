@@ -6,7 +6,10 @@ from __future__ import annotations
 import math
 import time
 
-from . import api, image_undo, overlay, properties, scene_io
+import bpy
+from bpy.app.handlers import persistent
+
+from . import api, image_undo, modes, overlay, properties, run_checks, scene_io
 from .api import OptimizationRun, run_to_end
 from .gpu_context import ensure_gpu
 from .scene_io import InputError
@@ -41,15 +44,29 @@ def why_not(scene) -> str | None:
 
 def make_run(scene, **overrides) -> OptimizationRun:
     """An `OptimizationRun` for the scene's panel settings (validates; raises
-    InputError with the reason, changing nothing)."""
+    InputError with the reason, changing nothing). A source in Edit Mode is
+    switched to Object Mode for the run; `end_of_run` switches it back."""
     props = properties.get(scene)
     settings = properties.to_settings(props, **overrides)
-    run = OptimizationRun(props.source, props.cameras, settings, resolution=props.resolution, scene=scene)
+    left = modes.leave_edit_mode(props.source)
+    try:
+        run = OptimizationRun(props.source, props.cameras, settings, resolution=props.resolution, scene=scene)
+    except BaseException:
+        if left:
+            modes.enter_edit_mode(props.source)
+        raise
+    run.left_edit_mode = left  # end_of_run() goes back
     # The overlay's shader is compiled before any kernel runs: compiled right
     # after a run, it sometimes sampled nothing on llvmpipe (1 in 4 here).
     ensure_gpu()
     overlay.get_shader()
     return run
+
+
+def end_of_run(run: OptimizationRun) -> None:
+    """Whatever the outcome: back to Edit Mode if the run left it."""
+    if getattr(run, "left_edit_mode", False):
+        modes.enter_edit_mode_later(run.inputs.obj)
 
 
 def complete(run: OptimizationRun, summary: dict) -> dict:
@@ -69,15 +86,20 @@ def run_blocking(scene, progress=None, **overrides) -> dict:
     `progress` as in `run_to_end`. On an error the scene is restored and the
     error re-raised."""
     run = make_run(scene, **overrides)
-    return complete(run, run_to_end(run, progress))
+    try:
+        return complete(run, run_to_end(run, progress))
+    finally:
+        end_of_run(run)
 
 
 def report_line(summary: dict) -> str:
     stopped = " (stopped)" if summary.get("stopped") else ""
     line = (f"SGE: {summary['steps']} steps{stopped} in {summary['seconds']:.1f} s, PSNR "
             f"{summary['mean_psnr_before']:.2f} -> {summary['mean_psnr_after']:.2f} dB")
-    note = scene_io.storage_note(summary["image"], summary.get("image_storage") or "")
-    return f"{line}. {note}" if note else line
+    notes = [scene_io.storage_note(summary["image"], summary.get("image_storage") or "")]
+    if summary.get("shape_key") and summary["settings"].get("optimize_positions"):
+        notes.append(f"positions written to shape key '{summary['shape_key']}'")
+    return ". ".join([line] + [n for n in notes if n])
 
 
 # Feedback ---------------------------------------------------------------------------
@@ -96,6 +118,16 @@ def sparkline(values, width: int = 32) -> str:
     lo, hi = min(logs), max(logs)
     span = hi - lo or 1.0
     return "".join(_BLOCKS[min(7, int((v - lo) / span * 7.999))] for v in logs)
+
+
+def loss_lines(values) -> list:
+    """The panel's loss read-out: the last value with the sparkline, then the
+    range the sparkline spans (its log scale runs from min to max)."""
+    finite = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    if not finite:
+        return []
+    return [f"Loss {finite[-1]:.5f}  {sparkline(finite)}",
+            f"min {min(finite):.3g}  max {max(finite):.3g}  (log scale)"]
 
 
 def status_line(progress: dict) -> str:
@@ -127,6 +159,7 @@ class ModalDriver:
             self.run.start()
         except BaseException:
             self.run.abort()
+            end_of_run(self.run)
             raise
         active_driver = self
 
@@ -138,6 +171,9 @@ class ModalDriver:
             return self.state
         t0 = time.perf_counter()
         try:
+            changed = run_checks.inputs_changed(self.run.inputs)
+            if changed is not None:  # the user deleted or reshaped what we write into
+                return self._cancel(changed)
             if self.stop_requested:
                 return self._finish(stopped=True)
             step0 = self.run.step
@@ -150,15 +186,26 @@ class ModalDriver:
             overlay.update_current(self.run)
             return RUNNING
         except Exception as exc:  # noqa: BLE001 - reported by the operator
-            self.error = f"{type(exc).__name__}: {exc}"
-            self._end()
-            try:
-                self.run.abort()
-            finally:
-                self.state = CANCELLED
-            return CANCELLED
+            return self._cancel(f"{type(exc).__name__}: {exc}")
         finally:
             self.tick_times.append(time.perf_counter() - t0)
+
+    def _cancel(self, reason: str) -> str:
+        """End with CANCELLED, restoring whatever still fits; never raises."""
+        self.state = CANCELLED
+        self._end()
+        try:
+            left = run_checks.restore_what_remains(self.run.inputs)
+        except Exception as exc:  # noqa: BLE001
+            left = [f"restore failed: {type(exc).__name__}: {exc}"]
+        self.error = reason + (f" (not restored: {'; '.join(left)})" if left else " (scene restored)")
+        return CANCELLED
+
+    def abandon(self, reason: str) -> None:
+        """End without touching Blender data (another file is replacing it)."""
+        if self.state == RUNNING:
+            self.state, self.error = CANCELLED, reason
+            self._end()
 
     def _finish(self, stopped: bool) -> str:
         summary = self.run.finish()
@@ -172,6 +219,29 @@ class ModalDriver:
         global active_driver
         if active_driver is self:
             active_driver = None
+        end_of_run(self.run)
 
     def progress(self) -> dict:
         return self.run.progress()
+
+
+# Another file ------------------------------------------------------------------------
+@persistent
+def _on_load_pre(*_args):
+    """Opening another file ends the run (else the button stays greyed out)."""
+    try:
+        if active_driver is not None:
+            active_driver.abandon("another file was opened")
+        modes.forget_pending()
+    except Exception as exc:  # noqa: BLE001 - a handler must never raise
+        print(f"SGE Optimizer: could not end the run before loading a file: {exc}")
+
+
+def register_handlers() -> None:
+    if _on_load_pre not in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.append(_on_load_pre)
+
+
+def unregister_handlers() -> None:
+    if _on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_on_load_pre)

@@ -95,8 +95,14 @@ class SGE_OT_optimize_to_targets(bpy.types.Operator):
         if state == modal.FINISHED:
             self.report({"INFO"}, modal.report_line(driver.summary))
             return {"FINISHED"}
-        self.report({"ERROR"}, f"SGE Optimizer failed (scene restored): {driver.error}")
+        self.report({"ERROR"}, f"SGE Optimizer stopped: {driver.error}")  # says what was restored
         return {"CANCELLED"}
+
+    def cancel(self, context):
+        """Blender ends the modal handler (another file opened, window closed)."""
+        if self._driver is not None:
+            self._driver.abandon("the optimization was cancelled")
+        self._cleanup(context)
 
     def _cleanup(self, context):
         wm = context.window_manager
@@ -104,8 +110,9 @@ class SGE_OT_optimize_to_targets(bpy.types.Operator):
             wm.event_timer_remove(self._timer)
             self._timer = None
         wm.progress_end()
-        context.workspace.status_text_set(None)
-        for area in context.screen.areas:
+        if context.workspace is not None:  # None while a file is being replaced
+            context.workspace.status_text_set(None)
+        for area in context.screen.areas if context.screen is not None else ():
             area.tag_redraw()
 
 

@@ -84,9 +84,8 @@ def draw_panel(layout, context) -> None:
 
 
 def _draw_loss(layout, history) -> None:
-    values = [loss for _, loss in history]
-    if values:
-        layout.label(text=f"Loss {values[-1]:.5f}  {modal.sparkline(values)}")
+    for line in modal.loss_lines([loss for _, loss in history]):
+        layout.label(text=line)
 
 
 class VIEW3D_PT_sge_optimizer(bpy.types.Panel):

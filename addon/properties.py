@@ -97,7 +97,34 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
                               description="Number of cameras made by Add Cameras Around")
 
 
-classes = (SGE_PG_settings,)
+# The add-on's package (`sge_optimizer`, or `bl_ext.<repo>.sge_optimizer` when installed).
+ADDON_ID = __package__.rpartition(".")[0]
+
+
+class SGE_AP_preferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_ID
+
+    undo_memory_mb: IntProperty(
+        name="Undo Memory (MiB)", default=1024, min=16, soft_max=16384,
+        description="Memory for the texture snapshots that let Ctrl+Z undo a run's pixels; "
+                    "the oldest go first (the last run's are always kept)")
+
+    def draw(self, context):
+        from . import image_undo
+
+        layout = self.layout
+        layout.prop(self, "undo_memory_mb")
+        layout.label(text=f"Texture undo holds {image_undo.memory_bytes() / 2 ** 20:.0f} MiB now; each run "
+                          "adds a float copy of its texture (2048\u00b2: 64 MiB)")
+
+
+def preferences():
+    """The add-on preferences, or None when the add-on is not installed."""
+    addon = bpy.context.preferences.addons.get(ADDON_ID)
+    return addon.preferences if addon is not None else None
+
+
+classes = (SGE_PG_settings, SGE_AP_preferences)
 
 
 def get(context_or_scene) -> SGE_PG_settings:

@@ -19,6 +19,7 @@ import bpy
 import numpy as np
 
 from ..engine import MeshArrays, SceneArrays, View, memory
+from . import shape_keys
 
 
 class InputError(ValueError):
@@ -103,19 +104,43 @@ def keep_in_blend(image) -> str:
     find them? A packed image is repacked here, because a save writes the
     packed bytes, not the edited buffer (it came back unchanged otherwise).
     Returns 'packed', 'file' (changed in memory only; Image > Save writes the
-    file) or 'generated' (Blender does not save a generated image's pixels)."""
+    file) or 'generated_packed' (a save drops a generated image's pixels, so
+    it is packed now, in the run's undo step)."""
     if image.packed_file is not None:
         image.pack()
         return "packed"
-    return "generated" if image.source == "GENERATED" else "file"
+    if image.source == "GENERATED":
+        image.pack()
+        return "generated_packed"
+    return "file"
+
+
+def storage_state(image) -> tuple:
+    """What `keep_in_blend` changes (source, file path, packed bytes), for
+    `undo_keep_in_blend`."""
+    packed = image.packed_file
+    return image.source, image.filepath_raw, bytes(packed.data) if packed is not None else None
+
+
+def undo_keep_in_blend(image, state: tuple) -> None:
+    """Put back what `keep_in_blend` changed: the packed bytes a save would
+    write (restoring `image.pixels` alone leaves the optimized ones packed).
+    Call before writing the original pixels back: a generated image
+    regenerates its buffer here."""
+    source, filepath, packed = state
+    if packed is not None:
+        image.pack(data=packed, data_len=len(packed))
+    elif image.packed_file is not None:
+        image.unpack(method="REMOVE")
+        image.source, image.filepath_raw = source, filepath
 
 
 def storage_note(image_name: str, storage: str) -> str:
     """What a user must do to keep optimized pixels, or '' when nothing."""
     if storage == "file":
         return f"'{image_name}' changed in memory only: Image > Save writes it to its file"
-    if storage == "generated":
-        return f"'{image_name}' is a generated image: pack or save it, or a .blend save drops its pixels"
+    if storage == "generated_packed":
+        return f"'{image_name}' was a generated image: packed into the .blend so that a save keeps it"
     return ""
 
 
@@ -201,6 +226,8 @@ def check_modifiers(obj, depsgraph) -> None:
 
 
 def read_mesh(obj, uv_map: str | None) -> MeshArrays:
+    if obj.mode == "EDIT":  # its mesh data is stale; the operator and optimize() leave Edit Mode first
+        raise InputError(f"object '{obj.name}' is in Edit Mode: switch to Object Mode (Tab) first")
     mesh = obj.data
     layer = mesh.uv_layers.get(uv_map) if uv_map else (
         next((u for u in mesh.uv_layers if u.active_render), None) or mesh.uv_layers.active)
@@ -209,9 +236,7 @@ def read_mesh(obj, uv_map: str | None) -> MeshArrays:
     matrix = np.array(obj.matrix_world, np.float64)
     if abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
         raise InputError(f"object '{obj.name}' has a zero scale; its vertices cannot be written back")
-    co = np.empty(len(mesh.vertices) * 3, np.float32)
-    mesh.vertices.foreach_get("co", co)
-    co = co.reshape(-1, 3)
+    co = shape_keys.visible_positions(obj)  # with shape keys, the mix the user sees
     if not np.all(np.isfinite(co)):
         bad = int(np.flatnonzero(~np.all(np.isfinite(co), axis=1))[0])
         raise InputError(f"mesh '{mesh.name}' has a non-finite vertex (index {bad})")
@@ -238,7 +263,7 @@ def write_positions(obj, world_positions: np.ndarray) -> None:
         raise ValueError(f"refusing to write non-finite positions into '{mesh.name}'")
     inverse = np.linalg.inv(np.array(obj.matrix_world, np.float64))
     local = world @ inverse[:3, :3].T + inverse[:3, 3]
-    mesh.vertices.foreach_set("co", local.astype(np.float32).ravel())
+    shape_keys.write_local(obj, local)
     mesh.update()
 
 
@@ -364,6 +389,7 @@ class SceneInputs:
     encoding: str  # of renders and targets: always "linear"
     original_positions: np.ndarray  # local space, for restore
     original_pixels: np.ndarray  # image.pixels as stored, flat
+    original_shape_keys: list | None = None  # every key's positions, for restore
 
 
 def read_scene(obj, camera_collection, longest_side: int = 256, scene=None) -> SceneInputs:
@@ -387,13 +413,22 @@ def read_scene(obj, camera_collection, longest_side: int = 256, scene=None) -> S
     image.pixels.foreach_get(raw)
     arrays = SceneArrays(mesh, texture, views, texture_srgb=(texture_encoding == "srgb"))
     return SceneInputs(obj, image, cameras, arrays, encoding,
-                       read_local_positions(obj), raw)
+                       read_local_positions(obj), raw, shape_keys.snapshot(obj))
 
 
 def restore(inputs: SceneInputs) -> None:
     """Put the mesh and image back exactly as they were read."""
+    restore_mesh(inputs)
+    restore_image(inputs)
+
+
+def restore_mesh(inputs: SceneInputs) -> None:
     mesh = inputs.obj.data
     mesh.vertices.foreach_set("co", inputs.original_positions.ravel())
+    shape_keys.restore(inputs.obj, inputs.original_shape_keys)
     mesh.update()
+
+
+def restore_image(inputs: SceneInputs) -> None:
     inputs.image.pixels.foreach_set(inputs.original_pixels)
     inputs.image.update()

@@ -3,6 +3,9 @@ tick), undo, stop, poll messages, panel drawing, overlay shader."""
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import bpy
@@ -14,6 +17,7 @@ import sge_optimizer
 from sge_optimizer.addon import image_undo, modal, overlay, panels, properties
 from sge_optimizer.engine import Settings
 
+import conftest
 import demo  # tools/ is on sys.path (conftest)
 
 
@@ -24,8 +28,7 @@ def registered(backend):
     sge_optimizer.unregister()
 
 
-@pytest.fixture
-def scene(registered):
+def make_scene():
     """Small demo scene (4 cameras, 64 px targets, 32 px texture), panel set up."""
     source, collection = demo.build_scene(cameras=4, resolution=64, texture_size=32)
     scene = bpy.context.scene
@@ -33,7 +36,12 @@ def scene(registered):
     props.source, props.cameras = source, collection
     props.steps, props.resolution = 20, 64
     modal.last_summary, modal.last_history = None, []
-    yield scene
+    return scene
+
+
+@pytest.fixture
+def scene(registered):
+    yield make_scene()
     modal.active_driver = None
     overlay.clear()
     image_undo.clear()
@@ -286,7 +294,9 @@ def test_global_undo_alone_misses_image_pixels(scene):
 # Panel and overlay --------------------------------------------------------------------
 def popup_layout():
     """A real UILayout outside any region: the layout of a popup menu that is
-    begun but never shown (ending it needs a drawable window)."""
+    begun but never shown. Ending it (popmenu_end__internal) crashes without a
+    drawable window, so its memory is never freed: draw only in a child
+    process (`test_panel_draws_in_every_state`)."""
     popup = bpy.context.window_manager.popmenu_begin__internal("SGE test", icon="NONE")
     return popup.layout
 
@@ -296,7 +306,31 @@ def draw_panel_for_real():
     panels.VIEW3D_PT_sge_optimizer.draw(panel_self, bpy.context)
 
 
-def test_panel_draws_in_every_state(scene):
+def test_panel_draws_in_every_state():
+    """In a process of its own: the popups it draws into are never freed, and
+    Blender lists them at exit ("Not freed memory blocks"); that line stays
+    in the child's output instead of ending the suite's."""
+    code = ("import sys; sys.path[:0] = [{tests!r}]; import conftest, test_operator; "
+            "test_operator.draw_panel_in_every_state(); print('panel drawn')")
+    tests = str(Path(__file__).resolve().parent)
+    result = subprocess.run([sys.executable, "-c", code.format(tests=tests)], capture_output=True, text=True,
+                            timeout=300, cwd=tests)
+    assert result.returncode == 0 and "panel drawn" in result.stdout, result.stderr[-3000:]
+    assert "Not freed memory blocks" in result.stdout + result.stderr  # the popups; if gone, draw in-process
+
+
+def draw_panel_in_every_state():
+    """The child's work: the panel ready, with a reason, after a run, running."""
+    conftest.ensure_gpu()
+    sge_optimizer.register()
+    try:
+        _draw_panel_in_every_state(make_scene())
+    finally:
+        modal.active_driver = None
+        sge_optimizer.unregister()
+
+
+def _draw_panel_in_every_state(scene):
     draw_panel_for_real()  # ready
     properties.get(scene).optimize_positions = properties.get(scene).optimize_texture = False
     draw_panel_for_real()  # with a reason line
@@ -318,6 +352,9 @@ def test_sparkline():
     line = modal.sparkline([1.0, 0.1, 0.01, 0.001])
     assert line == "\u2588\u2586\u2583\u2581"
     assert len(modal.sparkline(list(np.geomspace(1, 1e-3, 500)), width=20)) == 20
+    assert modal.loss_lines([]) == []
+    lines = modal.loss_lines([0.5, 0.02, float("nan"), 0.004])
+    assert lines[0].startswith("Loss 0.00400") and "min 0.004  max 0.5" in lines[1]
 
 
 def test_overlay_draw_callback_without_run_does_not_crash(registered, empty_scene):

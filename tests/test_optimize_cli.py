@@ -154,10 +154,16 @@ def test_demo_runs_headless_and_writes_outputs(tmp_path):
     before = float(result.stdout.split("PSNR before:")[1].split("dB")[0])
     after = float(result.stdout.split("PSNR after:")[1].split("dB")[0])
     assert after > before
-    for name in ("view_00.png", "view_07.png", "loss.png", "loss.csv", "summary.json", "result.blend"):
+    for name in ("view_00.png", "view_07.png", "loss.png", "loss.svg", "loss.csv", "summary.json", "result.blend"):
         assert (out / name).is_file(), name
     rows = (out / "loss.csv").read_text().strip().splitlines()
     assert rows[0] == "step,loss" and len(rows) >= 2
+    assert "step 40/40" in result.stderr  # the last step is printed too
+    import xml.etree.ElementTree as ET
+
+    texts = [t.text for t in ET.parse(out / "loss.svg").getroot().iter("{http://www.w3.org/2000/svg}text")]
+    assert "step" in texts and any(t.startswith("loss") for t in texts)  # axis labels
+    assert sum(1 for t in texts if t.replace(".", "").replace("e-", "").isdigit()) >= 4  # tick values
 
 
 def test_flags_reach_the_settings():

@@ -8,12 +8,13 @@ rasterizer into the cameras' background images).
     blender --background --python tools/demo.py -- [--steps N]
 
 Writes OUT/: view_NN.png (target | before | after | |difference|),
-loss.csv, loss.png, summary.json, result.blend.
+loss.csv, loss.svg (labelled plot), loss.png, summary.json, result.blend.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -100,15 +101,87 @@ def save_png(pixels: np.ndarray, path: Path) -> None:
     path.write_bytes(scene_setup.encode_png(pixels))
 
 
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list:
+    """Round values (1, 2, 5 times a power of ten apart) covering [lo, hi]."""
+    span = hi - lo if hi > lo else abs(lo) or 1.0
+    raw = span / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def log_ticks(lo: float, hi: float) -> list:
+    """Tick values for a log axis over [lo, hi] (positive): decades, or round
+    values when the range is under a decade."""
+    a, b = math.log10(lo), math.log10(hi)
+    if b - a >= 1:
+        return [10.0 ** e for e in nice_ticks(math.ceil(a), math.floor(b)) if e == int(e)]
+    return [v for v in nice_ticks(lo, hi) if v > 0]
+
+
+def _log_range(values) -> tuple:
+    v = np.log10(np.maximum(np.asarray(values, np.float64), 1e-12))
+    lo, hi = float(v.min()), float(v.max())
+    return v, lo, (hi if hi > lo else lo + 1)
+
+
+def plot_svg(steps: list, values: list, width: int = 640, height: int = 360) -> str:
+    """The loss curve as an SVG: log-scale loss against step, with axes,
+    ticks, values and labels."""
+    left, right, top, bottom = 80, 20, 30, 50
+    pw, ph = width - left - right, height - top - bottom
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{left + pw / 2}" y="18" text-anchor="middle" font-size="14">'
+           'SGE Optimizer: loss per step</text>']
+    if len(values) >= 2:
+        v, lo, hi = _log_range(values)
+        s0, s1 = min(steps), max(steps) if max(steps) > min(steps) else min(steps) + 1
+
+        def x(step):
+            return left + (step - s0) / (s1 - s0) * pw
+
+        def y(log_value):
+            return top + (1 - (log_value - lo) / (hi - lo)) * ph
+
+        for t in log_ticks(10 ** lo, 10 ** hi):
+            ty = y(math.log10(t))
+            out.append(f'<line x1="{left}" y1="{ty:.1f}" x2="{left + pw}" y2="{ty:.1f}" stroke="#ddd"/>')
+            out.append(f'<line x1="{left - 5}" y1="{ty:.1f}" x2="{left}" y2="{ty:.1f}" stroke="black"/>')
+            out.append(f'<text x="{left - 8}" y="{ty + 4:.1f}" text-anchor="end">{t:.3g}</text>')
+        for t in nice_ticks(s0, s1):
+            tx = x(t)
+            out.append(f'<line x1="{tx:.1f}" y1="{top + ph}" x2="{tx:.1f}" y2="{top + ph + 5}" stroke="black"/>')
+            out.append(f'<text x="{tx:.1f}" y="{top + ph + 18}" text-anchor="middle">{t:g}</text>')
+        points = " ".join(f"{x(s):.1f},{y(lv):.1f}" for s, lv in zip(steps, v))
+        out.append(f'<polyline points="{points}" fill="none" stroke="#1a4dcc" stroke-width="1.5"/>')
+    out += [f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="black"/>',
+            f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="black"/>',
+            f'<text x="{left + pw / 2}" y="{height - 10}" text-anchor="middle">step</text>',
+            f'<text x="16" y="{top + ph / 2}" text-anchor="middle" '
+            f'transform="rotate(-90 16 {top + ph / 2})">loss (mean squared error, log scale)</text>',
+            "</svg>"]
+    return "\n".join(out) + "\n"
+
+
 def plot_curve(values: list, width: int = 480, height: int = 240) -> np.ndarray:
-    """A log-scale line plot as an RGBA array (no plotting library needed)."""
+    """The same log-scale plot as an RGBA array, with axes and tick marks at
+    the SVG's ticks (no text: loss.svg has the values)."""
     img = np.ones((height, width, 4), np.float32)
     img[[8, height - 9], 8:width - 8, :3] = 0.6
     img[8:height - 8, [8, width - 9], :3] = 0.6
     if len(values) < 2:
         return img
-    v = np.log10(np.maximum(np.asarray(values, np.float64), 1e-12))
-    lo, hi = v.min(), v.max() if v.max() > v.min() else v.min() + 1
+    v, lo, hi = _log_range(values)
+    for t in log_ticks(10 ** lo, 10 ** hi):  # grid line and tick per labelled value
+        row = int(10 + (math.log10(t) - lo) / (hi - lo) * (height - 21))
+        img[row, 9:width - 9, :3] = 0.88
+        img[row, 3:9, :3] = 0.3
+    for t in nice_ticks(0, len(values) - 1):
+        col = int(10 + t / max(len(values) - 1, 1) * (width - 21))
+        img[3:9, col, :3] = 0.3
     xs = np.linspace(10, width - 11, len(v))
     ys = 10 + (v - lo) / (hi - lo) * (height - 21)  # bottom-up rows
     for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
@@ -132,6 +205,7 @@ def write_outputs(run: OptimizationRun, before_renders: list, out: Path) -> None
         for step, loss in run.loss_history:
             f.write(f"{step},{loss:.8g}\n")
     save_png(plot_curve([loss for _, loss in run.loss_history]), out / "loss.png")
+    (out / "loss.svg").write_text(plot_svg([s for s, _ in run.loss_history], [v for _, v in run.loss_history]))
 
 
 def main(argv=None) -> int:
@@ -157,6 +231,7 @@ def main(argv=None) -> int:
         run.sample_loss()
         print(progress_text(run.progress()), file=sys.stderr)
     summary = run.finish()
+    print(progress_text(run.progress()), file=sys.stderr)  # the last step, after its loss was read
     summary["demo_seconds"] = time.perf_counter() - t0
     write_outputs(run, before, args.out)
     with open(args.out / "summary.json", "w") as f:
