@@ -42,6 +42,9 @@ CHECKPOINT_OFFSETS = gaussian_offsets(4)
 # start's divided by this: 4 filter samples score coverage to within a few
 # percent, and a coarse start's error falls several times over.
 SHAPE_MARGIN = 1.25
+# A checkpoint replaces the run's start only if its loss is below this
+# fraction of the start's.
+START_MARGIN = 0.9
 
 
 def jittered(view_projection: np.ndarray, dx: float, dy: float, width: int, height: int) -> np.ndarray:
@@ -173,6 +176,7 @@ class Engine:
         self.best_loss = math.inf  # of the parameters in each group's `best` copy
         self.best_step = None
         self._pending = None  # a checkpoint being scored a view at a time
+        self._start_step = None  # the first checkpoint's step
         self._last_checkpoint_loss = math.nan
         self.shape_kept = None  # joint fits: "fitted" or "start", chosen by choose_shape()
         self.start_positions = None
@@ -561,7 +565,16 @@ class Engine:
         p["done"](self._last_checkpoint_loss, p["step"])
 
     def _keep_if_best(self, loss: float, step: int) -> None:
-        if loss < self.best_loss:
+        # The start (the first checkpoint) is replaced only by a clear gain: a
+        # finished asset rerun must come back as it was, not nudged towards
+        # where our renders and the targets' engine differ.
+        if self.best_step is None:
+            self._start_step, beats = step, True
+        elif self.best_step == self._start_step:
+            beats = loss < START_MARGIN * self.best_loss
+        else:
+            beats = loss < self.best_loss
+        if beats:
             self.best_loss, self.best_step = loss, step
             for g in self._optimized_groups():
                 g.best, g.candidate = g.candidate, g.best

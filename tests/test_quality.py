@@ -130,3 +130,15 @@ def test_a_joint_fit_from_the_true_shape_keeps_it_exactly(backend):
         engine.step()
     assert engine.shape_kept == "start"
     np.testing.assert_array_equal(engine.positions(), mesh.positions)
+
+
+def test_the_start_is_replaced_only_by_a_clear_gain(backend):
+    mesh, _, targets = minified_scene(backend, views=2)
+    engine = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets), Settings(optimize_positions=False))
+    start = engine.checkpoint()
+    engine._keep_if_best(start * 0.95, 7)  # within the margin: noise, or our renderer's own bias
+    assert engine.best_step == 0
+    engine._keep_if_best(start * 0.5, 8)
+    assert engine.best_step == 8
+    engine._keep_if_best(start * 0.49, 9)  # past the start, any gain counts
+    assert engine.best_step == 9
