@@ -97,6 +97,10 @@ def report_line(summary: dict) -> str:
     line = (f"SGE: {summary['steps']} steps{stopped} in {summary['seconds']:.1f} s, PSNR "
             f"{summary['mean_psnr_before']:.2f} -> {summary['mean_psnr_after']:.2f} dB")
     notes = [scene_io.storage_note(summary["image"], summary.get("image_storage") or "")]
+    if summary.get("kept_step") == 0 and summary["steps"] > 0:
+        notes.append("kept the start: the run found no clear gain on the targets")
+    elif summary.get("kept_step") not in (None, summary["steps"]):
+        notes.append(f"kept step {summary['kept_step']}, the best scored")
     if summary.get("shape_key") and summary["settings"].get("optimize_positions"):
         notes.append(f"positions written to shape key '{summary['shape_key']}'")
     return ". ".join([line] + [n for n in notes if n])

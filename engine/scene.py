@@ -102,6 +102,7 @@ class Settings:
     # then the colour differences too (detail that silhouettes do not show).
     silhouette_fraction: float = 0.4
     keep_best: bool = True  # hand back the best parameters seen at the checkpoints
+    start_margin_db: float = 2.0  # ... but replace the start only when this much better on the targets
     check_every: int = 0  # steps between checkpoints; 0: about 20 per run
 
     ESTIMATORS = ("per_pixel", "full_image")
@@ -132,6 +133,8 @@ class Settings:
             raise ValueError(f"smoothness must be >= 0, got {self.smoothness}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr decay must lie in (0, 1], got {self.lr_decay}")
+        if not (np.isfinite(self.start_margin_db) and self.start_margin_db >= 0):
+            raise ValueError(f"start margin must be >= 0 dB, got {self.start_margin_db}")
         if self.warmup_steps < 0 or self.check_every < 0:
             raise ValueError("warm-up steps and check interval must be >= 0")
         if not 0 <= self.shape_fraction <= 1:

@@ -37,7 +37,7 @@ def footprint_texels(backend, mesh, cam) -> set:
             for x, y in zip(xs, ys)}
 
 
-def touched_fraction(backend, antialias: bool, substeps: int = 256) -> float:
+def touched_fraction(backend, antialias: bool, substeps: int = 1024) -> float:
     mesh, cams, targets = minified_scene(backend, views=1)
     engine = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets),
                     Settings(optimize_positions=False, antialias=antialias))
@@ -51,8 +51,9 @@ def touched_fraction(backend, antialias: bool, substeps: int = 256) -> float:
 
 def test_jitter_charges_every_texel_in_the_pixel_footprints(backend):
     """At ~4 texels per pixel, pixel-centre samples read a fraction of the
-    texels; jittered ones reach (nearly) all of them (the rest lie where a
-    pixel spans dozens of texels, at grazing angles)."""
+    texels; jittered ones reach (nearly) all of them over the sub-steps (the
+    rest lie in pixel corners, which the Gaussian filter rarely samples, and
+    where a pixel spans dozens of texels, at grazing angles)."""
     centre = touched_fraction(backend, antialias=False)
     jittered = touched_fraction(backend, antialias=True)
     assert centre < 0.5, centre
@@ -136,7 +137,7 @@ def test_the_start_is_replaced_only_by_a_clear_gain(backend):
     mesh, _, targets = minified_scene(backend, views=2)
     engine = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets), Settings(optimize_positions=False))
     start = engine.checkpoint()
-    engine._keep_if_best(start * 0.95, 7)  # within the margin: noise, or our renderer's own bias
+    engine._keep_if_best(start * 0.7, 7)  # within 2 dB: noise, or our renderer's own bias
     assert engine.best_step == 0
     engine._keep_if_best(start * 0.5, 8)
     assert engine.best_step == 8

@@ -259,6 +259,7 @@ class Result:
     iou_after: float
     kept_step: int | None
     shape_kept: str | None = None  # joint fits: "start" or "fitted"
+    tool_psnr: tuple = ()  # the run's own target-view PSNR (our renders), before and after
     trace: list = field(default_factory=list)  # (fit seconds, held-out PSNR)
 
     def seconds_to(self, db: float) -> float | None:
@@ -358,7 +359,7 @@ def run_case(case: Case, settings: Settings | None = None, snapshots: int = 8, l
         trace.append((fit_seconds, held_after))
         return Result(case, fit_seconds, summary["steps"], target_before, target_after, held_before,
                       held_after, iou_before, iou_after, summary.get("kept_step"), summary.get("shape_kept"),
-                      trace)
+                      (summary["mean_psnr_before"], summary["mean_psnr_after"]), trace)
 
 
 # The benchmark's cases: meshes, textures, minification, camera counts, starts.

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sub-pixel jitter per step and antialiased scoring (default: on)")
     p.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=d.keep_best,
                    help="hand back the best parameters seen, never worse than the start (default: on)")
+    p.add_argument("--start-margin-db", type=float, default=d.start_margin_db,
+                   help="with --keep-best, replace the start only when this much better on the targets")
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
                    help="learning rates rise linearly over this many updates")
     p.add_argument("--shape-fraction", type=float, default=d.shape_fraction,
@@ -104,6 +106,7 @@ def settings_from_args(args):
         estimator=args.estimator, views_per_step=args.views_per_step, smoothness=args.smoothness,
         seed=args.seed, write_back_every=args.write_back_every, alternate_groups=args.alternate_groups,
         antialias=args.antialias, keep_best=args.keep_best, warmup_steps=args.warmup_steps,
+        start_margin_db=args.start_margin_db,
         shape_fraction=args.shape_fraction, silhouette_fraction=args.silhouette_fraction)
 
 
@@ -191,6 +194,8 @@ def run(argv) -> int:
 def kept_note(summary: dict) -> str:
     """', kept step K' when the run handed back an earlier checkpoint than its last step."""
     kept = summary.get("kept_step")
+    if kept == 0:
+        return ", kept the start: no clear gain"
     return f", kept step {kept}" if kept is not None and kept != summary["steps"] else ""
 
 
