@@ -60,6 +60,19 @@ def new_image(name: str, pixels: np.ndarray, linear: bool = False):
     return image
 
 
+def apply_subdivision(obj, levels: int) -> None:
+    """Replace `obj`'s mesh by its Catmull-Clark subdivision (UVs kept)."""
+    mod = obj.modifiers.new("Subdivision", "SUBSURF")
+    mod.levels = mod.render_levels = levels
+    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    mesh = bpy.data.meshes.new_from_object(evaluated)
+    obj.modifiers.remove(mod)
+    old = obj.data
+    obj.data = mesh
+    mesh.name = obj.name
+    bpy.data.meshes.remove(old)
+
+
 def textured_material(name: str, image):
     """A material whose Principled BSDF Base Color is the Image Texture `image`."""
     mat = bpy.data.materials.new(name)

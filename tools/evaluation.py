@@ -105,18 +105,6 @@ def _displace(obj, amplitude: float, frequency: float) -> None:
     mesh.update()
 
 
-def _apply_subdivision(obj, levels: int) -> None:
-    mod = obj.modifiers.new("Subdivision", "SUBSURF")
-    mod.levels = mod.render_levels = levels
-    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    mesh = bpy.data.meshes.new_from_object(evaluated)
-    obj.modifiers.remove(mod)
-    old = obj.data
-    obj.data = mesh
-    mesh.name = obj.name
-    bpy.data.meshes.remove(old)
-
-
 def torus(name: str) -> object:
     obj = _new_object(name, lambda: bpy.ops.mesh.primitive_torus_add(
         major_segments=48, minor_segments=18, major_radius=1.0, minor_radius=0.4, generate_uvs=True))
@@ -126,7 +114,7 @@ def torus(name: str) -> object:
 
 def suzanne(name: str) -> object:
     obj = _new_object(name, lambda: bpy.ops.mesh.primitive_monkey_add(size=2.0, calc_uvs=True))
-    _apply_subdivision(obj, 1)
+    scene_setup.apply_subdivision(obj, 1)
     return obj
 
 
