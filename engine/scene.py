@@ -102,7 +102,8 @@ class Settings:
     # then the colour differences too (detail that silhouettes do not show).
     silhouette_fraction: float = 0.4
     keep_best: bool = True  # hand back the best parameters seen at the checkpoints
-    start_margin_db: float = 2.0  # ... but replace the start only when this much better on the targets
+    # ... but replace a start that already fits (30 dB) only when this much better
+    start_margin_db: float = 2.0
     check_every: int = 0  # steps between checkpoints; 0: about 20 per run
 
     ESTIMATORS = ("per_pixel", "full_image")

@@ -74,10 +74,11 @@ def smoothed_copy(obj, name: str, iterations: int, factor: float = 0.5):
     return copy
 
 
-def build_scene(cameras: int = 12, resolution: int = 256, texture_size: int = 256):
-    """Reference Suzanne (textured), source: the same mesh smoothed (a coarse
-    start: features melted, ears shrunk) with a flat grey texture, cameras
-    with targets."""
+def build_scene(cameras: int = 12, resolution: int = 256, texture_size: int = 256, smoothed: bool = False):
+    """Reference Suzanne (textured), source with a flat grey texture, cameras
+    with targets. The source is a UV sphere (the tests' scene), or with
+    `smoothed` the reference's mesh smoothed (the demo: a coarse start with
+    features melted and ears shrunk, same topology and UVs)."""
     bpy.ops.wm.read_homefile(use_empty=True, app_template="")
     scene = bpy.context.scene
     scene.render.resolution_x = scene.render.resolution_y = resolution
@@ -86,7 +87,11 @@ def build_scene(cameras: int = 12, resolution: int = 256, texture_size: int = 25
     scene_setup.apply_subdivision(reference, 1)
     reference.data.materials.append(scene_setup.textured_material(
         "Reference", scene_setup.new_image("Reference Albedo", colourful_texture(texture_size))))
-    source = smoothed_copy(reference, "Source", iterations=30)
+    if smoothed:
+        source = smoothed_copy(reference, "Source", iterations=30)
+    else:
+        source = _mesh_from_ops(bpy.ops.mesh.primitive_uv_sphere_add, "Source", segments=32,
+                                ring_count=16, radius=0.9)
     source.data.materials.append(scene_setup.textured_material(
         "Source", scene_setup.new_image("Source Albedo", flat_texture(texture_size))))
     collection = scene_setup.add_cameras_around(reference, cameras, "Targets")
@@ -236,7 +241,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    source, collection = build_scene(args.cameras, args.resolution, args.texture_size)
+    source, collection = build_scene(args.cameras, args.resolution, args.texture_size, smoothed=True)
     settings = Settings(steps=args.steps)  # otherwise the defaults a user gets
     run = OptimizationRun(source, collection, settings, resolution=args.resolution)
     run.start()
