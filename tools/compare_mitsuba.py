@@ -98,8 +98,10 @@ def run_sge(backend, task: dict, kind: str, seconds: float, snapshots: int) -> d
 
     def settings(steps):
         # Learning rates fall to 10 % over the budget, as mitsuba_fit.py's do.
+        # This task's targets and both peers' renders are pixel-centre samples
+        # (no jitter), and its snapshots are the raw steps (no checkpoints).
         return Settings(optimize_positions=(kind == "joint"), optimize_texture=True, steps=steps,
-                        lr_decay=LR_DECAY, **tuned)
+                        lr_decay=LR_DECAY, antialias=False, keep_best=False, **tuned)
 
     engine = Engine(backend, scene_arrays(task), settings(10**6))
     engine.step()  # shader compilation happens here, as in Mitsuba's first iteration
