@@ -175,6 +175,7 @@ class Engine:
         self._rng = np.random.default_rng(settings.seed)
         self._jitter_rng = np.random.default_rng([settings.seed, 1])
         self.timings = None  # set to a dict to collect per-pass times (synchronising)
+        self.stratum = -1  # the texel stratum of the current sub-step (texture_stratum)
         self.best_loss = math.inf  # of the parameters in each group's `best` copy
         self.best_step = None
         self._pending = None  # a checkpoint being scored a view at a time
@@ -261,7 +262,7 @@ class Engine:
                       "albedo": tex.candidate if candidate and tex.enabled else tex.theta},
             constants={"view_projection": view_projection,
                        "texture_key": tex.key(self.settings.seed, substep), "texture_eps": texture_eps,
-                       "texture_srgb": int(self.scene.texture_srgb)})
+                       "texture_srgb": int(self.scene.texture_srgb), "texture_stratum": self.stratum})
 
     def accumulate_gradient(self, substep: int, slot: int, view_index: int) -> None:
         pos, tex, s = self.positions_group, self.texture_group, self.settings
@@ -291,7 +292,7 @@ class Engine:
                       "target": self.targets[view_index], "triangles": self.triangles},
             constants={"key_pos": pos.key(s.seed, substep), "key_tex": tex.key(s.seed, substep),
                        "slot": slot, "flags": flags, "image_size": (self.width, self.height),
-                       "tex_size": self.texture_size, "pos_width": pos.width})
+                       "tex_size": self.texture_size, "pos_width": pos.width, "tex_stratum": self.stratum})
         self.loss_substeps += 1
 
     def shape_end(self) -> int | None:
@@ -335,6 +336,15 @@ class Engine:
             self._copy(self.positions_group, self.start_positions, self.positions_group.theta)
         self.shape_kept = "start" if start else "fitted"
 
+    def texture_stratum(self, slot: int) -> int:
+        """The texel parity class sub-step `slot` of this step perturbs and
+        charges (-1: all), counted over the texture's own steps so that
+        alternating groups still visit all four."""
+        strata = self.settings.texture_strata
+        if strata == 1:
+            return -1
+        return (self.texture_group.updates * self.settings.views_per_step + slot) % strata
+
     def silhouette_only(self) -> bool:
         """Whether vertices are charged coverage differences only at this step:
         during the first `silhouette_fraction` of a joint fit's steps."""
@@ -369,6 +379,8 @@ class Engine:
             warmup = min(1.0, t / s.warmup_steps) if s.warmup_steps > 0 else 1.0
             flags = K.ADAM_CLAMP01 if g.clamp01 else 0
             scale = 1.0 / (2.0 * g.eps * substeps * pixels)
+            if g is self.texture_group:
+                scale *= s.texture_strata  # a texel is perturbed in 1 sub-step of `strata`
             if s.estimator == "full_image":
                 flags |= K.FLAG_FULL_IMAGE
             elif s.normalize == "count":
@@ -422,6 +434,7 @@ class Engine:
             jitter = np.clip(self._jitter_rng.normal(0.0, FILTER_SIGMA, 2), -FILTER_RADIUS, FILTER_RADIUS)
             offset = (float(jitter[0]), float(jitter[1]))
         self._timed("P", self.perturb, substep)
+        self.stratum = self.texture_stratum(slot)
         self._timed("R+", self.rasterize, self.render_plus, view_index, 1, substep, offset)
         self._timed("R-", self.rasterize, self.render_minus, view_index, -1, substep, offset)
         self._timed("G", self.accumulate_gradient, substep, slot, view_index)

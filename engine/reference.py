@@ -46,20 +46,28 @@ def to_fixed(value) -> np.ndarray:
     return np.floor(v * np.float32(FIXED_SCALE) + np.float32(0.5)).astype(np.int64)
 
 
-def signs_for(theta: np.ndarray, count: int, key: int) -> np.ndarray:
-    """(rows, width, 3) signs of the xyz/RGB channels; 0 past `count`."""
+def in_stratum(x, y, stratum: int):
+    """common.glsl's in_stratum: parity class (x & 1) + 2 (y & 1), or all if < 0."""
+    return (stratum < 0) | (((np.asarray(x) & 1) + 2 * (np.asarray(y) & 1)) == stratum)
+
+
+def signs_for(theta: np.ndarray, count: int, key: int, stratum: int = -1) -> np.ndarray:
+    """(rows, width, 3) signs of the xyz/RGB channels; 0 past `count` and
+    outside `stratum`."""
     rows, width = theta.shape[:2]
     i = np.arange(rows * width).reshape(rows, width)
     s = perturbation_signs(key, i)
     s[i >= count] = 0.0
+    y, x = np.divmod(i, width)
+    s[~in_stratum(x, y, stratum)] = 0.0
     return s
 
 
 # P -------------------------------------------------------------------------
-def perturb(theta, count, eps, key):
+def perturb(theta, count, eps, key, stratum=-1):
     """theta +- eps * s: P for positions, and what R+ / R- fetch for textures."""
     delta = np.zeros_like(theta, dtype=np.float32)
-    delta[..., :3] = np.float32(eps) * signs_for(theta, count, key)
+    delta[..., :3] = np.float32(eps) * signs_for(theta, count, key, stratum)
     return theta + delta, theta - delta
 
 
@@ -153,7 +161,8 @@ def rasterize(positions, triangles, corner_uvs, view_projection, albedo, width, 
 # G -------------------------------------------------------------------------
 def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_minus, target,
                         triangles, vertex_count, tex_size, key_pos, key_tex,
-                        positions=True, texture=True, full_image=False, silhouette=False, srgb_loss=False):
+                        positions=True, texture=True, full_image=False, silhouette=False, srgb_loss=False,
+                        tex_stratum=-1):
     """Fixed-point accumulators as the GPU leaves them (in units of dL)."""
     tw, th = tex_size
     out = {"positions": np.zeros((vertex_count, 3), np.int64),
@@ -200,6 +209,8 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
                             if q not in texels:
                                 texels.append(q)
                 for qx, qy in texels:
+                    if not in_stratum(qx, qy, tex_stratum):
+                        continue
                     i = qy * tw + qx
                     s = perturbation_signs(key_tex, i)
                     out["texture"][qy, qx] += to_fixed(dl_channel[y, x, :3] * s)

@@ -92,6 +92,10 @@ class Settings:
     write_back_every: int = 0  # steps between write-backs to Blender; 0: only at the end
     # Sub-pixel jitter of each step's renders, and antialiased evaluations.
     antialias: bool = True
+    # 4: each sub-step perturbs one of the texture's four (x, y) parity
+    # classes, so a pixel's bilinear footprint holds one perturbed texel and
+    # its loss difference is charged to that texel alone; 1: every texel.
+    texture_strata: int = 4
     warmup_steps: int = 20  # learning rates rise linearly over each group's first updates
     # Joint fits: positions are updated (alternating with the texture) during
     # this first fraction of the steps, then only the texture, which settles
@@ -136,6 +140,8 @@ class Settings:
             raise ValueError(f"lr decay must lie in (0, 1], got {self.lr_decay}")
         if not (np.isfinite(self.start_margin_db) and self.start_margin_db >= 0):
             raise ValueError(f"start margin must be >= 0 dB, got {self.start_margin_db}")
+        if self.texture_strata not in (1, 4):
+            raise ValueError(f"texture strata must be 1 or 4, got {self.texture_strata}")
         if self.warmup_steps < 0 or self.check_every < 0:
             raise ValueError("warm-up steps and check interval must be >= 0")
         if not 0 <= self.shape_fraction <= 1:

@@ -124,7 +124,7 @@ RASTERIZE = KernelSpec(
     fragment_sources=("rasterize_frag.glsl",),
     samplers=(Sampler(0, "FLOAT_2D", "positions"), Sampler(1, "FLOAT_2D", "albedo")),
     push_constants=(("MAT4", "view_projection"), ("INT", "texture_key"), ("FLOAT", "texture_eps"),
-                    ("INT", "texture_srgb")),
+                    ("INT", "texture_srgb"), ("INT", "texture_stratum")),
     vertex_inputs=((0, "INT", "vertex_index"), (1, "VEC2", "corner_uv")),
     interface=(("flat", "INT", "triangle_id"), ("smooth", "VEC2", "uv")),
     fragment_outputs=((0, "VEC4", "out_color"), (1, "INT", "out_id"),
@@ -145,7 +145,7 @@ ACCUMULATE_GRADIENT = KernelSpec(
               Sampler(6, "FLOAT_2D", "target"), Sampler(7, "FLOAT_2D", "triangles")),
     push_constants=(("INT", "key_pos"), ("INT", "key_tex"), ("INT", "slot"),
                     ("INT", "flags"), ("IVEC2", "image_size"), ("IVEC2", "tex_size"),
-                    ("INT", "pos_width")),
+                    ("INT", "pos_width"), ("INT", "tex_stratum")),
     defines=_FIXED,
 )
 

@@ -88,7 +88,7 @@ void charge_texels(int id_p, int id_m, ivec2 p, vec3 dl)
       bool valid = j < 4 ? has_a : has_b;
       seen = seen || (valid && all(equal(q, j < 4 ? corner(a0, a1, j) : corner(b0, b1, j - 4))));
     }
-    if (!seen) {
+    if (!seen && in_stratum(q, tex_stratum)) {
       charge_texel(q, dl);
     }
   }

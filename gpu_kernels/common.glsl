@@ -47,6 +47,15 @@ vec4 encode_srgb(vec4 c)
   return vec4(s * c.a, c.a);
 }
 
+// Texel strata: a step perturbs and charges one of the four (x, y) parity
+// classes of a texture, so each bilinear footprint (2 x 2 texels) holds one
+// perturbed texel and a pixel's loss difference is that texel's alone.
+// stratum < 0: every texel.
+bool in_stratum(ivec2 t, int stratum)
+{
+  return stratum < 0 || ((t.x & 1) + 2 * (t.y & 1)) == stratum;
+}
+
 int to_fixed(float value)
 {
   return int(floor(clamp(value, -64.0, 64.0) * FIXED_SCALE + 0.5));

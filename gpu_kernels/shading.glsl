@@ -18,7 +18,7 @@ vec3 srgb_to_linear(vec3 c)
 vec4 albedo_texel(ivec2 t, int width)
 {
   vec4 c = texelFetch(albedo, t, 0);
-  if (texture_eps != 0.0) {
+  if (texture_eps != 0.0 && in_stratum(t, texture_stratum)) {
     c.rgb += texture_eps * perturbation_signs(uint(texture_key), t.y * width + t.x);
   }
   if (texture_srgb != 0) {

@@ -83,10 +83,12 @@ def test_rasterize_matches_reference(backend, srgb):
     assert np.all(gpu["color"][ids == 0] == 0)
 
 
-@pytest.mark.parametrize("estimator,silhouette,srgb", [("per_pixel", False, False), ("per_pixel", True, False),
-                                                        ("per_pixel", False, True), ("full_image", False, False)])
-def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, srgb):
-    engine = small_engine(backend, estimator=estimator, silhouette_fraction=1.0 if silhouette else 0.0)
+@pytest.mark.parametrize("estimator,silhouette,srgb,strata", [
+    ("per_pixel", False, False, 4), ("per_pixel", True, False, 4), ("per_pixel", False, True, 1),
+    ("full_image", False, False, 1)])
+def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, srgb, strata):
+    engine = small_engine(backend, estimator=estimator, silhouette_fraction=1.0 if silhouette else 0.0,
+                          texture_strata=strata)
     assert engine.silhouette_only() == silhouette
     target = engine.scene.views[2].target
     if srgb:  # the loss of an sRGB texture's fit compares sRGB-encoded values
@@ -105,7 +107,9 @@ def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, s
         target, mesh.triangles, len(mesh.positions), engine.texture_size,
         key_pos=ref.perturbation_key(0, 3, engine.positions_group.salt),
         key_tex=ref.perturbation_key(0, 3, engine.texture_group.salt),
-        full_image=(estimator == "full_image"), silhouette=silhouette, srgb_loss=srgb)
+        full_image=(estimator == "full_image"), silhouette=silhouette, srgb_loss=srgb,
+        tex_stratum=engine.stratum)
+    assert engine.stratum == (0 if strata == 4 else -1)
     resolution = 4.0 / K.FIXED_SCALE  # a few counts per contribution (float32 dL rounding)
     if estimator == "full_image":
         assert got["global"][0] == pytest.approx(want["full"], abs=W * H * resolution)
@@ -154,7 +158,8 @@ def test_adam_step_matches_reference(backend):
         reg = regularizer if name == "positions" else None
         theta, m, v = ref.adam_step(
             *before[name], grad, count, t=1, lr=g.lr * engine.settings.lr_decay ** (1 / engine.settings.steps)
-            / engine.settings.warmup_steps, grad_scale=1.0 / (2 * g.eps * W * H),
+            / engine.settings.warmup_steps,
+            grad_scale=(engine.settings.texture_strata if g is engine.texture_group else 1) / (2 * g.eps * W * H),
             beta1=0.9, beta2=0.99, clamp01=g.clamp01, regularizer=reg,
             reg_weight=engine.regularizer_weight if reg is not None else 0.0)
         np.testing.assert_allclose(backend.read(g.theta), theta, atol=1e-5)

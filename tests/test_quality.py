@@ -40,9 +40,10 @@ def footprint_texels(backend, mesh, cam) -> set:
 def touched_fraction(backend, antialias: bool, substeps: int = 1024) -> float:
     mesh, cams, targets = minified_scene(backend, views=1)
     engine = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets),
-                    Settings(optimize_positions=False, antialias=antialias))
+                    Settings(optimize_positions=False, antialias=antialias, texture_strata=1))
     engine.clear_gradients()
     for j in range(substeps):
+        engine.texture_group.updates = j  # the texel stratum cycles with the texture's steps
         engine.substep(j, 0, 0)
     counts = engine.read_gradients()["texture_count"]
     footprint = footprint_texels(backend, mesh, cams[0])
