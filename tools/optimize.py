@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="joint fits: positions on even steps, texture on odd ones (default: on)")
     p.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=d.antialias,
                    help="sub-pixel jitter per step and antialiased scoring (default: on)")
+    p.add_argument("--texture-strata", type=int, choices=(1, 4), default=d.texture_strata,
+                   help="4: each sub-step perturbs one texel parity class of four; 1: every texel")
     p.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=d.keep_best,
                    help="hand back the best parameters seen, never worse than the start (default: on)")
     p.add_argument("--start-margin-db", type=float, default=d.start_margin_db,
@@ -106,7 +108,7 @@ def settings_from_args(args):
         estimator=args.estimator, views_per_step=args.views_per_step, smoothness=args.smoothness,
         seed=args.seed, write_back_every=args.write_back_every, alternate_groups=args.alternate_groups,
         antialias=args.antialias, keep_best=args.keep_best, warmup_steps=args.warmup_steps,
-        start_margin_db=args.start_margin_db,
+        start_margin_db=args.start_margin_db, texture_strata=args.texture_strata,
         shape_fraction=args.shape_fraction, silhouette_fraction=args.silhouette_fraction)
 
 
