@@ -85,7 +85,8 @@ def test_optimize_api_in_edit_mode_goes_back_at_once(scene):
     obj = bpy.data.objects["Source"]
     edit_mode(obj)
     original = state_any_mode()
-    summary = optimize(obj, properties.get(scene).cameras, Settings(steps=5), resolution=32)
+    # No keep-best or warm-up: 5 steps must change the 8-bit pixels; this checks the mode round trip
+    summary = optimize(obj, properties.get(scene).cameras, Settings(steps=5, keep_best=False, warmup_steps=0), resolution=32)
     assert summary["steps"] == 5 and obj.mode == "EDIT"
     result = state_any_mode()
     assert_changed(result, original)
