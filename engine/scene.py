@@ -108,7 +108,7 @@ class Settings:
     keep_best: bool = True  # hand back the best parameters seen at the checkpoints
     # ... but replace a start that already fits (30 dB) only when this much better
     start_margin_db: float = 2.0
-    check_every: int = 0  # steps between checkpoints; 0: about 20 per run
+    check_every: int = 0  # steps between checkpoints; 0: about 10 per run
 
     ESTIMATORS = ("per_pixel", "full_image")
     NORMALIZATIONS = ("pixels", "count")
@@ -152,7 +152,7 @@ class Settings:
             raise ValueError("Adam betas must lie in [0, 1)")
 
     def checkpoint_interval(self) -> int:
-        return self.check_every or max(5, self.steps // 20)
+        return self.check_every or max(5, self.steps // 10)
 
     @classmethod
     def field_names(cls) -> list:
