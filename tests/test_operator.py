@@ -404,3 +404,20 @@ def test_operator_in_the_background_prints_progress_and_warnings(scene, capfd):
     out = capfd.readouterr()
     assert "SGE Optimizer: step 25/30" in out.err and "SGE Optimizer: step 30/30" in out.err
     assert f"camera '{away.name}' sees none of 'Source'" in out.out + out.err
+
+
+def test_quality_preset_sets_steps_resolution_and_views(scene):
+    """Choosing a preset in the panel sets the fields it covers; they stay editable,
+    and the panel's defaults are the Standard preset (what Settings() runs)."""
+    from sge_optimizer.engine import QUALITY_PRESETS
+
+    props = properties.get(bpy.context.scene)
+    for name, preset in QUALITY_PRESETS.items():
+        props.quality = name.upper()
+        assert (props.steps, props.resolution, props.views_per_step) == (
+            preset["steps"], preset["resolution"], preset["views_per_step"])
+    props.steps = 123  # still editable after a preset
+    assert properties.to_settings(props).steps == 123
+    fresh = bpy.data.scenes.new("fresh").sge_optimizer
+    assert fresh.quality == "STANDARD" and fresh.steps == Settings().steps == QUALITY_PRESETS["standard"]["steps"]
+    assert properties.to_settings(fresh).lr_decay == pytest.approx(Settings().lr_decay)  # float32 property
