@@ -15,8 +15,18 @@ _STANDARD = quality_preset(DEFAULT_QUALITY)
 
 def _apply_quality(self, _context) -> None:
     """Choosing a preset sets the fields it covers; they stay editable."""
-    for name, value in quality_preset(self.quality.lower()).items():
+    joint = self.optimize_positions and self.optimize_texture
+    for name, value in quality_preset(self.quality.lower(), joint).items():
         setattr(self, name, value)
+
+
+def _follow_quality(self, _context) -> None:
+    """Switching between a joint and a one-group fit moves Steps to the
+    preset's count for it, unless the user set Steps by hand."""
+    name = self.quality.lower()
+    if self.steps in (quality_preset(name, True)["steps"], quality_preset(name, False)["steps"]):
+        joint = self.optimize_positions and self.optimize_texture
+        self.steps = quality_preset(name, joint)["steps"]
 
 
 def _is_mesh(_self, obj) -> bool:
@@ -35,7 +45,7 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
         description="Textured mesh rendered into the cameras' backgrounds by Capture Targets")
 
     optimize_positions: BoolProperty(
-        name="Positions", default=_DEFAULTS.optimize_positions,
+        name="Positions", default=_DEFAULTS.optimize_positions, update=_follow_quality,
         description="Optimize the vertex positions")
     lr_positions: FloatProperty(
         name="Learning Rate", default=0.0, min=0.0, soft_max=0.1, precision=5, step=0.01,
@@ -45,7 +55,7 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
         name="\u03b5", default=0.0, min=0.0, soft_max=0.1, precision=5, step=0.01,
         description="Position perturbation size in world units; 0: automatic (about one pixel)")
     optimize_texture: BoolProperty(
-        name="Base Color", default=_DEFAULTS.optimize_texture,
+        name="Base Color", default=_DEFAULTS.optimize_texture, update=_follow_quality,
         description="Optimize the base-colour image")
     lr_texture: FloatProperty(
         name="Learning Rate", default=_DEFAULTS.lr_texture, min=1e-6, soft_max=0.5, precision=4,
@@ -57,8 +67,9 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
     quality: EnumProperty(
         name="Quality", default=DEFAULT_QUALITY.upper(), update=_apply_quality,
         description="Sets Steps, Resolution and Views per Step together (they stay editable)",
-        items=tuple((k.upper(), k.title(), f"{v['steps']} steps at {v['resolution']} px, "
-                     f"{v['views_per_step']} view(s) per step") for k, v in QUALITY_PRESETS.items()))
+        items=tuple((k.upper(), k.title(), f"{v['joint_steps']} steps ({v['steps']} for one group) at "
+                     f"{v['resolution']} px, {v['views_per_step']} view(s) per step")
+                    for k, v in QUALITY_PRESETS.items()))
     steps: IntProperty(name="Steps", default=_DEFAULTS.steps, min=1, soft_max=5000,
                        description="Number of optimization steps")
     lr_decay: FloatProperty(

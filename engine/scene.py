@@ -53,28 +53,34 @@ class SceneArrays:
 
 # Quality presets: steps, working resolution and schedule set together.
 # "standard" is what Settings() and the tools default to; each was measured
-# with tools/evaluate.py (see the README).
+# with tools/evaluate.py (see the README). A joint fit (positions and texture)
+# gets `joint_steps`: its groups take turns, so each gets about half.
 QUALITY_PRESETS = {
-    "draft": {"steps": 400, "resolution": 256, "views_per_step": 1},
-    "standard": {"steps": 1500, "resolution": 256, "views_per_step": 1},
-    "high": {"steps": 4000, "resolution": 384, "views_per_step": 1},
+    "draft": {"steps": 400, "joint_steps": 600, "resolution": 256, "views_per_step": 1},
+    "standard": {"steps": 1500, "joint_steps": 2000, "resolution": 256, "views_per_step": 1},
+    "high": {"steps": 4000, "joint_steps": 5000, "resolution": 384, "views_per_step": 1},
 }
 DEFAULT_QUALITY = "standard"
 
 
-def quality_preset(name: str) -> dict:
-    """The Settings fields (and "resolution") of a quality preset."""
+def quality_preset(name: str, joint: bool = True) -> dict:
+    """The Settings fields (and "resolution") of a quality preset, for a joint
+    fit or a single-group one."""
     try:
-        return dict(QUALITY_PRESETS[name])
+        preset = dict(QUALITY_PRESETS[name])
     except KeyError:
         raise ValueError(f"quality must be one of {tuple(QUALITY_PRESETS)}, got {name!r}") from None
+    joint_steps = preset.pop("joint_steps")
+    if joint:
+        preset["steps"] = joint_steps
+    return preset
 
 
 @dataclass
 class Settings:
     optimize_positions: bool = True
     optimize_texture: bool = True
-    steps: int = QUALITY_PRESETS[DEFAULT_QUALITY]["steps"]
+    steps: int = QUALITY_PRESETS[DEFAULT_QUALITY]["joint_steps"]  # the default fit is joint
     lr_positions: float | None = None  # world units per step; None: 0.2 % of the bounding diagonal
     lr_texture: float = 0.1
     eps_positions: float | None = None  # None: about one pixel of screen motion

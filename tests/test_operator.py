@@ -415,9 +415,16 @@ def test_quality_preset_sets_steps_resolution_and_views(scene):
     for name, preset in QUALITY_PRESETS.items():
         props.quality = name.upper()
         assert (props.steps, props.resolution, props.views_per_step) == (
-            preset["steps"], preset["resolution"], preset["views_per_step"])
-    props.steps = 123  # still editable after a preset
+            preset["joint_steps"], preset["resolution"], preset["views_per_step"])
+    props.optimize_positions = False  # one group: the preset's single-group steps
+    assert props.steps == QUALITY_PRESETS["high"]["steps"]
+    props.optimize_positions = True
+    assert props.steps == QUALITY_PRESETS["high"]["joint_steps"]
+    props.steps = 123  # still editable after a preset, and kept when the groups change
+    props.optimize_positions = False
+    assert props.steps == 123
     assert properties.to_settings(props).steps == 123
     fresh = bpy.data.scenes.new("fresh").sge_optimizer
-    assert fresh.quality == "STANDARD" and fresh.steps == Settings().steps == QUALITY_PRESETS["standard"]["steps"]
+    assert fresh.quality == "STANDARD"
+    assert fresh.steps == Settings().steps == QUALITY_PRESETS["standard"]["joint_steps"]
     assert properties.to_settings(fresh).lr_decay == pytest.approx(Settings().lr_decay)  # float32 property

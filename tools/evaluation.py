@@ -21,7 +21,7 @@ from mathutils import Matrix, Vector
 
 from sge_optimizer.addon import scene_io, scene_setup
 from sge_optimizer.addon.api import OptimizationRun
-from sge_optimizer.engine import Settings, psnr
+from sge_optimizer.engine import Settings, psnr, quality_preset
 from sge_optimizer.engine.synthetic import flat_texture
 
 # Textures ----------------------------------------------------------------------
@@ -307,8 +307,11 @@ class Scene:
 
 
 def settings_for(case: Case, settings: Settings | None) -> Settings:
-    s = settings or Settings()
-    s.optimize_positions = case.optimize == "both"
+    """`settings` (the Standard defaults when None, with the preset's steps
+    for the case's kind of fit, as tools/optimize.py gives) for `case`."""
+    joint = case.optimize == "both"
+    s = settings or Settings(steps=quality_preset("standard", joint)["steps"])
+    s.optimize_positions = joint
     s.optimize_texture = True
     return s
 
