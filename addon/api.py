@@ -109,13 +109,12 @@ class OptimizationRun:
         """Keep the best parameters seen (never worse than the start), write
         back, evaluate, and return the summary."""
         self.sample_loss()
-        self.after = self.engine.evaluate(keep_color=True)  # the overlay shows the renders
         self.kept_step = self.step
         if self.settings.keep_best:
             self.engine.checkpoint()
-            if self.engine.restore_best():
-                self.after = self.engine.evaluate(keep_color=True)
+            self.engine.restore_best()
             self.kept_step = self.engine.best_step
+        self.after = self.engine.evaluate(keep_color=True)  # the overlay shows the renders
         self.write_back()
         if self.settings.optimize_texture:  # last: abort() undoes it with _storage_before
             self._storage_before = scene_io.storage_state(self.inputs.image)

@@ -153,8 +153,8 @@ class Engine:
         # The loss compares in the texture's own encoding: sRGB for an sRGB
         # texture (renders blend in linear light, then G encodes them).
         self.loss_srgb = scene.texture_srgb
-        self.targets = [b.texture(self.width, self.height, "RGBA32F", self.loss_encoded(np.clip(v.target, 0, 1)))
-                        for v in scene.views]
+        self.loss_targets = [self.loss_encoded(np.clip(v.target, 0, 1)) for v in scene.views]  # as scored, once
+        self.targets = [b.texture(self.width, self.height, "RGBA32F", t) for t in self.loss_targets]
         self.render_plus = b.render_target(self.width, self.height)
         self.render_minus = b.render_target(self.width, self.height)
         self.global_acc = b.texture(K.MAX_VIEWS_PER_STEP, 2, "R32I")
@@ -180,8 +180,7 @@ class Engine:
         self.best_step = None
         self._pending = None  # a checkpoint being scored a view at a time
         self._start_step = None  # the first checkpoint's step
-        self._last_checkpoint_loss = math.nan
-        self.shape_kept = None  # joint fits: "fitted" or "start", chosen by choose_shape()
+        self.shape_kept = None  # joint fits: "fitted" or "start", chosen by begin_shape_choice()
         self.start_positions = None
         if self.shape_end() is not None:
             g = self.positions_group
@@ -324,12 +323,11 @@ class Engine:
         g = self.positions_group
 
         def fitted_scored(fitted: float, step: int) -> None:
-            self._copy(g, self.start_positions, g.candidate)
-            self._pending = {"step": step, "view": 0, "mse": [], "coverage": True,
-                             "done": lambda start, _step: self._keep_shape(start <= SHAPE_MARGIN * fitted)}
+            self._copy(g, self.start_positions, g.candidate)  # the same texture copy, the start's vertices
+            self._score_candidate(step, lambda start, _step: self._keep_shape(start <= SHAPE_MARGIN * fitted),
+                                  coverage=True)
 
-        self.begin_checkpoint(on_done=fitted_scored)
-        self._pending["coverage"] = True
+        self.begin_checkpoint(on_done=fitted_scored, coverage=True)
 
     def _keep_shape(self, start: bool) -> None:
         if start:  # positions no longer move, so the swap loses nothing
@@ -528,12 +526,10 @@ class Engine:
         results = []
         for i, view in enumerate(self.scene.views):
             color = self.render_color(i, self.settings.antialias)
-            results.append(image_metrics(self.loss_encoded(color), self.loss_encoded(np.clip(view.target, 0, 1)),
-                                         view.name))
+            results.append(image_metrics(self.loss_encoded(color), self.loss_targets[i], view.name))
             if keep_color:
                 results[-1]["color"] = color
         return results
-
 
     # Keeping the best -----------------------------------------------------------
     def checkpoint(self) -> float:
@@ -541,43 +537,52 @@ class Engine:
         the best so far, they become each group's `best` (on the GPU).
         Returns their loss."""
         self.begin_checkpoint()
-        self.continue_checkpoint(len(self.scene.views))
-        return self._last_checkpoint_loss
+        return self.continue_checkpoint(len(self.scene.views))
 
-    def begin_checkpoint(self, on_done=None) -> None:
+    def begin_checkpoint(self, on_done=None, coverage: bool = False) -> None:
         """Start scoring a copy of the current parameters a view per step
         (`continue_checkpoint`), while the steps go on: a full scoring at once
         would stall a UI tick for many renders. When scored, `on_done(loss,
-        step)` runs; by default the copy becomes the best if it beats it."""
+        step)` runs; by default the copy becomes the best if it beats it.
+        `coverage`: score the alpha channel only."""
         for g in self._optimized_groups():
             if g.candidate is None:
                 g.candidate = self.backend.texture(g.width, g.rows, "RGBA32F")
             self._copy(g, g.theta, g.candidate)
-        self._pending = {"step": self.step_index, "view": 0, "mse": [], "done": on_done or self._keep_if_best}
+        self._score_candidate(self.step_index, on_done or self._keep_if_best, coverage)
+
+    def _score_candidate(self, step: int, on_done, coverage: bool = False) -> None:
+        """Score the candidate textures as they are, a view per `continue_checkpoint`."""
+        self._pending = {"step": step, "view": 0, "mse": [], "done": on_done, "coverage": coverage}
 
     @property
     def checkpoint_pending(self) -> bool:
         return self._pending is not None
 
-    def continue_checkpoint(self, views: int = 1) -> None:
+    def continue_checkpoint(self, views: int = 1) -> float | None:
         """Score `views` more target views of the pending candidate; after the
-        last, it becomes the best if it beats it (textures swap, no copy)."""
+        last, run its `on_done` and return its loss (None before)."""
         p = self._pending
         for _ in range(views):
             if p["view"] >= len(self.scene.views):
                 break
-            i = p["view"]
-            color = self.render_color(i, self.settings.antialias, CHECKPOINT_OFFSETS, candidate=True)
-            color, target = self.loss_encoded(color), self.loss_encoded(np.clip(self.scene.views[i].target, 0, 1))
-            if p.get("coverage"):
-                color, target = color[..., 3:], target[..., 3:]
-            p["mse"].append(image_metrics(color, target)["mse"])
+            p["mse"].append(self._checkpoint_mse(p["view"], candidate=True, coverage=p["coverage"]))
             p["view"] += 1
         if p["view"] < len(self.scene.views):
-            return
+            return None
         self._pending = None
-        self._last_checkpoint_loss = float(np.mean(p["mse"]))
-        p["done"](self._last_checkpoint_loss, p["step"])
+        loss = float(np.mean(p["mse"]))
+        p["done"](loss, p["step"])
+        return loss
+
+    def _checkpoint_mse(self, view_index: int, candidate: bool = False, coverage: bool = False) -> float:
+        """One target view's MSE as checkpoints score it (CHECKPOINT_OFFSETS, the loss's encoding)."""
+        color = self.loss_encoded(self.render_color(view_index, self.settings.antialias, CHECKPOINT_OFFSETS,
+                                                    candidate=candidate))
+        target = self.loss_targets[view_index]
+        if coverage:
+            color, target = color[..., 3:], target[..., 3:]
+        return image_metrics(color, target)["mse"]
 
     def _keep_if_best(self, loss: float, step: int) -> None:
         # A start that already fits (FINISHED_PSNR) is replaced only by a
@@ -598,10 +603,7 @@ class Engine:
 
     def checkpoint_loss(self) -> float:
         """Mean MSE of the current parameters over the target views, as a checkpoint scores it."""
-        return float(np.mean([
-            image_metrics(self.loss_encoded(self.render_color(i, self.settings.antialias, CHECKPOINT_OFFSETS)),
-                          self.loss_encoded(np.clip(view.target, 0, 1)))["mse"]
-            for i, view in enumerate(self.scene.views)]))
+        return float(np.mean([self._checkpoint_mse(i) for i in range(len(self.scene.views))]))
 
     def loss_encoded(self, color: np.ndarray) -> np.ndarray:
         """A linear render or target as the loss compares it (sRGB-encoded for an sRGB texture)."""
