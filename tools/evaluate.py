@@ -47,12 +47,11 @@ def main(argv=None) -> int:
     results = []
     for case in chosen:
         print(f"{case.name}: {case.describe}", file=sys.stderr, flush=True)
-        # Unset steps: the Standard preset's for the case's kind of fit, as tools/optimize.py gives.
-        settings = Settings(**overrides) if "steps" in overrides else None
-        if settings is None and overrides:
-            settings = evaluation.settings_for(case, None)
-            for key, value in overrides.items():
-                setattr(settings, key, value)
+        # The defaults as tools/optimize.py gives them for the case's kind of
+        # fit (the Standard preset's steps), then the --set overrides.
+        settings = evaluation.settings_for(case, None)
+        for key, value in overrides.items():
+            setattr(settings, key, value)
         results.append(evaluation.run_case(case, settings, args.snapshots,
                                            log=lambda m: print(m, file=sys.stderr, flush=True)))
         print(evaluation.table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)

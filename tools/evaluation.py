@@ -295,15 +295,20 @@ class Scene:
 
     def score(self) -> tuple:
         """(target-view PSNR, held-out PSNR, held-out IoU) of the source as Workbench renders it."""
-        held = [render_pixels(self.scene, cam, self.folder) for cam in self.held_cams]
-        target = [render_pixels(self.scene, cam, self.folder) for cam in self.target_cams]
-        return (float(np.mean([image_psnr(a, b) for a, b in zip(target, self.target_truth)])),
-                float(np.mean([image_psnr(a, b) for a, b in zip(held, self.held_truth)])),
-                float(np.mean([silhouette_iou(a, b) for a, b in zip(held, self.held_truth)])))
+        held = self._renders(self.held_cams)
+        return (self._mean(image_psnr, self._renders(self.target_cams), self.target_truth),
+                self._mean(image_psnr, held, self.held_truth),
+                self._mean(silhouette_iou, held, self.held_truth))
 
     def held_psnr(self) -> float:
-        held = [render_pixels(self.scene, cam, self.folder) for cam in self.held_cams]
-        return float(np.mean([image_psnr(a, b) for a, b in zip(held, self.held_truth)]))
+        return self._mean(image_psnr, self._renders(self.held_cams), self.held_truth)
+
+    def _renders(self, cameras) -> list:
+        return [render_pixels(self.scene, cam, self.folder) for cam in cameras]
+
+    @staticmethod
+    def _mean(measure, renders, truths) -> float:
+        return float(np.mean([measure(a, b) for a, b in zip(renders, truths)]))
 
 
 def settings_for(case: Case, settings: Settings | None) -> Settings:
