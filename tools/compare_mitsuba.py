@@ -11,8 +11,10 @@ A benchmark, not a test. For each task it
    a subprocess of its own (its LLVM must not share a process with Mesa's),
    one after the other so neither competes for the cores;
 4. renders every snapshot of both with one evaluator (the SGE rasterizer, so
-   both are judged by the same pixels) and reports PSNR against time, and the
-   speed ratio at the best PSNR that Mitsuba reached within its budget.
+   both are judged by the same pixels) on the target views and on held-out
+   views (cameras between the targets' that neither system sees), and reports
+   PSNR against time, seconds to 30 and 35 dB held-out, and the speed ratio
+   at the best held-out PSNR that each reached within its budget.
 
 Snapshot read-back is excluded from both clocks. Results go to
 out/peers/results.json, and the plot to out/peers/psnr_time.png when
@@ -45,6 +47,8 @@ OUT = ROOT / "out" / "peers"
 PEER_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 DISTANCE, FOV_X, NEAR, FAR = 3.5, 0.8, 0.1, 100.0
 LR_DECAY = 0.1
+HELD_OUT_VIEWS = 8
+HELD_OUT_LEVELS = (30.0, 35.0)  # seconds to these held-out PSNRs are reported
 
 
 def bumpy(mesh: MeshArrays, amount: float = 0.15) -> np.ndarray:
@@ -70,6 +74,23 @@ def build_task(backend, kind: str, tex_size: int, res: int, views: int) -> dict:
                    Settings(optimize_positions=False))
     task["targets"] = np.stack([truth.render(i)["color"] for i in range(views)])
     return task
+
+
+def held_out(backend, task: dict, count: int = HELD_OUT_VIEWS) -> dict:
+    """Cameras between the targets' (their Fibonacci sphere turned 37 degrees
+    about Z and tilted 23 degrees) and the truth's renders there: the views
+    a fit is judged on. Neither system sees them."""
+    a, b = np.radians(37.0), np.radians(23.0)
+    turn = (np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+            @ np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]]))
+    eyes = synthetic.fibonacci_sphere(count, DISTANCE) @ turn.T
+    res = task["targets"].shape[1]
+    held = dict(task, eyes=eyes, centres=np.zeros_like(eyes), ups=np.array([synthetic.camera_up(e) for e in eyes]),
+                targets=np.zeros((count, res, res, 4), np.float32))
+    truth = Engine(backend, scene_arrays(held, task["truth_positions"], task["truth_texture"]),
+                   Settings(optimize_positions=False))
+    held["targets"] = np.stack([truth.render(i)["color"] for i in range(count)])
+    return held
 
 
 def scene_arrays(task: dict, positions=None, texture=None) -> SceneArrays:
@@ -147,11 +168,12 @@ def run_mitsuba(task_path: Path, kind: str, seconds: float, snapshots: int, vari
 
 
 def evaluate(backend, task: dict, trace: dict) -> list:
-    """Mean PSNR over all views of each snapshot, rendered by the SGE rasterizer."""
+    """Mean PSNR over the task's views of each snapshot, rendered by the SGE rasterizer."""
     values = []
     for texture, positions in zip(trace["textures"], trace["positions"]):
+        # Pixel centres, as the targets were rendered (no antialiasing).
         engine = Engine(backend, scene_arrays(task, positions, texture.astype(np.float32)),
-                        Settings(optimize_positions=False))
+                        Settings(optimize_positions=False, antialias=False))
         values.append(mean_psnr(engine.evaluate()))
     return values
 
@@ -229,10 +251,12 @@ def main(argv=None) -> int:
         traces = {"SGE Optimizer": run_sge(backend, task, kind, args.seconds, args.snapshots),
                   f"Mitsuba 3 {args.mitsuba_variant}": run_mitsuba(path, kind, args.seconds, args.snapshots,
                                                                    args.mitsuba_variant)}
+        held = held_out(backend, task)
         systems = []
         for system, trace in traces.items():
-            psnrs = evaluate(backend, task, trace)
-            systems.append({"name": system, "times": trace["times"].tolist(), "psnr": psnrs,
+            systems.append({"name": system, "times": trace["times"].tolist(),
+                            "psnr_targets": evaluate(backend, task, trace),
+                            "psnr": evaluate(backend, held, trace),
                             "iterations": trace["iterations"].tolist()})
         results["tasks"].append({"name": name, "systems": systems, "ratios": report(systems)})
     if args.export_only:
@@ -245,13 +269,22 @@ def main(argv=None) -> int:
 
 
 def report(systems: list) -> dict:
-    """Print both traces and the speed ratio at each system's best PSNR."""
+    """Print both traces, the seconds to HELD_OUT_LEVELS and the speed ratio
+    at each system's best held-out PSNR."""
     ours, peer = systems
-    print("| system | time (s) | steps | PSNR (dB) |")
-    print("|---|---|---|---|")
+    print("| system | time (s) | steps | PSNR target views (dB) | PSNR held-out views (dB) |")
+    print("|---|---|---|---|---|")
     for s in systems:
-        for t, n, q in zip(s["times"], s["iterations"], s["psnr"]):
-            print(f"| {s['name']} | {t:.2f} | {n} | {q:.2f} |")
+        for t, n, q, h in zip(s["times"], s["iterations"], s["psnr_targets"], s["psnr"]):
+            print(f"| {s['name']} | {t:.2f} | {n} | {q:.2f} | {h:.2f} |")
+    print("\n| system | " + " | ".join(f"s to {x:g} dB held-out" for x in HELD_OUT_LEVELS)
+          + " | best held-out (dB) |")
+    print("|---|" + "---|" * (len(HELD_OUT_LEVELS) + 1))
+    for s in systems:
+        reach = [time_to_reach(s["times"], s["psnr"], x) for x in HELD_OUT_LEVELS]
+        s["seconds_to"] = dict(zip(map(str, HELD_OUT_LEVELS), reach))
+        print(f"| {s['name']} | " + " | ".join("-" if r is None else f"{r:.1f}" for r in reach)
+              + f" | {max(s['psnr']):.2f} |")
     ratios = {}
     for whose, level in (("Mitsuba's best", max(peer["psnr"])), ("SGE's best", max(ours["psnr"]))):
         t_peer = time_to_reach(peer["times"], peer["psnr"], level)
