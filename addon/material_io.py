@@ -189,7 +189,7 @@ def read_lit_material(obj) -> LitMaterial:
     _check_unsupported(mat, bsdf)
     result = LitMaterial(name=mat.name,
                          specular_ior_level=float(bsdf.inputs["Specular IOR Level"].default_value),
-                         ior=float(bsdf.inputs["IOR"].default_value))
+                         ior=float(bsdf.inputs["IOR"].default_value), distribution=bsdf.distribution)
     uv_maps = {}  # image name -> its UV map
     images = {}  # image name -> channel
 
@@ -379,7 +379,12 @@ def _to_world(obj, normals: np.ndarray, tangents: np.ndarray) -> CornerFrames:
     t = tangents[..., :3].astype(np.float64) @ matrix.T
     n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
     t -= n * np.sum(n * t, -1, keepdims=True)  # orthogonal to the normal we report
-    t /= np.maximum(np.linalg.norm(t, axis=-1, keepdims=True), 1e-12)
+    length = np.linalg.norm(t, axis=-1, keepdims=True)
+    # Degenerate UVs leave no tangent: any direction across the normal will do.
+    helper = np.where(np.abs(n[..., :1]) < 0.9, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0])
+    fallback = np.cross(n, helper)
+    fallback /= np.linalg.norm(fallback, axis=-1, keepdims=True)
+    t = np.where(length > 1e-8, t / np.maximum(length, 1e-12), fallback)
     # A mirroring transform flips handedness (Blender's shaders flip the sign too).
     sign = np.where(tangents[..., 3:4] * np.sign(det) < 0, -1.0, 1.0)
     return CornerFrames(n.astype(np.float32), np.concatenate([t, sign], -1).astype(np.float32))
@@ -429,6 +434,10 @@ def read_light(obj) -> Light:
     if kind == "POINT":
         return Light(radius=float(light.shadow_soft_size), **common)
     if kind == "SPOT":
+        sx, sy = np.linalg.norm(matrix[:3, 0]), np.linalg.norm(matrix[:3, 1])
+        if abs(sx - sy) > 1e-6 * max(sx, sy):
+            raise InputError(f"spot light '{obj.name}' has different X and Y scales, which make its cone "
+                             "elliptic; give it the same X and Y scale")
         return Light(radius=float(light.shadow_soft_size), spot_size=float(light.spot_size),
                      spot_blend=float(light.spot_blend), **common)
     if kind == "AREA":

@@ -54,6 +54,7 @@ class LitMaterial:
     normal: NormalChannel | None = None
     specular_ior_level: float = 0.5  # Principled "Specular IOR Level" (0.5: F0 from the IOR alone)
     ior: float = 1.5
+    distribution: str = "MULTI_GGX"  # the Principled node's: GGX or MULTI_GGX
     uv_map: str | None = None  # the UV map every image uses (None: the render-active one)
     name: str = ""  # the Blender material
 

@@ -95,6 +95,7 @@ def test_constants(empty_scene):
     assert lit.metallic.constant == pytest.approx(0.7) and not lit.metallic.is_image
     assert lit.specular_ior_level == pytest.approx(0.4) and lit.ior == pytest.approx(1.45)
     assert lit.normal is None and lit.uv_map is None and lit.name == "mat"
+    assert lit.distribution == bsdf.distribution
     assert lit.image_channels() == {}
 
 
@@ -308,6 +309,7 @@ def add_light(kind, name=None, location=(0, 0, 0), rotation=(0, 0, 0), scale=(1,
     obj = bpy.data.objects.new(name or kind.lower(), data)
     bpy.context.scene.collection.objects.link(obj)
     obj.location, obj.rotation_euler, obj.scale = location, rotation, scale
+    bpy.context.view_layer.update()  # matrix_world
     return obj
 
 
@@ -552,15 +554,18 @@ def test_corner_order_matches_read_mesh(empty_scene):
     check_frames(frames)
     assert frames.normals.shape == (len(arrays.triangles), 3, 3)
     np.testing.assert_allclose(frames.normals, np.repeat(face_normals(arrays)[:, None], 3, 1), atol=1e-5)
-    # The tangent points where U grows along the triangle's edges.
+    np.testing.assert_allclose(frames.tangents[:, 0, :3], u_direction(arrays), atol=1e-4)
+
+
+def u_direction(arrays):
+    """(T, 3) unit direction in which U grows across each triangle."""
     p = arrays.positions[arrays.triangles]
     uv = arrays.corner_uvs
     e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
     d1, d2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
     r = 1.0 / (d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1])
     du = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * r[:, None]
-    du /= np.linalg.norm(du, axis=1, keepdims=True)
-    np.testing.assert_allclose(frames.tangents[:, 0, :3], du, atol=1e-4)
+    return du / np.linalg.norm(du, axis=1, keepdims=True)
 
 
 def test_ngons_shape_keys_and_smooth_normals(empty_scene):
@@ -572,7 +577,7 @@ def test_ngons_shape_keys_and_smooth_normals(empty_scene):
     obj.shape_key_add(name="Basis")
     key = obj.shape_key_add(name="Tall")
     for point in key.data:
-        point.co.z *= 3
+        point.co.z += 0.3 * point.co.x  # tilts the caps
     key.value = 1.0
     meshes = len(bpy.data.meshes)
     arrays = scene_io.read_mesh(obj, None)
@@ -581,7 +586,25 @@ def test_ngons_shape_keys_and_smooth_normals(empty_scene):
     check_frames(frames)
     assert frames.normals.shape == (len(arrays.triangles), 3, 3)
     caps = np.array([len(obj.data.polygons[t.polygon_index].vertices) == 8 for t in obj.data.loop_triangles])
-    # Flat caps: the face normal of the stretched shape; smooth sides: horizontal.
+    # Flat caps: the face normal of the shape the keys show, and their
+    # tangents along U; the sides are smooth, so their normals differ per corner.
     np.testing.assert_allclose(frames.normals[caps], np.repeat(face_normals(arrays)[caps][:, None], 3, 1),
                                atol=1e-5)
-    np.testing.assert_allclose(frames.normals[~caps][..., 2], 0, atol=1e-5)
+    assert np.abs(face_normals(arrays)[caps][:, 0]).min() > 0.2  # the shape key's tilt, not the Basis
+    du = u_direction(arrays)
+    du -= frames.normals[:, 0] * np.sum(frames.normals[:, 0] * du, -1, keepdims=True)
+    du /= np.linalg.norm(du, axis=1, keepdims=True)
+    np.testing.assert_allclose(frames.tangents[caps][:, :, :3], np.repeat(du[caps][:, None], 3, 1), atol=1e-4)
+    assert not np.allclose(frames.normals[~caps][:, 0], frames.normals[~caps][:, 1], atol=1e-3)
+
+
+def test_degenerate_uvs_still_give_a_frame(empty_scene):
+    obj = plane()
+    uv = obj.data.uv_layers["UVMap"].uv
+    uv.foreach_set("vector", np.zeros(len(uv) * 2, np.float32))  # every corner at one UV point
+    check_frames(material_io.corner_frames(obj, "UVMap"))
+
+
+def test_elliptic_spot_refused(empty_scene):
+    add_light("SPOT", scale=(1, 2, 1))
+    refused(lambda: material_io.read_lighting(bpy.context.scene), "spot light 'spot'", "same X and Y scale")
