@@ -608,3 +608,12 @@ def test_degenerate_uvs_still_give_a_frame(empty_scene):
 def test_elliptic_spot_refused(empty_scene):
     add_light("SPOT", scale=(1, 2, 1))
     refused(lambda: material_io.read_lighting(bpy.context.scene), "spot light 'spot'", "same X and Y scale")
+
+
+def test_modifiers_are_left_out_like_read_mesh(empty_scene):
+    obj = plane()
+    obj.modifiers.new("Subdivision", "SUBSURF")
+    bpy.context.view_layer.update()
+    frames = material_io.corner_frames(obj, "UVMap")
+    assert len(frames.normals) == len(scene_io.read_mesh(obj, "UVMap").triangles)
+    assert len(obj.modifiers) == 1
