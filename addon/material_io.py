@@ -1,0 +1,527 @@
+"""Blender material, lights and world -> plain data for the lit model (issue 9).
+
+Reading only: every function validates, refuses what the model does not
+reproduce with `InputError` naming what to change, and leaves the scene as it
+was (temporary meshes are freed).
+"""
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from ..engine.environment import equirect_to_sh9
+from ..engine.lighting import Light, Lighting
+from ..engine.materials import ColorChannel, CornerFrames, LitMaterial, NormalChannel, ScalarChannel
+from . import shape_keys
+from .scene_io import InputError, convert_encoding, image_encoding, read_image_pixels
+
+# Principled inputs the model does not reproduce: (input, neutral value). A
+# linked one, or one away from its neutral value, is refused.
+UNSUPPORTED_INPUTS = (
+    ("Subsurface Weight", 0.0),
+    ("Transmission Weight", 0.0),
+    ("Coat Weight", 0.0),
+    ("Sheen Weight", 0.0),
+    ("Anisotropic", 0.0),
+    ("Thin Film Thickness", 0.0),
+    ("Diffuse Roughness", 0.0),
+    ("Alpha", 1.0),
+    ("Specular Tint", (1.0, 1.0, 1.0)),
+)
+# Inputs that must not be linked (their values are read or irrelevant).
+UNLINKED_INPUTS = ("Tangent", "IOR", "Specular IOR Level", "Emission Color", "Emission Strength")
+
+# Rec. 709 luminance: Blender's implicit colour -> float socket conversion.
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
+
+ACCEPTED_VIEW_TRANSFORMS = ("Standard", "Raw")
+
+
+# Node-tree helpers ---------------------------------------------------------------
+def _source(socket):
+    """(node, output socket) feeding `socket`, through reroutes; None if unlinked."""
+    while socket.is_linked:
+        link = socket.links[0]
+        if link.is_muted:
+            return None
+        node = link.from_node
+        if node.type != "REROUTE":
+            if node.mute:
+                raise InputError(f"node '{node.name}' is muted; unmute or remove it")
+            return node, link.from_socket
+        socket = node.inputs[0]
+    return None
+
+
+def _uses_nodes(idblock) -> bool:
+    if idblock.node_tree is None:
+        return False
+    return bpy.app.version >= (5, 0, 0) or idblock.use_nodes  # always on since 5.0
+
+
+def _active_output(tree, node_type: str):
+    outputs = [n for n in tree.nodes if n.type == node_type]
+    active = [n for n in outputs if n.is_active_output]
+    return (active or outputs or [None])[0]
+
+
+# The material ------------------------------------------------------------------------
+def object_material(obj):
+    """The one material on all of the object's faces."""
+    slots = obj.material_slots
+    if len(slots) == 0:
+        raise InputError(f"object '{obj.name}' has no material: add one with a Principled BSDF")
+    mesh = obj.data
+    index = np.zeros(len(mesh.polygons), np.int32)
+    mesh.polygons.foreach_get("material_index", index)
+    used = np.unique(np.clip(index, 0, len(slots) - 1)) if len(index) else np.array([0])
+    materials = [slots[int(i)].material for i in used]
+    if any(m is None for m in materials):
+        raise InputError(f"object '{obj.name}' has faces in an empty material slot: "
+                         "give every face the same material")
+    if len({m.name for m in materials}) > 1:
+        names = ", ".join(sorted(f"'{m.name}'" for m in set(materials)))
+        raise InputError(f"object '{obj.name}' uses several materials ({names}) on its faces; "
+                         "the lit model takes one material: assign one material to all faces")
+    return materials[0]
+
+
+def principled_node(mat):
+    """The Principled BSDF feeding the material's active Material Output."""
+    if not _uses_nodes(mat):
+        raise InputError(f"material '{mat.name}' does not use nodes: enable Use Nodes "
+                         "and give it a Principled BSDF")
+    output = _active_output(mat.node_tree, "OUTPUT_MATERIAL")
+    if output is None:
+        raise InputError(f"material '{mat.name}' has no Material Output node")
+    for name in ("Volume", "Displacement"):
+        if name in output.inputs and output.inputs[name].is_linked:
+            raise InputError(f"material '{mat.name}': its Material Output has a {name} input; "
+                             f"the lit model does not reproduce {name.lower()}: disconnect it")
+    source = _source(output.inputs["Surface"])
+    if source is None:
+        raise InputError(f"material '{mat.name}': nothing feeds the Material Output's Surface; "
+                         "connect a Principled BSDF")
+    node = source[0]
+    if node.type != "BSDF_PRINCIPLED":
+        raise InputError(f"material '{mat.name}': its surface is a '{node.bl_label}' node; the lit model "
+                         "supports a Principled BSDF connected directly to the Material Output")
+    return node
+
+
+def _check_unsupported(mat, bsdf) -> None:
+    for name, neutral in UNSUPPORTED_INPUTS:
+        if name not in bsdf.inputs:
+            continue
+        socket = bsdf.inputs[name]
+        if socket.is_linked:
+            raise InputError(f"material '{mat.name}': the Principled BSDF's {name} is connected; "
+                             "the lit model does not reproduce it: disconnect it")
+        value = socket.default_value
+        if isinstance(neutral, tuple):
+            off = any(abs(a - b) > 1e-6 for a, b in zip(tuple(value)[:3], neutral))
+        else:
+            off = abs(value - neutral) > 1e-6
+        if off:
+            want = "white" if isinstance(neutral, tuple) else f"{neutral:g}"
+            raise InputError(f"material '{mat.name}': the Principled BSDF's {name} is not {want}; "
+                             f"the lit model does not reproduce it: set it to {want}")
+    for name in UNLINKED_INPUTS:
+        if name in bsdf.inputs and bsdf.inputs[name].is_linked:
+            raise InputError(f"material '{mat.name}': the Principled BSDF's {name} is connected; "
+                             "only constant values are supported there: disconnect it")
+    strength = bsdf.inputs["Emission Strength"].default_value
+    if strength > 0 and max(tuple(bsdf.inputs["Emission Color"].default_value)[:3]) > 0:
+        raise InputError(f"material '{mat.name}': the Principled BSDF emits light (Emission Strength "
+                         f"{strength:g}); the lit model does not reproduce emission: set it to 0")
+
+
+def _image_node(mat, socket, what: str):
+    """(Image Texture node, output socket, uv map or '') feeding `socket` directly."""
+    node, out = _source(socket)
+    if node.type != "TEX_IMAGE":
+        raise InputError(f"material '{mat.name}': the {what} comes from a '{node.bl_label}' node; "
+                         "connect an Image Texture node directly (no Mix, Color Ramp, Math, "
+                         "Separate or other nodes in between)")
+    if node.image is None:
+        raise InputError(f"material '{mat.name}': the Image Texture node '{node.name}' ({what}) has no image")
+    if node.projection != "FLAT":
+        raise InputError(f"material '{mat.name}': the {what} texture '{node.image.name}' uses "
+                         f"{node.projection.title()} projection; set it to Flat")
+    uv_map = ""
+    vector = _source(node.inputs["Vector"])
+    if vector is not None:
+        if vector[0].type != "UVMAP":
+            raise InputError(f"material '{mat.name}': the {what} texture '{node.image.name}' is mapped by "
+                             f"a '{vector[0].bl_label}' node; only a UV Map node (or none) is supported")
+        uv_map = vector[0].uv_map
+    return node, out, uv_map
+
+
+def _require_non_color(mat, image, what: str) -> None:
+    if not image.colorspace_settings.is_data:
+        raise InputError(f"material '{mat.name}': the {what} image '{image.name}' has colour space "
+                         f"'{image.colorspace_settings.name}'; set it to Non-Color in the Image Texture node")
+
+
+def _scalar_image(mat, node, out, what: str) -> np.ndarray:
+    _require_non_color(mat, node.image, what)
+    pixels = read_image_pixels(node.image, f"{what} image")
+    if out.name == "Alpha":
+        return np.ascontiguousarray(pixels[..., 3])
+    return (pixels[..., :3] @ LUMINANCE).astype(np.float32)
+
+
+def _resolve_uv(mesh, name: str) -> str | None:
+    """A UV map name ('' = the render-active one) -> the layer's name."""
+    if name:
+        if mesh.uv_layers.get(name) is None:
+            raise InputError(f"mesh '{mesh.name}' has no UV map named '{name}' (used by its material)")
+        return name
+    layer = next((u for u in mesh.uv_layers if u.active_render), None) or mesh.uv_layers.active
+    return layer.name if layer is not None else None
+
+
+def read_lit_material(obj) -> LitMaterial:
+    """The object's material as a `LitMaterial`. Changes nothing."""
+    mat = object_material(obj)
+    bsdf = principled_node(mat)
+    _check_unsupported(mat, bsdf)
+    result = LitMaterial(name=mat.name,
+                         specular_ior_level=float(bsdf.inputs["Specular IOR Level"].default_value),
+                         ior=float(bsdf.inputs["IOR"].default_value), distribution=bsdf.distribution)
+    uv_maps = {}  # image name -> its UV map
+    images = {}  # image name -> channel
+
+    def note(node, uv, channel):
+        name = node.image.name
+        if name in images:
+            raise InputError(f"material '{mat.name}': the image '{name}' feeds both {images[name]} and "
+                             f"{channel}; use a separate image for each channel")
+        images[name] = channel
+        uv_maps[name] = _resolve_uv(obj.data, uv)
+
+    base = bsdf.inputs["Base Color"]
+    if _source(base) is None:
+        result.base_color = ColorChannel(constant=tuple(float(c) for c in base.default_value[:3]))
+    else:
+        node, out, uv = _image_node(mat, base, "Base Color")
+        if out.name != "Color":
+            raise InputError(f"material '{mat.name}': the Base Color comes from the Alpha output of "
+                             f"'{node.image.name}'; connect its Color output")
+        note(node, uv, "Base Color")
+        encoding = image_encoding(node.image)
+        result.base_color = ColorChannel(image=read_image_pixels(node.image, "base-colour image"),
+                                         srgb=(encoding == "srgb"), image_name=node.image.name)
+
+    for key, label in (("roughness", "Roughness"), ("metallic", "Metallic")):
+        socket = bsdf.inputs[label]
+        if _source(socket) is None:
+            value = float(socket.default_value)
+            setattr(result, key, ScalarChannel(constant=value))
+            continue
+        node, out, uv = _image_node(mat, socket, label)
+        note(node, uv, label)
+        setattr(result, key, ScalarChannel(image=_scalar_image(mat, node, out, label),
+                                           image_name=node.image.name))
+
+    result.normal = _read_normal(mat, bsdf, note, obj)
+    names = set(uv_maps.values())
+    if len(names) > 1:
+        detail = ", ".join(f"'{image}' uses '{uv}'" for image, uv in sorted(uv_maps.items()))
+        raise InputError(f"material '{mat.name}': its images use different UV maps ({detail}); "
+                         "use one UV map for all of them")
+    result.uv_map = names.pop() if names else None
+    return result
+
+
+def _read_normal(mat, bsdf, note, obj) -> NormalChannel | None:
+    source = _source(bsdf.inputs["Normal"])
+    if source is None:
+        return None
+    node = source[0]
+    if node.type != "NORMAL_MAP":
+        raise InputError(f"material '{mat.name}': the Normal comes from a '{node.bl_label}' node; the lit "
+                         "model supports an Image Texture (Non-Color) through a Normal Map node")
+    if node.space != "TANGENT":
+        raise InputError(f"material '{mat.name}': the Normal Map node '{node.name}' is in "
+                         f"{node.space.title()} space; set it to Tangent Space")
+    if node.inputs["Strength"].is_linked:
+        raise InputError(f"material '{mat.name}': the Normal Map node's Strength is connected; "
+                         "only a constant strength is supported")
+    if _source(node.inputs["Color"]) is None:
+        raise InputError(f"material '{mat.name}': the Normal Map node '{node.name}' has no image; "
+                         "connect an Image Texture or remove the node")
+    tex, out, uv = _image_node(mat, node.inputs["Color"], "normal map")
+    if out.name != "Color":
+        raise InputError(f"material '{mat.name}': the normal map comes from the Alpha output of "
+                         f"'{tex.image.name}'; connect its Color output")
+    _require_non_color(mat, tex.image, "normal map")
+    note(tex, uv, "Normal")
+    tangent_uv = _resolve_uv(obj.data, node.uv_map)
+    image_uv = _resolve_uv(obj.data, uv)
+    if tangent_uv != image_uv:
+        raise InputError(f"material '{mat.name}': the Normal Map node uses UV map '{tangent_uv}' but its "
+                         f"image uses '{image_uv}'; use the same UV map for both")
+    pixels = read_image_pixels(tex.image, "normal map image")
+    return NormalChannel(image=np.ascontiguousarray(pixels[..., :3]),
+                         strength=float(node.inputs["Strength"].default_value), image_name=tex.image.name)
+
+
+# Corner frames ------------------------------------------------------------------------
+def corner_frames(obj, uv_map: str | None) -> CornerFrames:
+    """World-space normals and MikkTSpace tangents at each loop-triangle corner,
+    in the order of `scene_io.read_mesh`. The positions are the ones read_mesh
+    reads (shape-key mix, no modifiers). Quads keep their tangents as Blender
+    computes them for rendering; n-gons use their loop triangles. The user's
+    mesh is not changed: the work is done on temporary copies."""
+    if obj.mode == "EDIT":
+        raise InputError(f"object '{obj.name}' is in Edit Mode: switch to Object Mode (Tab) first")
+    mesh = obj.data
+    uv_name = _resolve_uv(mesh, uv_map or "")
+    if uv_name is None:
+        raise InputError(f"mesh '{mesh.name}' has no UV map: unwrap it first (UV > Unwrap)")
+    mesh.calc_loop_triangles()
+    n = len(mesh.loop_triangles)
+    tri_loops = np.empty(n * 3, np.int32)
+    mesh.loop_triangles.foreach_get("loops", tri_loops)
+    tri_poly = np.empty(n, np.int32)
+    mesh.loop_triangles.foreach_get("polygon_index", tri_poly)
+    tri_loops = tri_loops.reshape(-1, 3)
+
+    temp = obj.to_mesh(preserve_all_data_layers=True)  # owned by obj, not in bpy.data
+    try:
+        temp.vertices.foreach_set("co", shape_keys.visible_positions(obj).astype(np.float32).ravel())
+        temp.update()
+        normals = np.empty(len(temp.loops) * 3, np.float32)
+        temp.corner_normals.foreach_get("vector", normals)
+        normals = normals.reshape(-1, 3)
+        totals = np.empty(len(temp.polygons), np.int32)
+        temp.polygons.foreach_get("loop_total", totals)
+        if totals.max(initial=0) <= 4:
+            tangents = _tangents(temp, uv_name)
+            corner_tangents = tangents[tri_loops]
+        else:
+            corner_tangents = _ngon_tangents(temp, uv_name, normals, totals, tri_loops, tri_poly)
+    finally:
+        obj.to_mesh_clear()
+    corner_normals = normals[tri_loops]
+    return _to_world(obj, corner_normals, corner_tangents)
+
+
+def _tangents(mesh, uv_name: str) -> np.ndarray:
+    """(loops, 4): tangent xyz and bitangent sign, from Blender's MikkTSpace."""
+    try:
+        mesh.calc_tangents(uvmap=uv_name)
+    except RuntimeError as err:
+        raise InputError(f"could not compute tangents on '{mesh.name}': {err}") from err
+    count = len(mesh.loops)
+    tangent = np.empty(count * 3, np.float32)
+    sign = np.empty(count, np.float32)
+    mesh.loops.foreach_get("tangent", tangent)
+    mesh.loops.foreach_get("bitangent_sign", sign)
+    return np.concatenate([tangent.reshape(-1, 3), sign[:, None]], 1)
+
+
+def _ngon_tangents(temp, uv_name, normals, totals, tri_loops, tri_poly) -> np.ndarray:
+    """Tangents of a mesh with n-gons: quads and triangles kept, each n-gon
+    replaced by its loop triangles, on a temporary mesh with the same corner
+    normals (as custom normals)."""
+    starts = np.empty(len(totals), np.int32)
+    temp.polygons.foreach_get("loop_start", starts)
+    ngon = totals > 4
+    kept = np.flatnonzero(~ngon)
+    kept_loops = np.concatenate([np.arange(starts[p], starts[p] + totals[p]) for p in kept]) \
+        if len(kept) else np.zeros(0, np.int64)
+    split = np.flatnonzero(ngon[tri_poly])  # loop triangles of n-gons
+    source = np.concatenate([kept_loops, tri_loops[split].ravel()]).astype(np.int64)
+    face_sizes = np.concatenate([totals[kept], np.full(len(split), 3)]).astype(np.int32)
+    face_starts = np.concatenate([[0], np.cumsum(face_sizes)[:-1]]).astype(np.int32)
+
+    verts = np.empty(len(temp.loops), np.int32)
+    temp.loops.foreach_get("vertex_index", verts)
+    co = np.empty(len(temp.vertices) * 3, np.float32)
+    temp.vertices.foreach_get("co", co)
+    uv = np.empty(len(temp.loops) * 2, np.float32)
+    temp.uv_layers[uv_name].uv.foreach_get("vector", uv)
+    uv = uv.reshape(-1, 2)
+
+    built = bpy.data.meshes.new("sge_tangent_temp")
+    try:
+        built.vertices.add(len(temp.vertices))
+        built.vertices.foreach_set("co", co)
+        built.loops.add(len(source))
+        built.loops.foreach_set("vertex_index", verts[source])
+        built.polygons.add(len(face_sizes))
+        built.polygons.foreach_set("loop_start", face_starts)
+        built.update(calc_edges=True)
+        built.polygons.foreach_set("use_smooth", np.ones(len(face_sizes), bool))
+        layer = built.uv_layers.new(name=uv_name)
+        layer.uv.foreach_set("vector", uv[source].ravel())
+        built.normals_split_custom_set(normals[source])
+        tangents = _tangents(built, uv_name)
+    finally:
+        bpy.data.meshes.remove(built)
+    # Where each loop triangle's corners went in the built mesh.
+    where = np.full(len(temp.loops), -1, np.int64)
+    where[kept_loops] = np.arange(len(kept_loops))
+    corner = where[tri_loops]
+    corner[split] = len(kept_loops) + np.arange(3 * len(split)).reshape(-1, 3)
+    return tangents[corner]
+
+
+def _to_world(obj, normals: np.ndarray, tangents: np.ndarray) -> CornerFrames:
+    matrix = np.array(obj.matrix_world, np.float64)[:3, :3]
+    det = np.linalg.det(matrix)
+    if abs(det) < 1e-12:
+        raise InputError(f"object '{obj.name}' has a zero scale")
+    n = normals.astype(np.float64) @ np.linalg.inv(matrix)  # inverse transpose, row vectors
+    t = tangents[..., :3].astype(np.float64) @ matrix.T
+    n /= np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
+    t -= n * np.sum(n * t, -1, keepdims=True)  # orthogonal to the normal we report
+    length = np.linalg.norm(t, axis=-1, keepdims=True)
+    # Degenerate UVs leave no tangent: any direction across the normal will do.
+    helper = np.where(np.abs(n[..., :1]) < 0.9, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0])
+    fallback = np.cross(n, helper)
+    fallback /= np.linalg.norm(fallback, axis=-1, keepdims=True)
+    t = np.where(length > 1e-8, t / np.maximum(length, 1e-12), fallback)
+    # A mirroring transform flips handedness (Blender's shaders flip the sign too).
+    sign = np.where(tangents[..., 3:4] * np.sign(det) < 0, -1.0, 1.0)
+    return CornerFrames(n.astype(np.float32), np.concatenate([t, sign], -1).astype(np.float32))
+
+
+# Lights -------------------------------------------------------------------------------
+def _render_visible_collections(view_layer) -> set:
+    """Names of the collections a render of `view_layer` includes: neither
+    excluded from the view layer nor disabled in renders, nor inside one that is."""
+    seen = set()
+
+    def walk(layer_collection):
+        if layer_collection.exclude or layer_collection.collection.hide_render:
+            return
+        seen.add(layer_collection.collection.name)
+        for child in layer_collection.children:
+            walk(child)
+
+    walk(view_layer.layer_collection)
+    return seen
+
+
+def _visible_lights(scene, view_layer=None) -> list:
+    view_layer = view_layer or (bpy.context.view_layer if bpy.context.scene == scene else scene.view_layers[0])
+    collections = _render_visible_collections(view_layer)
+    lights = [obj for obj in scene.objects
+              if obj.type == "LIGHT" and not obj.hide_render
+              and any(c.name in collections for c in obj.users_collection)]
+    return sorted(lights, key=lambda o: o.name)
+
+
+def read_light(obj) -> Light:
+    light = obj.data
+    matrix = np.array(obj.matrix_world, np.float64)
+    direction = -matrix[:3, 2]
+    norm = np.linalg.norm(direction)
+    if norm < 1e-12:
+        raise InputError(f"light '{obj.name}' has a zero scale")
+    direction /= norm
+    kind = light.type
+    power = float(light.energy) * 2.0 ** float(getattr(light, "exposure", 0.0))
+    color = tuple(float(c) for c in light.color)
+    common = dict(kind=kind, color=color, power=power, position=tuple(matrix[:3, 3]),
+                  direction=tuple(direction), cast_shadow=bool(light.use_shadow))
+    if kind == "SUN":
+        return Light(radius=float(light.angle), **common)
+    if kind == "POINT":
+        return Light(radius=float(light.shadow_soft_size), **common)
+    if kind == "SPOT":
+        sx, sy = np.linalg.norm(matrix[:3, 0]), np.linalg.norm(matrix[:3, 1])
+        if abs(sx - sy) > 1e-6 * max(sx, sy):
+            raise InputError(f"spot light '{obj.name}' has different X and Y scales, which make its cone "
+                             "elliptic; give it the same X and Y scale")
+        return Light(radius=float(light.shadow_soft_size), spot_size=float(light.spot_size),
+                     spot_blend=float(light.spot_blend), **common)
+    if kind == "AREA":
+        if not getattr(light, "normalize", True):
+            raise InputError(f"light '{obj.name}': its Normalize option is off; tick it "
+                             "(Light Properties) so its power does not depend on its size")
+        sx, sy = np.linalg.norm(matrix[:3, 0]), np.linalg.norm(matrix[:3, 1])
+        size_y = light.size if light.shape in ("SQUARE", "DISK") else light.size_y
+        area = (float(light.size * sx), float(size_y * sy))
+        return Light(radius=0.5 * max(area), area_size=area, area_shape=light.shape, **common)
+    raise InputError(f"light '{obj.name}' is of type {kind}; use a sun, point, spot or area light")
+
+
+# The world ------------------------------------------------------------------------------
+def _read_world(world) -> tuple:
+    """(ambient RGB, environment SH (9, 3) or None)."""
+    if world is None:
+        return (0.0, 0.0, 0.0), None
+    if not _uses_nodes(world):
+        return tuple(float(c) for c in world.color), None
+    output = _active_output(world.node_tree, "OUTPUT_WORLD")
+    if output is None:
+        return (0.0, 0.0, 0.0), None
+    if "Volume" in output.inputs and output.inputs["Volume"].is_linked:
+        raise InputError(f"world '{world.name}': its World Output has a Volume input; "
+                         "the lit model does not reproduce it: disconnect it")
+    source = _source(output.inputs["Surface"])
+    if source is None:
+        return (0.0, 0.0, 0.0), None
+    node = source[0]
+    if node.type != "BACKGROUND":
+        raise InputError(f"world '{world.name}': its surface is a '{node.bl_label}' node; the lit model "
+                         "supports a Background node (a colour, or an Environment Texture) "
+                         "connected directly to the World Output")
+    if node.inputs["Strength"].is_linked:
+        raise InputError(f"world '{world.name}': the Background's Strength is connected; "
+                         "use a constant strength")
+    strength = float(node.inputs["Strength"].default_value)
+    color = _source(node.inputs["Color"])
+    if color is None:
+        return tuple(float(c) * strength for c in node.inputs["Color"].default_value[:3]), None
+    env = color[0]
+    if env.type != "TEX_ENVIRONMENT":
+        raise InputError(f"world '{world.name}': the Background colour comes from a '{env.bl_label}' "
+                         "node; use a constant colour or an Environment Texture connected directly")
+    if env.image is None:
+        raise InputError(f"world '{world.name}': the Environment Texture '{env.name}' has no image")
+    if env.projection != "EQUIRECTANGULAR":
+        projection = env.projection.replace("_", " ").title()
+        raise InputError(f"world '{world.name}': the Environment Texture uses {projection} "
+                         "projection; set it to Equirectangular")
+    if env.inputs["Vector"].is_linked:
+        raise InputError(f"world '{world.name}': the Environment Texture's Vector is connected "
+                         "(Mapping, Texture Coordinate, ...); disconnect it")
+    pixels = read_image_pixels(env.image, "environment image")
+    radiance = convert_encoding(np.maximum(pixels[..., :3], 0), image_encoding(env.image), "linear")
+    if color[1].name == "Alpha":
+        radiance = np.repeat(pixels[..., 3:4], 3, -1)
+    return (0.0, 0.0, 0.0), equirect_to_sh9(radiance * strength)
+
+
+def read_lighting(scene, view_layer=None) -> Lighting:
+    """The scene's visible lights and its world. Changes nothing."""
+    lights = tuple(read_light(obj) for obj in _visible_lights(scene, view_layer))
+    ambient, sh = _read_world(scene.world)
+    lighting = Lighting(lights=lights, ambient=ambient, environment_sh=sh)
+    env_dark = sh is None or float(np.abs(sh).max()) <= 0
+    if not any(l.power > 0 and max(l.color) > 0 for l in lights) and max(ambient) <= 0 and env_dark:
+        raise InputError("nothing to see: the scene has no visible light with power and its world is "
+                         "black; add a light or give the world a colour (World Properties > Surface)")
+    return lighting
+
+
+def check_view_transform(scene) -> None:
+    """The lit model predicts scene-linear light shown through Standard."""
+    view = scene.view_settings
+    where = "Render Properties > Color Management"
+    if view.view_transform not in ACCEPTED_VIEW_TRANSFORMS:
+        raise InputError(f"the scene's View Transform is {view.view_transform}, which tone-maps the "
+                         f"render; set View Transform to Standard in {where}")
+    if view.look not in ("None", "", "Standard - None"):
+        raise InputError(f"the scene's Look is '{view.look}'; set Look to None in {where}")
+    if abs(view.exposure) > 1e-6 or abs(view.gamma - 1.0) > 1e-6:
+        raise InputError(f"the scene's Exposure is {view.exposure:g} and Gamma {view.gamma:g}; "
+                         f"set Exposure to 0 and Gamma to 1 in {where}")
+    if view.use_curve_mapping:
+        raise InputError(f"the scene uses Curves in its colour management; untick Curves in {where}")
