@@ -24,6 +24,7 @@ class Light:
     spot_blend: float = 0.0  # spot: 0..1
     cast_shadow: bool = True
     area_size: tuple = (0.0, 0.0)  # area: (size, size_y) in world units, after the lamp's scale
+    axis_x: tuple = ()  # area: world unit vector of the lamp's X (the `size` side); () = any
 
 
 @dataclass
