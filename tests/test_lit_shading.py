@@ -110,5 +110,5 @@ def test_light_units():
     assert lit.shade_lit(*args[:5], away, cam, edge)[0, 0] == 0.0
     grey = lit.pack_lights(Lighting((), (0.5, 0.5, 0.5)))
     assert lit.shade_lit(*args, grey)[0, 0] == pytest.approx(0.5)  # specular level 0: no reflection
-    level = (np.ones((1, 3)), np.array([1.0]), np.array([0.0]), np.array([0.5]), n, p, cam)
-    assert 0.5 < lit.shade_lit(*level, grey)[0, 0] < 0.51  # diffuse 0.5 (1 - F) plus specular 0.5 F
+    level = (np.full((1, 3), 0.2), np.array([1.0]), np.array([0.0]), np.array([0.5]), n, p, cam)
+    assert 0.1 < lit.shade_lit(*level, grey)[0, 0] < 0.12  # diffuse 0.1 (1 - F) plus specular 0.5 F
