@@ -59,10 +59,31 @@ def pack_lights(lighting) -> np.ndarray:
     return out
 
 
-def env_brdf_approx(roughness, NV):
-    r = roughness[:, None] * np.array([-1.0, -0.0275, -0.572, 0.022]) + np.array([1.0, 0.0425, 1.04, -0.04])
-    a004 = np.minimum(r[:, 0] ** 2, np.exp2(-9.28 * NV)) * r[:, 0] + r[:, 1]
-    return np.stack([-1.04 * a004 + r[:, 2], 1.04 * a004 + r[:, 3]], -1)
+_SPLIT_SUM_A = np.array([
+    7.6158756e-01, 1.3370260e-01, 2.3823427e-01, -2.3229237e-01, -1.3852400e-01, 1.5104035e-01,
+    3.5595628e-03, -9.9251422e-01, -3.7759839e-03, 1.1780532e+00, -1.5626974e-01, -4.0000505e-01,
+    -9.4121493e-02, 4.3937201e-01, -1.5352083e+00, -4.8983677e-02, 1.5212261e+00, -7.2239722e-01,
+    -1.9284564e-01, 5.7289812e-01, 1.6463490e+00, -2.5254335e+00, -1.2515806e+00, 1.7448502e+00,
+    5.4173827e-03, -4.0616369e-01, 1.0971647e+00, 2.1958792e-01, -1.3188142e+00, 5.8832972e-01,
+    1.0442076e-01, -1.4521460e-01, -1.3474947e+00, 1.4968521e+00, 1.2951332e+00, -1.3758552e+00]).reshape(6, 6)
+_SPLIT_SUM_B = np.array([
+    8.3211197e-02, -1.5998389e-01, -1.8405804e-02, 1.1737176e-01, 6.3659900e-02, -8.6276136e-02,
+    -1.8974871e-01, 4.0204464e-01, 1.8297730e-01, -5.3428899e-01, -2.9409286e-01, 4.3825185e-01,
+    1.4544352e-01, -6.8074167e-01, 6.1070739e-01, 6.0310665e-01, -9.2212652e-01, 2.3837570e-01,
+    6.6071866e-02, 3.8834668e-01, -1.4935326e+00, 3.6760682e-01, 2.1350242e+00, -1.4715013e+00,
+    -1.1263269e-01, 4.5729273e-01, -2.2080135e-01, -6.9176057e-01, 6.3801429e-01, -6.4249759e-02,
+    1.6469072e-02, -4.3989188e-01, 9.9711135e-01, 1.2059961e-01, -1.6837189e+00, 9.9251335e-01]).reshape(6, 6)
+
+
+def split_sum(roughness, NV):
+    """(N, 2) split-sum (A, B): lit_shading.glsl's polynomial fit."""
+    r = 2.0 * np.clip(roughness, 0.02, 1.0) - 1.0
+    x = 2.0 * np.sqrt(np.clip(NV, 0.02, 1.0)) - 1.0
+    powers_r = r[:, None] ** np.arange(6)
+    powers_x = x[:, None] ** np.arange(6)
+    a = np.einsum("ni,ij,nj->n", powers_r, _SPLIT_SUM_A, powers_x)
+    b = np.einsum("ni,ij,nj->n", powers_r, _SPLIT_SUM_B, powers_x)
+    return np.clip(np.stack([a, b], -1), 0.0, 1.0)
 
 
 def metal_reflectance(f0, ab):
@@ -113,7 +134,7 @@ def shade_lit(base, roughness, metallic, specular_level, n, position, camera_pos
     r = np.clip(np.asarray(roughness, np.float64), 0.0, 1.0)
     m = np.clip(np.asarray(metallic, np.float64), 0.0, 1.0)[:, None]
     a = np.maximum(r * r, 1e-4)
-    ab = env_brdf_approx(r, NV)
+    ab = split_sum(r, NV)
     f0 = np.minimum(0.08 * np.maximum(np.asarray(specular_level, np.float64), 0.0), 1.0)
     r_dielectric = (f0 * ab[:, 0] + np.minimum(f0 * (2.33 / 0.33), 1.0) * ab[:, 1])[:, None] * np.ones(3)
     r_metal = metal_reflectance(np.clip(base, 0.0, 1.0), ab)

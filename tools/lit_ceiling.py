@@ -53,6 +53,9 @@ CASES = [("sun", ("SUN",), "rough", 0.0), ("point", ("POINT",), "rough", 0.0),
          ("all", ("SUN", "POINT", "SPOT", "AREA"), "rough", 0.0),
          ("all", ("SUN", "POINT", "SPOT", "AREA"), "glossy", 0.0),
          ("all", ("SUN", "POINT", "SPOT", "AREA"), "metallic", 0.0),
+         ("sun", ("SUN",), "metallic", 0.0), ("point", ("POINT",), "metallic", 0.0),
+         ("area", ("AREA",), "metallic", 0.0), ("world", (), "metallic", 0.0),
+         ("sun", ("SUN",), "glossy", 0.0),
          ("all", ("SUN", "POINT", "SPOT", "AREA"), "rough", 1.0),
          ("all", ("SUN", "POINT", "SPOT", "AREA"), "glossy", 1.0)]
 CAMERAS = (((0.0, -4.5, 1.2),), ((3.6, 2.4, 1.8),))
@@ -128,10 +131,10 @@ def build_scene(size: int):
                          energy=2.5, color=(1.0, 0.95, 0.9), angle=math.radians(2)),
         "POINT": add_light("POINT", "point", (2.5, -2.5, 2.0), (0, 0, 0), energy=400.0,
                            color=(0.9, 0.95, 1.0), shadow_soft_size=0.1),
-        "SPOT": add_light("SPOT", "spot", (-2.5, -2.0, 2.5), (math.radians(50), 0, math.radians(-130)),
+        "SPOT": add_light("SPOT", "spot", (-2.5, -2.0, 2.5), _look_rotation((2.3, 2.0, -2.5)),
                           energy=800.0, color=(1.0, 0.85, 0.8), spot_size=math.radians(35),
                           spot_blend=0.3, shadow_soft_size=0.1),
-        "AREA": add_light("AREA", "area", (0.5, -3.0, -1.0), (math.radians(110), 0, math.radians(10)),
+        "AREA": add_light("AREA", "area", (0.5, -3.0, -1.0), _look_rotation((-0.5, 3.0, 1.3)),
                           energy=300.0, color=(0.85, 1.0, 0.9), size=1.0),
     }
     cams = []
