@@ -135,7 +135,7 @@ def build_scene(size: int):
                           energy=800.0, color=(1.0, 0.85, 0.8), spot_size=math.radians(35),
                           spot_blend=0.3, shadow_soft_size=0.1),
         "AREA": add_light("AREA", "area", (0.5, -3.0, -1.0), _look_rotation((-0.5, 3.0, 1.3)),
-                          energy=300.0, color=(0.85, 1.0, 0.9), size=1.0),
+                          energy=80.0, color=(0.85, 1.0, 0.9), size=1.0),
     }
     cams = []
     for i, (eye,) in enumerate(CAMERAS):
