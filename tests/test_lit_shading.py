@@ -112,3 +112,8 @@ def test_light_units():
     assert lit.shade_lit(*args, grey)[0, 0] == pytest.approx(0.5)  # specular level 0: no reflection
     level = (np.full((1, 3), 0.2), np.array([1.0]), np.array([0.0]), np.array([0.5]), n, p, cam)
     assert 0.1 < lit.shade_lit(*level, grey)[0, 0] < 0.12  # diffuse 0.1 (1 - F) plus specular 0.5 F
+
+
+def test_rasterize_lit_compiles(backend):
+    """The lit raster pass (tools/lit_ceiling.py drives it) compiles on this Blender."""
+    assert backend.shader(K.RASTERIZE_LIT) is not None
