@@ -447,7 +447,8 @@ def read_light(obj) -> Light:
         sx, sy = np.linalg.norm(matrix[:3, 0]), np.linalg.norm(matrix[:3, 1])
         size_y = light.size if light.shape in ("SQUARE", "DISK") else light.size_y
         area = (float(light.size * sx), float(size_y * sy))
-        return Light(radius=0.5 * max(area), area_size=area, area_shape=light.shape, **common)
+        axis_x = tuple(matrix[:3, 0] / max(sx, 1e-12))  # the `size` side, for lit_shading's rectangles
+        return Light(radius=0.5 * max(area), area_size=area, area_shape=light.shape, axis_x=axis_x, **common)
     raise InputError(f"light '{obj.name}' is of type {kind}; use a sun, point, spot or area light")
 
 

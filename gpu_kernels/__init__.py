@@ -189,7 +189,39 @@ COPY = KernelSpec(
     defines=_FIXED,
 )
 
-ALL_KERNELS = (PERTURB, RASTERIZE, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT, COPY)
+# Lit shading (issue 9): shade_lit on arrays (tests), and a lit raster pass.
+_LIT = _COMMON + ("lit_shading.glsl",)
+
+LIT_EVAL = KernelSpec(
+    name="lit_eval",
+    sources=_LIT + ("lit_eval.glsl",),
+    images=(_img(0, "RGBA32F", "out_color", ("WRITE",)), _img(1, "RGBA32F", "out_normal", ("WRITE",))),
+    samplers=(Sampler(0, "FLOAT_2D", "lights"), Sampler(1, "FLOAT_2D", "in_material"),
+              Sampler(2, "FLOAT_2D", "in_normal"), Sampler(3, "FLOAT_2D", "in_position"),
+              Sampler(4, "FLOAT_2D", "in_tangent"), Sampler(5, "FLOAT_2D", "in_map")),
+    push_constants=(("VEC3", "camera_position"),),
+    defines=_FIXED,
+)
+
+RASTERIZE_LIT = KernelSpec(
+    name="rasterize_lit",
+    sources=_LIT,
+    vertex_sources=("rasterize_lit_vert.glsl",),
+    fragment_sources=("rasterize_lit_frag.glsl",),
+    samplers=(Sampler(0, "FLOAT_2D", "lights"), Sampler(1, "FLOAT_2D", "base_color"),
+              Sampler(2, "FLOAT_2D", "material"), Sampler(3, "FLOAT_2D", "normal_map")),
+    push_constants=(("MAT4", "view_projection"), ("VEC3", "camera_position"),
+                    ("FLOAT", "normal_strength")),
+    vertex_inputs=((0, "VEC3", "position"), (1, "VEC3", "normal"), (2, "VEC4", "tangent"),
+                   (3, "VEC2", "corner_uv")),
+    interface=(("smooth", "VEC3", "world_position"), ("smooth", "VEC3", "world_normal"),
+               ("smooth", "VEC4", "world_tangent"), ("smooth", "VEC2", "uv")),
+    fragment_outputs=((0, "VEC4", "out_color"),),
+    defines=_FIXED,
+)
+
+ALL_KERNELS = (PERTURB, RASTERIZE, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT, COPY,
+               LIT_EVAL, RASTERIZE_LIT)
 
 __all__ = ["KernelSpec", "Image", "Sampler", "ALL_KERNELS", "FIXED_SCALE",
            "MAX_VIEWS_PER_STEP", "MAX_IMAGES_PER_KERNEL"] + [k.name.upper() for k in ALL_KERNELS]
