@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import bpy
-import mathutils
 import numpy as np
 import pytest
 from mathutils import Euler, Matrix, Vector
@@ -350,7 +349,7 @@ def test_lights_of_each_kind(empty_scene):
     assert a.area_shape == "RECTANGLE" and a.power == pytest.approx(20.0)
     np.testing.assert_allclose(a.direction, down(rot), atol=1e-6)
     np.testing.assert_allclose(a.position, (0, -2, 1), atol=1e-6)
-    x_axis = np.array(mathutils.Euler(rot).to_matrix()) @ np.array([1.0, 0.0, 0.0])
+    x_axis = np.array(Euler(rot).to_matrix()) @ np.array([1.0, 0.0, 0.0])
     np.testing.assert_allclose(a.axis_x, x_axis, atol=1e-6)  # the `size` side, unit length
 
 
