@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from .. import gpu_kernels as K
+from .lit_reference import pack_lights
 from .reference import as_int32, encode_srgb, perturbation_key
 from .scene import SceneArrays, Settings
 
@@ -149,7 +150,12 @@ class Engine:
             clamp01=True, enabled=settings.optimize_texture, perturbed_copies=False)
         self.triangles = b.texture(PARAM_WIDTH, max(1, math.ceil(len(mesh.triangles) / PARAM_WIDTH)),
                                    "RGBA32F", pack_rows(mesh.triangles.astype(np.float32), PARAM_WIDTH))
-        self.batch = b.mesh_batch(mesh.triangles.reshape(-1), mesh.corner_uvs.reshape(-1, 2))
+        self.lit = scene.lit
+        if self.lit is not None:
+            self._init_lit(scene)
+        else:
+            self.raster = K.RASTERIZE
+            self.batch = b.mesh_batch(mesh.triangles.reshape(-1), mesh.corner_uvs.reshape(-1, 2))
         # The loss compares in the texture's own encoding: sRGB for an sRGB
         # texture (renders blend in linear light, then G encodes them).
         self.loss_srgb = scene.texture_srgb
@@ -188,6 +194,31 @@ class Engine:
             self._copy(g, g.theta, self.start_positions)
 
     # Setup --------------------------------------------------------------------
+    def _init_lit(self, scene: SceneArrays) -> None:
+        """R renders the base colour lit (RASTERIZE_LIT_FIT): the lights, the
+        fixed maps and the corners' shading frames go to the GPU once."""
+        lit, mesh, b = scene.lit, scene.mesh, self.backend
+        if self.settings.optimize_positions:
+            raise ValueError("a lit fit optimizes the base colour only: the corners' normals and tangents "
+                             "are fixed, so untick positions")
+        if len(lit.camera_positions) != len(scene.views):
+            raise ValueError(f"a lit fit needs one camera position per view: {len(lit.camera_positions)} "
+                             f"for {len(scene.views)} views")
+        corners = 3 * len(mesh.triangles)
+        normals = np.asarray(lit.frames.normals, np.float32).reshape(corners, 3)
+        tangents = np.asarray(lit.frames.tangents, np.float32).reshape(corners, 4)
+        self.raster = K.RASTERIZE_LIT_FIT
+        self.batch = b.mesh_batch(mesh.triangles.reshape(-1), mesh.corner_uvs.reshape(-1, 2), normals, tangents)
+        lights = pack_lights(lit.lighting)
+        self.lights = b.texture(lights.shape[1], lights.shape[0], "RGBA32F", lights)
+        material = np.asarray(lit.material, np.float32)
+        self.material = b.texture(material.shape[1], material.shape[0], "RGBA32F", material)
+        normal = np.full((1, 1, 4), (0.5, 0.5, 1.0, 1.0), np.float32)  # flat
+        if lit.normal_map is not None:
+            normal = np.concatenate([lit.normal_map[..., :3], np.ones(lit.normal_map.shape[:2] + (1,))], -1)
+        normal = np.ascontiguousarray(normal, np.float32)
+        self.normal_map = b.texture(normal.shape[1], normal.shape[0], "RGBA32F", normal)
+
     def _init_laplacian(self, mesh):
         b, g = self.backend, self.positions_group
         start, degree, neighbours = vertex_adjacency(mesh.triangles, self.vertex_count)
@@ -255,13 +286,16 @@ class Engine:
             view_projection = jittered(view_projection, *offset, self.width, self.height)
         positions = {0: pos.theta, 1: pos.plus, -1: pos.minus}[sign if pos in self.active else 0]
         texture_eps = sign * tex.eps if tex in self.active else 0.0
-        self.backend.draw(
-            K.RASTERIZE, target, self.batch,
-            samplers={"positions": pos.candidate if candidate and pos.enabled else positions,
-                      "albedo": tex.candidate if candidate and tex.enabled else tex.theta},
-            constants={"view_projection": view_projection,
-                       "texture_key": tex.key(self.settings.seed, substep), "texture_eps": texture_eps,
-                       "texture_srgb": int(self.scene.texture_srgb), "texture_stratum": self.stratum})
+        samplers = {"positions": pos.candidate if candidate and pos.enabled else positions,
+                    "albedo": tex.candidate if candidate and tex.enabled else tex.theta}
+        constants = {"view_projection": view_projection,
+                     "texture_key": tex.key(self.settings.seed, substep), "texture_eps": texture_eps,
+                     "texture_srgb": int(self.scene.texture_srgb), "texture_stratum": self.stratum}
+        if self.lit is not None:
+            samplers.update(lights=self.lights, material=self.material, normal_map=self.normal_map)
+            constants.update(camera_position=np.asarray(self.lit.camera_positions[view_index], np.float32),
+                             normal_strength=float(self.lit.normal_strength))
+        self.backend.draw(self.raster, target, self.batch, samplers=samplers, constants=constants)
 
     def accumulate_gradient(self, substep: int, slot: int, view_index: int) -> None:
         pos, tex, s = self.positions_group, self.texture_group, self.settings

@@ -39,11 +39,42 @@ class View:
 
 
 @dataclass
+class LitScene:
+    """What a lit fit renders the optimized base colour under (issue 9): the
+    lights, each corner's shading frame, the fixed material maps and the
+    cameras' positions. See gpu_kernels/lit_shading.glsl for the model."""
+    lighting: object  # engine.lighting.Lighting
+    frames: object  # engine.materials.CornerFrames, in MeshArrays' corner order
+    camera_positions: list  # world position of each view's camera
+    # (h, w, 4): roughness, metallic, specular IOR level per texel (a 1 x 1 map for constants)
+    material: np.ndarray = field(default_factory=lambda: np.array([[[0.5, 0.0, 0.5, 0.0]]], np.float32))
+    normal_map: np.ndarray | None = None  # (h, w, 3) tangent space as stored in [0, 1]; None: flat
+    normal_strength: float = 1.0
+
+    @classmethod
+    def from_material(cls, material, lighting, frames, camera_positions) -> "LitScene":
+        """The fixed maps of an `engine.materials.LitMaterial` (all but its base colour)."""
+        channels = (material.roughness, material.metallic)
+        sizes = {c.image.shape[:2] for c in channels if c.is_image}
+        if len(sizes) > 1:
+            raise ValueError(f"roughness and metallic images differ in size: {sorted(sizes)}")
+        h, w = sizes.pop() if sizes else (1, 1)
+        packed = np.zeros((h, w, 4), np.float32)
+        for i, c in enumerate(channels):
+            packed[..., i] = c.image if c.is_image else c.constant
+        packed[..., 2] = material.specular_ior_level
+        normal = material.normal
+        return cls(lighting, frames, list(camera_positions), packed,
+                   None if normal is None else normal.image, 1.0 if normal is None else normal.strength)
+
+
+@dataclass
 class SceneArrays:
     mesh: MeshArrays
     texture: np.ndarray  # (th, tw, 4) float32 in [0, 1], bottom-up
     views: list = field(default_factory=list)
     texture_srgb: bool = False  # the texture's values are sRGB-encoded
+    lit: LitScene | None = None  # None: the texture is rendered unlit (Workbench's flat texture colour)
 
     @property
     def resolution(self) -> tuple:

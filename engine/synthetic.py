@@ -57,6 +57,21 @@ def look_at(eye, centre=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
     return m
 
 
+def sphere_frames(mesh: MeshArrays):
+    """The shading frames (`engine.materials.CornerFrames`) of a `uv_sphere`
+    centred on the origin: normals radial, tangents along +U (east), the
+    bitangent (+V, north) = cross(normal, tangent), sign +1."""
+    from .materials import CornerFrames
+
+    normals = mesh.positions[mesh.triangles].astype(np.float64)
+    normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
+    tangents = np.cross([0.0, 0.0, 1.0], normals)
+    length = np.linalg.norm(tangents, axis=-1, keepdims=True)
+    tangents = np.where(length > 1e-6, tangents / np.maximum(length, 1e-12), [1.0, 0.0, 0.0])  # poles: any
+    tangents = np.concatenate([tangents, np.ones(tangents.shape[:-1] + (1,))], -1)
+    return CornerFrames(normals.astype(np.float32), tangents.astype(np.float32))
+
+
 def perspective(fov_x: float, aspect: float, near: float = 0.1, far: float = 100.0) -> np.ndarray:
     fx = 1.0 / np.tan(fov_x / 2)
     m = np.zeros((4, 4))

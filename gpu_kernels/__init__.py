@@ -220,8 +220,25 @@ RASTERIZE_LIT = KernelSpec(
     defines=_FIXED,
 )
 
+# R for a lit fit: RASTERIZE's resources and outputs, plus the fixed maps,
+# the lights and each corner's shading frame.
+RASTERIZE_LIT_FIT = KernelSpec(
+    name="rasterize_lit_fit",
+    sources=_COMMON + ("shading.glsl", "lit_shading.glsl"),
+    vertex_sources=("rasterize_fit_lit_vert.glsl",),
+    fragment_sources=("rasterize_fit_lit_frag.glsl",),
+    samplers=RASTERIZE.samplers + (Sampler(2, "FLOAT_2D", "lights"), Sampler(3, "FLOAT_2D", "material"),
+                                   Sampler(4, "FLOAT_2D", "normal_map")),
+    push_constants=RASTERIZE.push_constants + (("VEC3", "camera_position"), ("FLOAT", "normal_strength")),
+    vertex_inputs=RASTERIZE.vertex_inputs + ((2, "VEC3", "corner_normal"), (3, "VEC4", "corner_tangent")),
+    interface=RASTERIZE.interface + (("smooth", "VEC3", "world_position"), ("smooth", "VEC3", "world_normal"),
+                                     ("smooth", "VEC4", "world_tangent")),
+    fragment_outputs=RASTERIZE.fragment_outputs,
+    defines=_FIXED,
+)
+
 ALL_KERNELS = (PERTURB, RASTERIZE, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT, COPY,
-               LIT_EVAL, RASTERIZE_LIT)
+               LIT_EVAL, RASTERIZE_LIT, RASTERIZE_LIT_FIT)
 
 __all__ = ["KernelSpec", "Image", "Sampler", "ALL_KERNELS", "FIXED_SCALE",
            "MAX_VIEWS_PER_STEP", "MAX_IMAGES_PER_KERNEL"] + [k.name.upper() for k in ALL_KERNELS]

@@ -202,3 +202,16 @@ vec3 perturbed_normal(vec3 n, vec4 tangent_sign, vec3 map_rgb, float strength)
   vec3 mapped = normalize(m.x * t + m.y * b + m.z * n);
   return normalize(mix(n, mapped, max(strength, 0.0)));
 }
+
+// A bilinear lookup at level 0 with texelFetch (the same on every backend,
+// whatever its sampler state). A macro, not a function: samplers as
+// arguments are not portable (Metal).
+#define SAMPLE_BILINEAR_LIT(tex, st, result) \
+  { \
+    ivec2 size_ = textureSize(tex, 0); \
+    ivec2 t0_, t1_; \
+    vec2 f_; \
+    bilinear_footprint(st, size_, t0_, t1_, f_); \
+    result = mix(mix(texelFetch(tex, t0_, 0), texelFetch(tex, ivec2(t1_.x, t0_.y), 0), f_.x), \
+                 mix(texelFetch(tex, ivec2(t0_.x, t1_.y), 0), texelFetch(tex, t1_, 0), f_.x), f_.y); \
+  }

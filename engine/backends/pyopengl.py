@@ -505,24 +505,29 @@ class PyOpenGLBackend:
             GL.glUseProgram(0)
 
     # Raster -------------------------------------------------------------------
-    def mesh_batch(self, vertex_index, corner_uv):
+    def mesh_batch(self, vertex_index, corner_uv, corner_normal=None, corner_tangent=None):
+        """Locations 0 (vertex_index), 1 (corner_uv) and, for a lit fit, 2
+        (corner_normal) and 3 (corner_tangent), as the raster specs declare them."""
         GL = self.GL
         index = np.ascontiguousarray(vertex_index, np.int32).reshape(-1)
-        uv = np.ascontiguousarray(corner_uv, np.float32).reshape(-1, 2)
-        if len(uv) != len(index):
-            raise ValueError("vertex_index and corner_uv must have one row per corner")
+        floats = [(1, 2, corner_uv), (2, 3, corner_normal), (3, 4, corner_tangent)]
+        floats = [(loc, width, np.ascontiguousarray(values, np.float32).reshape(-1, width))
+                  for loc, width, values in floats if values is not None]
+        if any(len(values) != len(index) for _, _, values in floats):
+            raise ValueError("vertex_index and the corner attributes must have one row per corner")
         with self._current():
             vao = int(GL.glGenVertexArrays(1))
-            buffers = [int(b) for b in GL.glGenBuffers(2)]
+            buffers = [int(b) for b in np.atleast_1d(GL.glGenBuffers(1 + len(floats)))]
             GL.glBindVertexArray(vao)
             GL.glBindBuffer(GL.GL_ARRAY_BUFFER, buffers[0])
             GL.glBufferData(GL.GL_ARRAY_BUFFER, index.nbytes, index, GL.GL_STATIC_DRAW)
             GL.glVertexAttribIPointer(0, 1, GL.GL_INT, 0, ctypes.c_void_p(0))
             GL.glEnableVertexAttribArray(0)
-            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, buffers[1])
-            GL.glBufferData(GL.GL_ARRAY_BUFFER, uv.nbytes, uv, GL.GL_STATIC_DRAW)
-            GL.glVertexAttribPointer(1, 2, GL.GL_FLOAT, GL.GL_FALSE, 0, ctypes.c_void_p(0))
-            GL.glEnableVertexAttribArray(1)
+            for buffer, (location, width, values) in zip(buffers[1:], floats):
+                GL.glBindBuffer(GL.GL_ARRAY_BUFFER, buffer)
+                GL.glBufferData(GL.GL_ARRAY_BUFFER, values.nbytes, values, GL.GL_STATIC_DRAW)
+                GL.glVertexAttribPointer(location, width, GL.GL_FLOAT, GL.GL_FALSE, 0, ctypes.c_void_p(0))
+                GL.glEnableVertexAttribArray(location)
             GL.glBindVertexArray(0)
             GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
         batch = _Batch(vao, buffers, len(index))
