@@ -18,7 +18,10 @@ from helpers import H, W, flat_texture, mean_psnr, render_targets, small_engine
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 from sge_optimizer import gpu_kernels as K  # noqa: E402
-from sge_optimizer.engine import Engine, SceneArrays, Settings, synthetic  # noqa: E402
+from sge_optimizer.engine import Engine, SceneArrays, Settings, View, synthetic  # noqa: E402
+from sge_optimizer.engine.lighting import Light, Lighting  # noqa: E402
+from sge_optimizer.engine.materials import LitMaterial, ScalarChannel  # noqa: E402
+from sge_optimizer.engine.scene import LitScene  # noqa: E402
 from sge_optimizer.engine.backends.pyopengl import glsl_declarations, glsl_source  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,3 +244,23 @@ def test_pyopengl_is_optional():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "pip install PyOpenGL" in proc.stdout
+
+
+def test_lit_render_matches(backend, gl):
+    """RASTERIZE_LIT_FIT, with corner frames as vertex inputs, on both backends."""
+    mesh = synthetic.uv_sphere(24, 12)
+    eyes = synthetic.fibonacci_sphere(2, 3.5)
+    proj = synthetic.perspective(0.8, 1.0)
+    views = [View(f"v{i}", (proj @ synthetic.look_at(e)).astype(np.float32), np.zeros((48, 48, 4), np.float32))
+             for i, e in enumerate(eyes)]
+    sun = Light("SUN", (1.0, 0.9, 0.8), 3.0, (0, 0, 0), (-0.4, 0.5, -0.77))
+    lit = LitScene.from_material(LitMaterial(roughness=ScalarChannel(constant=0.4)),
+                                 Lighting(lights=(sun,), ambient=(0.1, 0.1, 0.1)),
+                                 synthetic.sphere_frames(mesh), list(eyes))
+    scene = SceneArrays(mesh, synthetic.checker_texture(32), views, lit=lit)
+    engines = [Engine(b, scene, Settings(optimize_positions=False)) for b in (backend, gl)]
+    for view in range(2):
+        theirs, ours = (e.render(view) for e in engines)
+        both = (ours["id"] == theirs["id"]) & (ours["id"] > 0)
+        assert both.mean() > 0.2
+        np.testing.assert_allclose(ours["color"][both], theirs["color"][both], atol=1e-4)
