@@ -34,7 +34,7 @@ class OptimizationRun:
             raise InputError(str(exc)) from None
         self.settings = settings
         self.resolution = resolution
-        self.inputs = scene_io.read_scene(obj, camera_collection, resolution, scene)
+        self.inputs = scene_io.read_scene(obj, camera_collection, resolution, scene, lit=settings.lit)
         self.warnings = preflight.check(self.inputs)  # refuses what cannot work; the rest: one line each
         self.engine = None
         self.backend = None

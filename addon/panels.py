@@ -28,6 +28,7 @@ def draw_panel(layout, context) -> None:
     box.operator("sge.capture_targets", icon="RENDER_STILL")
 
     col = layout.column(heading="Optimize")
+    col.prop(props, "lit")
     col.prop(props, "optimize_positions")
     sub = col.column(align=True)
     sub.active = props.optimize_positions

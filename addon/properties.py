@@ -44,6 +44,11 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
         name="Reference", type=bpy.types.Object, poll=_is_mesh,
         description="Textured mesh rendered into the cameras' backgrounds by Capture Targets")
 
+    lit: BoolProperty(
+        name="Lit by the Scene", default=_DEFAULTS.lit,
+        description="Render the base colour under the scene's lights, world and the rest of the "
+                    "Principled material (roughness, metallic, normal map), for lit targets such as "
+                    "EEVEE or Cycles renders; positions are not optimized then")
     optimize_positions: BoolProperty(
         name="Positions", default=_DEFAULTS.optimize_positions, update=_follow_quality,
         description="Optimize the vertex positions")
@@ -160,6 +165,7 @@ def to_settings(props, **overrides) -> Settings:
         smoothness=props.smoothness,
         alternate_groups=props.alternate_groups,
         seed=props.seed,
+        lit=props.lit,
     )
     values.update(overrides)
     return Settings(**values)

@@ -19,6 +19,7 @@ import bpy
 import numpy as np
 
 from ..engine import MeshArrays, SceneArrays, View, memory
+from ..engine.scene import LitScene
 from . import shape_keys
 
 
@@ -392,12 +393,15 @@ class SceneInputs:
     original_shape_keys: list | None = None  # every key's positions, for restore
 
 
-def read_scene(obj, camera_collection, longest_side: int = 256, scene=None) -> SceneInputs:
-    """Validate and read everything the optimizer needs. Changes nothing."""
+def read_scene(obj, camera_collection, longest_side: int = 256, scene=None, lit: bool = False) -> SceneInputs:
+    """Validate and read everything the optimizer needs. Changes nothing.
+    `lit`: also the lights, the world, the rest of the Principled material and
+    the corners' shading frames, for a fit rendered under them."""
     scene = scene or bpy.context.scene
     check_mesh_object(obj)
     check_modifiers(obj, bpy.context.evaluated_depsgraph_get())
     image, uv_map = find_base_color_image(obj)
+    lit_parts = read_lit_parts(obj, scene) if lit else None
     cameras = collection_cameras(camera_collection)
     if not 8 <= longest_side <= 16384:
         raise InputError(f"working resolution must be 8..16384 pixels, got {longest_side}")
@@ -412,8 +416,29 @@ def read_scene(obj, camera_collection, longest_side: int = 256, scene=None) -> S
     raw = np.empty(len(image.pixels), np.float32)
     image.pixels.foreach_get(raw)
     arrays = SceneArrays(mesh, texture, views, texture_srgb=(texture_encoding == "srgb"))
+    if lit_parts is not None:
+        material, lighting, frames = lit_parts
+        positions = [tuple(cam.matrix_world.translation) for cam in cameras]
+        try:
+            arrays.lit = LitScene.from_material(material, lighting, frames, positions)
+        except ValueError as exc:
+            raise InputError(f"material '{material.name}': {exc}") from None
     return SceneInputs(obj, image, cameras, arrays, encoding,
                        read_local_positions(obj), raw, shape_keys.snapshot(obj))
+
+
+def read_lit_parts(obj, scene) -> tuple:
+    """(material, lighting, corner frames) of a lit fit, each validated
+    (addon/material_io.py refuses what the model does not reproduce)."""
+    from . import material_io
+
+    material_io.check_view_transform(scene)
+    material = material_io.read_lit_material(obj)
+    if not material.base_color.is_image:
+        raise InputError(f"material '{material.name}': a lit fit optimizes the base-colour image; "
+                         "feed Base Color from an Image Texture node")
+    lighting = material_io.read_lighting(scene)
+    return material, lighting, material_io.corner_frames(obj, material.uv_map)
 
 
 def restore(inputs: SceneInputs) -> None:

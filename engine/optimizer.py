@@ -151,6 +151,9 @@ class Engine:
         self.triangles = b.texture(PARAM_WIDTH, max(1, math.ceil(len(mesh.triangles) / PARAM_WIDTH)),
                                    "RGBA32F", pack_rows(mesh.triangles.astype(np.float32), PARAM_WIDTH))
         self.lit = scene.lit
+        if settings.lit != (scene.lit is not None):
+            raise ValueError("Settings.lit asks for a lit fit but the scene has no lights and material (SceneArrays.lit)"
+                             if settings.lit else "the scene is lit (SceneArrays.lit): set Settings.lit")
         if self.lit is not None:
             self._init_lit(scene)
         else:

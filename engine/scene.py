@@ -142,6 +142,10 @@ class Settings:
     # coverage differences only (a still-wrong texture cannot pull them),
     # then the colour differences too (detail that silhouettes do not show).
     silhouette_fraction: float = 0.4
+    # Render the base colour under the scene's lights and the rest of its
+    # Principled material (issue 9; SceneArrays.lit), not as a flat texture.
+    # The base colour is the only group a lit fit optimizes today.
+    lit: bool = False
     keep_best: bool = True  # hand back the best parameters seen at the checkpoints
     # ... but replace a start that already fits (30 dB) only when this much better
     start_margin_db: float = 2.0
@@ -177,6 +181,8 @@ class Settings:
             raise ValueError(f"lr decay must lie in (0, 1], got {self.lr_decay}")
         if not (np.isfinite(self.start_margin_db) and self.start_margin_db >= 0):
             raise ValueError(f"start margin must be >= 0 dB, got {self.start_margin_db}")
+        if self.lit and (self.optimize_positions or not self.optimize_texture):
+            raise ValueError("a lit fit optimizes the base colour only: untick positions and tick texture")
         if self.texture_strata not in (1, 4):
             raise ValueError(f"texture strata must be 1 or 4, got {self.texture_strata}")
         if self.warmup_steps < 0 or self.check_every < 0:

@@ -33,7 +33,7 @@ def sphere_views(texture, lit=None, views=VIEWS):
 
 
 def render_all(backend, scene: SceneArrays) -> list:
-    engine = Engine(backend, scene, Settings(optimize_positions=False))
+    engine = Engine(backend, scene, Settings(optimize_positions=False, lit=scene.lit is not None))
     return [engine.render(i)["color"] for i in range(len(scene.views))]
 
 
@@ -53,11 +53,16 @@ def test_ambient_only_lit_render_is_albedo_times_ambient(backend):
         np.testing.assert_array_equal(b[..., 3], a[..., 3])
 
 
-def test_lit_fit_refuses_positions(backend):
+def test_lit_fit_refuses_positions_and_a_mismatch(backend):
     mesh, eyes, views = sphere_views(None, views=2)
     scene = SceneArrays(mesh, synthetic.flat_texture(8), views, lit=lit_scene(mesh, Lighting(ambient=(1, 1, 1)), eyes))
     with pytest.raises(ValueError, match="untick positions"):
-        Engine(backend, scene, Settings(optimize_positions=True))
+        Engine(backend, scene, Settings(optimize_positions=True, lit=True))
+    with pytest.raises(ValueError, match="set Settings.lit"):
+        Engine(backend, scene, Settings(optimize_positions=False))
+    scene.lit = None
+    with pytest.raises(ValueError, match="no lights and material"):
+        Engine(backend, scene, Settings(optimize_positions=False, lit=True))
 
 
 def test_lit_fit_recovers_the_albedo_not_the_lighting(backend):
@@ -73,7 +78,8 @@ def test_lit_fit_recovers_the_albedo_not_the_lighting(backend):
 
     def fit(scene_lit):
         engine = Engine(backend, SceneArrays(mesh, start, views, lit=scene_lit),
-                        Settings(optimize_positions=False, steps=400, antialias=False, keep_best=False))
+                        Settings(optimize_positions=False, steps=400, antialias=False, keep_best=False,
+                                 lit=scene_lit is not None))
         before = np.mean([m["psnr"] for m in engine.evaluate()])
         for _ in range(400):
             engine.step()
@@ -97,3 +103,66 @@ def test_lit_fit_recovers_the_albedo_not_the_lighting(backend):
     assert albedo_error(lit_engine) < 0.35 * start_error, (albedo_error(lit_engine), start_error)
     assert albedo_error(lit_engine) < 0.6 * albedo_error(unlit_engine), (
         albedo_error(lit_engine), albedo_error(unlit_engine))
+
+
+# Through Blender: read_scene(lit=True) and a run ------------------------------------
+def _lit_blender_scene(sun_strength: float = 3.0, world=(0.05, 0.05, 0.05)):
+    import bpy
+
+    import demo  # tools/ is on sys.path (conftest)
+
+    source, cameras = demo.build_scene(cameras=4, resolution=64, texture_size=32)
+    scene = bpy.context.scene
+    scene.view_settings.view_transform = "Standard"
+    sun_data = bpy.data.lights.new("Sun", "SUN")
+    sun_data.energy = sun_strength
+    sun = bpy.data.objects.new("Sun", sun_data)
+    scene.collection.objects.link(sun)
+    sun.rotation_euler = (0.6, 0.2, 0.4)
+    if scene.world is None:
+        scene.world = bpy.data.worlds.new("World")
+    if bpy.app.version < (5, 0, 0):
+        scene.world.use_nodes = True
+    background = next(n for n in scene.world.node_tree.nodes if n.type == "BACKGROUND")
+    background.inputs["Color"].default_value = (*world, 1.0)
+    background.inputs["Strength"].default_value = 1.0
+    bpy.context.view_layer.update()
+    return source, cameras, sun
+
+
+def test_a_lit_run_reads_the_lights_and_writes_back(backend, empty_scene):
+    import bpy
+
+    from sge_optimizer.addon import scene_io
+    from sge_optimizer.addon.api import OptimizationRun, run_to_end
+
+    source, cameras, sun = _lit_blender_scene()
+    run = OptimizationRun(source, cameras, Settings(optimize_positions=False, lit=True, steps=30), resolution=64)
+    lit = run.inputs.arrays.lit
+    assert lit is not None and [l.kind for l in lit.lighting.lights] == ["SUN"]
+    np.testing.assert_allclose(lit.lighting.ambient, (0.05, 0.05, 0.05), atol=1e-6)
+    first = scene_io.collection_cameras(cameras)[0]
+    np.testing.assert_allclose(lit.camera_positions[0], tuple(first.matrix_world.translation), atol=1e-6)
+    assert lit.frames.normals.shape == run.inputs.arrays.mesh.corner_uvs.shape[:2] + (3,)
+    run_to_end(run)
+    image = bpy.data.images["Source Albedo"]
+    pixels = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(pixels)
+    assert np.all(np.isfinite(pixels)) and pixels.min() >= 0.0 and pixels.max() <= 1.0
+
+
+def test_a_lit_run_in_the_dark_is_refused_and_changes_nothing(backend, empty_scene):
+    import bpy
+
+    from sge_optimizer.addon.api import OptimizationRun
+    from sge_optimizer.addon.scene_io import InputError
+
+    source, cameras, sun = _lit_blender_scene(sun_strength=0.0, world=(0.0, 0.0, 0.0))
+    image = bpy.data.images["Source Albedo"]
+    before = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(before)
+    with pytest.raises(InputError, match="nothing to see|no light"):
+        OptimizationRun(source, cameras, Settings(optimize_positions=False, lit=True))
+    after = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(after)
+    np.testing.assert_array_equal(before, after)

@@ -258,7 +258,7 @@ def test_lit_render_matches(backend, gl):
                                  Lighting(lights=(sun,), ambient=(0.1, 0.1, 0.1)),
                                  synthetic.sphere_frames(mesh), list(eyes))
     scene = SceneArrays(mesh, synthetic.checker_texture(32), views, lit=lit)
-    engines = [Engine(b, scene, Settings(optimize_positions=False)) for b in (backend, gl)]
+    engines = [Engine(b, scene, Settings(optimize_positions=False, lit=True)) for b in (backend, gl)]
     for view in range(2):
         theirs, ours = (e.render(view) for e in engines)
         both = (ours["id"] == theirs["id"]) & (ours["id"] > 0)

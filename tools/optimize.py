@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the uniform-Laplacian term on positions (0: off)")
     p.add_argument("--alternate-groups", action=argparse.BooleanOptionalAction, default=d.alternate_groups,
                    help="joint fits: positions on even steps, texture on odd ones (default: on)")
+    p.add_argument("--lit", action=argparse.BooleanOptionalAction, default=d.lit,
+                   help="render the base colour under the scene's lights and the rest of its Principled "
+                        "material (roughness, metallic, normal map), for lit targets such as EEVEE or "
+                        "Cycles renders; needs --optimize texture (default: off, flat texture colour)")
     p.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=d.antialias,
                    help="sub-pixel jitter per step and antialiased scoring (default: on)")
     p.add_argument("--texture-strata", type=int, choices=(1, 4), default=d.texture_strata,
@@ -107,7 +111,7 @@ def settings_from_args(args):
         eps_positions=args.eps_positions, eps_texture=args.eps_texture, lr_decay=args.lr_decay,
         estimator=args.estimator, views_per_step=args.views_per_step, smoothness=args.smoothness,
         seed=args.seed, write_back_every=args.write_back_every, alternate_groups=args.alternate_groups,
-        antialias=args.antialias, keep_best=args.keep_best, warmup_steps=args.warmup_steps,
+        antialias=args.antialias, keep_best=args.keep_best, lit=args.lit, warmup_steps=args.warmup_steps,
         start_margin_db=args.start_margin_db, texture_strata=args.texture_strata,
         shape_fraction=args.shape_fraction, silhouette_fraction=args.silhouette_fraction)
 
