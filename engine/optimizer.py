@@ -17,6 +17,7 @@ from .scene import SceneArrays, Settings
 
 SALT_POSITIONS = 1
 SALT_TEXTURE = 2
+SALT_MATERIAL = 3
 PARAM_WIDTH = 1024  # texels per row of vertex-indexed textures
 # The pixel filter our renders model: a Gaussian with the standard deviation
 # of Blender's default pixel filter (Blackman-Harris, 1.5 px wide: 0.21 px).
@@ -150,6 +151,9 @@ class Engine:
             clamp01=True, enabled=settings.optimize_texture, perturbed_copies=False)
         self.triangles = b.texture(PARAM_WIDTH, max(1, math.ceil(len(mesh.triangles) / PARAM_WIDTH)),
                                    "RGBA32F", pack_rows(mesh.triangles.astype(np.float32), PARAM_WIDTH))
+        self.groups = [self.positions_group, self.texture_group]
+        self.material_group = None  # a lit fit's roughness / metallic map (_init_lit)
+        self.material_stratum = -1
         self.lit = scene.lit
         if settings.lit != (scene.lit is not None):
             raise ValueError("Settings.lit asks for a lit fit but the scene has no lights and material (SceneArrays.lit)"
@@ -202,8 +206,7 @@ class Engine:
         fixed maps and the corners' shading frames go to the GPU once."""
         lit, mesh, b = scene.lit, scene.mesh, self.backend
         if self.settings.optimize_positions:
-            raise ValueError("a lit fit optimizes the base colour only: the corners' normals and tangents "
-                             "are fixed, so untick positions")
+            raise ValueError("a lit fit keeps the corners' normals and tangents fixed: untick positions")
         if len(lit.camera_positions) != len(scene.views):
             raise ValueError(f"a lit fit needs one camera position per view: {len(lit.camera_positions)} "
                              f"for {len(scene.views)} views")
@@ -214,8 +217,16 @@ class Engine:
         self.batch = b.mesh_batch(mesh.triangles.reshape(-1), mesh.corner_uvs.reshape(-1, 2), normals, tangents)
         lights = pack_lights(lit.lighting)
         self.lights = b.texture(lights.shape[1], lights.shape[0], "RGBA32F", lights)
-        material = np.asarray(lit.material, np.float32)
-        self.material = b.texture(material.shape[1], material.shape[0], "RGBA32F", material)
+        material = np.ascontiguousarray(lit.material, np.float32)
+        s = self.settings
+        self.material_channels = (1 if s.optimize_roughness else 0) | (2 if s.optimize_metallic else 0)
+        # Roughness and metallic: one parameter group (a 1 x 1 map for constants),
+        # charged the whole pixel difference (FLAG_COUPLED), its channels masked.
+        self.material_group = ParamGroup(
+            b, material, material.shape[0] * material.shape[1], SALT_MATERIAL, s.eps_material, s.lr_material,
+            clamp01=True, enabled=self.material_channels != 0, perturbed_copies=False)
+        self.groups.append(self.material_group)
+        self.material_scratch = b.texture(1, 2, "R32I")  # its G pass's loss sum and worklist: unused
         normal = np.full((1, 1, 4), (0.5, 0.5, 1.0, 1.0), np.float32)  # flat
         if lit.normal_map is not None:
             normal = np.concatenate([lit.normal_map[..., :3], np.ones(lit.normal_map.shape[:2] + (1,))], -1)
@@ -245,17 +256,17 @@ class Engine:
         on odd ones (a vertex's 1-pixel nudge changes a pixel far more than a
         texel's, and would drown the texture's signal in the same step); after
         the first `shape_fraction` of the steps, the texture alone."""
-        groups = tuple(g for g in (self.positions_group, self.texture_group) if g.enabled)
+        groups = tuple(g for g in self.groups if g.enabled)
         end = self.shape_end()
         if end is not None and step_index >= end:
             return (self.texture_group,)
-        if len(groups) == 2 and self.settings.alternate_groups:
-            return (groups[step_index % 2],)
+        if len(groups) > 1 and self.settings.alternate_groups:
+            return (groups[step_index % len(groups)],)
         return groups
 
     @property
     def parameter_count(self) -> int:
-        return self.positions_group.parameter_count() + self.texture_group.parameter_count()
+        return sum(g.parameter_count() for g in self.groups)
 
     # Passes -------------------------------------------------------------------
     def _timed(self, name, fn, *args):
@@ -295,9 +306,14 @@ class Engine:
                      "texture_key": tex.key(self.settings.seed, substep), "texture_eps": texture_eps,
                      "texture_srgb": int(self.scene.texture_srgb), "texture_stratum": self.stratum}
         if self.lit is not None:
-            samplers.update(lights=self.lights, material=self.material, normal_map=self.normal_map)
+            mat = self.material_group
+            samplers.update(lights=self.lights, normal_map=self.normal_map,
+                            material=mat.candidate if candidate and mat.enabled else mat.theta)
             constants.update(camera_position=np.asarray(self.lit.camera_positions[view_index], np.float32),
-                             normal_strength=float(self.lit.normal_strength))
+                             normal_strength=float(self.lit.normal_strength),
+                             material_key=mat.key(self.settings.seed, substep),
+                             material_eps=sign * mat.eps if mat in self.active else 0.0,
+                             material_stratum=self.material_stratum, material_channels=self.material_channels)
         self.backend.draw(self.raster, target, self.batch, samplers=samplers, constants=constants)
 
     def accumulate_gradient(self, substep: int, slot: int, view_index: int) -> None:
@@ -328,7 +344,27 @@ class Engine:
                       "target": self.targets[view_index], "triangles": self.triangles},
             constants={"key_pos": pos.key(s.seed, substep), "key_tex": tex.key(s.seed, substep),
                        "slot": slot, "flags": flags, "image_size": (self.width, self.height),
-                       "tex_size": self.texture_size, "pos_width": pos.width, "tex_stratum": self.stratum})
+                       "tex_size": self.texture_size, "pos_width": pos.width, "tex_stratum": self.stratum,
+                       "tex_channels": 7})
+        mat = self.material_group
+        if mat is not None and mat in self.active:
+            # One G pass per texture-like group: G binds 8 images, the most a
+            # shader gets on several backends, so the material map takes the
+            # texture's slots in a pass of its own.
+            scratch = self.material_scratch
+            self.backend.dispatch(
+                K.ACCUMULATE_GRADIENT, K.ACCUMULATE_GRADIENT.groups(self.width, self.height),
+                images={"grad_pos": scratch, "count_pos": scratch, "grad_tex": mat.grad, "count_tex": mat.counts,
+                        "global_acc": scratch, "loss_acc": scratch, "worklist": scratch, "worklist_length": scratch},
+                samplers={"color_plus": plus["color"], "color_minus": minus["color"],
+                          "id_plus": plus["id"], "id_minus": minus["id"],
+                          "uv_plus": plus["uv"], "uv_minus": minus["uv"],
+                          "target": self.targets[view_index], "triangles": self.triangles},
+                constants={"key_pos": 0, "key_tex": mat.key(s.seed, substep), "slot": slot,
+                           "flags": K.FLAG_TEXTURE | K.FLAG_COUPLED | (K.FLAG_SRGB_LOSS if self.loss_srgb else 0),
+                           "image_size": (self.width, self.height), "tex_size": (mat.width, mat.rows),
+                           "pos_width": pos.width, "tex_stratum": self.material_stratum,
+                           "tex_channels": self.material_channels})
         self.loss_substeps += 1
 
     def shape_end(self) -> int | None:
@@ -380,6 +416,14 @@ class Engine:
             return -1
         return (self.texture_group.updates * self.settings.views_per_step + slot) % strata
 
+    def material_stratum_of(self, slot: int) -> int:
+        """The material map's stratum at sub-step `slot`, as texture_stratum
+        (-1, every texel, for a 1 x 1 map of constants)."""
+        g, strata = self.material_group, self.settings.texture_strata
+        if g is None or strata == 1 or g.count == 1:
+            return -1
+        return (g.updates * self.settings.views_per_step + slot) % strata
+
     def silhouette_only(self) -> bool:
         """Whether vertices are charged coverage differences only at this step:
         during the first `silhouette_fraction` of a joint fit's steps."""
@@ -414,7 +458,7 @@ class Engine:
             warmup = min(1.0, t / s.warmup_steps) if s.warmup_steps > 0 else 1.0
             flags = K.ADAM_CLAMP01 if g.clamp01 else 0
             scale = 1.0 / (2.0 * g.eps * substeps * pixels)
-            if g is self.texture_group:
+            if g is self.texture_group or (g is self.material_group and g.count > 1):
                 scale *= s.texture_strata  # a texel is perturbed in 1 sub-step of `strata`
             if s.estimator == "full_image":
                 flags |= K.FLAG_FULL_IMAGE
@@ -470,6 +514,7 @@ class Engine:
             offset = (float(jitter[0]), float(jitter[1]))
         self._timed("P", self.perturb, substep)
         self.stratum = self.texture_stratum(slot)
+        self.material_stratum = self.material_stratum_of(slot)
         self._timed("R+", self.rasterize, self.render_plus, view_index, 1, substep, offset)
         self._timed("R-", self.rasterize, self.render_minus, view_index, -1, substep, offset)
         self._timed("G", self.accumulate_gradient, substep, slot, view_index)
@@ -505,8 +550,9 @@ class Engine:
     def read_gradients(self) -> dict:
         """The raw accumulators (sum of dL * s per parameter, and counts); for tests."""
         out = {}
-        for name, g in (("positions", self.positions_group), ("texture", self.texture_group)):
-            if not g.enabled:
+        for name, g in (("positions", self.positions_group), ("texture", self.texture_group),
+                        ("material", self.material_group)):
+            if g is None or not g.enabled:
                 continue
             grad = self.backend.read_fixed(g.grad, g.rows)[..., 0].reshape(g.rows, g.width, 3)
             counts = self.backend.read(g.counts)[..., 0]
@@ -519,7 +565,7 @@ class Engine:
         return out
 
     def clear_gradients(self) -> None:
-        for g in (self.positions_group, self.texture_group):
+        for g in self.groups:
             if g.enabled:
                 self.backend.clear(g.grad, 0)
                 self.backend.clear(g.counts, 0)
@@ -531,6 +577,10 @@ class Engine:
     def positions(self) -> np.ndarray:
         g = self.positions_group
         return self.backend.read(g.theta).reshape(-1, 4)[: g.count, :3].copy()
+
+    def material(self) -> np.ndarray | None:
+        """A lit fit's material map (h, w, 4): roughness, metallic, specular level."""
+        return None if self.material_group is None else self.backend.read(self.material_group.theta)
 
     def texture(self) -> np.ndarray:
         return self.backend.read(self.texture_group.theta)
@@ -644,6 +694,7 @@ class Engine:
 
     def loss_encoded(self, color: np.ndarray) -> np.ndarray:
         """A linear render or target as the loss compares it (sRGB-encoded for an sRGB texture)."""
+        color = np.clip(color, 0.0, 1.0)  # as targets are, and as G compares (a lit highlight can pass 1)
         return encode_srgb(color) if self.loss_srgb else color
 
     def restore_best(self) -> bool:
@@ -656,7 +707,7 @@ class Engine:
         return True
 
     def _optimized_groups(self) -> list:
-        return [g for g in (self.positions_group, self.texture_group) if g.enabled]
+        return [g for g in self.groups if g.enabled]
 
     def _copy(self, group: ParamGroup, source, destination) -> None:
         """Copy one of `group`'s parameter textures into another."""

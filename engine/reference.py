@@ -162,14 +162,17 @@ def rasterize(positions, triangles, corner_uvs, view_projection, albedo, width, 
 def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_minus, target,
                         triangles, vertex_count, tex_size, key_pos, key_tex,
                         positions=True, texture=True, full_image=False, silhouette=False, srgb_loss=False,
-                        tex_stratum=-1):
-    """Fixed-point accumulators as the GPU leaves them (in units of dL)."""
+                        tex_stratum=-1, coupled_channels=None):
+    """Fixed-point accumulators as the GPU leaves them (in units of dL).
+    `coupled_channels` (a bit mask, FLAG_COUPLED): those texel channels are
+    charged the whole pixel difference, the others nothing."""
     tw, th = tex_size
     out = {"positions": np.zeros((vertex_count, 3), np.int64),
            "positions_count": np.zeros(vertex_count, np.int64),
            "texture": np.zeros((th, tw, 3), np.int64),
            "texture_count": np.zeros((th, tw), np.int64),
            "full": 0, "loss": 0}
+    color_plus, color_minus = np.clip(color_plus, 0.0, 1.0), np.clip(color_minus, 0.0, 1.0)
     if srgb_loss:  # the target is encoded already
         color_plus, color_minus = encode_srgb(color_plus), encode_srgb(color_minus)
     lp_channel = ((color_plus - target) ** 2).astype(np.float32)
@@ -213,7 +216,12 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
                         continue
                     i = qy * tw + qx
                     s = perturbation_signs(key_tex, i)
-                    out["texture"][qy, qx] += to_fixed(dl_channel[y, x, :3] * s)
+                    if coupled_channels is None:
+                        charge = dl_channel[y, x, :3]
+                    else:
+                        mask = np.array([(coupled_channels >> c) & 1 for c in range(3)], np.float32)
+                        charge = dl[y, x] * mask
+                    out["texture"][qy, qx] += to_fixed(charge * s)
                     out["texture_count"][qy, qx] += 1
     return _scaled(out)
 

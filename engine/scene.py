@@ -146,6 +146,12 @@ class Settings:
     # Principled material (issue 9; SceneArrays.lit), not as a flat texture.
     # The base colour is the only group a lit fit optimizes today.
     lit: bool = False
+    # Lit fits: also fit the roughness / metallic map (or constant), each
+    # texel charged the whole pixel difference (it changes every colour channel).
+    optimize_roughness: bool = False
+    optimize_metallic: bool = False
+    lr_material: float = 0.05
+    eps_material: float = 0.05
     keep_best: bool = True  # hand back the best parameters seen at the checkpoints
     # ... but replace a start that already fits (30 dB) only when this much better
     start_margin_db: float = 2.0
@@ -158,7 +164,8 @@ class Settings:
     def validate(self) -> None:
         from ..gpu_kernels import MAX_VIEWS_PER_STEP
 
-        if not (self.optimize_positions or self.optimize_texture):
+        if not (self.optimize_positions or self.optimize_texture or self.optimize_roughness
+                or self.optimize_metallic):
             raise ValueError("nothing to optimize: enable positions, texture or both")
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
@@ -171,7 +178,7 @@ class Settings:
             raise ValueError(f"seed must be a whole number in 0..{self.SEED_MAX}, got {self.seed}")
         if not 1 <= self.views_per_step <= MAX_VIEWS_PER_STEP:
             raise ValueError(f"views per step must be 1..{MAX_VIEWS_PER_STEP}, got {self.views_per_step}")
-        for name in ("lr_positions", "lr_texture", "eps_positions", "eps_texture"):
+        for name in ("lr_positions", "lr_texture", "eps_positions", "eps_texture", "lr_material", "eps_material"):
             value = getattr(self, name)
             if value is not None and not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name.replace('_', ' ')} must be a positive number, got {value}")
@@ -181,8 +188,12 @@ class Settings:
             raise ValueError(f"lr decay must lie in (0, 1], got {self.lr_decay}")
         if not (np.isfinite(self.start_margin_db) and self.start_margin_db >= 0):
             raise ValueError(f"start margin must be >= 0 dB, got {self.start_margin_db}")
-        if self.lit and (self.optimize_positions or not self.optimize_texture):
-            raise ValueError("a lit fit optimizes the base colour only: untick positions and tick texture")
+        if self.lit and self.optimize_positions:
+            raise ValueError("a lit fit keeps the corners' normals fixed: untick positions")
+        if (self.optimize_roughness or self.optimize_metallic) and not self.lit:
+            raise ValueError("roughness and metallic are fitted in a lit fit only: tick lit")
+        if self.lit and not (self.optimize_texture or self.optimize_roughness or self.optimize_metallic):
+            raise ValueError("nothing to optimize: enable the texture, roughness or metallic")
         if self.texture_strata not in (1, 4):
             raise ValueError(f"texture strata must be 1 or 4, got {self.texture_strata}")
         if self.warmup_steps < 0 or self.check_every < 0:

@@ -34,6 +34,9 @@ ADAM_PER_COUNT = 32  # adam_step: divide by the contribution count
 ADAM_WORKLIST = 64  # adam_step: visit the worklist of touched texels, not every texel
 FLAG_SILHOUETTE = 128  # accumulate_gradient: charge vertices the coverage (alpha) difference only
 FLAG_SRGB_LOSS = 256  # accumulate_gradient: compare sRGB-encoded renders (the target is encoded already)
+# accumulate_gradient: each texel channel in `tex_channels` is charged the whole pixel difference
+# (roughness, metallic: a change reaches every colour channel), not its own colour channel's share
+FLAG_COUPLED = 512
 # Worklist entries per adam_step invocation at the worklist's capacity: the
 # dispatch is sized for the worst case (no indirect dispatch from Python),
 # and on llvmpipe even an idle invocation costs ~100 ns.
@@ -105,7 +108,7 @@ _FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}",
           **{name: globals()[name] for name in ("FLAG_POSITIONS", "FLAG_TEXTURE", "FLAG_FULL_IMAGE",
                                                 "ADAM_CLAMP01", "ADAM_REGULARIZER", "ADAM_PER_COUNT",
                                                 "ADAM_WORKLIST", "FLAG_SILHOUETTE",
-                                                "FLAG_SRGB_LOSS")}}
+                                                "FLAG_SRGB_LOSS", "FLAG_COUPLED")}}
 
 PERTURB = KernelSpec(
     name="perturb",
@@ -145,7 +148,7 @@ ACCUMULATE_GRADIENT = KernelSpec(
               Sampler(6, "FLOAT_2D", "target"), Sampler(7, "FLOAT_2D", "triangles")),
     push_constants=(("INT", "key_pos"), ("INT", "key_tex"), ("INT", "slot"),
                     ("INT", "flags"), ("IVEC2", "image_size"), ("IVEC2", "tex_size"),
-                    ("INT", "pos_width"), ("INT", "tex_stratum")),
+                    ("INT", "pos_width"), ("INT", "tex_stratum"), ("INT", "tex_channels")),
     defines=_FIXED,
 )
 
@@ -229,7 +232,9 @@ RASTERIZE_LIT_FIT = KernelSpec(
     fragment_sources=("rasterize_fit_lit_frag.glsl",),
     samplers=RASTERIZE.samplers + (Sampler(2, "FLOAT_2D", "lights"), Sampler(3, "FLOAT_2D", "material"),
                                    Sampler(4, "FLOAT_2D", "normal_map")),
-    push_constants=RASTERIZE.push_constants + (("VEC3", "camera_position"), ("FLOAT", "normal_strength")),
+    push_constants=RASTERIZE.push_constants + (("VEC3", "camera_position"), ("FLOAT", "normal_strength"),
+                                               ("INT", "material_key"), ("FLOAT", "material_eps"),
+                                               ("INT", "material_stratum"), ("INT", "material_channels")),
     vertex_inputs=RASTERIZE.vertex_inputs + ((2, "VEC3", "corner_normal"), (3, "VEC4", "corner_tangent")),
     interface=RASTERIZE.interface + (("smooth", "VEC3", "world_position"), ("smooth", "VEC3", "world_normal"),
                                      ("smooth", "VEC4", "world_tangent")),

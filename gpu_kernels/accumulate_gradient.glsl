@@ -101,8 +101,10 @@ void main()
     return;
   }
   vec4 t = texelFetch(target, p, 0);
-  vec4 c_plus = texelFetch(color_plus, p, 0);
-  vec4 c_minus = texelFetch(color_minus, p, 0);
+  // Clamped as the targets are (a lit highlight can pass 1; an 8-bit target
+  // cannot): the unclamped excess would pull highlights down.
+  vec4 c_plus = clamp(texelFetch(color_plus, p, 0), 0.0, 1.0);
+  vec4 c_minus = clamp(texelFetch(color_minus, p, 0), 0.0, 1.0);
   if ((flags & FLAG_SRGB_LOSS) != 0) {
     c_plus = encode_srgb(c_plus);
     c_minus = encode_srgb(c_minus);
@@ -129,9 +131,11 @@ void main()
     charge_vertices(id_p, id_m, (flags & FLAG_SILHOUETTE) != 0 ? dl_channel.a : dl);
   }
   if ((flags & FLAG_TEXTURE) != 0) {
-    // Texel channel c changes only colour channel c (shading.glsl), so its
-    // contributors are that channel's: charging it the other channels'
-    // differences would add their perturbations as noise, not signal.
-    charge_texels(id_p, id_m, p, dl_channel.rgb);
+    // Texel channel c of a base colour changes only colour channel c
+    // (shading.glsl), so its contributors are that channel's: charging it the
+    // other channels' differences would add their perturbations as noise.
+    // A roughness or metallic texel (FLAG_COUPLED) changes every channel.
+    vec3 mask = vec3(ivec3(tex_channels) & ivec3(1, 2, 4)) / vec3(1.0, 2.0, 4.0);
+    charge_texels(id_p, id_m, p, (flags & FLAG_COUPLED) != 0 ? dl * mask : dl_channel.rgb);
   }
 }

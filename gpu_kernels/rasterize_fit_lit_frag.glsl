@@ -2,15 +2,38 @@
 // sample_albedo, linear), the other maps fixed, then shade_lit. A base-colour
 // texel channel still reaches only its own colour channel (diffuse and metal
 // F0 are per channel), so G's per-channel charge stays right.
+// A material texel (roughness, metallic, specular level) as R+ or R- sees
+// it: the channels in `material_channels` perturbed by material_eps, as
+// albedo_texel does for the base colour.
+vec4 material_texel(ivec2 t, int width)
+{
+  vec4 c = texelFetch(material, t, 0);
+  if (material_eps != 0.0 && in_stratum(t, material_stratum)) {
+    vec3 mask = vec3(ivec3(material_channels) & ivec3(1, 2, 4)) / vec3(1.0, 2.0, 4.0);
+    c.rgb += material_eps * mask * perturbation_signs(uint(material_key), t.y * width + t.x);
+  }
+  return c;
+}
+
+vec4 sample_material(vec2 st)
+{
+  ivec2 size = textureSize(material, 0);
+  ivec2 t0, t1;
+  vec2 f;
+  bilinear_footprint(st, size, t0, t1, f);
+  return mix(mix(material_texel(t0, size.x), material_texel(ivec2(t1.x, t0.y), size.x), f.x),
+             mix(material_texel(ivec2(t0.x, t1.y), size.x), material_texel(t1, size.x), f.x), f.y);
+}
+
 void main()
 {
   vec3 n = normalize(world_normal);
-  vec4 map, mat;
+  vec4 map;
   SAMPLE_BILINEAR_LIT(normal_map, uv, map);
-  SAMPLE_BILINEAR_LIT(material, uv, mat);  // roughness, metallic, specular level
+  vec4 mat = sample_material(uv);
   n = perturbed_normal(n, world_tangent, map.rgb, normal_strength);
-  out_color = vec4(shade_lit(sample_albedo(uv).rgb, mat.r, mat.g, mat.b, n, world_position,
-                             camera_position), 1.0);
+  out_color = vec4(shade_lit(sample_albedo(uv).rgb, clamp(mat.r, 0.0, 1.0), clamp(mat.g, 0.0, 1.0),
+                             max(mat.b, 0.0), n, world_position, camera_position), 1.0);
   out_id = triangle_id + 1;
   out_uv = vec4(uv, 0.0, 1.0);
 }
