@@ -10,8 +10,13 @@ light kind alone and all together, per material, with and without the normal
 map.
 
     bash tools/dev.sh python tools/lit_ceiling.py [--size 128] [--out out/lit_ceiling]
+    bash tools/dev.sh python tools/lit_ceiling.py --engine cycles [--cycles-samples 1024]
 
-EEVEE frames are cached in --out (delete it to re-render).
+With --engine cycles the reference is Cycles (CPU) instead: light shadows off,
+diffuse/glossy/transmission/volume bounces 0 (direct light and the world only,
+since we have no indirect light), denoising off, a small adaptive threshold;
+see CYCLES_SETTINGS. Reference frames are cached in --out (delete them to
+re-render).
 """
 from __future__ import annotations
 
@@ -89,7 +94,7 @@ def _image(name, pixels, colorspace):
     return image
 
 
-def build_scene(size: int):
+def build_scene(size: int, engine: str = "eevee", cycles_samples: int = 1024, cycles_seed: int = 0):
     bpy.ops.wm.read_homefile(use_empty=True, app_template="")
     scene = bpy.context.scene
     bpy.ops.mesh.primitive_uv_sphere_add(segments=64, ring_count=32, radius=1.0)
@@ -121,6 +126,7 @@ def build_scene(size: int):
             setattr(data, key, value)
         data.use_shadow = False
         ob = bpy.data.objects.new(name, data)
+        ob.visible_shadow = False  # Cycles: the light casts no shadow rays either
         ob.location = location
         ob.rotation_euler = rotation
         scene.collection.objects.link(ob)
@@ -159,6 +165,13 @@ def build_scene(size: int):
     for key, value in EEVEE_SETTINGS.items():
         if hasattr(scene.eevee, key):
             setattr(scene.eevee, key, value)
+    if engine == "cycles":
+        r.engine = "CYCLES"
+        for key, value in CYCLES_SETTINGS.items():
+            setattr(scene.cycles, key, value)
+        scene.cycles.samples = cycles_samples
+        scene.cycles.seed = cycles_seed
+        r.threads_mode = "AUTO"
     bpy.context.view_layer.update()
     return scene, obj, lights, cams, nmap, bsdf
 
@@ -169,6 +182,16 @@ def build_scene(size: int):
 # fades ~5% at 4 m).
 EEVEE_SETTINGS = {"taa_render_samples": 16, "use_shadows": False, "light_threshold": 1e-5,
                   "use_raytracing": False, "use_fast_gi": False}
+
+
+# Cycles: CPU, no denoiser, direct light + world only (no bounces: we have no
+# indirect light), a small adaptive-sampling threshold; filter_size default (1.5 px).
+CYCLES_SETTINGS = {"device": "CPU", "use_denoising": False, "use_adaptive_sampling": True,
+                   "adaptive_threshold": 0.002, "max_bounces": 0, "diffuse_bounces": 0,
+                   "glossy_bounces": 0, "transmission_bounces": 0, "volume_bounces": 0,
+                   "transparent_max_bounces": 0, "caustics_reflective": False,
+                   "caustics_refractive": False, "sample_clamp_direct": 0.0,
+                   "sample_clamp_indirect": 0.0, "seed": 0}
 
 
 def _look_rotation(direction):
@@ -206,7 +229,8 @@ def read_exr(path: Path, size: int) -> np.ndarray:
     return pixels.reshape(size, size, 4)  # bottom-up rows, premultiplied linear
 
 
-def render_eevee(scene, lights, cams, nmap, bsdf, out: Path, size: int) -> dict:
+def render_reference(scene, lights, cams, nmap, bsdf, out: Path, size: int,
+                     engine: str = "eevee") -> dict:
     frames = {}
     for name, kinds, material, strength in CASES:
         for k, ob in lights.items():
@@ -217,13 +241,15 @@ def render_eevee(scene, lights, cams, nmap, bsdf, out: Path, size: int) -> dict:
         bsdf.inputs["Specular IOR Level"].default_value = spec
         nmap.inputs["Strength"].default_value = strength
         for i, cam in enumerate(cams):
-            path = out / f"eevee_{name}_{material}_n{strength:g}_cam{i}.exr"
+            tag = "eevee" if engine == "eevee" else f"cycles{scene.cycles.samples}" + (
+                f"_seed{scene.cycles.seed}" if scene.cycles.seed else "")
+            path = out / f"{tag}_{name}_{material}_n{strength:g}_cam{i}.exr"
             if not path.exists():
                 scene.camera = cam
                 scene.render.filepath = str(path)
                 t = time.time()
                 bpy.ops.render.render(write_still=True)
-                print(f"  EEVEE {path.name}: {time.time() - t:.1f} s", flush=True)
+                print(f"  {engine} {path.name}: {time.time() - t:.1f} s", flush=True)
             frames[(name, material, strength, i)] = read_exr(path, size)
     return frames
 
@@ -325,12 +351,23 @@ def main(argv=None):
     parser.add_argument("--out", default="out/lit_ceiling")
     parser.add_argument("--samples", type=int, default=16, help="jittered renders averaged")
     parser.add_argument("--sigma", type=float, default=0.3, help="jitter Gaussian sigma in pixels")
+    parser.add_argument("--engine", choices=("eevee", "cycles"), default="eevee",
+                        help="the reference renderer")
+    parser.add_argument("--cycles-samples", type=int, default=1024)
+    parser.add_argument("--cycles-seed", type=int, default=0,
+                        help="a second seed gives the Cycles noise floor (PSNR between seeds)")
+    parser.add_argument("--cases", default="", help="comma-separated case indices (default all)")
     args = parser.parse_args(argv)
+    global CASES
+    if args.cases:
+        CASES = [CASES[int(i)] for i in args.cases.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    scene, obj, lights, cams, nmap, bsdf = build_scene(args.size)
+    scene, obj, lights, cams, nmap, bsdf = build_scene(args.size, args.engine, args.cycles_samples,
+                                                   args.cycles_seed)
     print(f"Blender {bpy.app.version_string}, {scene.render.engine}, {args.size}px", flush=True)
-    eevee = render_eevee(scene, lights, cams, nmap, bsdf, out, args.size)
+    eevee = render_reference(scene, lights, cams, nmap, bsdf, out, args.size, args.engine)
+    ref = "EEVEE" if args.engine == "eevee" else "Cycles"
     ensure_gpu()
     backend = BlenderGPUBackend()
     textures = {"base": backend.texture(TEX, TEX, "RGBA32F", base_color_texture()),
@@ -338,7 +375,7 @@ def main(argv=None):
     batch = lit_batch(*mesh_arrays(obj))
     ours = render_ours(backend, batch, scene, cams, lights, args.size,
                        gaussian_offsets(args.samples, args.sigma), textures)
-    print(f"\n| lights | material | normal map | PSNR vs EEVEE (dB) | interior (dB) | mean ratio ours/EEVEE |")
+    print(f"\n| lights | material | normal map | PSNR vs {ref} (dB) | interior (dB) | mean ratio ours/{ref} |")
     print("|---|---|---|---|---|---|")
     for name, kinds, material, strength in CASES:
         full, inner, ratio = [], [], []
