@@ -237,3 +237,12 @@ def test_a_lit_fit_recovers_the_roughness(backend):
     assert abs(float(material[0, 0, 0]) - 0.25) < 0.05, material[0, 0]
     assert float(material[0, 0, 1]) == 0.0  # metallic was not optimized: untouched
     assert after > before + 10.0, (before, after)
+
+
+def test_roughness_from_blender_is_refused_until_it_can_be_written_back(backend, empty_scene):
+    from sge_optimizer.addon.api import OptimizationRun
+    from sge_optimizer.addon.scene_io import InputError
+
+    source, cameras, _ = _lit_blender_scene()
+    with pytest.raises(InputError, match="not available yet"):
+        OptimizationRun(source, cameras, Settings(optimize_positions=False, lit=True, optimize_roughness=True))
