@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 
 from ..engine import Engine, Settings, mean_psnr
-from . import modes, preflight, scene_io, shape_keys
+from . import material_io, modes, preflight, scene_io, shape_keys
 from .gpu_backend import BlenderGPUBackend
 from .gpu_context import ensure_gpu
 from .scene_io import InputError
@@ -32,14 +33,15 @@ class OptimizationRun:
             settings.validate()
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        if settings.optimize_roughness or settings.optimize_metallic:
-            # The engine fits them (tests/test_lit_fit.py); writing them back to
-            # the material's images or inputs, with undo, is not built yet.
-            raise InputError("fitting roughness or metallic from Blender is not available yet: "
-                             "untick them (the base colour can be fitted lit)")
         self.settings = settings
         self.resolution = resolution
         self.inputs = scene_io.read_scene(obj, camera_collection, resolution, scene, lit=settings.lit)
+        # Fitted roughness / metallic constants: their Principled inputs and
+        # values before the run (abort() puts them back; the operator's undo step too).
+        fitted = [c for c, on in (("roughness", settings.optimize_roughness),
+                                  ("metallic", settings.optimize_metallic)) if on]
+        self.material_inputs = material_io.constant_inputs(obj, fitted) if fitted else {}
+        self.material_before = {c: float(s.default_value) for c, s in self.material_inputs.items()}
         self.warnings = preflight.check(self.inputs)  # refuses what cannot work; the rest: one line each
         self.engine = None
         self.backend = None
@@ -109,6 +111,12 @@ class OptimizationRun:
             scene_io.write_positions(inputs.obj, engine.positions())
         if self.settings.optimize_texture:
             scene_io.write_image_pixels(inputs.image, engine.texture())
+        if self.material_inputs:
+            material = engine.material()
+            for channel, socket in self.material_inputs.items():
+                value = float(material[0, 0, ("roughness", "metallic").index(channel)])
+                if np.isfinite(value):  # never write NaN into the scene
+                    socket.default_value = min(max(value, 0.0), 1.0)
 
     def finish(self) -> dict:
         """Keep the best parameters seen (never worse than the start), write
@@ -137,6 +145,8 @@ class OptimizationRun:
             scene_io.undo_keep_in_blend(self.inputs.image, self._storage_before)
             self._storage_before = self.image_storage = None
         scene_io.restore(self.inputs)
+        for channel, socket in self.material_inputs.items():
+            socket.default_value = self.material_before[channel]
 
     # Reporting -----------------------------------------------------------------
     def progress(self) -> dict:
@@ -173,6 +183,9 @@ class OptimizationRun:
             "shape_key": shape_keys.target_name(self.inputs.obj),  # where positions went, if keyed
             "loss_history": self.loss_history,
             "warnings": self.warnings,
+            # fitted roughness / metallic constants, before and as written back
+            "material": {c: {"before": self.material_before[c], "after": float(sock.default_value)}
+                         for c, sock in self.material_inputs.items()},
         }
 
 

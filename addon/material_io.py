@@ -526,3 +526,23 @@ def check_view_transform(scene) -> None:
                          f"set Exposure to 0 and Gamma to 1 in {where}")
     if view.use_curve_mapping:
         raise InputError(f"the scene uses Curves in its colour management; untick Curves in {where}")
+
+
+# Writing fitted constants back ----------------------------------------------------
+FITTED_CONSTANTS = {"roughness": "Roughness", "metallic": "Metallic"}  # LitMaterial field -> Principled input
+
+
+def constant_inputs(obj, channels) -> dict:
+    """{channel: its Principled input socket} for fitted `channels` ("roughness",
+    "metallic"); refuses an image-backed one (its write-back is not built)."""
+    mat = object_material(obj)
+    bsdf = principled_node(mat)
+    sockets = {}
+    for channel in channels:
+        socket = bsdf.inputs[FITTED_CONSTANTS[channel]]
+        if socket.is_linked:
+            raise InputError(f"material '{mat.name}': {channel} comes from an image; fitting a {channel} image "
+                             f"from Blender is not available yet (a constant {channel} can be fitted)")
+        sockets[channel] = socket
+    return sockets
+

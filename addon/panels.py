@@ -29,6 +29,10 @@ def draw_panel(layout, context) -> None:
 
     col = layout.column(heading="Optimize")
     col.prop(props, "lit")
+    row = col.row(align=True)
+    row.active = props.lit
+    row.prop(props, "optimize_roughness", toggle=True)
+    row.prop(props, "optimize_metallic", toggle=True)
     col.prop(props, "optimize_positions")
     sub = col.column(align=True)
     sub.active = props.optimize_positions

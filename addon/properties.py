@@ -49,6 +49,12 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
         description="Render the base colour under the scene's lights, world and the rest of the "
                     "Principled material (roughness, metallic, normal map), for lit targets such as "
                     "EEVEE or Cycles renders; positions are not optimized then")
+    optimize_roughness: BoolProperty(
+        name="Roughness", default=_DEFAULTS.optimize_roughness,
+        description="Lit fits: also fit the material's Roughness (a constant input)")
+    optimize_metallic: BoolProperty(
+        name="Metallic", default=_DEFAULTS.optimize_metallic,
+        description="Lit fits: also fit the material's Metallic (a constant input)")
     optimize_positions: BoolProperty(
         name="Positions", default=_DEFAULTS.optimize_positions, update=_follow_quality,
         description="Optimize the vertex positions")
@@ -166,6 +172,8 @@ def to_settings(props, **overrides) -> Settings:
         alternate_groups=props.alternate_groups,
         seed=props.seed,
         lit=props.lit,
+        optimize_roughness=props.lit and props.optimize_roughness,
+        optimize_metallic=props.lit and props.optimize_metallic,
     )
     values.update(overrides)
     return Settings(**values)

@@ -239,10 +239,42 @@ def test_a_lit_fit_recovers_the_roughness(backend):
     assert after > before + 10.0, (before, after)
 
 
-def test_roughness_from_blender_is_refused_until_it_can_be_written_back(backend, empty_scene):
+def test_a_fitted_roughness_constant_is_written_back_and_aborted(backend, empty_scene):
+    """The Principled Roughness input takes the fitted value (finite, in [0, 1]);
+    abort() puts the value from before the run back."""
+    import bpy
+
+    from sge_optimizer.addon import material_io
+    from sge_optimizer.addon.api import OptimizationRun, run_to_end
+
+    source, cameras, _ = _lit_blender_scene()
+    bsdf = material_io.principled_node(material_io.object_material(source))
+    bsdf.inputs["Roughness"].default_value = 0.9
+    run = OptimizationRun(source, cameras, Settings(optimize_positions=False, optimize_texture=False, lit=True,
+                                                    optimize_roughness=True, steps=30, keep_best=False),
+                          resolution=64)
+    summary = run_to_end(run)
+    fitted = run.engine.material()[0, 0, 0]
+    assert bsdf.inputs["Roughness"].default_value == pytest.approx(float(np.clip(fitted, 0, 1)), abs=1e-6)
+    assert bsdf.inputs["Roughness"].default_value != pytest.approx(0.9, abs=1e-4)
+    assert summary["material"]["roughness"]["before"] == pytest.approx(0.9)
+    assert bsdf.inputs["Metallic"].default_value == 0.0  # not fitted: untouched
+    run.abort()
+    assert bsdf.inputs["Roughness"].default_value == pytest.approx(0.9)
+    assert bpy.data.images["Source Albedo"] is not None
+
+
+def test_a_roughness_image_fit_is_refused_from_blender(backend, empty_scene):
+    import bpy
+
+    from sge_optimizer.addon import material_io, scene_setup
     from sge_optimizer.addon.api import OptimizationRun
     from sge_optimizer.addon.scene_io import InputError
 
     source, cameras, _ = _lit_blender_scene()
-    with pytest.raises(InputError, match="not available yet"):
+    mat = material_io.object_material(source)
+    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    node.image = scene_setup.new_image("Rough", np.full((8, 8, 4), 0.5, np.float32), linear=True)
+    mat.node_tree.links.new(node.outputs["Color"], material_io.principled_node(mat).inputs["Roughness"])
+    with pytest.raises(InputError, match="roughness image"):
         OptimizationRun(source, cameras, Settings(optimize_positions=False, lit=True, optimize_roughness=True))

@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="render the base colour under the scene's lights and the rest of its Principled "
                         "material (roughness, metallic, normal map), for lit targets such as EEVEE or "
                         "Cycles renders; needs --optimize texture (default: off, flat texture colour)")
+    p.add_argument("--fit-roughness", action=argparse.BooleanOptionalAction, default=d.optimize_roughness,
+                   help="with --lit: also fit the Principled Roughness (a constant) (default: off)")
+    p.add_argument("--fit-metallic", action=argparse.BooleanOptionalAction, default=d.optimize_metallic,
+                   help="with --lit: also fit the Principled Metallic (a constant) (default: off)")
     p.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=d.antialias,
                    help="sub-pixel jitter per step and antialiased scoring (default: on)")
     p.add_argument("--texture-strata", type=int, choices=(1, 4), default=d.texture_strata,
@@ -111,7 +115,8 @@ def settings_from_args(args):
         eps_positions=args.eps_positions, eps_texture=args.eps_texture, lr_decay=args.lr_decay,
         estimator=args.estimator, views_per_step=args.views_per_step, smoothness=args.smoothness,
         seed=args.seed, write_back_every=args.write_back_every, alternate_groups=args.alternate_groups,
-        antialias=args.antialias, keep_best=args.keep_best, lit=args.lit, warmup_steps=args.warmup_steps,
+        antialias=args.antialias, keep_best=args.keep_best, lit=args.lit,
+        optimize_roughness=args.fit_roughness, optimize_metallic=args.fit_metallic, warmup_steps=args.warmup_steps,
         start_margin_db=args.start_margin_db, texture_strata=args.texture_strata,
         shape_fraction=args.shape_fraction, silhouette_fraction=args.silhouette_fraction)
 
