@@ -98,3 +98,16 @@ void bilinear_footprint(vec2 uv, ivec2 size, out ivec2 t0, out ivec2 t1, out vec
   vec2 x1 = x0 + 1.0;
   t1 = ivec2(x1 - s * floor(x1 / s));
 }
+
+// A bilinear lookup of `tex` at `st` through TEXEL(texel, width), a texel as
+// R+ or R- sees it (perturbed where it is read). A macro: GLSL passes neither
+// functions nor (portably, on Metal) samplers.
+#define SAMPLE_THROUGH(tex, TEXEL, st, result) \
+  { \
+    ivec2 size_ = textureSize(tex, 0); \
+    ivec2 t0_, t1_; \
+    vec2 f_; \
+    bilinear_footprint(st, size_, t0_, t1_, f_); \
+    result = mix(mix(TEXEL(t0_, size_.x), TEXEL(ivec2(t1_.x, t0_.y), size_.x), f_.x), \
+                 mix(TEXEL(ivec2(t0_.x, t1_.y), size_.x), TEXEL(t1_, size_.x), f_.x), f_.y); \
+  }

@@ -17,12 +17,9 @@ vec4 material_texel(ivec2 t, int width)
 
 vec4 sample_material(vec2 st)
 {
-  ivec2 size = textureSize(material, 0);
-  ivec2 t0, t1;
-  vec2 f;
-  bilinear_footprint(st, size, t0, t1, f);
-  return mix(mix(material_texel(t0, size.x), material_texel(ivec2(t1.x, t0.y), size.x), f.x),
-             mix(material_texel(ivec2(t0.x, t1.y), size.x), material_texel(t1, size.x), f.x), f.y);
+  vec4 c;
+  SAMPLE_THROUGH(material, material_texel, st, c);
+  return c;
 }
 
 void main()

@@ -2,8 +2,7 @@
 // each corner's world-space normal and tangent come with it (fixed in a lit fit).
 void main()
 {
-  int w = textureSize(positions, 0).x;
-  vec3 position = texelFetch(positions, ivec2(vertex_index % w, vertex_index / w), 0).xyz;
+  vec3 position = vertex_position(vertex_index);
   gl_Position = view_projection * vec4(position, 1.0);
   triangle_id = gl_VertexID / 3;
   uv = corner_uv;

@@ -29,15 +29,17 @@ vec4 albedo_texel(ivec2 t, int width)
 
 vec4 sample_albedo(vec2 uv)
 {
-  ivec2 size = textureSize(albedo, 0);
-  ivec2 t0, t1;
-  vec2 f;
-  bilinear_footprint(uv, size, t0, t1, f);
-  vec4 c00 = albedo_texel(t0, size.x);
-  vec4 c10 = albedo_texel(ivec2(t1.x, t0.y), size.x);
-  vec4 c01 = albedo_texel(ivec2(t0.x, t1.y), size.x);
-  vec4 c11 = albedo_texel(t1, size.x);
-  return mix(mix(c00, c10, f.x), mix(c01, c11, f.x), f.y);
+  vec4 c;
+  SAMPLE_THROUGH(albedo, albedo_texel, uv, c);
+  return c;
+}
+
+// A vertex's position, from the parameter texture (R+ and R- bind theta+ or
+// theta-), so perturbed positions never leave the GPU.
+vec3 vertex_position(int vertex)
+{
+  int w = textureSize(positions, 0).x;
+  return texelFetch(positions, ivec2(vertex % w, vertex / w), 0).xyz;
 }
 
 // Premultiplied RGBA of a covered pixel.
