@@ -1,6 +1,7 @@
 """Benchmark: per-step time split into passes, against one forward render.
 
     bash tools/dev.sh python tools/bench.py [--quick] [--repeats N]
+    python tools/bench.py --backend pyopengl     # no Blender: numpy + PyOpenGL + EGL
 
 Prints one table per sweep (a benchmark, not a test):
   paper     the paper's mesh + albedo case (~3K triangles, 1024^2 texture)
@@ -14,11 +15,12 @@ timed over a run of steps with one sync at the end); `fwd` one forward render;
 `ratio` = step / fwd (the paper's floor is 2.0); `touched` the texels one
 step's Adam visits (the worklist G fills); `wb` reading the parameters
 back and writing them into a Blender mesh and image (paid once per write-back,
-not per step).
+not per step; `-` on the PyOpenGL backend, which has no Blender).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -29,10 +31,6 @@ import _bootstrap  # noqa: E402
 
 _bootstrap.load_package()
 
-import bpy  # noqa: E402
-
-from sge_optimizer.addon.gpu_backend import BlenderGPUBackend  # noqa: E402
-from sge_optimizer.addon.gpu_context import ensure_gpu  # noqa: E402
 from sge_optimizer.engine import Engine, SceneArrays, Settings  # noqa: E402
 from sge_optimizer.engine import synthetic  # noqa: E402
 
@@ -69,6 +67,10 @@ def sync_cost(backend, n=20):
 
 def write_back_time(engine, repeats=3):
     """Read the parameters back and write them into a Blender mesh and image."""
+    try:
+        import bpy
+    except ImportError:  # the PyOpenGL backend outside Blender
+        return float("nan")
     mesh = bpy.data.meshes.new("bench")
     mesh.vertices.add(engine.vertex_count)
     tw, th = engine.texture_size
@@ -123,6 +125,25 @@ def measure(backend, mesh, tex_size, res, repeats):
             "fwd_min": min(fwd), "wb": write_back_time(engine)}
 
 
+def make_backend(name: str):
+    """The backend and a line saying what it runs on."""
+    if name == "pyopengl":
+        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+        from sge_optimizer.engine.backends.pyopengl import PyOpenGLBackend
+
+        backend = PyOpenGLBackend()
+        return backend, f"{backend.renderer} (PyOpenGL, EGL {backend.platform}, OpenGL {backend.version})"
+    import bpy
+    import gpu
+
+    from sge_optimizer.addon.gpu_backend import BlenderGPUBackend
+    from sge_optimizer.addon.gpu_context import ensure_gpu
+
+    ensure_gpu()
+    return BlenderGPUBackend(), (f"{gpu.platform.renderer_get()} ({gpu.platform.backend_type_get()}), "
+                                 f"Blender {bpy.app.version_string}")
+
+
 def print_table(title, rows, sync):
     print(f"\n## {title}  (ms; sync alone = {sync * 1e3:.3f} ms)")
     cols = ["params", "tris", "tex", "res", "rep", "touched"] + list(PASSES) + ["step", "step min", "fwd", "fwd min",
@@ -134,7 +155,7 @@ def print_table(title, rows, sync):
                  f"{r['touched']:,}"]
         cells += [f"{r[p] * 1e3:.2f}" if r[p] == r[p] else "-" for p in PASSES]
         cells += [f"{r['step'] * 1e3:.2f}", f"{r['step_min'] * 1e3:.2f}", f"{r['fwd'] * 1e3:.2f}",
-                  f"{r['fwd_min'] * 1e3:.2f}", f"{r['step'] / r['fwd']:.2f}", f"{r['wb'] * 1e3:.1f}"]
+                  f"{r['fwd_min'] * 1e3:.2f}", f"{r['step'] / r['fwd']:.2f}", "-" if r["wb"] != r["wb"] else f"{r['wb'] * 1e3:.1f}"]
         print("| " + " | ".join(cells) + " |")
     sys.stdout.flush()
 
@@ -144,14 +165,12 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--quick", action="store_true", help="smaller sweeps (for a smoke run)")
     p.add_argument("--only", choices=("paper", "texture", "pixels"), action="append")
+    p.add_argument("--backend", choices=("blender", "pyopengl"), default="blender",
+                   help="Blender's gpu module, or the Blender-free PyOpenGL/EGL backend")
     args = p.parse_args(argv)
-    ensure_gpu()
-    import gpu
-
-    backend = BlenderGPUBackend()
+    backend, where = make_backend(args.backend)
     mesh = paper_mesh()
-    print(f"# SGE Optimizer benchmark on {gpu.platform.renderer_get()} ({gpu.platform.backend_type_get()}), "
-          f"Blender {bpy.app.version_string}")
+    print(f"# SGE Optimizer benchmark on {where}")
     print(f"mesh: {len(mesh.triangles)} triangles, {len(mesh.positions)} vertices")
     sync = sync_cost(backend)
     sweeps = args.only or ["paper", "texture", "pixels"]

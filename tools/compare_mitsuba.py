@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -44,7 +45,8 @@ from sge_optimizer.engine.optimizer import pixel_world_size  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out" / "peers"
-PEER_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
+# SGE_PEER_PYTHON: a Python that imports mitsuba, where .venv-peers cannot be made (a GPU machine).
+PEER_PYTHON = Path(shutil.which(os.environ.get("SGE_PEER_PYTHON", "")) or ROOT / ".venv-peers" / "bin" / "python")
 DISTANCE, FOV_X, NEAR, FAR = 3.5, 0.8, 0.1, 100.0
 LR_DECAY = 0.1
 HELD_OUT_VIEWS = 8
