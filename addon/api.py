@@ -241,3 +241,13 @@ def optimize(obj, camera_collection, settings: Settings | None = None, resolutio
     with modes.out_of_edit_mode(obj):
         run = OptimizationRun(obj, camera_collection, settings or Settings(), resolution, scene)
         return run_to_end(run, progress, report_every)
+
+
+def fit_lod(reference, options=None, scene=None, progress=None) -> dict:
+    """Fit LOD to Reference, blocking: a decimated, unwrapped copy of
+    `reference` with maps baked from it, fitted to renders of it (see
+    `addon/lod.py` and `LodOptions`). Returns the summary."""
+    from . import lod
+
+    with modes.out_of_edit_mode(reference):
+        return lod.fit_lod(reference, options, scene, progress)

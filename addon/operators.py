@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 import bpy
-from bpy.props import IntProperty
+from bpy.props import EnumProperty, FloatProperty, IntProperty
 
-from . import api, modal, properties, scene_io, scene_setup
+from . import api, lod, modal, properties, scene_io, scene_setup
 from .scene_io import InputError
 
 
@@ -200,4 +200,48 @@ class SGE_OT_capture_targets(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (SGE_OT_optimize_to_targets, SGE_OT_stop, SGE_OT_add_cameras_around, SGE_OT_capture_targets)
+class SGE_OT_fit_lod(bpy.types.Operator):
+    """Make a decimated copy of the active mesh with a fresh UV unwrap and new base-colour, normal and roughness maps baked from it, then fit the copy to renders of the original under the scene's lights"""
+
+    bl_idname = "sge.fit_lod"
+    bl_label = "Fit LOD to Reference"
+    bl_options = {"REGISTER", "UNDO"}
+
+    ratio: FloatProperty(name="Ratio", description="Fraction of the triangles kept", default=0.1,
+                         min=0.001, max=1.0, subtype="FACTOR")
+    texture_size: IntProperty(name="Texture Size", default=512, min=16, max=8192)
+    target_views: IntProperty(name="Target Views", default=16, min=1, max=64)
+    held_out_views: IntProperty(name="Held-out Views", description="Cameras that judge the result only",
+                                default=6, min=0, max=64)
+    render_engine: EnumProperty(name="Targets Rendered by", items=(("EEVEE", "EEVEE", ""), ("CYCLES", "Cycles", "")),
+                                default="EEVEE")
+
+    @classmethod
+    def poll(cls, context):
+        obj = context.active_object
+        if obj is None or obj.type != "MESH":
+            cls.poll_message_set("Select the high-poly mesh to make an LOD of")
+            return False
+        return True
+
+    def invoke(self, context, event):
+        return context.window_manager.invoke_props_dialog(self)
+
+    def execute(self, context):
+        # Blocking: baking and rendering are Blender operators of their own,
+        # which run on the main thread and cannot be time-sliced.
+        options = lod.LodOptions(ratio=self.ratio, texture_size=self.texture_size, target_views=self.target_views,
+                                 held_out_views=self.held_out_views, render_engine=self.render_engine)
+        try:
+            summary = api.fit_lod(context.active_object, options, scene=context.scene,
+                                  progress=lambda text: print(f"SGE Optimizer LOD: {text}", file=sys.stderr,
+                                                              flush=True))
+        except InputError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, lod.summary_text(summary))
+        return {"FINISHED"}
+
+
+classes = (SGE_OT_optimize_to_targets, SGE_OT_stop, SGE_OT_add_cameras_around, SGE_OT_capture_targets,
+           SGE_OT_fit_lod)

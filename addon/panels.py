@@ -26,6 +26,7 @@ def draw_panel(layout, context) -> None:
     row.operator("sge.add_cameras_around", text="Add Cameras Around", icon="ADD").count = props.camera_count
     box.prop(props, "reference")
     box.operator("sge.capture_targets", icon="RENDER_STILL")
+    layout.operator("sge.fit_lod", icon="MOD_DECIM")
 
     col = layout.column(heading="Optimize")
     col.prop(props, "lit")

@@ -174,3 +174,11 @@ def test_flags_reach_the_settings():
     assert optimize.settings_from_args(parse(base)).alternate_groups is True
     settings = optimize.settings_from_args(parse(base + ["--no-alternate-groups", "--optimize", "texture"]))
     assert settings.alternate_groups is False and not settings.optimize_positions
+
+
+def test_lod_subcommand_refuses_a_missing_object_and_a_bad_ratio(scene_file, tmp_path):
+    missing = run_tool(TOOLS / "optimize.py", "lod", scene_file, "--object", "Nope", "--save", tmp_path / "o.blend")
+    assert missing.returncode == 2 and "no object named 'Nope'" in missing.stderr
+    bad = run_tool(TOOLS / "optimize.py", "lod", scene_file, "--object", "Source", "--ratio", "0")
+    assert bad.returncode == 2 and "ratio" in bad.stderr
+    assert not (tmp_path / "o.blend").exists()

@@ -6,6 +6,11 @@ Inside Blender:
 With the `bpy` module:
     python tools/optimize.py scene.blend --object NAME --cameras COLLECTION ...
 
+Fit LOD to Reference (a decimated, unwrapped copy with maps baked from NAME,
+fitted to EEVEE or Cycles renders of it; see the README):
+    python tools/optimize.py lod scene.blend --object NAME [--ratio 0.1] [--engine eevee|cycles] \
+        [--texture-size 512] [--views 16] [--held-out 6] --save OUT.blend --summary OUT.json
+
 Progress goes to stderr. Ctrl+C stops the run and keeps the result so far
 (as the panel's Stop does): --save and --summary are still written, and the
 exit status is 130. Exit status: 0 success, 2 bad input (nothing is
@@ -210,9 +215,70 @@ def kept_note(summary: dict) -> str:
     return f", kept step {kept}" if kept is not None and kept != summary["steps"] else ""
 
 
+def build_lod_parser() -> argparse.ArgumentParser:
+    from sge_optimizer.addon.lod import LodOptions
+
+    d = LodOptions()
+    p = argparse.ArgumentParser(prog="optimize.py lod", description="Fit LOD to Reference: a decimated copy of "
+                                "--object with a fresh unwrap and baked maps, fitted to renders of it")
+    p.add_argument("blend", nargs="?", type=Path, help="the .blend file to open (bpy-module mode)")
+    p.add_argument("--object", required=True, help="the high-poly reference mesh object")
+    p.add_argument("--ratio", type=float, default=d.ratio, help="fraction of the triangles kept")
+    p.add_argument("--texture-size", type=int, default=d.texture_size)
+    p.add_argument("--views", type=int, default=d.target_views, help="target cameras")
+    p.add_argument("--held-out", type=int, default=d.held_out_views, help="cameras that only judge")
+    p.add_argument("--resolution", type=int, default=d.resolution)
+    p.add_argument("--engine", choices=("eevee", "cycles"), default=d.render_engine.lower(),
+                   help="what renders the targets and judges the result")
+    p.add_argument("--cycles-samples", type=int, default=d.cycles_samples)
+    p.add_argument("--steps", type=int, default=None, help="(default: the Standard preset's)")
+    p.add_argument("--save", type=Path)
+    p.add_argument("--summary", type=Path)
+    return p
+
+
+def run_lod(argv) -> int:
+    import bpy
+
+    from sge_optimizer.addon.api import InputError
+    from sge_optimizer.addon.lod import LodOptions, fit_lod, summary_text
+
+    args = build_lod_parser().parse_args(argv)
+    if args.blend is not None:
+        reason = open_blend(args.blend)
+        if reason:
+            print(f"error: {reason}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    obj = bpy.data.objects.get(args.object)
+    if obj is None:
+        print(f"error: no object named '{args.object}' in the file", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for path, flag in ((args.save, "--save"), (args.summary, "--summary")):
+        reason = path and unwritable_reason(path, flag)
+        if reason:
+            print(f"error: {reason}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    options = LodOptions(ratio=args.ratio, texture_size=args.texture_size, target_views=args.views,
+                         held_out_views=args.held_out, resolution=args.resolution,
+                         render_engine=args.engine.upper(), cycles_samples=args.cycles_samples, steps=args.steps)
+    try:
+        summary = fit_lod(obj, options, progress=lambda text: print(text, file=sys.stderr, flush=True))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(summary_text(summary), file=sys.stderr)
+    if args.summary:
+        args.summary.write_text(json.dumps(summary, indent=2))
+    if args.save:
+        bpy.ops.wm.save_as_mainfile(filepath=str(args.save.resolve()), copy=True)
+    return 0
+
+
 def main() -> int:
     argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
     try:
+        if argv[:1] == ["lod"]:
+            return run_lod(argv[1:])
         return run(argv)
     except SystemExit as exc:  # argparse: bad flags
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_BAD_INPUT

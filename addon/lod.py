@@ -1,0 +1,436 @@
+"""Fit LOD to Reference: a decimated copy of a high-poly reference, with a
+fresh UV unwrap and new base-colour, normal and roughness maps baked down
+from it, then fitted to renders of the reference by Blender's own engine
+(EEVEE, or Cycles on request) under the scene's lights. Held-out cameras
+(not targets) judge the copy against the reference before and after the fit.
+
+`fit_lod()` is the whole job; the operator, `tools/optimize.py lod` and the
+Python API call it. Everything is validated before the scene is touched.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bpy
+import numpy as np
+from mathutils import Matrix
+
+from ..engine import Settings, psnr, quality_preset
+from . import material_io, scene_io, scene_setup
+from .scene_io import InputError
+
+RENDER_ENGINES = ("EEVEE", "CYCLES")
+
+
+@dataclass
+class LodOptions:
+    ratio: float = 0.1  # triangles kept (Decimate, Collapse)
+    texture_size: int = 512  # the new maps' width and height
+    target_views: int = 16
+    held_out_views: int = 6
+    resolution: int = 256  # targets and scoring renders, longest side
+    render_engine: str = "EEVEE"
+    cycles_samples: int = 64
+    steps: int | None = None  # None: the Standard preset's
+    fit_roughness: bool = True  # a constant roughness (an image one stays as baked)
+    name: str = ""  # the copy's name (default: "<reference> LOD")
+    settings_overrides: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not 0.0 < self.ratio <= 1.0:
+            raise InputError(f"ratio must be in (0, 1], got {self.ratio}")
+        if not 16 <= self.texture_size <= 8192:
+            raise InputError(f"texture size must be 16..8192 pixels, got {self.texture_size}")
+        if self.target_views < 1 or self.held_out_views < 0:
+            raise InputError("at least one target view (and no negative held-out count)")
+        if not 16 <= self.resolution <= 4096:
+            raise InputError(f"resolution must be 16..4096 pixels, got {self.resolution}")
+        if self.render_engine not in RENDER_ENGINES:
+            raise InputError(f"render engine must be one of {RENDER_ENGINES}, got '{self.render_engine}'")
+
+
+def eevee_id() -> str:
+    """EEVEE's engine id: BLENDER_EEVEE_NEXT in 4.2-4.5, BLENDER_EEVEE again in 5.x."""
+    ids = {e.identifier for e in bpy.types.RenderSettings.bl_rna.properties["engine"].enum_items}
+    return "BLENDER_EEVEE_NEXT" if "BLENDER_EEVEE_NEXT" in ids else "BLENDER_EEVEE"
+
+
+# Validation ---------------------------------------------------------------------
+def check_reference(reference, scene) -> float | None:
+    """Refuse what cannot work, before anything changes. Returns the
+    reference's constant roughness (None if an input feeds it)."""
+    if reference is None or reference.type != "MESH":
+        raise InputError("the reference must be a mesh object")
+    scene_io.check_mesh_object(reference)
+    evaluated = reference.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    if sum(len(p.vertices) - 2 for p in evaluated.data.polygons) < 8:
+        raise InputError(f"'{reference.name}' has too few triangles to decimate")
+    mats = [s.material for s in reference.material_slots if s.material is not None]
+    if not mats:
+        raise InputError(f"'{reference.name}' has no material: there is nothing to bake or render")
+    material_io.read_lighting(scene)  # no lights and a black world, or an unmodelled light: refused here
+    roughness = None
+    if len({m.name for m in mats}) == 1:
+        bsdf = material_io.principled_node(mats[0])
+        sock = bsdf.inputs["Roughness"]
+        if not sock.is_linked:
+            roughness = float(sock.default_value)
+    return roughness
+
+
+# The copy -----------------------------------------------------------------------
+def make_lod_object(reference, ratio: float, name: str):
+    """A copy of `reference` with its modifiers applied, decimated to `ratio`
+    of its triangles, and a fresh Smart UV Project unwrap, in the reference's
+    collections."""
+    evaluated = reference.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    mesh = bpy.data.meshes.new_from_object(evaluated)
+    obj = bpy.data.objects.new(name, mesh)
+    obj.matrix_world = reference.matrix_world.copy()
+    for collection in reference.users_collection:
+        collection.objects.link(obj)
+    if ratio < 1.0:
+        mod = obj.modifiers.new("Decimate", "DECIMATE")
+        mod.ratio = ratio
+        decimated = bpy.data.meshes.new_from_object(obj.evaluated_get(bpy.context.evaluated_depsgraph_get()))
+        obj.modifiers.remove(mod)
+        obj.data = decimated
+        bpy.data.meshes.remove(mesh)
+        mesh = decimated
+    mesh.name = name
+    mesh.materials.clear()
+    for poly in mesh.polygons:
+        poly.use_smooth = True
+    _unwrap(obj)
+    return obj
+
+
+def _unwrap(obj) -> None:
+    """Smart UV Project into a fresh UV map (the only one, so the lit fit's
+    tangents and the baked maps agree)."""
+    mesh = obj.data
+    while mesh.uv_layers:
+        mesh.uv_layers.remove(mesh.uv_layers[0])
+    mesh.uv_layers.new(name="UVMap")
+    view_layer = bpy.context.view_layer
+    with _selection(view_layer, [obj], obj):
+        bpy.ops.object.mode_set(mode="EDIT")
+        try:
+            bpy.ops.mesh.select_all(action="SELECT")
+            bpy.ops.uv.smart_project(angle_limit=math.radians(66), island_margin=0.02)
+        finally:
+            bpy.ops.object.mode_set(mode="OBJECT")
+
+
+class _selection:
+    """Select exactly `objects`, make `active` active; put the selection back after."""
+
+    def __init__(self, view_layer, objects, active):
+        self.view_layer, self.objects, self.active = view_layer, objects, active
+
+    def __enter__(self):
+        self.before = [o for o in self.view_layer.objects if o.select_get()]
+        self.active_before = self.view_layer.objects.active
+        for o in self.before:
+            o.select_set(False)
+        for o in self.objects:
+            o.select_set(True)
+        self.view_layer.objects.active = self.active
+
+    def __exit__(self, *exc):
+        for o in self.view_layer.objects:
+            o.select_set(o in self.before)
+        self.view_layer.objects.active = self.active_before
+
+
+def lod_material(name: str, size: int, roughness: float | None, metallic: float):
+    """Principled BSDF with new base-colour (sRGB), normal (Non-Color, through
+    a tangent-space Normal Map node) and, unless `roughness` is a constant,
+    roughness (Non-Color) images. Returns (material, {channel: image})."""
+    mat = bpy.data.materials.new(name)
+    if bpy.app.version < (5, 0, 0):
+        mat.use_nodes = True
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    images = {}
+
+    def image_node(channel, colorspace, y):
+        image = bpy.data.images.new(f"{name} {channel}", size, size, alpha=False)
+        image.colorspace_settings.name = colorspace
+        node = nodes.new("ShaderNodeTexImage")
+        node.image, node.location = image, (-500, y)
+        images[channel] = image
+        return node
+
+    links.new(image_node("base color", "sRGB", 300).outputs["Color"], bsdf.inputs["Base Color"])
+    nmap = nodes.new("ShaderNodeNormalMap")
+    nmap.location = (-200, -300)
+    links.new(image_node("normal", "Non-Color", -300).outputs["Color"], nmap.inputs["Color"])
+    links.new(nmap.outputs["Normal"], bsdf.inputs["Normal"])
+    if roughness is None:
+        links.new(image_node("roughness", "Non-Color", 0).outputs["Color"], bsdf.inputs["Roughness"])
+    else:
+        bsdf.inputs["Roughness"].default_value = roughness
+    bsdf.inputs["Metallic"].default_value = metallic
+    return mat, images
+
+
+# Baking and rendering -----------------------------------------------------------
+BAKES = {"base color": ("DIFFUSE", {"COLOR"}), "normal": ("NORMAL", set()), "roughness": ("ROUGHNESS", set())}
+
+
+def bake_down(reference, lod, images: dict, scene, radius: float) -> float:
+    """Bake the reference's maps onto the copy's UVs (Cycles, selected to
+    active): the plain decimated mesh with its baked-down textures, the
+    baseline the fit has to beat, and the fit's start. Returns seconds."""
+    t0 = time.perf_counter()
+    tree = lod.active_material.node_tree
+    render = scene.render
+    render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.cycles.device = "CPU"
+    bake = render.bake
+    bake.use_selected_to_active = True
+    bake.cage_extrusion = 0.05 * radius
+    bake.max_ray_distance = 0.2 * radius
+    bake.margin = 4
+    bake.normal_space = "TANGENT"
+    with _selection(bpy.context.view_layer, [reference, lod], lod):
+        for channel, image in images.items():
+            kind, passes = BAKES[channel]
+            tree.nodes.active = next(n for n in tree.nodes if n.type == "TEX_IMAGE" and n.image == image)
+            bpy.ops.object.bake(type=kind, pass_filter=passes, use_selected_to_active=True,
+                                cage_extrusion=bake.cage_extrusion, max_ray_distance=bake.max_ray_distance,
+                                margin=4, normal_space="TANGENT", target="IMAGE_TEXTURES")
+            image.pack()
+    return time.perf_counter() - t0
+
+
+def render_to_file(scene, camera, path: Path) -> Path:
+    scene.camera = camera
+    bpy.ops.render.render(scene=scene.name)
+    bpy.data.images["Render Result"].save_render(str(path), scene=scene)
+    return path
+
+
+def premultiplied(image) -> np.ndarray:
+    """(h, w, 4) premultiplied sRGB-encoded RGBA of a straight-alpha PNG image."""
+    w, h = image.size
+    px = np.empty(w * h * 4, np.float32)
+    image.pixels.foreach_get(px)
+    px = px.reshape(h, w, 4)
+    return np.concatenate([px[..., :3] * px[..., 3:], px[..., 3:]], -1)
+
+
+def render_view(scene, camera, folder: Path) -> np.ndarray:
+    """`camera`'s render by the scene's engine, as `premultiplied` pixels."""
+    image = bpy.data.images.load(str(render_to_file(scene, camera, folder / "view.png")), check_existing=False)
+    try:
+        return premultiplied(image)
+    finally:
+        bpy.data.images.remove(image)
+
+
+def attach_target(camera, folder: Path, scene) -> np.ndarray:
+    """Render `camera`, set the picture as its first background image
+    (packed), and return its `premultiplied` pixels."""
+    path = render_to_file(scene, camera, folder / f"{camera.name}.png")
+    name = f"Target {camera.name}"
+    old = bpy.data.images.get(name)
+    if old is not None:
+        bpy.data.images.remove(old)
+    image = bpy.data.images.load(str(path), check_existing=False)
+    image.name = name
+    image.alpha_mode = "STRAIGHT"
+    image.pack()
+    backgrounds = camera.data.background_images
+    bg = backgrounds[0] if len(backgrounds) else backgrounds.new()
+    bg.image = image
+    camera.data.show_background_images = True
+    return premultiplied(image)
+
+
+class _render_setup:
+    """The scene's render settings for the targets and scoring renders
+    (engine, resolution, transparent film, Standard view transform, PNG),
+    put back afterwards."""
+
+    KEYS = (("render", "engine"), ("render", "resolution_x"), ("render", "resolution_y"),
+            ("render", "resolution_percentage"), ("render", "film_transparent"),
+            ("view_settings", "view_transform"), ("view_settings", "look"), ("view_settings", "exposure"),
+            ("view_settings", "gamma"), ("render.image_settings", "file_format"),
+            ("render.image_settings", "color_mode"), ("render.image_settings", "color_depth"),
+            ("cycles", "samples"), ("cycles", "device"), ("", "camera"))
+
+    def __init__(self, scene):
+        self.scene = scene
+
+    def _owner(self, path):
+        owner = self.scene
+        for part in filter(None, path.split(".")):
+            owner = getattr(owner, part)
+        return owner
+
+    def __enter__(self):
+        self.saved = [(path, key, getattr(self._owner(path), key)) for path, key in self.KEYS]
+        return self
+
+    def __exit__(self, *exc):
+        for path, key, value in self.saved:
+            try:
+                setattr(self._owner(path), key, value)
+            except (TypeError, ValueError):  # an enum whose item went away
+                pass
+
+    def use(self, options: LodOptions, width: int, height: int) -> None:
+        s, r = self.scene, self.scene.render
+        r.engine = eevee_id() if options.render_engine == "EEVEE" else "CYCLES"
+        if options.render_engine == "CYCLES":
+            s.cycles.samples = options.cycles_samples
+            s.cycles.device = "CPU"
+        r.resolution_x, r.resolution_y, r.resolution_percentage = width, height, 100
+        r.film_transparent = True
+        s.view_settings.view_transform = "Standard"
+        s.view_settings.look = "None"
+        s.view_settings.exposure = 0.0
+        s.view_settings.gamma = 1.0
+        r.image_settings.file_format = "PNG"
+        r.image_settings.color_mode = "RGBA"
+        r.image_settings.color_depth = "16"
+
+
+def held_out_cameras(reference, count: int, name: str, scene=None):
+    """`count` cameras framing `reference` from between the targets'
+    directions (their Fibonacci sphere turned 37 degrees about Z, tilted 23)."""
+    collection = scene_setup.add_cameras_around(reference, count, name, scene=scene)
+    centre, _ = scene_setup.bounding_sphere(reference)
+    turn = Matrix.Rotation(math.radians(37), 4, "Z") @ Matrix.Rotation(math.radians(23), 4, "X")
+    for cam in collection.objects:
+        offset = (turn @ (cam.location - centre).to_4d()).to_3d()
+        cam.location = centre + offset
+        cam.rotation_euler = (-offset).to_track_quat("-Z", "Y").to_euler()
+    return collection
+
+
+def _score(scene, cameras, truths, folder) -> float:
+    return float(np.mean([psnr(float(np.mean((render_view(scene, cam, folder).astype(np.float64) - t) ** 2)))
+                          for cam, t in zip(cameras, truths)]))
+
+
+# The whole job ------------------------------------------------------------------
+def fit_lod(reference, options: LodOptions | None = None, scene=None, progress=None) -> dict:
+    """Make, bake, and fit an LOD of `reference`; returns a summary with the
+    held-out PSNR of the baked copy (before) and the fitted one (after)
+    against the reference, both rendered by `options.render_engine`."""
+    from .api import OptimizationRun, progress_text, run_to_end
+
+    options = options or LodOptions()
+    scene = scene or bpy.context.scene
+    options.validate()
+    roughness = check_reference(reference, scene)
+    metallic = 0.0
+    bsdf = material_io.principled_node(reference.active_material) if reference.active_material else None
+    if bsdf is not None and not bsdf.inputs["Metallic"].is_linked:
+        metallic = float(bsdf.inputs["Metallic"].default_value)
+    report = progress or (lambda text: None)
+    t_start = time.perf_counter()
+    name = options.name or f"{reference.name} LOD"
+    summary = {"reference": reference.name, "render_engine": options.render_engine, "ratio": options.ratio}
+    width, height = scene_io.working_resolution(scene, options.resolution)
+    with tempfile.TemporaryDirectory() as tmp, _render_setup(scene) as setup:
+        folder = Path(tmp)
+        report("making the copy")
+        lod = make_lod_object(reference, options.ratio, name)
+        mat, images = lod_material(name, options.texture_size, roughness, metallic)
+        lod.data.materials.append(mat)
+        summary.update(lod=lod.name, triangles_reference=_triangles(reference, evaluated=True),
+                       triangles_lod=_triangles(lod), images={k: v.name for k, v in images.items()})
+        _, radius = scene_setup.bounding_sphere(reference)
+        report("baking the reference's maps onto the copy")
+        summary["bake_seconds"] = bake_down(reference, lod, images, scene, radius)
+        setup.use(options, width, height)
+        targets = scene_setup.add_cameras_around(reference, options.target_views, f"{name} Targets", scene=scene)
+        held = held_out_cameras(reference, options.held_out_views, f"{name} Held-out", scene)
+        report(f"rendering {options.target_views} targets and {options.held_out_views} held-out views "
+               f"of the reference ({options.render_engine})")
+        # Only the reference (then the copy) and the lights are rendered.
+        others = [o for o in scene.objects if o.type not in ("LIGHT", "CAMERA") and o not in (reference, lod)
+                  and not o.hide_render]
+        reference_hidden = reference.hide_render
+        try:
+            for o in others:
+                o.hide_render = True
+            reference.hide_render, lod.hide_render = False, True
+            target_cams, held_cams = list(targets.objects), list(held.objects)
+            target_truths = [attach_target(cam, folder, scene) for cam in target_cams]
+            truths = [render_view(scene, cam, folder) for cam in held_cams]
+            reference.hide_render, lod.hide_render = True, False
+            # The keep-or-revert decision is the engine's own, on the target
+            # views; held-out views only report.
+            baked = {k: _pixels(v) for k, v in images.items()}
+            summary["psnr_targets_before"] = _score(scene, target_cams, target_truths, folder)
+            summary["psnr_held_out_before"] = _score(scene, held_cams, truths, folder) if held_cams else None
+            report("fitting")
+            preset = quality_preset("standard", joint=False)
+            preset.pop("resolution", None)
+            settings = Settings(**{**preset, "optimize_positions": False, "optimize_texture": True, "lit": True,
+                                   "optimize_roughness": options.fit_roughness and roughness is not None,
+                                   **options.settings_overrides})
+            if options.steps is not None:
+                settings.steps = options.steps
+            run = OptimizationRun(lod, targets, settings, resolution=options.resolution, scene=scene)
+            fit = run_to_end(run, progress=(lambda p: report(progress_text(p))) if progress else None)
+            summary["fit"] = {k: fit[k] for k in ("steps", "seconds", "mean_psnr_before", "mean_psnr_after",
+                                                  "kept_step") if k in fit}
+            if "material" in fit:
+                summary["fit"]["material"] = fit["material"]
+            summary["psnr_targets_after"] = _score(scene, target_cams, target_truths, folder)
+            summary["kept"] = "fitted"
+            if summary["psnr_targets_after"] < summary["psnr_targets_before"]:
+                # Rendered by the engine the targets came from, the fit is
+                # worse than the bake (our lit model is not that engine): keep the bake.
+                for channel, image in images.items():
+                    image.pixels.foreach_set(baked[channel].ravel())
+                    image.update()
+                bsdf = material_io.principled_node(lod.active_material)
+                for channel, value in summary["fit"].get("material", {}).items():
+                    bsdf.inputs[channel.title()].default_value = value["before"]
+                summary["kept"] = "baked"
+            summary["psnr_held_out_after"] = (_score(scene, held_cams, truths, folder)
+                                              if held_cams and summary["kept"] == "fitted"
+                                              else summary["psnr_held_out_before"])
+        finally:
+            reference.hide_render = reference_hidden
+            for o in others:
+                o.hide_render = False
+        for image in images.values():
+            image.pack()  # the fitted pixels live in the .blend
+    summary["seconds"] = time.perf_counter() - t_start
+    summary["target_cameras"], summary["held_out_cameras"] = targets.name, held.name
+    return summary
+
+
+def _pixels(image) -> np.ndarray:
+    px = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(px)
+    return px
+
+
+def _triangles(obj, evaluated: bool = False) -> int:
+    if evaluated:
+        obj = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    return sum(len(p.vertices) - 2 for p in obj.data.polygons)
+
+
+def summary_text(summary: dict) -> str:
+    """One line for the status bar and the CLI."""
+    before, after = summary.get("psnr_held_out_before"), summary.get("psnr_held_out_after")
+    judged = (f"held-out PSNR {before:.1f} -> {after:.1f} dB ({summary['render_engine']})"
+              if before is not None else "no held-out views")
+    kept = "" if summary.get("kept") == "fitted" else "; the fit did not beat the bake, kept the bake"
+    return (f"'{summary['lod']}': {summary['triangles_lod']} triangles "
+            f"(of {summary['triangles_reference']}), {judged}{kept}, {summary['seconds']:.0f} s")

@@ -1,0 +1,100 @@
+"""Fit LOD to Reference (addon/lod.py): the decimated, unwrapped, baked copy,
+the engine-judged keep-or-revert, and refusals that change nothing."""
+from __future__ import annotations
+
+import math
+
+import bpy
+import numpy as np
+import pytest
+
+from sge_optimizer.addon import lod, scene_setup
+from sge_optimizer.addon.scene_io import InputError
+
+
+def lit_reference(scene, sun: bool = True, world=(0.25, 0.25, 0.3)):
+    """A subdivided, displaced sphere with a noise base colour, a sun, a dim world."""
+    bpy.ops.mesh.primitive_uv_sphere_add(segments=32, ring_count=16)
+    ref = bpy.context.active_object
+    ref.name = "Reference"
+    scene_setup.apply_subdivision(ref, 1)
+    co = np.empty(len(ref.data.vertices) * 3, np.float32)
+    ref.data.vertices.foreach_get("co", co)
+    co = co.reshape(-1, 3)
+    co *= 1 + 0.1 * np.sin(5 * co[:, :1]) * np.sin(4 * co[:, 1:2])
+    ref.data.vertices.foreach_set("co", co.ravel())
+    ref.data.update()
+    rng = np.random.default_rng(0)
+    noise = np.kron(rng.random((16, 16, 3)), np.ones((8, 8, 1)))
+    image = scene_setup.new_image("reference base", np.concatenate([0.15 + 0.7 * noise, np.ones((128, 128, 1))],
+                                                                   -1).astype(np.float32))
+    ref.data.materials.append(scene_setup.textured_material("reference", image))
+    if sun:
+        light = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
+        light.data.energy, light.data.use_shadow = 3.0, False
+        light.rotation_euler = (math.radians(40), 0, math.radians(30))
+        scene.collection.objects.link(light)
+    w = bpy.data.worlds.new("world")
+    if bpy.app.version < (5, 0, 0):
+        w.use_nodes = True
+    w.node_tree.nodes["Background"].inputs["Color"].default_value = (*world, 1.0)
+    scene.world = w
+    scene.eevee.taa_render_samples = 4
+    return ref
+
+
+def _positions(obj):
+    co = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", co)
+    return co
+
+
+def test_fit_lod_makes_a_baked_decimated_copy_and_hands_back_no_worse(empty_scene):
+    scene = empty_scene
+    ref = lit_reference(scene)
+    ref_co = _positions(ref)
+    scene.view_settings.view_transform = "AgX" if "AgX" in {
+        i.identifier for i in scene.view_settings.bl_rna.properties["view_transform"].enum_items} else "Filmic"
+    engine_before, transform_before = scene.render.engine, scene.view_settings.view_transform
+    options = lod.LodOptions(ratio=0.2, texture_size=64, target_views=3, held_out_views=2, resolution=48, steps=30)
+    summary = lod.fit_lod(ref, options, scene=scene)
+
+    copy = bpy.data.objects[summary["lod"]]
+    assert 0.15 * summary["triangles_reference"] <= summary["triangles_lod"] <= 0.25 * summary["triangles_reference"]
+    assert [uv.name for uv in copy.data.uv_layers] == ["UVMap"]
+    for name in summary["images"].values():
+        image = bpy.data.images[name]
+        assert tuple(image.size) == (64, 64)
+        px = np.empty(64 * 64 * 4, np.float32)
+        image.pixels.foreach_get(px)
+        assert np.isfinite(px).all()
+    base = np.empty(64 * 64 * 4, np.float32)
+    bpy.data.images[summary["images"]["base color"]].pixels.foreach_get(base)
+    assert base.reshape(-1, 4)[:, :3].std() > 0.05  # the noise was baked down, not left flat
+    # The engine's own renders judge: held-out is reported for the kept maps, never below the bake
+    # when the bake was kept, and the decision follows the target views.
+    assert math.isfinite(summary["psnr_held_out_before"]) and summary["psnr_held_out_before"] > 20
+    if summary["kept"] == "baked":
+        assert summary["psnr_held_out_after"] == summary["psnr_held_out_before"]
+    else:
+        assert summary["psnr_targets_after"] >= summary["psnr_targets_before"]
+    # The reference and the scene's render settings are as they were.
+    np.testing.assert_array_equal(_positions(ref), ref_co)
+    assert not ref.hide_render
+    assert (scene.render.engine, scene.view_settings.view_transform) == (engine_before, transform_before)
+    assert len(bpy.data.collections[summary["target_cameras"]].objects) == 3
+    assert summary["lod"] in lod.summary_text(summary)
+
+
+@pytest.mark.parametrize("case", ["not a mesh", "ratio", "dark scene"])
+def test_fit_lod_refuses_bad_input_and_changes_nothing(empty_scene, case):
+    scene = empty_scene
+    ref = lit_reference(scene, sun=(case != "dark scene"), world=(0, 0, 0) if case == "dark scene" else (0.2,) * 3)
+    options = lod.LodOptions(ratio=0.0 if case == "ratio" else 0.2, texture_size=64, target_views=2,
+                             held_out_views=1, resolution=32, steps=5)
+    target = bpy.data.objects["sun"] if case == "not a mesh" else ref
+    counts = (len(bpy.data.objects), len(bpy.data.images), len(bpy.data.meshes), len(bpy.data.materials))
+    with pytest.raises(InputError) as err:
+        lod.fit_lod(target, options, scene=scene)
+    assert {"not a mesh": "mesh", "ratio": "ratio", "dark scene": "nothing to see"}[case] in str(err.value)
+    assert (len(bpy.data.objects), len(bpy.data.images), len(bpy.data.meshes), len(bpy.data.materials)) == counts
