@@ -264,7 +264,12 @@ class _render_setup:
             ("view_settings", "view_transform"), ("view_settings", "look"), ("view_settings", "exposure"),
             ("view_settings", "gamma"), ("render.image_settings", "file_format"),
             ("render.image_settings", "color_mode"), ("render.image_settings", "color_depth"),
-            ("cycles", "samples"), ("cycles", "device"), ("", "camera"))
+            ("cycles", "samples"), ("cycles", "device"), ("", "camera")) + tuple(
+            ("eevee", key) for key in ("use_shadows", "use_raytracing", "use_fast_gi", "light_threshold"))
+    # The maps are fitted under direct light and the world: what the LOD's own
+    # geometry adds at render time (shadows, ray-traced and horizon-scan
+    # light) is left out of the targets, as the lit model leaves it out.
+    EEVEE = {"use_shadows": False, "use_raytracing": False, "use_fast_gi": False, "light_threshold": 1e-5}
 
     def __init__(self, scene):
         self.scene = scene
@@ -276,7 +281,8 @@ class _render_setup:
         return owner
 
     def __enter__(self):
-        self.saved = [(path, key, getattr(self._owner(path), key)) for path, key in self.KEYS]
+        self.saved = [(path, key, getattr(self._owner(path), key)) for path, key in self.KEYS
+                      if hasattr(self._owner(path), key)]  # EEVEE's settings differ across versions
         return self
 
     def __exit__(self, *exc):
@@ -289,6 +295,9 @@ class _render_setup:
     def use(self, options: LodOptions, width: int, height: int) -> None:
         s, r = self.scene, self.scene.render
         r.engine = eevee_id() if options.render_engine == "EEVEE" else "CYCLES"
+        for key, value in self.EEVEE.items():
+            if hasattr(s.eevee, key):
+                setattr(s.eevee, key, value)
         if options.render_engine == "CYCLES":
             s.cycles.samples = options.cycles_samples
             s.cycles.device = "CPU"
@@ -377,7 +386,9 @@ def fit_lod(reference, options: LodOptions | None = None, scene=None, progress=N
             report("fitting")
             preset = quality_preset("standard", joint=False)
             preset.pop("resolution", None)
+            # No start margin: the engine's renders decide below whether the fit beats the bake.
             settings = Settings(**{**preset, "optimize_positions": False, "optimize_texture": True, "lit": True,
+                                   "start_margin_db": 0.0,
                                    "optimize_roughness": options.fit_roughness and roughness is not None,
                                    **options.settings_overrides})
             if options.steps is not None:
