@@ -278,3 +278,136 @@ def test_a_roughness_image_fit_is_refused_from_blender(backend, empty_scene):
     mat.node_tree.links.new(node.outputs["Color"], material_io.principled_node(mat).inputs["Roughness"])
     with pytest.raises(InputError, match="roughness image"):
         OptimizationRun(source, cameras, Settings(optimize_positions=False, lit=True, optimize_roughness=True))
+
+
+# The normal map: a group of its own (x, y per texel, z follows) ---------------------
+NORMAL_TEX = 16
+LOW_SUN = Light("SUN", (1.0, 1.0, 1.0), 3.0, (0, 0, 0), (-0.85, 0.35, -0.4))  # grazing: tilts show
+
+
+def bumpy_normal_map(size: int = NORMAL_TEX, tilt: float = 0.5, bumps: int = 2) -> np.ndarray:
+    """(size, size, 3) stored tangent-space normals ((x, y, z) / 2 + 1/2) of a bump pattern."""
+    v, u = np.meshgrid((np.arange(size) + 0.5) / size, (np.arange(size) + 0.5) / size, indexing="ij")
+    x = tilt * np.cos(2 * np.pi * bumps * u) * np.sin(2 * np.pi * bumps * v)
+    y = tilt * np.sin(2 * np.pi * bumps * u) * np.cos(2 * np.pi * bumps * v)
+    z = np.sqrt(1.0 - x * x - y * y)
+    return (0.5 * np.stack([x, y, z], -1) + 0.5).astype(np.float32)
+
+
+def flat_normal_map(size: int = NORMAL_TEX) -> np.ndarray:
+    return np.broadcast_to(np.array([0.5, 0.5, 1.0], np.float32), (size, size, 3)).copy()
+
+
+def _normal_scene(backend, normal_map, truth_map=None, views=VIEWS):
+    """The lit sphere (a light grey albedo, a low sun and a point light on
+    another side, so both tilt directions show) with `normal_map`; targets
+    rendered with `truth_map` when given."""
+    from sge_optimizer.engine.materials import NormalChannel
+
+    albedo = synthetic.flat_texture(TEX, 0.75)
+    mesh, eyes, views = sphere_views(albedo, views=views)
+    lighting = Lighting(lights=(LOW_SUN, Light("POINT", (1.0, 1.0, 1.0), 250.0, (2.0, -2.5, 1.0), (0, 0, -1))),
+                        ambient=(0.05, 0.05, 0.05))
+
+    def scene_for(nmap):
+        material = LitMaterial(roughness=ScalarChannel(constant=0.5), normal=NormalChannel(image=nmap))
+        return SceneArrays(mesh, albedo, views, lit=lit_scene(mesh, lighting, eyes, material))
+
+    if truth_map is not None:
+        for view, target in zip(views, render_all(backend, scene_for(truth_map))):
+            view.target = np.clip(target, 0.0, 1.0)
+    return scene_for(normal_map)
+
+
+def _normal_settings(**overrides):
+    values = dict(optimize_positions=False, optimize_texture=False, lit=True, optimize_normal=True,
+                  antialias=False, keep_best=False)
+    values.update(overrides)
+    return Settings(**values)
+
+
+def assert_unit_normals(stored: np.ndarray) -> None:
+    m = 2.0 * stored[..., :3].astype(np.float64) - 1.0
+    assert np.all(np.isfinite(m))
+    np.testing.assert_allclose(np.linalg.norm(m, axis=-1), 1.0, atol=1e-5)
+    assert m[..., 2].min() >= K.NORMAL_Z_MIN - 1e-5
+
+
+def test_normal_map_fit_needs_a_lit_scene_with_a_normal_map(backend):
+    with pytest.raises(ValueError, match="lit fit only"):
+        Settings(optimize_positions=False, optimize_normal=True).validate()
+    mesh, eyes, views = sphere_views(None, views=2)
+    scene = SceneArrays(mesh, synthetic.flat_texture(8), views,
+                        lit=lit_scene(mesh, Lighting(lights=(LOW_SUN,)), eyes))
+    with pytest.raises(ValueError, match="no normal-map image"):
+        Engine(backend, scene, _normal_settings())
+
+
+def test_stored_unit_normals_keep_directions_and_bound_the_tilt():
+    from sge_optimizer.engine.optimizer import stored_unit_normals
+
+    raw = np.array([[[0.5, 0.5, 1.0], [0.7, 0.4, 0.8], [1.0, 0.5, 0.5], [0.5, 0.5, 0.5], [0.6, 0.5, 0.0]]],
+                   np.float32)
+    out = stored_unit_normals(raw)
+    assert_unit_normals(out)
+    m_in, m_out = 2.0 * raw[0, :2] - 1.0, 2.0 * out[0, :2, :3] - 1.0
+    np.testing.assert_allclose(m_out, m_in / np.linalg.norm(m_in, axis=-1, keepdims=True), atol=1e-6)
+    assert out[0, 2, 2] == pytest.approx(0.5 + 0.5 * K.NORMAL_Z_MIN, abs=1e-6)  # in the surface: clamped
+    np.testing.assert_allclose(out[0, 3, :3], (0.5, 0.5, 1.0))  # zero length: flat
+    assert out[0, 4, 0] > 0.5 and out[0, 4, 2] > 0.5  # pointing inwards: tilted to the limit
+
+
+def test_normal_map_perturbation_gradient_and_adam_match_reference(backend):
+    """R+ fetches the normal texels as the numpy perturb_normals builds them
+    (x, y moved, z rebuilt); its G pass charges x and y the whole pixel
+    difference (FLAG_COUPLED, z nothing); Adam rebuilds z, as the numpy Adam does."""
+    from sge_optimizer.engine import reference as ref
+
+    scene = _normal_scene(backend, bumpy_normal_map(8, tilt=0.3), truth_map=bumpy_normal_map(8, tilt=0.6), views=4)
+    engine = Engine(backend, scene, _normal_settings(warmup_steps=0))
+    g = engine.normal_group
+    engine.active = engine.perturbed_groups(0)
+    assert engine.active == (g,)
+    engine.clear_gradients()
+    engine.substep(substep=5, slot=1, view_index=2)
+    got = engine.read_gradients()
+    plus = {k: backend.read(t) for k, t in backend.target_textures(engine.render_plus).items()}
+    minus = {k: backend.read(t) for k, t in backend.target_textures(engine.render_minus).items()}
+    theta = engine.normal_map()
+    key = ref.perturbation_key(0, 5, g.salt)
+    assert engine.normal_stratum == 1
+
+    # G: x and y of each footprint texel get the whole dL, z nothing.
+    mesh = scene.mesh
+    want = ref.accumulate_gradient(
+        plus["color"], minus["color"], np.rint(plus["id"][..., 0]).astype(int),
+        np.rint(minus["id"][..., 0]).astype(int), plus["uv"][..., :2], minus["uv"][..., :2],
+        engine.loss_targets[2], mesh.triangles, len(mesh.positions), (g.width, g.rows),
+        key_pos=0, key_tex=key, positions=False, tex_stratum=engine.normal_stratum, coupled_channels=3)
+    assert np.abs(want["texture"][..., :2]).max() > 1e-3, "the scene must produce gradients"
+    assert np.all(want["texture"][..., 2] == 0)
+    np.testing.assert_array_equal(got["normal_count"], want["texture_count"])
+    tol = (want["texture_count"] + 1)[..., None] * 4.0 / K.FIXED_SCALE
+    assert np.all(np.abs(got["normal"] - want["texture"]) <= tol)
+
+    # Adam: x, y by Adam, z rebuilt (ADAM_UNIT_NORMAL).
+    state = [backend.read(t) for t in (g.theta, g.moment1, g.moment2)]
+    engine.adam_step(substep0=5, substeps=1)
+    new_theta, m, v = ref.adam_step(
+        *state, got["normal"], got["normal_count"], t=1, lr=g.lr * engine.lr_scale(0),
+        grad_scale=engine.settings.texture_strata / (2 * g.eps * RES * RES), beta1=0.9, beta2=0.99,
+        clamp01=False, unit_normal=True)
+    np.testing.assert_allclose(engine.normal_map(), new_theta, atol=1e-5)
+    np.testing.assert_allclose(backend.read(g.moment1), m, rtol=1e-3, atol=1e-12)
+    assert np.abs(engine.normal_map() - theta).max() > 0.5 * g.lr
+    assert_unit_normals(engine.normal_map())
+
+    # R: R+ of the old map is a plain render of numpy's theta+ (put in place of the map).
+    theta_plus, _ = ref.perturb_normals(theta, g.count, g.eps, key, stratum=1)
+    assert_unit_normals(theta_plus)
+    g.theta = backend.texture(g.width, g.rows, "RGBA32F", theta_plus)
+    moved = engine.render(2)["color"]
+    g.theta = backend.texture(g.width, g.rows, "RGBA32F", theta)
+    unmoved = engine.render(2)["color"]
+    np.testing.assert_allclose(plus["color"], moved, atol=1e-4)
+    assert np.abs(plus["color"] - unmoved).max() > 1e-2  # the perturbation shows
