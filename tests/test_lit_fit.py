@@ -108,11 +108,16 @@ def test_lit_fit_recovers_the_albedo_not_the_lighting(backend):
 
 # Through Blender: read_scene(lit=True) and a run ------------------------------------
 def _lit_blender_scene(sun_strength: float = 3.0, world=(0.05, 0.05, 0.05)):
-    import bpy
-
     import demo  # tools/ is on sys.path (conftest)
 
     source, cameras = demo.build_scene(cameras=4, resolution=64, texture_size=32)
+    return source, cameras, light_scene(sun_strength, world)
+
+
+def light_scene(sun_strength: float = 3.0, world=(0.05, 0.05, 0.05)):
+    """A sun and a world colour for the current scene, view transform Standard; returns the sun."""
+    import bpy
+
     scene = bpy.context.scene
     scene.view_settings.view_transform = "Standard"
     sun_data = bpy.data.lights.new("Sun", "SUN")
@@ -128,7 +133,7 @@ def _lit_blender_scene(sun_strength: float = 3.0, world=(0.05, 0.05, 0.05)):
     background.inputs["Color"].default_value = (*world, 1.0)
     background.inputs["Strength"].default_value = 1.0
     bpy.context.view_layer.update()
-    return source, cameras, sun
+    return sun
 
 
 def test_a_lit_run_reads_the_lights_and_writes_back(backend, empty_scene):
@@ -446,3 +451,65 @@ def test_a_lit_fit_recovers_a_bumpy_normal_map(backend):
     assert error_after < 0.65 * error_before, (error_before, error_after)
     assert_unit_normals(engine.normal_map())
     assert np.all(engine.normal_map()[..., 3] == 1.0)
+
+
+# The normal map from Blender: written back into its image, undone, aborted ----------
+def add_normal_map(source, pixels: np.ndarray, strength: float = 1.0):
+    """An Image Texture (Non-Color, 16-bit) -> Normal Map node (Tangent Space)
+    -> the Principled Normal of `source`'s material; returns the image."""
+    from sge_optimizer.addon import material_io, scene_setup
+
+    mat = material_io.object_material(source)
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    tex = nodes.new("ShaderNodeTexImage")
+    rgba = np.concatenate([pixels, np.ones(pixels.shape[:2] + (1,), np.float32)], -1)
+    tex.image = scene_setup.new_image("Source Normal", rgba, linear=True)
+    node = nodes.new("ShaderNodeNormalMap")
+    node.inputs["Strength"].default_value = strength
+    links.new(tex.outputs["Color"], node.inputs["Color"])
+    links.new(node.outputs["Normal"], material_io.principled_node(mat).inputs["Normal"])
+    return tex.image
+
+
+def image_pixels(image) -> np.ndarray:
+    pixels = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(pixels)
+    return pixels
+
+
+def test_a_fitted_normal_map_is_written_back_and_aborted(backend, empty_scene):
+    """From Blender: the Normal Map node's image takes the fitted normals
+    (finite, unit length, z > 0, Non-Color as stored); abort() restores its
+    pixels exactly; the summary names it."""
+    from sge_optimizer.addon.api import OptimizationRun, run_to_end
+
+    source, cameras, _ = _lit_blender_scene()
+    image = add_normal_map(source, bumpy_normal_map(16, tilt=0.3))
+    original = image_pixels(image)
+    run = OptimizationRun(source, cameras, Settings(optimize_positions=False, optimize_texture=False, lit=True,
+                                                    optimize_normal=True, steps=30, keep_best=False),
+                          resolution=64)
+    summary = run_to_end(run)
+    written = image_pixels(image).reshape(16, 16, 4)
+    assert not np.array_equal(written.ravel(), original)
+    assert_unit_normals(written)
+    np.testing.assert_allclose(written, np.concatenate([run.engine.normal_map()[..., :3],
+                                                        original.reshape(16, 16, 4)[..., 3:]], -1), atol=1e-6)
+    assert image.colorspace_settings.is_data
+    assert summary["normal_map"]["image"] == "Source Normal"
+    assert 0.0 < summary["normal_map"]["mean_turn_deg"] < 90.0
+    run.abort()
+    np.testing.assert_array_equal(image_pixels(image), original)
+
+
+def test_a_normal_map_fit_without_one_is_refused_before_anything_changes(backend, empty_scene):
+    import bpy
+
+    from sge_optimizer.addon.api import OptimizationRun
+    from sge_optimizer.addon.scene_io import InputError
+
+    source, cameras, _ = _lit_blender_scene()
+    before = image_pixels(bpy.data.images["Source Albedo"])
+    with pytest.raises(InputError, match="no normal map to fit"):
+        OptimizationRun(source, cameras, Settings(optimize_positions=False, lit=True, optimize_normal=True))
+    np.testing.assert_array_equal(image_pixels(bpy.data.images["Source Albedo"]), before)
