@@ -382,10 +382,11 @@ class Engine:
                        "slot": slot, "flags": flags, "image_size": (self.width, self.height),
                        "tex_size": self.texture_size, "pos_width": pos.width, "tex_stratum": self.stratum,
                        "tex_channels": 7})
-        for group, stratum, channels in ((self.material_group, self.material_stratum, self.material_channels),
-                                         (self.normal_group, self.normal_stratum, 3)):  # normals: x, y
-            if group is not None and group in self.active:
-                self._coupled_gradient(group, stratum, channels, substep, slot, view_index, plus, minus)
+        if self.lit is not None:
+            for group, stratum, channels in ((self.material_group, self.material_stratum, self.material_channels),
+                                             (self.normal_group, self.normal_stratum, 3)):  # normals: x, y
+                if group in self.active:
+                    self._coupled_gradient(group, stratum, channels, substep, slot, view_index, plus, minus)
         self.loss_substeps += 1
 
     def _coupled_gradient(self, group, stratum, channels, substep, slot, view_index, plus, minus) -> None:
