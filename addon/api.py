@@ -42,6 +42,14 @@ class OptimizationRun:
                                   ("metallic", settings.optimize_metallic)) if on]
         self.material_inputs = material_io.constant_inputs(obj, fitted) if fitted else {}
         self.material_before = {c: float(s.default_value) for c, s in self.material_inputs.items()}
+        # A fitted normal map: its image and pixels before the run (abort() and undo put them back).
+        self.normal_image = material_io.normal_map_image(obj) if settings.optimize_normal else None
+        self.normal_before = None
+        if self.normal_image is not None:
+            self.normal_before = np.empty(len(self.normal_image.pixels), np.float32)
+            self.normal_image.pixels.foreach_get(self.normal_before)
+        self.normal_storage = None  # set by finish(), as image_storage
+        self._normal_storage_before = None
         self.warnings = preflight.check(self.inputs)  # refuses what cannot work; the rest: one line each
         self.engine = None
         self.backend = None
@@ -111,12 +119,27 @@ class OptimizationRun:
             scene_io.write_positions(inputs.obj, engine.positions())
         if self.settings.optimize_texture:
             scene_io.write_image_pixels(inputs.image, engine.texture())
+        if self.normal_image is not None:
+            self._write_normal_map()
         if self.material_inputs:
             material = engine.material()
             for channel, socket in self.material_inputs.items():
                 value = float(material[0, 0, ("roughness", "metallic").index(channel)])
                 if np.isfinite(value):  # never write NaN into the scene
                     socket.default_value = min(max(value, 0.0), 1.0)
+
+    def _write_normal_map(self) -> None:
+        """The fitted normals (stored as the Normal Map node reads them:
+        (x, y, z) / 2 + 1/2, Non-Color) into the image; its alpha is kept."""
+        image = self.normal_image
+        width, height = image.size
+        pixels = self.engine.normal_map()
+        if pixels.shape[:2] != (height, width):
+            raise ValueError(f"normal map image '{image.name}' changed size during the run")
+        before = self.normal_before.reshape(height, width, image.channels)
+        if image.channels == 4:
+            pixels = np.concatenate([pixels[..., :3], before[..., 3:]], -1)
+        scene_io.write_image_pixels(image, pixels)  # refuses non-finite values
 
     def finish(self) -> dict:
         """Keep the best parameters seen (never worse than the start), write
@@ -132,6 +155,9 @@ class OptimizationRun:
         if self.settings.optimize_texture:  # last: abort() undoes it with _storage_before
             self._storage_before = scene_io.storage_state(self.inputs.image)
             self.image_storage = scene_io.keep_in_blend(self.inputs.image)
+        if self.normal_image is not None:
+            self._normal_storage_before = scene_io.storage_state(self.normal_image)
+            self.normal_storage = scene_io.keep_in_blend(self.normal_image)
         return self.summary()
 
     def cancel(self) -> dict:
@@ -145,8 +171,21 @@ class OptimizationRun:
             scene_io.undo_keep_in_blend(self.inputs.image, self._storage_before)
             self._storage_before = self.image_storage = None
         scene_io.restore(self.inputs)
+        self.restore_material()
+
+    def restore_material(self) -> None:
+        """Put the fitted roughness / metallic constants and the normal-map
+        image (pixels, and what finish() packed) back as they were."""
         for channel, socket in self.material_inputs.items():
             socket.default_value = self.material_before[channel]
+        image = self.normal_image
+        if image is None:
+            return
+        if self._normal_storage_before is not None:
+            scene_io.undo_keep_in_blend(image, self._normal_storage_before)
+            self._normal_storage_before = self.normal_storage = None
+        image.pixels.foreach_set(self.normal_before)
+        image.update()
 
     # Reporting -----------------------------------------------------------------
     def progress(self) -> dict:
@@ -186,7 +225,24 @@ class OptimizationRun:
             # fitted roughness / metallic constants, before and as written back
             "material": {c: {"before": self.material_before[c], "after": float(sock.default_value)}
                          for c, sock in self.material_inputs.items()},
+            "normal_map": self._normal_summary(),
         }
+
+    def _normal_summary(self) -> dict | None:
+        """The fitted normal map: its image, where a save finds it, and how far
+        its texels turned (degrees, mean and largest)."""
+        if self.normal_image is None:
+            return None
+        image = self.normal_image
+        now = np.empty(len(image.pixels), np.float32)
+        image.pixels.foreach_get(now)
+        turned = []
+        for pixels in (self.normal_before, now):
+            m = 2.0 * pixels.reshape(-1, image.channels)[:, :3].astype(np.float64) - 1.0
+            turned.append(m / np.maximum(np.linalg.norm(m, axis=-1, keepdims=True), 1e-12))
+        angles = np.degrees(np.arccos(np.clip(np.sum(turned[0] * turned[1], -1), -1.0, 1.0)))
+        return {"image": image.name, "size": list(image.size), "storage": self.normal_storage,
+                "mean_turn_deg": float(angles.mean()), "max_turn_deg": float(angles.max())}
 
 
 def format_eta(seconds: float) -> str:

@@ -546,3 +546,20 @@ def constant_inputs(obj, channels) -> dict:
         sockets[channel] = socket
     return sockets
 
+
+
+def normal_map_image(obj):
+    """The image feeding the Normal Map node on the Principled Normal, to fit
+    and write back (call after read_lit_material, which validated the path);
+    refuses a material without one."""
+    mat = object_material(obj)
+    source = _source(principled_node(mat).inputs["Normal"])
+    if source is None or source[0].type != "NORMAL_MAP":
+        raise InputError(f"material '{mat.name}' has no normal map to fit: connect an Image Texture "
+                         "(Non-Color) through a Normal Map node (Tangent Space) to the Principled BSDF's "
+                         "Normal, or untick Normal Map")
+    tex, _, _ = _image_node(mat, source[0].inputs["Color"], "normal map")
+    if tex.image.channels not in (3, 4):
+        raise InputError(f"material '{mat.name}': the normal map image '{tex.image.name}' has "
+                         f"{tex.image.channels} channel(s); a fitted normal map needs RGB or RGBA")
+    return tex.image

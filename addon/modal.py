@@ -31,7 +31,8 @@ def why_not(scene) -> str | None:
         return "an optimization is already running"
     props = properties.get(scene)
     try:
-        if not (props.optimize_positions or props.optimize_texture):
+        lit_maps = props.lit and (props.optimize_roughness or props.optimize_metallic or props.optimize_normal)
+        if not (props.optimize_positions or props.optimize_texture or lit_maps):
             raise InputError("nothing to optimize: enable Positions, Base Color or both")
         scene_io.check_mesh_object(props.source)
         scene_io.find_base_color_image(props.source)
@@ -75,6 +76,8 @@ def complete(run: OptimizationRun, summary: dict) -> dict:
     global last_history, last_summary
     if run.settings.optimize_texture:
         image_undo.record(run.inputs.image, run.inputs.original_pixels)
+    if run.normal_image is not None:
+        image_undo.record(run.normal_image, run.normal_before)
     overlay.capture_run(run)
     last_history = list(run.loss_history)
     last_summary = summary
@@ -202,6 +205,10 @@ class ModalDriver:
             left = run_checks.restore_what_remains(self.run.inputs)
         except Exception as exc:  # noqa: BLE001
             left = [f"restore failed: {type(exc).__name__}: {exc}"]
+        try:
+            self.run.restore_material()
+        except Exception as exc:  # noqa: BLE001 - e.g. the normal-map image was deleted
+            left.append(f"material not restored: {type(exc).__name__}: {exc}")
         self.error = reason + (f" (not restored: {'; '.join(left)})" if left else " (scene restored)")
         return CANCELLED
 

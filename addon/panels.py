@@ -34,6 +34,7 @@ def draw_panel(layout, context) -> None:
     row.active = props.lit
     row.prop(props, "optimize_roughness", toggle=True)
     row.prop(props, "optimize_metallic", toggle=True)
+    row.prop(props, "optimize_normal", toggle=True)
     col.prop(props, "optimize_positions")
     sub = col.column(align=True)
     sub.active = props.optimize_positions

@@ -55,6 +55,10 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
     optimize_metallic: BoolProperty(
         name="Metallic", default=_DEFAULTS.optimize_metallic,
         description="Lit fits: also fit the material's Metallic (a constant input)")
+    optimize_normal: BoolProperty(
+        name="Normal Map", default=_DEFAULTS.optimize_normal,
+        description="Lit fits: also fit the tangent-space normal-map image (Image Texture, Non-Color, "
+                    "through a Normal Map node); undo puts its pixels back")
     optimize_positions: BoolProperty(
         name="Positions", default=_DEFAULTS.optimize_positions, update=_follow_quality,
         description="Optimize the vertex positions")
@@ -174,6 +178,7 @@ def to_settings(props, **overrides) -> Settings:
         lit=props.lit,
         optimize_roughness=props.lit and props.optimize_roughness,
         optimize_metallic=props.lit and props.optimize_metallic,
+        optimize_normal=props.lit and props.optimize_normal,
     )
     values.update(overrides)
     return Settings(**values)

@@ -18,6 +18,7 @@ from .scene import SceneArrays, Settings
 SALT_POSITIONS = 1
 SALT_TEXTURE = 2
 SALT_MATERIAL = 3
+SALT_NORMAL = 4
 PARAM_WIDTH = 1024  # texels per row of vertex-indexed textures
 # The pixel filter our renders model: a Gaussian with the standard deviation
 # of Blender's default pixel filter (Blackman-Harris, 1.5 px wide: 0.21 px).
@@ -79,6 +80,26 @@ def vertex_adjacency(triangles: np.ndarray, vertex_count: int):
     return start.astype(np.int64), degree.astype(np.int64), edges[:, 1].astype(np.int64)
 
 
+def stored_unit_normals(normal_map: np.ndarray) -> np.ndarray:
+    """A tangent-space normal map as stored ((h, w, 3), (x, y, z) / 2 + 1/2) ->
+    (h, w, 4) with each texel a unit normal with z >= NORMAL_Z_MIN, as a
+    fitted map is kept (x, y are its parameters, z follows). Normalising
+    keeps each texel's direction, which is all the Normal Map node uses;
+    a texel tilted past the limit (or pointing into the surface) is
+    pulled back to it."""
+    m = 2.0 * np.asarray(normal_map, np.float64)[..., :3] - 1.0
+    length = np.linalg.norm(m, axis=-1, keepdims=True)
+    m = np.where(length > 1e-12, m / np.maximum(length, 1e-12), (0.0, 0.0, 1.0))
+    xy = m[..., :2]
+    tilted = m[..., 2:] < K.NORMAL_Z_MIN
+    r = np.linalg.norm(xy, axis=-1, keepdims=True)
+    xy = np.where(tilted, xy * (K.NORMAL_XY_MAX / np.maximum(r, 1e-12)), xy)
+    xy = np.where(tilted & (r <= 1e-12), 0.0, xy)
+    z = np.sqrt(np.maximum(1.0 - np.sum(xy * xy, -1, keepdims=True), 0.0))
+    stored = 0.5 * np.concatenate([xy, z], -1) + 0.5
+    return np.concatenate([stored, np.ones(stored.shape[:2] + (1,))], -1).astype(np.float32)
+
+
 def pixel_world_size(scene: SceneArrays) -> float:
     """World size of one pixel at the mesh's centre, median over the views."""
     centre = np.append(scene.mesh.positions.mean(axis=0), 1.0)
@@ -133,6 +154,9 @@ class ParamGroup:
 class Engine:
     def __init__(self, backend, scene: SceneArrays, settings: Settings):
         settings.validate()
+        if settings.optimize_normal and scene.lit is not None and scene.lit.normal_map is None:
+            raise ValueError("fitting the normal map needs one: the material has no normal-map image "
+                             "(SceneArrays.lit.normal_map)")
         self.backend, self.scene, self.settings = backend, scene, settings
         b, mesh = backend, scene.mesh
         self.width, self.height = scene.resolution
@@ -153,7 +177,8 @@ class Engine:
                                    "RGBA32F", pack_rows(mesh.triangles.astype(np.float32), PARAM_WIDTH))
         self.groups = [self.positions_group, self.texture_group]
         self.material_group = None  # a lit fit's roughness / metallic map (_init_lit)
-        self.material_stratum = -1
+        self.normal_group = None  # a lit fit's tangent-space normal map (_init_lit)
+        self.material_stratum = self.normal_stratum = -1
         self.lit = scene.lit
         if settings.lit != (scene.lit is not None):
             raise ValueError("Settings.lit asks for a lit fit but the scene has no lights and material (SceneArrays.lit)"
@@ -228,10 +253,17 @@ class Engine:
         self.groups.append(self.material_group)
         self.material_scratch = b.texture(1, 2, "R32I")  # its G pass's loss sum and worklist: unused
         normal = np.full((1, 1, 4), (0.5, 0.5, 1.0, 1.0), np.float32)  # flat
-        if lit.normal_map is not None:
+        if s.optimize_normal:
+            normal = stored_unit_normals(lit.normal_map)
+        elif lit.normal_map is not None:
             normal = np.concatenate([lit.normal_map[..., :3], np.ones(lit.normal_map.shape[:2] + (1,))], -1)
         normal = np.ascontiguousarray(normal, np.float32)
-        self.normal_map = b.texture(normal.shape[1], normal.shape[0], "RGBA32F", normal)
+        # The normal map: its own group (x, y per texel; z follows), perturbed
+        # where R reads it and charged the whole pixel difference, as the material.
+        self.normal_group = ParamGroup(
+            b, normal, normal.shape[0] * normal.shape[1], SALT_NORMAL, s.eps_normal, s.lr_normal,
+            clamp01=False, enabled=s.optimize_normal, perturbed_copies=False)
+        self.groups.append(self.normal_group)
 
     def _init_laplacian(self, mesh):
         b, g = self.backend, self.positions_group
@@ -306,14 +338,18 @@ class Engine:
                      "texture_key": tex.key(self.settings.seed, substep), "texture_eps": texture_eps,
                      "texture_srgb": int(self.scene.texture_srgb), "texture_stratum": self.stratum}
         if self.lit is not None:
-            mat = self.material_group
-            samplers.update(lights=self.lights, normal_map=self.normal_map,
+            mat, nrm = self.material_group, self.normal_group
+            samplers.update(lights=self.lights,
+                            normal_map=nrm.candidate if candidate and nrm.enabled else nrm.theta,
                             material=mat.candidate if candidate and mat.enabled else mat.theta)
             constants.update(camera_position=np.asarray(self.lit.camera_positions[view_index], np.float32),
                              normal_strength=float(self.lit.normal_strength),
                              material_key=mat.key(self.settings.seed, substep),
                              material_eps=sign * mat.eps if mat in self.active else 0.0,
-                             material_stratum=self.material_stratum, material_channels=self.material_channels)
+                             material_stratum=self.material_stratum, material_channels=self.material_channels,
+                             normal_key=nrm.key(self.settings.seed, substep),
+                             normal_eps=sign * nrm.eps if nrm in self.active else 0.0,
+                             normal_stratum=self.normal_stratum)
         self.backend.draw(self.raster, target, self.batch, samplers=samplers, constants=constants)
 
     def accumulate_gradient(self, substep: int, slot: int, view_index: int) -> None:
@@ -346,26 +382,32 @@ class Engine:
                        "slot": slot, "flags": flags, "image_size": (self.width, self.height),
                        "tex_size": self.texture_size, "pos_width": pos.width, "tex_stratum": self.stratum,
                        "tex_channels": 7})
-        mat = self.material_group
-        if mat is not None and mat in self.active:
-            # One G pass per texture-like group: G binds 8 images, the most a
-            # shader gets on several backends, so the material map takes the
-            # texture's slots in a pass of its own.
-            scratch = self.material_scratch
-            self.backend.dispatch(
-                K.ACCUMULATE_GRADIENT, K.ACCUMULATE_GRADIENT.groups(self.width, self.height),
-                images={"grad_pos": scratch, "count_pos": scratch, "grad_tex": mat.grad, "count_tex": mat.counts,
-                        "global_acc": scratch, "loss_acc": scratch, "worklist": scratch, "worklist_length": scratch},
-                samplers={"color_plus": plus["color"], "color_minus": minus["color"],
-                          "id_plus": plus["id"], "id_minus": minus["id"],
-                          "uv_plus": plus["uv"], "uv_minus": minus["uv"],
-                          "target": self.targets[view_index], "triangles": self.triangles},
-                constants={"key_pos": 0, "key_tex": mat.key(s.seed, substep), "slot": slot,
-                           "flags": K.FLAG_TEXTURE | K.FLAG_COUPLED | (K.FLAG_SRGB_LOSS if self.loss_srgb else 0),
-                           "image_size": (self.width, self.height), "tex_size": (mat.width, mat.rows),
-                           "pos_width": pos.width, "tex_stratum": self.material_stratum,
-                           "tex_channels": self.material_channels})
+        if self.lit is not None:
+            for group, stratum, channels in ((self.material_group, self.material_stratum, self.material_channels),
+                                             (self.normal_group, self.normal_stratum, 3)):  # normals: x, y
+                if group in self.active:
+                    self._coupled_gradient(group, stratum, channels, substep, slot, view_index, plus, minus)
         self.loss_substeps += 1
+
+    def _coupled_gradient(self, group, stratum, channels, substep, slot, view_index, plus, minus) -> None:
+        """G for a material or normal map: one pass per such group. G binds 8
+        images, the most a shader gets on several backends, so the map takes
+        the texture's slots in a pass of its own; each texel channel in
+        `channels` is charged the whole pixel difference (FLAG_COUPLED)."""
+        s, scratch = self.settings, self.material_scratch
+        self.backend.dispatch(
+            K.ACCUMULATE_GRADIENT, K.ACCUMULATE_GRADIENT.groups(self.width, self.height),
+            images={"grad_pos": scratch, "count_pos": scratch, "grad_tex": group.grad, "count_tex": group.counts,
+                    "global_acc": scratch, "loss_acc": scratch, "worklist": scratch, "worklist_length": scratch},
+            samplers={"color_plus": plus["color"], "color_minus": minus["color"],
+                      "id_plus": plus["id"], "id_minus": minus["id"],
+                      "uv_plus": plus["uv"], "uv_minus": minus["uv"],
+                      "target": self.targets[view_index], "triangles": self.triangles},
+            constants={"key_pos": 0, "key_tex": group.key(s.seed, substep), "slot": slot,
+                       "flags": K.FLAG_TEXTURE | K.FLAG_COUPLED | (K.FLAG_SRGB_LOSS if self.loss_srgb else 0),
+                       "image_size": (self.width, self.height), "tex_size": (group.width, group.rows),
+                       "pos_width": self.positions_group.width, "tex_stratum": stratum,
+                       "tex_channels": channels})
 
     def shape_end(self) -> int | None:
         """The step where a joint fit's shape phase ends and the texture
@@ -416,10 +458,10 @@ class Engine:
             return -1
         return (self.texture_group.updates * self.settings.views_per_step + slot) % strata
 
-    def material_stratum_of(self, slot: int) -> int:
-        """The material map's stratum at sub-step `slot`, as texture_stratum
-        (-1, every texel, for a 1 x 1 map of constants)."""
-        g, strata = self.material_group, self.settings.texture_strata
+    def map_stratum(self, g: ParamGroup | None, slot: int) -> int:
+        """A material or normal map's stratum at sub-step `slot`, as
+        texture_stratum (-1, every texel, for a 1 x 1 map of constants)."""
+        strata = self.settings.texture_strata
         if g is None or strata == 1 or g.count == 1:
             return -1
         return (g.updates * self.settings.views_per_step + slot) % strata
@@ -457,8 +499,10 @@ class Engine:
             # own size), which wrecks a fit that was already right.
             warmup = min(1.0, t / s.warmup_steps) if s.warmup_steps > 0 else 1.0
             flags = K.ADAM_CLAMP01 if g.clamp01 else 0
+            if g is self.normal_group:
+                flags |= K.ADAM_UNIT_NORMAL
             scale = 1.0 / (2.0 * g.eps * substeps * pixels)
-            if g is self.texture_group or (g is self.material_group and g.count > 1):
+            if g is self.texture_group or (g in (self.material_group, self.normal_group) and g.count > 1):
                 scale *= s.texture_strata  # a texel is perturbed in 1 sub-step of `strata`
             if s.estimator == "full_image":
                 flags |= K.FLAG_FULL_IMAGE
@@ -514,7 +558,8 @@ class Engine:
             offset = (float(jitter[0]), float(jitter[1]))
         self._timed("P", self.perturb, substep)
         self.stratum = self.texture_stratum(slot)
-        self.material_stratum = self.material_stratum_of(slot)
+        self.material_stratum = self.map_stratum(self.material_group, slot)
+        self.normal_stratum = self.map_stratum(self.normal_group, slot)
         self._timed("R+", self.rasterize, self.render_plus, view_index, 1, substep, offset)
         self._timed("R-", self.rasterize, self.render_minus, view_index, -1, substep, offset)
         self._timed("G", self.accumulate_gradient, substep, slot, view_index)
@@ -551,7 +596,7 @@ class Engine:
         """The raw accumulators (sum of dL * s per parameter, and counts); for tests."""
         out = {}
         for name, g in (("positions", self.positions_group), ("texture", self.texture_group),
-                        ("material", self.material_group)):
+                        ("material", self.material_group), ("normal", self.normal_group)):
             if g is None or not g.enabled:
                 continue
             grad = self.backend.read_fixed(g.grad, g.rows)[..., 0].reshape(g.rows, g.width, 3)
@@ -581,6 +626,10 @@ class Engine:
     def material(self) -> np.ndarray | None:
         """A lit fit's material map (h, w, 4): roughness, metallic, specular level."""
         return None if self.material_group is None else self.backend.read(self.material_group.theta)
+
+    def normal_map(self) -> np.ndarray | None:
+        """A lit fit's normal map (h, w, 4) as stored: (x, y, z) / 2 + 1/2, alpha 1."""
+        return None if self.normal_group is None else self.backend.read(self.normal_group.theta)
 
     def texture(self) -> np.ndarray:
         return self.backend.read(self.texture_group.theta)

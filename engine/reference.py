@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..gpu_kernels import FIXED_SCALE
+from ..gpu_kernels import FIXED_SCALE, NORMAL_XY_MAX
 
 _U = np.uint64
 _M = _U(0xFFFFFFFF)
@@ -69,6 +69,31 @@ def perturb(theta, count, eps, key, stratum=-1):
     delta = np.zeros_like(theta, dtype=np.float32)
     delta[..., :3] = np.float32(eps) * signs_for(theta, count, key, stratum)
     return theta + delta, theta - delta
+
+
+def unit_normal_from_xy(stored_xy: np.ndarray) -> np.ndarray:
+    """common.glsl's unit_normal_from_xy: (..., 2) stored x, y of tangent-space
+    normal texels -> (..., 3) stored unit normals with z > 0."""
+    xy = 2.0 * np.asarray(stored_xy, np.float32) - np.float32(1.0)
+    r2 = np.sum(xy * xy, -1, keepdims=True)
+    limit = np.float32(NORMAL_XY_MAX)
+    xy = np.where(r2 > limit * limit, xy * (limit / np.sqrt(np.maximum(r2, 1e-30))), xy)
+    z = np.sqrt(np.maximum(1.0 - np.sum(xy * xy, -1, keepdims=True), 0.0))
+    return (0.5 * np.concatenate([xy, z], -1) + 0.5).astype(np.float32)
+
+
+def perturb_normals(theta, count, eps, key, stratum=-1):
+    """What R+ / R- fetch from a fitted normal map: x, y +- eps * s, z rebuilt,
+    in the perturbed texels only (rasterize_fit_lit_frag.glsl's normal_texel)."""
+    s = signs_for(theta, count, key, stratum)
+    moved = s[..., 0] != 0
+    out = []
+    for sign in (1.0, -1.0):
+        t = np.array(theta, np.float32, copy=True)
+        xy = t[..., :2] + np.float32(sign * eps) * s[..., :2]
+        t[moved, :3] = unit_normal_from_xy(xy)[moved]
+        out.append(t)
+    return tuple(out)
 
 
 # R -------------------------------------------------------------------------
@@ -249,8 +274,9 @@ def exact_texture_gradient(color, ids, uvs, target, albedo):
 
 # Adam ----------------------------------------------------------------------
 def adam_step(theta, m, v, grad, count, t, lr, grad_scale, beta1, beta2, clamp01,
-              per_count=False, regularizer=None, reg_weight=0.0, full_image=False):
-    """grad (rows, width, 3) in dL units; returns new (theta, m, v)."""
+              per_count=False, regularizer=None, reg_weight=0.0, full_image=False, unit_normal=False):
+    """grad (rows, width, 3) in dL units; returns new (theta, m, v).
+    `unit_normal` (ADAM_UNIT_NORMAL): texels are stored normals, z rebuilt from x, y."""
     g = grad.astype(np.float32).copy()
     n = count.astype(np.float32)[..., None]
     touched = (count > 0) | full_image
@@ -267,6 +293,8 @@ def adam_step(theta, m, v, grad, count, t, lr, grad_scale, beta1, beta2, clamp01
     nxt = theta[..., :3] - step
     if clamp01:
         nxt = np.clip(nxt, 0.0, 1.0)
+    if unit_normal:
+        nxt = unit_normal_from_xy(nxt[..., :2])
     sel = touched
     theta[sel, :3], m[sel, :3], v[sel, :3] = nxt[sel], m_new[sel], v_new[sel]
     return theta, m, v

@@ -144,7 +144,6 @@ class Settings:
     silhouette_fraction: float = 0.4
     # Render the base colour under the scene's lights and the rest of its
     # Principled material (issue 9; SceneArrays.lit), not as a flat texture.
-    # The base colour is the only group a lit fit optimizes today.
     lit: bool = False
     # Lit fits: also fit the roughness / metallic map (or constant), each
     # texel charged the whole pixel difference (it changes every colour channel).
@@ -152,6 +151,12 @@ class Settings:
     optimize_metallic: bool = False
     lr_material: float = 0.05
     eps_material: float = 0.05
+    # Lit fits: also fit the tangent-space normal-map image, each texel's
+    # x and y (z follows: a unit normal with z > 0), charged the whole pixel
+    # difference. eps and lr are in the image's stored units ((x + 1) / 2).
+    optimize_normal: bool = False
+    lr_normal: float = 0.02
+    eps_normal: float = 0.02
     keep_best: bool = True  # hand back the best parameters seen at the checkpoints
     # ... but replace a start that already fits (30 dB) only when this much better
     start_margin_db: float = 2.0
@@ -165,7 +170,7 @@ class Settings:
         from ..gpu_kernels import MAX_VIEWS_PER_STEP
 
         if not (self.optimize_positions or self.optimize_texture or self.optimize_roughness
-                or self.optimize_metallic):
+                or self.optimize_metallic or self.optimize_normal):
             raise ValueError("nothing to optimize: enable positions, texture or both")
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
@@ -178,7 +183,8 @@ class Settings:
             raise ValueError(f"seed must be a whole number in 0..{self.SEED_MAX}, got {self.seed}")
         if not 1 <= self.views_per_step <= MAX_VIEWS_PER_STEP:
             raise ValueError(f"views per step must be 1..{MAX_VIEWS_PER_STEP}, got {self.views_per_step}")
-        for name in ("lr_positions", "lr_texture", "eps_positions", "eps_texture", "lr_material", "eps_material"):
+        for name in ("lr_positions", "lr_texture", "eps_positions", "eps_texture", "lr_material", "eps_material",
+                     "lr_normal", "eps_normal"):
             value = getattr(self, name)
             if value is not None and not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name.replace('_', ' ')} must be a positive number, got {value}")
@@ -192,8 +198,11 @@ class Settings:
             raise ValueError("a lit fit keeps the corners' normals fixed: untick positions")
         if (self.optimize_roughness or self.optimize_metallic) and not self.lit:
             raise ValueError("roughness and metallic are fitted in a lit fit only: tick lit")
-        if self.lit and not (self.optimize_texture or self.optimize_roughness or self.optimize_metallic):
-            raise ValueError("nothing to optimize: enable the texture, roughness or metallic")
+        if self.optimize_normal and not self.lit:
+            raise ValueError("the normal map is fitted in a lit fit only: tick lit")
+        if self.lit and not (self.optimize_texture or self.optimize_roughness or self.optimize_metallic
+                             or self.optimize_normal):
+            raise ValueError("nothing to optimize: enable the texture, roughness, metallic or normal map")
         if self.texture_strata not in (1, 4):
             raise ValueError(f"texture strata must be 1 or 4, got {self.texture_strata}")
         if self.warmup_steps < 0 or self.check_every < 0:

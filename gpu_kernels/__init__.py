@@ -8,6 +8,7 @@ No backend keeps its own copy of a kernel.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,13 @@ FLAG_SRGB_LOSS = 256  # accumulate_gradient: compare sRGB-encoded renders (the t
 # accumulate_gradient: each texel channel in `tex_channels` is charged the whole pixel difference
 # (roughness, metallic: a change reaches every colour channel), not its own colour channel's share
 FLAG_COUPLED = 512
+# adam_step: the texels are tangent-space normals stored as (x, y, z) / 2 + 1/2: after the update,
+# rebuild z = sqrt(1 - x^2 - y^2) from x and y (unit_normal_from_xy in common.glsl)
+ADAM_UNIT_NORMAL = 1024
+# A fitted normal-map texel tilts at most this far from its surface normal: z >= NORMAL_Z_MIN,
+# so it stays unit with z > 0 and sqrt(1 - x^2 - y^2) keeps float precision.
+NORMAL_Z_MIN = 0.05
+NORMAL_XY_MAX = math.sqrt(1.0 - NORMAL_Z_MIN ** 2)
 # Worklist entries per adam_step invocation at the worklist's capacity: the
 # dispatch is sized for the worst case (no indirect dispatch from Python),
 # and on llvmpipe even an idle invocation costs ~100 ns.
@@ -104,11 +112,11 @@ def _img(slot, fmt, name, quals=("READ", "WRITE")):
 
 
 _COMMON = ("common.glsl",)
-_FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}",
+_FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}", "NORMAL_XY_MAX": f"{NORMAL_XY_MAX:.9f}",
           **{name: globals()[name] for name in ("FLAG_POSITIONS", "FLAG_TEXTURE", "FLAG_FULL_IMAGE",
                                                 "ADAM_CLAMP01", "ADAM_REGULARIZER", "ADAM_PER_COUNT",
                                                 "ADAM_WORKLIST", "FLAG_SILHOUETTE",
-                                                "FLAG_SRGB_LOSS", "FLAG_COUPLED")}}
+                                                "FLAG_SRGB_LOSS", "FLAG_COUPLED", "ADAM_UNIT_NORMAL")}}
 
 PERTURB = KernelSpec(
     name="perturb",
@@ -234,7 +242,9 @@ RASTERIZE_LIT_FIT = KernelSpec(
                                    Sampler(4, "FLOAT_2D", "normal_map")),
     push_constants=RASTERIZE.push_constants + (("VEC3", "camera_position"), ("FLOAT", "normal_strength"),
                                                ("INT", "material_key"), ("FLOAT", "material_eps"),
-                                               ("INT", "material_stratum"), ("INT", "material_channels")),
+                                               ("INT", "material_stratum"), ("INT", "material_channels"),
+                                               ("INT", "normal_key"), ("FLOAT", "normal_eps"),
+                                               ("INT", "normal_stratum")),
     vertex_inputs=RASTERIZE.vertex_inputs + ((2, "VEC3", "corner_normal"), (3, "VEC4", "corner_tangent")),
     interface=RASTERIZE.interface + (("smooth", "VEC3", "world_position"), ("smooth", "VEC3", "world_normal"),
                                      ("smooth", "VEC4", "world_tangent")),

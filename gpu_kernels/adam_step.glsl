@@ -64,6 +64,9 @@ void adam_update(ivec2 p, int i, ivec2 size)
   if ((flags & ADAM_CLAMP01) != 0) {
     next = clamp(next, 0.0, 1.0);
   }
+  if ((flags & ADAM_UNIT_NORMAL) != 0) {
+    next = unit_normal_from_xy(next.xy);  // z follows x and y (it gets no gradient)
+  }
   // Never let a non-finite value into the parameters.
   if (any(isnan(next)) || any(isinf(next)) || any(isnan(m.xyz)) || any(isnan(v.xyz))) {
     return;

@@ -111,3 +111,17 @@ void bilinear_footprint(vec2 uv, ivec2 size, out ivec2 t0, out ivec2 t1, out vec
     result = mix(mix(TEXEL(t0_, size_.x), TEXEL(ivec2(t1_.x, t0_.y), size_.x), f_.x), \
                  mix(TEXEL(ivec2(t0_.x, t1_.y), size_.x), TEXEL(t1_, size_.x), f_.x), f_.y); \
   }
+
+// A tangent-space normal-map texel as stored (Non-Color, (x, y, z) / 2 + 1/2),
+// rebuilt from its x and y: x^2 + y^2 clamped to NORMAL_XY_MAX^2, then
+// z = sqrt(1 - x^2 - y^2). So a fitted texel is a unit normal with z > 0
+// whatever R's perturbation or Adam's step did to x and y.
+vec3 unit_normal_from_xy(vec2 stored_xy)
+{
+  vec2 xy = 2.0 * stored_xy - 1.0;
+  float r2 = dot(xy, xy);
+  if (r2 > NORMAL_XY_MAX * NORMAL_XY_MAX) {
+    xy *= NORMAL_XY_MAX / sqrt(r2);
+  }
+  return 0.5 * vec3(xy, sqrt(max(1.0 - dot(xy, xy), 0.0))) + 0.5;
+}

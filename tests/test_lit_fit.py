@@ -108,11 +108,16 @@ def test_lit_fit_recovers_the_albedo_not_the_lighting(backend):
 
 # Through Blender: read_scene(lit=True) and a run ------------------------------------
 def _lit_blender_scene(sun_strength: float = 3.0, world=(0.05, 0.05, 0.05)):
-    import bpy
-
     import demo  # tools/ is on sys.path (conftest)
 
     source, cameras = demo.build_scene(cameras=4, resolution=64, texture_size=32)
+    return source, cameras, light_scene(sun_strength, world)
+
+
+def light_scene(sun_strength: float = 3.0, world=(0.05, 0.05, 0.05)):
+    """A sun and a world colour for the current scene, view transform Standard; returns the sun."""
+    import bpy
+
     scene = bpy.context.scene
     scene.view_settings.view_transform = "Standard"
     sun_data = bpy.data.lights.new("Sun", "SUN")
@@ -128,7 +133,7 @@ def _lit_blender_scene(sun_strength: float = 3.0, world=(0.05, 0.05, 0.05)):
     background.inputs["Color"].default_value = (*world, 1.0)
     background.inputs["Strength"].default_value = 1.0
     bpy.context.view_layer.update()
-    return source, cameras, sun
+    return sun
 
 
 def test_a_lit_run_reads_the_lights_and_writes_back(backend, empty_scene):
@@ -278,3 +283,233 @@ def test_a_roughness_image_fit_is_refused_from_blender(backend, empty_scene):
     mat.node_tree.links.new(node.outputs["Color"], material_io.principled_node(mat).inputs["Roughness"])
     with pytest.raises(InputError, match="roughness image"):
         OptimizationRun(source, cameras, Settings(optimize_positions=False, lit=True, optimize_roughness=True))
+
+
+# The normal map: a group of its own (x, y per texel, z follows) ---------------------
+NORMAL_TEX = 16
+LOW_SUN = Light("SUN", (1.0, 0.15, 0.05), 3.0, (0, 0, 0), (-0.85, 0.35, -0.4))  # grazing: tilts show
+# A low sun and two points around the sphere, each in its own colour: every
+# colour channel sees one light, so both tilt directions of a texel show.
+NORMAL_LIGHTS = (LOW_SUN, Light("POINT", (0.05, 1.0, 0.15), 300.0, (-1.0, -2.8, 1.2), (0, 0, -1)),
+                 Light("POINT", (0.1, 0.15, 1.0), 300.0, (-1.2, 2.6, -1.0), (0, 0, -1)))
+
+
+def bumpy_normal_map(size: int = NORMAL_TEX, tilt: float = 0.5, bumps: int = 2) -> np.ndarray:
+    """(size, size, 3) stored tangent-space normals ((x, y, z) / 2 + 1/2) of a bump pattern."""
+    v, u = np.meshgrid((np.arange(size) + 0.5) / size, (np.arange(size) + 0.5) / size, indexing="ij")
+    x = tilt * np.cos(2 * np.pi * bumps * u) * np.sin(2 * np.pi * bumps * v)
+    y = tilt * np.sin(2 * np.pi * bumps * u) * np.cos(2 * np.pi * bumps * v)
+    z = np.sqrt(1.0 - x * x - y * y)
+    return (0.5 * np.stack([x, y, z], -1) + 0.5).astype(np.float32)
+
+
+def flat_normal_map(size: int = NORMAL_TEX) -> np.ndarray:
+    return np.broadcast_to(np.array([0.5, 0.5, 1.0], np.float32), (size, size, 3)).copy()
+
+
+def _normal_scene(backend, normal_map, truth_map=None, views=VIEWS):
+    """The lit sphere (a light grey albedo, NORMAL_LIGHTS) with `normal_map`;
+    targets rendered with `truth_map` when given."""
+    from sge_optimizer.engine.materials import NormalChannel
+
+    albedo = synthetic.flat_texture(TEX, 0.75)
+    mesh, eyes, views = sphere_views(albedo, views=views)
+    lighting = Lighting(lights=NORMAL_LIGHTS, ambient=(0.03, 0.03, 0.03))
+
+    def scene_for(nmap):
+        material = LitMaterial(roughness=ScalarChannel(constant=0.5), normal=NormalChannel(image=nmap))
+        return SceneArrays(mesh, albedo, views, lit=lit_scene(mesh, lighting, eyes, material))
+
+    if truth_map is not None:
+        for view, target in zip(views, render_all(backend, scene_for(truth_map))):
+            view.target = np.clip(target, 0.0, 1.0)
+    return scene_for(normal_map)
+
+
+def _normal_settings(**overrides):
+    values = dict(optimize_positions=False, optimize_texture=False, lit=True, optimize_normal=True,
+                  antialias=False, keep_best=False)
+    values.update(overrides)
+    return Settings(**values)
+
+
+def assert_unit_normals(stored: np.ndarray) -> None:
+    m = 2.0 * stored[..., :3].astype(np.float64) - 1.0
+    assert np.all(np.isfinite(m))
+    np.testing.assert_allclose(np.linalg.norm(m, axis=-1), 1.0, atol=1e-5)
+    assert m[..., 2].min() >= K.NORMAL_Z_MIN - 1e-5
+
+
+def test_normal_map_fit_needs_a_lit_scene_with_a_normal_map(backend):
+    with pytest.raises(ValueError, match="lit fit only"):
+        Settings(optimize_positions=False, optimize_normal=True).validate()
+    mesh, eyes, views = sphere_views(None, views=2)
+    scene = SceneArrays(mesh, synthetic.flat_texture(8), views,
+                        lit=lit_scene(mesh, Lighting(lights=(LOW_SUN,)), eyes))
+    with pytest.raises(ValueError, match="no normal-map image"):
+        Engine(backend, scene, _normal_settings())
+
+
+def test_stored_unit_normals_keep_directions_and_bound_the_tilt():
+    from sge_optimizer.engine.optimizer import stored_unit_normals
+
+    raw = np.array([[[0.5, 0.5, 1.0], [0.7, 0.4, 0.8], [1.0, 0.5, 0.5], [0.5, 0.5, 0.5], [0.6, 0.5, 0.0]]],
+                   np.float32)
+    out = stored_unit_normals(raw)
+    assert_unit_normals(out)
+    m_in, m_out = 2.0 * raw[0, :2] - 1.0, 2.0 * out[0, :2, :3] - 1.0
+    np.testing.assert_allclose(m_out, m_in / np.linalg.norm(m_in, axis=-1, keepdims=True), atol=1e-6)
+    assert out[0, 2, 2] == pytest.approx(0.5 + 0.5 * K.NORMAL_Z_MIN, abs=1e-6)  # in the surface: clamped
+    np.testing.assert_allclose(out[0, 3, :3], (0.5, 0.5, 1.0))  # zero length: flat
+    assert out[0, 4, 0] > 0.5 and out[0, 4, 2] > 0.5  # pointing inwards: tilted to the limit
+
+
+def test_normal_map_perturbation_gradient_and_adam_match_reference(backend):
+    """R+ fetches the normal texels as the numpy perturb_normals builds them
+    (x, y moved, z rebuilt); its G pass charges x and y the whole pixel
+    difference (FLAG_COUPLED, z nothing); Adam rebuilds z, as the numpy Adam does."""
+    from sge_optimizer.engine import reference as ref
+
+    scene = _normal_scene(backend, bumpy_normal_map(8, tilt=0.3), truth_map=bumpy_normal_map(8, tilt=0.6), views=4)
+    engine = Engine(backend, scene, _normal_settings(warmup_steps=0))
+    g = engine.normal_group
+    engine.active = engine.perturbed_groups(0)
+    assert engine.active == (g,)
+    engine.clear_gradients()
+    engine.substep(substep=5, slot=1, view_index=2)
+    got = engine.read_gradients()
+    plus = {k: backend.read(t) for k, t in backend.target_textures(engine.render_plus).items()}
+    minus = {k: backend.read(t) for k, t in backend.target_textures(engine.render_minus).items()}
+    theta = engine.normal_map()
+    key = ref.perturbation_key(0, 5, g.salt)
+    assert engine.normal_stratum == 1
+
+    # G: x and y of each footprint texel get the whole dL, z nothing.
+    mesh = scene.mesh
+    want = ref.accumulate_gradient(
+        plus["color"], minus["color"], np.rint(plus["id"][..., 0]).astype(int),
+        np.rint(minus["id"][..., 0]).astype(int), plus["uv"][..., :2], minus["uv"][..., :2],
+        engine.loss_targets[2], mesh.triangles, len(mesh.positions), (g.width, g.rows),
+        key_pos=0, key_tex=key, positions=False, tex_stratum=engine.normal_stratum, coupled_channels=3)
+    assert np.abs(want["texture"][..., :2]).max() > 1e-3, "the scene must produce gradients"
+    assert np.all(want["texture"][..., 2] == 0)
+    np.testing.assert_array_equal(got["normal_count"], want["texture_count"])
+    tol = (want["texture_count"] + 1)[..., None] * 4.0 / K.FIXED_SCALE
+    assert np.all(np.abs(got["normal"] - want["texture"]) <= tol)
+
+    # Adam: x, y by Adam, z rebuilt (ADAM_UNIT_NORMAL).
+    state = [backend.read(t) for t in (g.theta, g.moment1, g.moment2)]
+    engine.adam_step(substep0=5, substeps=1)
+    new_theta, m, v = ref.adam_step(
+        *state, got["normal"], got["normal_count"], t=1, lr=g.lr * engine.lr_scale(0),
+        grad_scale=engine.settings.texture_strata / (2 * g.eps * RES * RES), beta1=0.9, beta2=0.99,
+        clamp01=False, unit_normal=True)
+    np.testing.assert_allclose(engine.normal_map(), new_theta, atol=1e-5)
+    np.testing.assert_allclose(backend.read(g.moment1), m, rtol=1e-3, atol=1e-12)
+    assert np.abs(engine.normal_map() - theta).max() > 0.5 * g.lr
+    assert_unit_normals(engine.normal_map())
+
+    # R: R+ of the old map is a plain render of numpy's theta+ (put in place of the map).
+    theta_plus, _ = ref.perturb_normals(theta, g.count, g.eps, key, stratum=1)
+    assert_unit_normals(theta_plus)
+    g.theta = backend.texture(g.width, g.rows, "RGBA32F", theta_plus)
+    moved = engine.render(2)["color"]
+    g.theta = backend.texture(g.width, g.rows, "RGBA32F", theta)
+    unmoved = engine.render(2)["color"]
+    np.testing.assert_allclose(plus["color"], moved, atol=1e-4)
+    assert np.abs(plus["color"] - unmoved).max() > 1e-2  # the perturbation shows
+
+
+def normal_angle_error(stored: np.ndarray, truth: np.ndarray, seen: np.ndarray) -> float:
+    """Mean angle (degrees) between fitted and true tangent-space normals over `seen` texels."""
+    a, b = (2.0 * np.asarray(x, np.float64)[..., :3] - 1.0 for x in (stored, truth))
+    cos = np.sum(a * b, -1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))[seen].mean())
+
+
+def test_a_lit_fit_recovers_a_bumpy_normal_map(backend):
+    """Targets: a bump pattern of tangent-space normals on the lit sphere; the
+    fit starts flat and fits the normal map alone. The renders approach the
+    targets, the normals approach the pattern, and every texel stays a unit
+    normal with z > 0."""
+    truth = bumpy_normal_map()
+    scene = _normal_scene(backend, flat_normal_map(), truth_map=truth)
+    engine = Engine(backend, scene, _normal_settings(steps=400))
+    seen = np.zeros((NORMAL_TEX, NORMAL_TEX), bool)
+    for i in range(len(scene.views)):
+        r = engine.render(i)
+        uv = r["uv"][r["id"] > 0]
+        seen[np.clip((uv[:, 1] * NORMAL_TEX).astype(int), 0, NORMAL_TEX - 1),
+             np.clip((uv[:, 0] * NORMAL_TEX).astype(int), 0, NORMAL_TEX - 1)] = True
+    before = np.mean([m["psnr"] for m in engine.evaluate()])
+    error_before = normal_angle_error(engine.normal_map(), truth, seen)
+    for _ in range(400):
+        engine.step()
+    after = np.mean([m["psnr"] for m in engine.evaluate()])
+    error_after = normal_angle_error(engine.normal_map(), truth, seen)
+    assert after > before + 10.0, (before, after)
+    assert error_after < 0.65 * error_before, (error_before, error_after)
+    assert_unit_normals(engine.normal_map())
+    assert np.all(engine.normal_map()[..., 3] == 1.0)
+
+
+# The normal map from Blender: written back into its image, undone, aborted ----------
+def add_normal_map(source, pixels: np.ndarray, strength: float = 1.0):
+    """An Image Texture (Non-Color, 16-bit) -> Normal Map node (Tangent Space)
+    -> the Principled Normal of `source`'s material; returns the image."""
+    from sge_optimizer.addon import material_io, scene_setup
+
+    mat = material_io.object_material(source)
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    tex = nodes.new("ShaderNodeTexImage")
+    rgba = np.concatenate([pixels, np.ones(pixels.shape[:2] + (1,), np.float32)], -1)
+    tex.image = scene_setup.new_image("Source Normal", rgba, linear=True)
+    node = nodes.new("ShaderNodeNormalMap")
+    node.inputs["Strength"].default_value = strength
+    links.new(tex.outputs["Color"], node.inputs["Color"])
+    links.new(node.outputs["Normal"], material_io.principled_node(mat).inputs["Normal"])
+    return tex.image
+
+
+def image_pixels(image) -> np.ndarray:
+    pixels = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(pixels)
+    return pixels
+
+
+def test_a_fitted_normal_map_is_written_back_and_aborted(backend, empty_scene):
+    """From Blender: the Normal Map node's image takes the fitted normals
+    (finite, unit length, z > 0, Non-Color as stored); abort() restores its
+    pixels exactly; the summary names it."""
+    from sge_optimizer.addon.api import OptimizationRun, run_to_end
+
+    source, cameras, _ = _lit_blender_scene()
+    image = add_normal_map(source, bumpy_normal_map(16, tilt=0.3))
+    original = image_pixels(image)
+    run = OptimizationRun(source, cameras, Settings(optimize_positions=False, optimize_texture=False, lit=True,
+                                                    optimize_normal=True, steps=30, keep_best=False),
+                          resolution=64)
+    summary = run_to_end(run)
+    written = image_pixels(image).reshape(16, 16, 4)
+    assert not np.array_equal(written.ravel(), original)
+    assert_unit_normals(written)
+    np.testing.assert_allclose(written, np.concatenate([run.engine.normal_map()[..., :3],
+                                                        original.reshape(16, 16, 4)[..., 3:]], -1), atol=1e-6)
+    assert image.colorspace_settings.is_data
+    assert summary["normal_map"]["image"] == "Source Normal"
+    assert 0.0 < summary["normal_map"]["mean_turn_deg"] < 90.0
+    run.abort()
+    np.testing.assert_array_equal(image_pixels(image), original)
+
+
+def test_a_normal_map_fit_without_one_is_refused_before_anything_changes(backend, empty_scene):
+    import bpy
+
+    from sge_optimizer.addon.api import OptimizationRun
+    from sge_optimizer.addon.scene_io import InputError
+
+    source, cameras, _ = _lit_blender_scene()
+    before = image_pixels(bpy.data.images["Source Albedo"])
+    with pytest.raises(InputError, match="no normal map to fit"):
+        OptimizationRun(source, cameras, Settings(optimize_positions=False, lit=True, optimize_normal=True))
+    np.testing.assert_array_equal(image_pixels(bpy.data.images["Source Albedo"]), before)

@@ -252,6 +252,52 @@ def test_undo_restores_vertices_and_pixels_exactly(scene):
     assert_same(state(), original)
 
 
+def test_undo_restores_a_fitted_normal_map_exactly(scene):
+    """A lit run with Normal Map ticked writes the normal-map image; undo puts
+    its pixels (and the base colour's) back exactly, redo the result."""
+    from test_lit_fit import add_normal_map, bumpy_normal_map, image_pixels, light_scene
+
+    light_scene()
+    normal = add_normal_map(bpy.data.objects["Source"], bumpy_normal_map(16, tilt=0.3))
+    props = properties.get(scene)
+    props.lit, props.optimize_positions, props.optimize_normal = True, False, True
+    original = state(), image_pixels(normal)
+    bpy.ops.ed.undo_push(message="Before SGE")
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    assert modal.last_summary["settings"]["optimize_normal"] is True
+    result = state(), image_pixels(normal)
+    assert not np.array_equal(result[1], original[1]), "normal map did not change"
+    assert not np.array_equal(result[0][1], original[0][1]), "base colour did not change"
+
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    normal = bpy.data.images["Source Normal"]  # undo reloads the data blocks
+    np.testing.assert_array_equal(image_pixels(normal), original[1])
+    assert_same(state(), original[0])
+    assert bpy.ops.ed.redo() == {"FINISHED"}
+    np.testing.assert_array_equal(image_pixels(bpy.data.images["Source Normal"]), result[1])
+
+
+def test_error_during_a_normal_map_run_restores_the_normal_map(scene):
+    from test_lit_fit import add_normal_map, bumpy_normal_map, image_pixels, light_scene
+
+    light_scene()
+    normal = add_normal_map(bpy.data.objects["Source"], bumpy_normal_map(16, tilt=0.3))
+    props = properties.get(scene)
+    props.lit, props.optimize_positions, props.optimize_texture, props.optimize_normal = True, False, False, True
+    original = image_pixels(normal)
+    driver = modal.ModalDriver(modal.make_run(scene), budget_s=None, max_steps_per_tick=2)
+    driver.start()
+    assert driver.tick() == modal.RUNNING
+    assert not np.array_equal(image_pixels(normal), original)
+
+    def broken_step():
+        raise RuntimeError("simulated GPU failure")
+
+    driver.run.engine.step = broken_step
+    assert driver.tick() == modal.CANCELLED
+    np.testing.assert_array_equal(image_pixels(normal), original)
+
+
 def saved_and_reopened(path):
     """state() after a save and a reopen of the scene (the user's Ctrl+S)."""
     path.parent.mkdir(parents=True, exist_ok=True)

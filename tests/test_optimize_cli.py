@@ -174,6 +174,10 @@ def test_flags_reach_the_settings():
     assert optimize.settings_from_args(parse(base)).alternate_groups is True
     settings = optimize.settings_from_args(parse(base + ["--no-alternate-groups", "--optimize", "texture"]))
     assert settings.alternate_groups is False and not settings.optimize_positions
+    assert optimize.settings_from_args(parse(base)).optimize_normal is False
+    lit = optimize.settings_from_args(parse(base + ["--optimize", "texture", "--lit", "--fit-normal"]))
+    assert lit.optimize_normal and lit.lit
+    lit.validate()
 
 
 def test_lod_subcommand_refuses_a_missing_object_and_a_bad_ratio(scene_file, tmp_path):

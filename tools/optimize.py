@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --lit: also fit the Principled Roughness (a constant) (default: off)")
     p.add_argument("--fit-metallic", action=argparse.BooleanOptionalAction, default=d.optimize_metallic,
                    help="with --lit: also fit the Principled Metallic (a constant) (default: off)")
+    p.add_argument("--fit-normal", action=argparse.BooleanOptionalAction, default=d.optimize_normal,
+                   help="with --lit: also fit the tangent-space normal-map image (Non-Color, through a "
+                        "Normal Map node), written back into that image (default: off)")
     p.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=d.antialias,
                    help="sub-pixel jitter per step and antialiased scoring (default: on)")
     p.add_argument("--texture-strata", type=int, choices=(1, 4), default=d.texture_strata,
@@ -121,7 +124,8 @@ def settings_from_args(args):
         estimator=args.estimator, views_per_step=args.views_per_step, smoothness=args.smoothness,
         seed=args.seed, write_back_every=args.write_back_every, alternate_groups=args.alternate_groups,
         antialias=args.antialias, keep_best=args.keep_best, lit=args.lit,
-        optimize_roughness=args.fit_roughness, optimize_metallic=args.fit_metallic, warmup_steps=args.warmup_steps,
+        optimize_roughness=args.fit_roughness, optimize_metallic=args.fit_metallic,
+        optimize_normal=args.fit_normal, warmup_steps=args.warmup_steps,
         start_margin_db=args.start_margin_db, texture_strata=args.texture_strata,
         shape_fraction=args.shape_fraction, silhouette_fraction=args.silhouette_fraction)
 
