@@ -37,6 +37,7 @@ class LodOptions:
     cycles_samples: int = 64
     steps: int | None = None  # None: the Standard preset's
     fit_roughness: bool = True  # a constant roughness (an image one stays as baked)
+    fit_normal: bool = True  # the baked tangent-space normal map
     name: str = ""  # the copy's name (default: "<reference> LOD")
     settings_overrides: dict = field(default_factory=dict)
 
@@ -390,6 +391,7 @@ def fit_lod(reference, options: LodOptions | None = None, scene=None, progress=N
             settings = Settings(**{**preset, "optimize_positions": False, "optimize_texture": True, "lit": True,
                                    "start_margin_db": 0.0,
                                    "optimize_roughness": options.fit_roughness and roughness is not None,
+                                   "optimize_normal": options.fit_normal,
                                    **options.settings_overrides})
             if options.steps is not None:
                 settings.steps = options.steps

@@ -544,6 +544,14 @@ def constant_inputs(obj, channels) -> dict:
             raise InputError(f"material '{mat.name}': {channel} comes from an image; fitting a {channel} image "
                              f"from Blender is not available yet (a constant {channel} can be fitted)")
         sockets[channel] = socket
+    # Roughness and metallic share one parameter map: beside an image-fed
+    # other channel, a fitted constant would be fitted per texel, and one
+    # value cannot be written back for it.
+    for channel in channels:
+        other = "metallic" if channel == "roughness" else "roughness"
+        if bsdf.inputs[FITTED_CONSTANTS[other]].is_linked:
+            raise InputError(f"material '{mat.name}': {other} comes from an image, so a constant {channel} "
+                             f"cannot be fitted beside it yet (it would be fitted per texel); untick {channel.title()}")
     return sockets
 
 

@@ -619,3 +619,17 @@ def test_modifiers_are_left_out_like_read_mesh(empty_scene):
     frames = material_io.corner_frames(obj, "UVMap")
     assert len(frames.normals) == len(scene_io.read_mesh(obj, "UVMap").triangles)
     assert len(obj.modifiers) == 1
+
+
+def test_a_fitted_constant_beside_an_image_fed_channel_is_refused(empty_scene):
+    """Roughness and metallic share one parameter map: a constant fitted beside
+    an image would be fitted per texel, with no single value to write back."""
+    obj = plane()
+    mat, bsdf = material(obj)
+    rough = image_node(mat, random_rgba(3), linear=True, name="rough")
+    rough.image.colorspace_settings.name = "Non-Color"
+    link(mat, rough.outputs["Color"], bsdf.inputs["Roughness"])
+    refused(lambda: material_io.constant_inputs(obj, ["metallic"]), "roughness comes from an image", "per texel")
+    bsdf_links = [l for l in mat.node_tree.links if l.to_socket == bsdf.inputs["Roughness"]]
+    mat.node_tree.links.remove(bsdf_links[0])
+    assert set(material_io.constant_inputs(obj, ["metallic", "roughness"])) == {"metallic", "roughness"}
