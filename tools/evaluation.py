@@ -4,6 +4,12 @@ texture colour, Standard view transform, its own antialiasing), targets
 attached as camera background images as a user would, and the fit scored
 on cameras that were not targets, again rendered by Workbench.
 
+Lit cases (`LIT_CASES`) do the same with EEVEE or Cycles: a Principled
+material (base-colour image, constant roughness), a sun and a point light
+(shadows off: the lit model has none), a world colour; the fit is a lit one
+(`Settings.lit`), also scored on how close its base colour comes to the
+true albedo (the lighting must not be baked into it).
+
 `tools/evaluate.py` prints the table; `tests/test_evaluation.py` runs a
 small case. Nothing here uses the optimizer's rasterizer to judge it.
 """
@@ -16,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import bpy
+import lit_scene
 import numpy as np
 from mathutils import Matrix, Vector
 
@@ -136,9 +143,19 @@ COARSE = {"blob": sphere}
 
 
 # Workbench rendering ------------------------------------------------------------
+def setup_output(scene, resolution: int) -> None:
+    """Square frames written as 8-bit RGBA PNG (sRGB-encoded, as a user's would be)."""
+    scene.render.resolution_x = scene.render.resolution_y = resolution
+    scene.render.resolution_percentage = 100
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGBA"
+    scene.render.image_settings.color_depth = "8"
+
+
 def setup_workbench(scene, resolution: int) -> None:
     """Unlit texture colour, Standard view transform, transparent film (alpha
     is coverage), Workbench's own antialiasing."""
+    setup_output(scene, resolution)
     scene.render.engine = "BLENDER_WORKBENCH"
     scene.display.shading.light = "FLAT"
     scene.display.shading.color_type = "TEXTURE"
@@ -151,11 +168,27 @@ def setup_workbench(scene, resolution: int) -> None:
     scene.view_settings.exposure = 0.0
     scene.view_settings.gamma = 1.0
     scene.render.film_transparent = True
-    scene.render.resolution_x = scene.render.resolution_y = resolution
-    scene.render.resolution_percentage = 100
-    scene.render.image_settings.file_format = "PNG"
-    scene.render.image_settings.color_mode = "RGBA"
-    scene.render.image_settings.color_depth = "8"
+
+
+# Lit rendering ------------------------------------------------------------------
+LIT_WORLD = (0.15, 0.16, 0.18)  # bright enough that the unlit sides still show their albedo
+
+
+def setup_lit(scene, case) -> list:
+    """EEVEE or Cycles (tools/lit_scene.py: shadows off, no indirect light,
+    Standard), a sun and a point light from two sides and a grey world.
+    Returns the lights."""
+    setup_output(scene, case.resolution)
+    lit_scene.setup_engine(scene, case.render, cycles_samples=case.cycles_samples)
+    scene.eevee.taa_render_samples = case.eevee_samples
+    if case.render == "cycles":
+        scene.cycles.use_denoising = case.cycles_denoise
+        scene.cycles.adaptive_threshold = 0.01  # with a few samples: the default, not the ceiling's 0.002
+    lit_scene.set_world(scene, LIT_WORLD)
+    return [lit_scene.add_light(scene, "SUN", "Sun", (0, 0, 5), (math.radians(40), 0, math.radians(30)),
+                                energy=2.5, color=(1.0, 0.95, 0.9), angle=math.radians(2)),
+            lit_scene.add_light(scene, "POINT", "Point", (2.5, -2.5, 2.0), (0, 0, 0), energy=300.0,
+                                color=(0.9, 0.95, 1.0), shadow_soft_size=0.1)]
 
 
 def render_to_png(scene, camera, path: Path) -> Path:
@@ -227,11 +260,27 @@ class Case:
     start: str = "exact"  # exact (true mesh, flat texture) | coarse (COARSE mesh) | answer (the truth)
     held_out: int = 6
     resolution: int = 256
+    # Lit cases: the engine that renders targets and held-out views (workbench:
+    # unlit), whether the fit is lit, the true roughness, and where a fitted
+    # roughness starts (None: not fitted, the source has the true one).
+    render: str = "workbench"  # workbench | eevee | cycles
+    lit: bool = False
+    roughness: float = 0.5
+    start_roughness: float | None = None
+    eevee_samples: int = 16
+    cycles_samples: int = 32  # 48 dB from a 1024-spp frame, far above the fits' scores
+    cycles_denoise: bool = False
 
     @property
     def describe(self) -> str:
-        return (f"{self.mesh}, {self.texture} {self.texture_size}², {self.targets} targets, "
-                f"{self.optimize}, {self.start} start")
+        if self.render == "workbench":
+            return (f"{self.mesh}, {self.texture} {self.texture_size}², {self.targets} targets, "
+                    f"{self.optimize}, {self.start} start")
+        what = "albedo + roughness" if self.start_roughness is not None else "albedo"
+        engine = ("EEVEE" if self.render == "eevee" else
+                  f"Cycles {self.cycles_samples} spp{' denoised' if self.cycles_denoise else ''}")
+        return (f"{self.mesh}, {self.texture} {self.texture_size}², {self.targets} targets, {engine}, "
+                f"{'lit' if self.lit else 'UNLIT'} fit of {what}, {self.start} start")
 
 
 @dataclass
@@ -249,6 +298,11 @@ class Result:
     shape_kept: str | None = None  # joint fits: "start" or "fitted"
     tool_psnr: tuple = ()  # the run's own target-view PSNR (our renders), before and after
     trace: list = field(default_factory=list)  # (fit seconds, held-out PSNR)
+    # Lit cases: RMSE of the base colour against the true albedo over the
+    # texels the targets see (stored, sRGB-encoded values), before and after;
+    # and (before, after, truth) of a fitted roughness.
+    albedo_rmse: tuple = ()
+    roughness: tuple = ()
 
     def seconds_to(self, db: float) -> float | None:
         return next((t for t, p in self.trace if p >= db), None)
@@ -261,7 +315,10 @@ class Scene:
         self.case, self.folder = case, folder
         bpy.ops.wm.read_homefile(use_empty=True, app_template="")
         self.scene = bpy.context.scene
-        setup_workbench(self.scene, case.resolution)
+        if case.render == "workbench":
+            setup_workbench(self.scene, case.resolution)
+        else:
+            setup_lit(self.scene, case)
         size = case.texture_size
         truth = TEXTURES[case.texture](size)
         self.reference = MESHES[case.mesh]("Reference")
@@ -274,6 +331,12 @@ class Scene:
         start_texture = truth if case.start == "answer" else flat_texture(size)
         self.source.data.materials.append(scene_setup.textured_material(
             "Source", scene_setup.new_image("Source Albedo", start_texture)))
+        if case.render != "workbench":
+            start = case.roughness if case.start_roughness is None else case.start_roughness
+            for obj, rough in ((self.reference, case.roughness), (self.source, start)):
+                principled(obj).inputs["Roughness"].default_value = rough
+                if case.render == "cycles":
+                    lit_scene.unshadowed(obj)
         self.targets = scene_setup.add_cameras_around(self.reference, case.targets, "Targets")
         self.held = held_out_cameras(self.reference, case.held_out, "Held Out")
         self.target_cams = scene_io.collection_cameras(self.targets)
@@ -289,15 +352,29 @@ class Scene:
                              for cam in self.target_cams]
         self._show(self.source)
 
+    def albedo_rmse(self, seen: np.ndarray) -> float:
+        """RMSE of the source's base colour against the reference's over the
+        `seen` texels (stored values: sRGB-encoded for these 8-bit images)."""
+        def rgb(obj):
+            image = next(n.image for n in obj.active_material.node_tree.nodes if n.type == "TEX_IMAGE")
+            flat = np.empty(len(image.pixels), np.float32)
+            image.pixels.foreach_get(flat)
+            return flat.reshape(image.size[1], image.size[0], 4)[..., :3]
+
+        return float(np.sqrt(np.mean((rgb(self.source)[seen] - rgb(self.reference)[seen]) ** 2)))
+
     def _show(self, obj) -> None:
         for o in (self.reference, self.source):
             o.hide_render = o is not obj
 
-    def score(self) -> tuple:
-        """(target-view PSNR, held-out PSNR, held-out IoU) of the source as Workbench renders it."""
+    def score(self, targets: bool = True) -> tuple:
+        """(target-view PSNR, held-out PSNR, held-out IoU) of the source as the
+        case's engine renders it; `targets` False leaves the target views out
+        (NaN: an EEVEE frame costs seconds here)."""
         held = self._renders(self.held_cams)
-        return (self._mean(image_psnr, self._renders(self.target_cams), self.target_truth),
-                self._mean(image_psnr, held, self.held_truth),
+        target = (self._mean(image_psnr, self._renders(self.target_cams), self.target_truth)
+                  if targets else math.nan)
+        return (target, self._mean(image_psnr, held, self.held_truth),
                 self._mean(silhouette_iou, held, self.held_truth))
 
     def held_psnr(self) -> float:
@@ -311,6 +388,10 @@ class Scene:
         return float(np.mean([measure(a, b) for a, b in zip(renders, truths)]))
 
 
+def principled(obj):
+    return next(n for n in obj.active_material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+
+
 def settings_for(case: Case, settings: Settings | None) -> Settings:
     """`settings` (the Standard defaults when None, with the preset's steps
     for the case's kind of fit, as tools/optimize.py gives) for `case`."""
@@ -318,22 +399,40 @@ def settings_for(case: Case, settings: Settings | None) -> Settings:
     s = settings or Settings(steps=quality_preset("standard", joint)["steps"])
     s.optimize_positions = joint
     s.optimize_texture = True
+    s.lit = case.lit
+    s.optimize_roughness = case.start_roughness is not None
     return s
 
 
-def run_case(case: Case, settings: Settings | None = None, snapshots: int = 8, log=None) -> Result:
+def seen_texels(engine, size: tuple) -> np.ndarray:
+    """(h, w) bool: the texels nearest to a pixel of some target view, by the
+    fit's own rasterizer (used only to pick texels, not to judge them)."""
+    h, w = size
+    seen = np.zeros((h, w), bool)
+    for i in range(len(engine.scene.views)):
+        r = engine.render(i)
+        uv = r["uv"][r["id"] > 0]
+        seen[np.clip((uv[:, 1] * h).astype(int), 0, h - 1), np.clip((uv[:, 0] * w).astype(int), 0, w - 1)] = True
+    return seen
+
+
+def run_case(case: Case, settings: Settings | None = None, snapshots: int = 8, log=None,
+             score_targets: bool = True) -> Result:
     """Build the case, fit it with `settings` (the defaults when None), and score it.
     `snapshots` held-out scorings during the run give seconds-to-PSNR (their
-    rendering is outside the fit's clock)."""
+    rendering is outside the fit's clock); `score_targets` False scores the
+    held-out views only."""
     with tempfile.TemporaryDirectory(prefix="sge_eval_") as tmp:
         scene = Scene(case, Path(tmp))
-        target_before, held_before, iou_before = scene.score()
+        target_before, held_before, iou_before = scene.score(score_targets)
         settings = settings_for(case, settings)
         run = OptimizationRun(scene.source, scene.targets, settings, resolution=case.resolution,
                               scene=scene.scene)
         clock = time.perf_counter()
         run.start()
         fit_seconds = time.perf_counter() - clock
+        seen = seen_texels(run.engine, (case.texture_size, case.texture_size)) if case.render != "workbench" else None
+        albedo_before = scene.albedo_rmse(seen) if seen is not None else None
         trace = [(0.0, held_before)]
         every = max(1, math.ceil(settings.steps / snapshots)) if snapshots else settings.steps + 1
         while True:
@@ -351,11 +450,14 @@ def run_case(case: Case, settings: Settings | None = None, snapshots: int = 8, l
         clock = time.perf_counter()
         summary = run.finish()
         fit_seconds += time.perf_counter() - clock
-        target_after, held_after, iou_after = scene.score()
+        target_after, held_after, iou_after = scene.score(score_targets)
         trace.append((fit_seconds, held_after))
+        albedo = (albedo_before, scene.albedo_rmse(seen)) if seen is not None else ()
+        rough = summary.get("material", {}).get("roughness")
+        rough = (rough["before"], rough["after"], case.roughness) if rough else ()
         return Result(case, fit_seconds, summary["steps"], target_before, target_after, held_before,
                       held_after, iou_before, iou_after, summary.get("kept_step"), summary.get("shape_kept"),
-                      (summary["mean_psnr_before"], summary["mean_psnr_after"]), trace)
+                      (summary["mean_psnr_before"], summary["mean_psnr_after"]), trace, albedo, rough)
 
 
 # The benchmark's cases: meshes, textures, minification, camera counts, starts.
@@ -369,6 +471,19 @@ CASES = (
     Case("blob-joint-coarse", "blob", "noise", 256, 12, optimize="both", start="coarse"),
     Case("torus-rerun", "torus", "noise", 512, 12, optimize="both", start="answer"),
 )
+
+# Lit fits judged by EEVEE and Cycles (tools/evaluate.py --lit). A 256² texture:
+# about a texel a pixel, so the albedo is resolvable and the texture filtering
+# gap (see "What Workbench does to a texture") stays small.
+LIT_CASES = (
+    Case("torus-noise-lit", "torus", "noise", 256, 12, render="eevee", lit=True),
+    Case("torus-rough-lit", "torus", "noise", 256, 12, render="eevee", lit=True, roughness=0.35,
+         start_roughness=0.7),
+    Case("torus-noise-cycles", "torus", "noise", 256, 12, render="cycles", lit=True),
+    # The control: an unlit fit of the same EEVEE targets bakes the light into the albedo.
+    Case("torus-noise-baked", "torus", "noise", 256, 12, render="eevee", lit=False),
+)
+ALL_CASES = CASES + LIT_CASES
 
 
 def table(results: list) -> str:
@@ -385,3 +500,32 @@ def table(results: list) -> str:
             f"| {r.iou_before:.3f} → {r.iou_after:.3f} | {fmt(r.seconds_to(30))} | {fmt(r.seconds_to(35))} "
             f"| {fmt(r.kept_step, 'd')}{f' ({r.shape_kept})' if r.shape_kept else ''} |")
     return "\n".join(lines)
+
+
+def lit_table(results: list) -> str:
+    """The lit cases' table: `table`'s columns plus the albedo error and a fitted
+    roughness; seconds to 40 dB (a flat grey start under these lights already
+    scores about 30)."""
+    def fmt(x, spec=".1f"):
+        return "-" if x is None else format(x, spec)
+
+    lines = ["| case | what | steps | s | PSNR targets before → after | PSNR held-out before → after "
+             "| IoU held-out before → after | s to 40 dB | albedo RMSE before → after "
+             "| roughness before → after (truth) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        albedo = f"{r.albedo_rmse[0]:.3f} → **{r.albedo_rmse[1]:.3f}**" if r.albedo_rmse else "-"
+        rough = (f"{r.roughness[0]:.2f} → **{r.roughness[1]:.3f}** ({r.roughness[2]:.2f})"
+                 if r.roughness else "-")
+        lines.append(
+            f"| {r.case.name} | {r.case.describe} | {r.steps} | {r.seconds:.0f} "
+            f"| {r.target_before:.1f} → {r.target_after:.1f} | {r.held_before:.1f} → **{r.held_after:.1f}** "
+            f"| {r.iou_before:.3f} → {r.iou_after:.3f} | {fmt(r.seconds_to(40))} | {albedo} | {rough} |")
+    return "\n".join(lines)
+
+
+def any_table(results: list) -> str:
+    """`table` for the Workbench cases and `lit_table` for the lit ones."""
+    unlit = [r for r in results if r.case.render == "workbench"]
+    lit = [r for r in results if r.case.render != "workbench"]
+    return "\n\n".join(t for t in (table(unlit) if unlit else "", lit_table(lit) if lit else "") if t)

@@ -4,7 +4,7 @@ how close is our lit render (gpu_kernels/lit_shading.glsl) to EEVEE's?
 Builds a smooth UV sphere with a Principled BSDF (base-colour image, constant
 roughness/metallic, a tangent-space normal map), a sun, a point, a spot and an
 area light and a grey world; renders it with EEVEE (film transparent, shadows
-off, a low light threshold; see EEVEE_SETTINGS) from a few cameras, and with
+off, a low light threshold; see tools/lit_scene.py) from a few cameras, and with
 the rasterize_lit kernel (jittered renders averaged), then prints PSNR per
 light kind alone and all together, per material, with and without the normal
 map.
@@ -15,7 +15,7 @@ map.
 With --engine cycles the reference is Cycles (CPU) instead: light shadows off,
 diffuse/glossy/transmission/volume bounces 0 (direct light and the world only,
 since we have no indirect light), denoising off, a small adaptive threshold;
-see CYCLES_SETTINGS. Reference frames are cached in --out (delete them to
+see tools/lit_scene.py. Reference frames are cached in --out (delete them to
 re-render).
 """
 from __future__ import annotations
@@ -35,6 +35,7 @@ _bootstrap.load_package()
 
 import bpy  # noqa: E402
 import gpu  # noqa: E402
+import lit_scene as ls  # noqa: E402
 
 from sge_optimizer import gpu_kernels as K  # noqa: E402
 from sge_optimizer.addon.gpu_backend import BlenderGPUBackend  # noqa: E402
@@ -114,23 +115,10 @@ def build_scene(size: int, engine: str = "eevee", cycles_samples: int = 1024, cy
     links.new(nmap.outputs["Normal"], bsdf.inputs["Normal"])
     obj.data.materials.append(mat)
 
-    world = bpy.data.worlds.new("world")
-    world.use_nodes = True
-    world.node_tree.nodes["Background"].inputs["Color"].default_value = (*AMBIENT, 1.0)
-    world.node_tree.nodes["Background"].inputs["Strength"].default_value = 1.0
-    scene.world = world
+    ls.set_world(scene, AMBIENT)
 
     def add_light(kind, name, location, rotation, **props):
-        data = bpy.data.lights.new(name, kind)
-        for key, value in props.items():
-            setattr(data, key, value)
-        data.use_shadow = False
-        ob = bpy.data.objects.new(name, data)
-        ob.visible_shadow = False  # Cycles: the light casts no shadow rays either
-        ob.location = location
-        ob.rotation_euler = rotation
-        scene.collection.objects.link(ob)
-        return ob
+        return ls.add_light(scene, kind, name, location, rotation, **props)
 
     lights = {
         "SUN": add_light("SUN", "sun", (0, 0, 5), (math.radians(40), 0, math.radians(30)),
@@ -155,48 +143,20 @@ def build_scene(size: int, engine: str = "eevee", cycles_samples: int = 1024, cy
         cams.append(cam)
 
     r = scene.render
-    r.engine = "BLENDER_EEVEE" if "BLENDER_EEVEE" in {e.identifier for e in bpy.types.RenderSettings.bl_rna.properties["engine"].enum_items} else "BLENDER_EEVEE_NEXT"
     r.resolution_x = r.resolution_y = size
     r.resolution_percentage = 100
-    r.film_transparent = True
     r.image_settings.file_format = "OPEN_EXR"
     r.image_settings.color_depth = "32"
-    scene.view_settings.view_transform = "Standard"
-    for key, value in EEVEE_SETTINGS.items():
-        if hasattr(scene.eevee, key):
-            setattr(scene.eevee, key, value)
-    if engine == "cycles":
-        r.engine = "CYCLES"
-        for key, value in CYCLES_SETTINGS.items():
-            setattr(scene.cycles, key, value)
-        scene.cycles.samples = cycles_samples
-        scene.cycles.seed = cycles_seed
-        r.threads_mode = "AUTO"
+    ls.setup_engine(scene, engine, cycles_samples, cycles_seed)
     bpy.context.view_layer.update()
     return scene, obj, lights, cams, nmap, bsdf
 
 
-# What the ceiling needs from EEVEE: no shadows (not modelled yet), and a low
-# light threshold, so that a light's influence radius (sqrt(power / 100 /
-# threshold)) does not fade it at the object (at 0.01, a 400 W point light
-# fades ~5% at 4 m).
-EEVEE_SETTINGS = {"taa_render_samples": 16, "use_shadows": False, "light_threshold": 1e-5,
-                  "use_raytracing": False, "use_fast_gi": False}
+# The engines' settings (shadows off, no indirect light, ...): tools/lit_scene.py.
+EEVEE_SETTINGS, CYCLES_SETTINGS = ls.EEVEE_SETTINGS, ls.CYCLES_SETTINGS
 
 
-# Cycles: CPU, no denoiser, direct light + world only (no bounces: we have no
-# indirect light), a small adaptive-sampling threshold; filter_size default (1.5 px).
-CYCLES_SETTINGS = {"device": "CPU", "use_denoising": False, "use_adaptive_sampling": True,
-                   "adaptive_threshold": 0.002, "max_bounces": 0, "diffuse_bounces": 0,
-                   "glossy_bounces": 0, "transmission_bounces": 0, "volume_bounces": 0,
-                   "transparent_max_bounces": 0, "caustics_reflective": False,
-                   "caustics_refractive": False, "sample_clamp_direct": 0.0,
-                   "sample_clamp_indirect": 0.0, "seed": 0}
-
-
-def _look_rotation(direction):
-    from mathutils import Vector
-    return Vector(direction).to_track_quat("-Z", "Y").to_euler()
+_look_rotation = ls.look_rotation
 
 
 def light_data(ob) -> Light:
