@@ -219,12 +219,14 @@ def render_to_file(scene, camera, path: Path) -> Path:
 
 
 def premultiplied(image) -> np.ndarray:
-    """(h, w, 4) premultiplied sRGB-encoded RGBA of a straight-alpha PNG image."""
+    """(h, w, 4) premultiplied sRGB-encoded RGBA of a straight-alpha PNG image
+    (a 16-bit one loads as a float buffer, kept scene-linear: encoded here)."""
     w, h = image.size
     px = np.empty(w * h * 4, np.float32)
     image.pixels.foreach_get(px)
     px = px.reshape(h, w, 4)
-    return np.concatenate([px[..., :3] * px[..., 3:], px[..., 3:]], -1)
+    rgb = scene_io.linear_to_srgb(np.clip(px[..., :3], 0, 1)) if image.is_float else px[..., :3]
+    return np.concatenate([rgb * px[..., 3:], px[..., 3:]], -1)
 
 
 def render_view(scene, camera, folder: Path) -> np.ndarray:

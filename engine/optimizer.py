@@ -26,7 +26,7 @@ PARAM_WIDTH = 1024  # texels per row of vertex-indexed textures
 # fell from 0.45 (a closer match to Workbench's mip-blurred renders, but
 # each pixel's charge spread over more texels) to 0.2: 34.3, 35.2 (0.3),
 # 35.4 dB; pixel centres (no jitter) overfit the targets at 28 dB.
-FILTER_SIGMA = 0.21
+FILTER_SIGMA = Settings.filter_sigma  # the default: Cycles' and Workbench's pixel filter
 FILTER_RADIUS = 1.5  # jitter offsets are clipped to it
 
 
@@ -212,6 +212,8 @@ class Engine:
         self.active = self.perturbed_groups(0)  # the groups the current step perturbs
         self._rng = np.random.default_rng(settings.seed)
         self._jitter_rng = np.random.default_rng([settings.seed, 1])
+        self.antialias_offsets = gaussian_offsets(len(ANTIALIAS_OFFSETS), settings.filter_sigma)
+        self.checkpoint_offsets = gaussian_offsets(len(CHECKPOINT_OFFSETS), settings.filter_sigma)
         self.timings = None  # set to a dict to collect per-pass times (synchronising)
         self.stratum = -1  # the texel stratum of the current sub-step (texture_stratum)
         self.best_loss = math.inf  # of the parameters in each group's `best` copy
@@ -554,7 +556,8 @@ class Engine:
         the target views)."""
         offset = (0.0, 0.0)
         if self.settings.antialias:
-            jitter = np.clip(self._jitter_rng.normal(0.0, FILTER_SIGMA, 2), -FILTER_RADIUS, FILTER_RADIUS)
+            jitter = np.clip(self._jitter_rng.normal(0.0, self.settings.filter_sigma, 2), -FILTER_RADIUS,
+                             FILTER_RADIUS)
             offset = (float(jitter[0]), float(jitter[1]))
         self._timed("P", self.perturb, substep)
         self.stratum = self.texture_stratum(slot)
@@ -642,12 +645,12 @@ class Engine:
                 "id": np.rint(self.backend.read(tex["id"])[..., 0]).astype(np.int64),
                 "uv": self.backend.read(tex["uv"])[..., :2]}
 
-    def render_color(self, view_index: int, antialias: bool = False, offsets: tuple = ANTIALIAS_OFFSETS,
+    def render_color(self, view_index: int, antialias: bool = False, offsets: tuple | None = None,
                      candidate: bool = False) -> np.ndarray:
         """The colour (H, W, 4) of the current parameters (or the checkpoint
         candidate's); `antialias`: the mean of renders at `offsets`, as
         Blender's engines filter pixels."""
-        offsets = offsets if antialias else ((0.0, 0.0),)
+        offsets = (offsets or self.antialias_offsets) if antialias else ((0.0, 0.0),)
         color = np.zeros((self.height, self.width, 4), np.float32)
         texture = self.backend.target_textures(self.render_plus)["color"]
         for offset in offsets:
@@ -713,7 +716,7 @@ class Engine:
 
     def _checkpoint_mse(self, view_index: int, candidate: bool = False, coverage: bool = False) -> float:
         """One target view's MSE as checkpoints score it (CHECKPOINT_OFFSETS, the loss's encoding)."""
-        color = self.loss_encoded(self.render_color(view_index, self.settings.antialias, CHECKPOINT_OFFSETS,
+        color = self.loss_encoded(self.render_color(view_index, self.settings.antialias, self.checkpoint_offsets,
                                                     candidate=candidate))
         target = self.loss_targets[view_index]
         if coverage:

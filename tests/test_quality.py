@@ -71,6 +71,22 @@ def test_antialiased_render_is_the_mean_of_offset_renders(backend):
     np.testing.assert_allclose(aa, targets[0].target, atol=1e-6)
 
 
+def test_the_pixel_filter_follows_the_settings(backend):
+    """Settings.filter_sigma (EEVEE's wider film filter) widens the antialiased
+    silhouettes: the renders are the mean of offsets drawn from that filter."""
+    from sge_optimizer.engine.optimizer import gaussian_offsets
+
+    mesh, cams, targets = minified_scene(backend, views=1)
+    partial = {}
+    for engine_name, sigma in (("CYCLES", 0.21), ("EEVEE", 0.45)):
+        engine = Engine(backend, SceneArrays(mesh, synthetic.checker_texture(TEX, tiles=16), targets),
+                        Settings(optimize_positions=False, filter_sigma=sigma))
+        assert engine.antialias_offsets == gaussian_offsets(len(engine.antialias_offsets), sigma)
+        alpha = engine.render_color(0, antialias=True)[..., 3]
+        partial[engine_name] = int(((alpha > 0.01) & (alpha < 0.99)).sum())
+    assert partial["EEVEE"] > 1.3 * partial["CYCLES"], partial
+
+
 def test_warmup_keeps_a_finished_fit(backend):
     """From the exact answer, the first steps must not wreck it: without the
     warm-up Adam moves every touched texel by the full rate at once."""

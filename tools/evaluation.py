@@ -26,7 +26,7 @@ import lit_scene
 import numpy as np
 from mathutils import Matrix, Vector
 
-from sge_optimizer.addon import scene_io, scene_setup
+from sge_optimizer.addon import lod, scene_io, scene_setup
 from sge_optimizer.addon.api import OptimizationRun
 from sge_optimizer.engine import Settings, psnr, quality_preset
 from sge_optimizer.engine.synthetic import flat_texture
@@ -205,13 +205,7 @@ def load_image(path: Path, name: str):
     return image
 
 
-def premultiplied_pixels(image) -> np.ndarray:
-    """(h, w, 4) premultiplied sRGB-encoded RGBA of a straight-alpha PNG image."""
-    width, height = image.size
-    flat = np.empty(width * height * 4, np.float32)
-    image.pixels.foreach_get(flat)
-    px = flat.reshape(height, width, 4)
-    return np.concatenate([px[..., :3] * px[..., 3:], px[..., 3:]], -1)
+premultiplied_pixels = lod.premultiplied
 
 
 def render_pixels(scene, camera, folder: Path) -> np.ndarray:
@@ -235,17 +229,7 @@ def image_psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # Cameras ------------------------------------------------------------------------
-def held_out_cameras(reference, count: int, name: str, distance_scale: float = 1.0):
-    """`count` cameras framing `reference` from directions between the targets'
-    (a Fibonacci sphere turned 37 degrees about Z and tilted)."""
-    collection = scene_setup.add_cameras_around(reference, count, name)
-    centre, _ = scene_setup.bounding_sphere(reference)
-    turn = Matrix.Rotation(math.radians(37), 4, "Z") @ Matrix.Rotation(math.radians(23), 4, "X")
-    for cam in collection.objects:
-        offset = (turn @ (cam.location - centre).to_4d()).to_3d() * distance_scale
-        cam.location = centre + offset
-        cam.rotation_euler = (-offset).to_track_quat("-Z", "Y").to_euler()
-    return collection
+held_out_cameras = lod.held_out_cameras
 
 
 # One case ---------------------------------------------------------------------------

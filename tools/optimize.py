@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit-normal", action=argparse.BooleanOptionalAction, default=d.optimize_normal,
                    help="with --lit: also fit the tangent-space normal-map image (Non-Color, through a "
                         "Normal Map node), written back into that image (default: off)")
+    p.add_argument("--filter-sigma", type=float, default=d.filter_sigma,
+                   help="pixel filter (Gaussian sigma, pixels) of the jitter and antialiasing "
+                        "(default: %(default)s, Cycles' and Workbench's)")
     p.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=d.antialias,
                    help="sub-pixel jitter per step and antialiased scoring (default: on)")
     p.add_argument("--texture-strata", type=int, choices=(1, 4), default=d.texture_strata,
@@ -124,6 +127,7 @@ def settings_from_args(args):
         estimator=args.estimator, views_per_step=args.views_per_step, smoothness=args.smoothness,
         seed=args.seed, write_back_every=args.write_back_every, alternate_groups=args.alternate_groups,
         antialias=args.antialias, keep_best=args.keep_best, lit=args.lit,
+        filter_sigma=args.filter_sigma,
         optimize_roughness=args.fit_roughness, optimize_metallic=args.fit_metallic,
         optimize_normal=args.fit_normal, warmup_steps=args.warmup_steps,
         start_margin_db=args.start_margin_db, texture_strata=args.texture_strata,
@@ -162,20 +166,30 @@ def unwritable_reason(path: Path, flag: str) -> str | None:
     return None
 
 
+def open_and_find(args):
+    """Open `args.blend` (if given) and return the object `args.object`; None
+    after printing why not."""
+    import bpy
+
+    if args.blend is not None:
+        reason = open_blend(args.blend)
+        if reason:
+            print(f"error: {reason}", file=sys.stderr)
+            return None
+    obj = bpy.data.objects.get(args.object)
+    if obj is None:
+        print(f"error: no object named '{args.object}' in the file", file=sys.stderr)
+    return obj
+
+
 def run(argv) -> int:
     import bpy
 
     from sge_optimizer.addon.api import InputError, OptimizationRun, progress_text, run_to_end
 
     args = build_parser().parse_args(argv)
-    if args.blend is not None:
-        reason = open_blend(args.blend)
-        if reason:
-            print(f"error: {reason}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-    obj = bpy.data.objects.get(args.object)
+    obj = open_and_find(args)
     if obj is None:
-        print(f"error: no object named '{args.object}' in the file", file=sys.stderr)
         return EXIT_BAD_INPUT
     collection = bpy.data.collections.get(args.cameras)
     if collection is None:
@@ -248,14 +262,8 @@ def run_lod(argv) -> int:
     from sge_optimizer.addon.lod import LodOptions, fit_lod, summary_text
 
     args = build_lod_parser().parse_args(argv)
-    if args.blend is not None:
-        reason = open_blend(args.blend)
-        if reason:
-            print(f"error: {reason}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-    obj = bpy.data.objects.get(args.object)
+    obj = open_and_find(args)
     if obj is None:
-        print(f"error: no object named '{args.object}' in the file", file=sys.stderr)
         return EXIT_BAD_INPUT
     for path, flag in ((args.save, "--save"), (args.summary, "--summary")):
         reason = path and unwritable_reason(path, flag)
