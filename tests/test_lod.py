@@ -5,40 +5,16 @@ from __future__ import annotations
 import math
 
 import bpy
+import evaluation
 import numpy as np
 import pytest
 
-from sge_optimizer.addon import lod, scene_setup
+from sge_optimizer.addon import lod
 from sge_optimizer.addon.scene_io import InputError
 
 
 def lit_reference(scene, sun: bool = True, world=(0.25, 0.25, 0.3)):
-    """A subdivided, displaced sphere with a noise base colour, a sun, a dim world."""
-    bpy.ops.mesh.primitive_uv_sphere_add(segments=32, ring_count=16)
-    ref = bpy.context.active_object
-    ref.name = "Reference"
-    scene_setup.apply_subdivision(ref, 1)
-    co = np.empty(len(ref.data.vertices) * 3, np.float32)
-    ref.data.vertices.foreach_get("co", co)
-    co = co.reshape(-1, 3)
-    co *= 1 + 0.1 * np.sin(5 * co[:, :1]) * np.sin(4 * co[:, 1:2])
-    ref.data.vertices.foreach_set("co", co.ravel())
-    ref.data.update()
-    rng = np.random.default_rng(0)
-    noise = np.kron(rng.random((16, 16, 3)), np.ones((8, 8, 1)))
-    image = scene_setup.new_image("reference base", np.concatenate([0.15 + 0.7 * noise, np.ones((128, 128, 1))],
-                                                                   -1).astype(np.float32))
-    ref.data.materials.append(scene_setup.textured_material("reference", image))
-    if sun:
-        light = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
-        light.data.energy, light.data.use_shadow = 3.0, False
-        light.rotation_euler = (math.radians(40), 0, math.radians(30))
-        scene.collection.objects.link(light)
-    w = bpy.data.worlds.new("world")
-    if bpy.app.version < (5, 0, 0):
-        w.use_nodes = True
-    w.node_tree.nodes["Background"].inputs["Color"].default_value = (*world, 1.0)
-    scene.world = w
+    ref = evaluation.lod_reference(scene, segments=32, rings=16, texture=128, sun=sun, world=world)
     scene.eevee.taa_render_samples = 4
     return ref
 
@@ -92,7 +68,7 @@ def test_fit_lod_refuses_bad_input_and_changes_nothing(empty_scene, case):
     ref = lit_reference(scene, sun=(case != "dark scene"), world=(0, 0, 0) if case == "dark scene" else (0.2,) * 3)
     options = lod.LodOptions(ratio=0.0 if case == "ratio" else 0.2, texture_size=64, target_views=2,
                              held_out_views=1, resolution=32, steps=5)
-    target = bpy.data.objects["sun"] if case == "not a mesh" else ref
+    target = bpy.data.objects["Sun"] if case == "not a mesh" else ref
     counts = (len(bpy.data.objects), len(bpy.data.images), len(bpy.data.meshes), len(bpy.data.materials))
     with pytest.raises(InputError) as err:
         lod.fit_lod(target, options, scene=scene)

@@ -3,6 +3,7 @@ scored on views that were not targets (see tools/evaluation.py).
 
     bash tools/dev.sh python tools/evaluate.py [--cases a,b] [--set steps=N] [--json out.json]
     bash tools/dev.sh python tools/evaluate.py --lit      # the lit cases (EEVEE, Cycles)
+    bash tools/dev.sh python tools/evaluate.py --lod      # Fit LOD to Reference (EEVEE, Cycles)
 
 Prints a markdown table: PSNR on the target views and on held-out views
 (before -> after, both rendered by Blender's Workbench), held-out silhouette
@@ -36,11 +37,15 @@ def main(argv=None) -> int:
     p.add_argument("--cases", help=f"comma-separated, of: {', '.join(names)} "
                    "(default: the Workbench ones)")
     p.add_argument("--lit", action="store_true", help="the lit cases (EEVEE and Cycles targets)")
+    p.add_argument("--lod", action="store_true",
+                   help="the Fit LOD to Reference case (a subdivided, displaced sphere decimated to 10%%; EEVEE)")
     p.add_argument("--snapshots", type=int, default=8, help="held-out scorings during a fit")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a Settings field, e.g. --set steps=500 (repeatable)")
     args = p.parse_args(argv)
+    if args.lod:
+        return run_lod()
     if args.cases:
         wanted = args.cases.split(",")
         unknown = sorted(set(wanted) - set(names))
@@ -70,6 +75,24 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps([{**dataclasses.asdict(r), "case": dataclasses.asdict(r.case)}
                                          for r in results], indent=2))
+    return 0
+
+
+def run_lod() -> int:
+    """The LOD case with the operator's defaults, EEVEE then Cycles."""
+    import bpy
+
+    from sge_optimizer.addon.lod import LodOptions, fit_lod
+
+    summaries = []
+    for engine in ("EEVEE", "CYCLES"):
+        bpy.ops.wm.read_homefile(use_empty=True, app_template="")
+        reference = evaluation.lod_reference(bpy.context.scene)
+        summary = fit_lod(reference, LodOptions(render_engine=engine),
+                          progress=lambda m: print(m, file=sys.stderr, flush=True))
+        summaries.append((f"lod-{engine.lower()}", summary))
+        print(evaluation.lod_table(summaries[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+    print(evaluation.lod_table(summaries))
     return 0
 
 

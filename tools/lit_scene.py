@@ -29,8 +29,9 @@ CYCLES_SETTINGS = {"device": "CPU", "use_denoising": False, "use_adaptive_sampli
 
 def eevee_engine_id() -> str:
     """'BLENDER_EEVEE' on 5.x, 'BLENDER_EEVEE_NEXT' on 4.2-4.5."""
-    ids = {e.identifier for e in bpy.types.RenderSettings.bl_rna.properties["engine"].enum_items}
-    return "BLENDER_EEVEE" if "BLENDER_EEVEE" in ids else "BLENDER_EEVEE_NEXT"
+    from sge_optimizer.addon.lod import eevee_id
+
+    return eevee_id()
 
 
 def look_rotation(direction):
