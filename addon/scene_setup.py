@@ -87,6 +87,23 @@ def textured_material(name: str, image):
     return mat
 
 
+def add_normal_map(obj, pixels: np.ndarray, strength: float = 1.0, name: str = "Normal"):
+    """An Image Texture (Non-Color, 16-bit) of (h, w, 3) stored tangent-space
+    normals -> Normal Map node (Tangent Space) -> the Principled Normal of
+    `obj`'s material; returns the image."""
+    mat = obj.active_material
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    tex = nodes.new("ShaderNodeTexImage")
+    rgba = np.concatenate([pixels[..., :3], np.ones(pixels.shape[:2] + (1,), np.float32)], -1)
+    tex.image = new_image(name, rgba.astype(np.float32), linear=True)
+    node = nodes.new("ShaderNodeNormalMap")
+    node.inputs["Strength"].default_value = strength
+    links.new(tex.outputs["Color"], node.inputs["Color"])
+    bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    links.new(node.outputs["Normal"], bsdf.inputs["Normal"])
+    return tex.image
+
+
 def bounding_sphere(obj) -> tuple:
     """Centre of the world bounding box and the farthest vertex from it."""
     co = scene_io.read_local_positions(obj).astype(np.float64)

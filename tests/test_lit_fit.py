@@ -455,20 +455,9 @@ def test_a_lit_fit_recovers_a_bumpy_normal_map(backend):
 
 # The normal map from Blender: written back into its image, undone, aborted ----------
 def add_normal_map(source, pixels: np.ndarray, strength: float = 1.0):
-    """An Image Texture (Non-Color, 16-bit) -> Normal Map node (Tangent Space)
-    -> the Principled Normal of `source`'s material; returns the image."""
-    from sge_optimizer.addon import material_io, scene_setup
+    from sge_optimizer.addon import scene_setup
 
-    mat = material_io.object_material(source)
-    nodes, links = mat.node_tree.nodes, mat.node_tree.links
-    tex = nodes.new("ShaderNodeTexImage")
-    rgba = np.concatenate([pixels, np.ones(pixels.shape[:2] + (1,), np.float32)], -1)
-    tex.image = scene_setup.new_image("Source Normal", rgba, linear=True)
-    node = nodes.new("ShaderNodeNormalMap")
-    node.inputs["Strength"].default_value = strength
-    links.new(tex.outputs["Color"], node.inputs["Color"])
-    links.new(node.outputs["Normal"], material_io.principled_node(mat).inputs["Normal"])
-    return tex.image
+    return scene_setup.add_normal_map(source, pixels, strength, "Source Normal")
 
 
 def image_pixels(image) -> np.ndarray:
