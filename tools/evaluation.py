@@ -365,9 +365,9 @@ class Scene:
         def normals(obj):
             image = next(n.image for n in obj.active_material.node_tree.nodes
                          if n.type == "TEX_IMAGE" and n.image.colorspace_settings.name == "Non-Color")
-            flat = np.empty(len(image.pixels), np.float64)
+            flat = np.empty(len(image.pixels), np.float32)
             image.pixels.foreach_get(flat)
-            n = flat.reshape(image.size[1], image.size[0], -1)[..., :3] * 2 - 1
+            n = flat.reshape(image.size[1], image.size[0], -1)[..., :3].astype(np.float64) * 2 - 1
             return n / np.linalg.norm(n, axis=-1, keepdims=True)
         cos = np.clip((normals(self.source) * normals(self.reference)).sum(-1)[seen], -1, 1)
         return float(np.degrees(np.arccos(cos)).mean())
