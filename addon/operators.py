@@ -215,6 +215,9 @@ class SGE_OT_fit_lod(bpy.types.Operator):
                                 default=6, min=0, max=64)
     render_engine: EnumProperty(name="Targets Rendered by", items=(("EEVEE", "EEVEE", ""), ("CYCLES", "Cycles", "")),
                                 default="EEVEE")
+    resolution: IntProperty(name="Resolution", description="Targets and scoring renders, longest side",
+                            default=256, min=16, max=4096)
+    steps: IntProperty(name="Steps", description="Fit steps; 0: the Standard preset's", default=0, min=0)
 
     @classmethod
     def poll(cls, context):
@@ -231,7 +234,8 @@ class SGE_OT_fit_lod(bpy.types.Operator):
         # Blocking: baking and rendering are Blender operators of their own,
         # which run on the main thread and cannot be time-sliced.
         options = lod.LodOptions(ratio=self.ratio, texture_size=self.texture_size, target_views=self.target_views,
-                                 held_out_views=self.held_out_views, render_engine=self.render_engine)
+                                 held_out_views=self.held_out_views, render_engine=self.render_engine,
+                                 resolution=self.resolution, steps=self.steps or None)
         try:
             summary = api.fit_lod(context.active_object, options, scene=context.scene,
                                   progress=lambda text: print(f"SGE Optimizer LOD: {text}", file=sys.stderr,

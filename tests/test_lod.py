@@ -74,3 +74,26 @@ def test_fit_lod_refuses_bad_input_and_changes_nothing(empty_scene, case):
         lod.fit_lod(target, options, scene=scene)
     assert {"not a mesh": "mesh", "ratio": "ratio", "dark scene": "nothing to see"}[case] in str(err.value)
     assert (len(bpy.data.objects), len(bpy.data.images), len(bpy.data.meshes), len(bpy.data.materials)) == counts
+
+
+@pytest.fixture
+def registered(backend, empty_scene):
+    import sge_optimizer
+
+    sge_optimizer.register()
+    yield empty_scene
+    sge_optimizer.unregister()
+
+
+def test_the_operator_makes_the_copy_and_one_undo_removes_it(registered):
+    scene = registered
+    ref = lit_reference(scene)
+    bpy.context.view_layer.objects.active = ref
+    before = {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in ("objects", "images", "meshes")}
+    bpy.ops.ed.undo_push(message="Before LOD")
+    assert bpy.ops.sge.fit_lod("EXEC_DEFAULT", True, ratio=0.2, texture_size=32, target_views=2,
+                               held_out_views=1, resolution=32, steps=5) == {"FINISHED"}
+    assert "Reference LOD" in bpy.data.objects
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    after = {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in ("objects", "images", "meshes")}
+    assert after == before
