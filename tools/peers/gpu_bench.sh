@@ -23,6 +23,7 @@ mkdir -p /tmp/site && tar xJf .whl/site.tar.xz -C /tmp/site
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 PYOPENGL_PLATFORM=egl SGE_PEER_PYTHON=python3
 nvidia-smi -L | tee "$OUT/machine.txt"
 python3 tools/engine_standalone.py --steps 20 --platform device 2>&1 | tee "$OUT/standalone.txt" || exit 1
+python3 tools/peers/gpu_kernels_check.py --platform device 2>&1 | tee "$OUT/gpu_kernels_check.txt"
 timeout "${BENCH_SECONDS:-150}" python3 tools/bench.py --backend pyopengl 2>&1 | tee "$OUT/bench.txt"
 timeout "${COMPARE_SECONDS:-300}" python3 tools/compare_mitsuba.py --backend pyopengl \
   --mitsuba-variant cuda_ad_rgb --seconds "${FIT_SECONDS:-30}" 2>&1 | tee "$OUT/compare_mitsuba.txt"
