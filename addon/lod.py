@@ -66,6 +66,8 @@ def check_reference(reference, scene) -> float | None:
     reference's constant roughness (None if an input feeds it)."""
     if reference is None or reference.type != "MESH":
         raise InputError("the reference must be a mesh object")
+    if not reference.visible_get():
+        raise InputError(f"'{reference.name}' is hidden: baking reads it from the view layer, so unhide it")
     scene_io.check_mesh_object(reference)
     evaluated = reference.evaluated_get(bpy.context.evaluated_depsgraph_get())
     if sum(len(p.vertices) - 2 for p in evaluated.data.polygons) < 8:
@@ -337,9 +339,8 @@ def _score(scene, cameras, truths, folder) -> float:
 def fit_lod(reference, options: LodOptions | None = None, scene=None, progress=None) -> dict:
     """Make, bake, and fit an LOD of `reference`; returns a summary with the
     held-out PSNR of the baked copy (before) and the fitted one (after)
-    against the reference, both rendered by `options.render_engine`."""
-    from .api import OptimizationRun, progress_text, run_to_end
-
+    against the reference, both rendered by `options.render_engine`. On a
+    failure or an interrupt everything it made is removed again."""
     options = options or LodOptions()
     scene = scene or bpy.context.scene
     options.validate()
@@ -353,80 +354,106 @@ def fit_lod(reference, options: LodOptions | None = None, scene=None, progress=N
     name = options.name or f"{reference.name} LOD"
     summary = {"reference": reference.name, "render_engine": options.render_engine, "ratio": options.ratio}
     width, height = scene_io.working_resolution(scene, options.resolution)
-    with tempfile.TemporaryDirectory() as tmp, _render_setup(scene) as setup:
-        folder = Path(tmp)
-        report("making the copy")
-        lod = make_lod_object(reference, options.ratio, name)
-        mat, images = lod_material(name, options.texture_size, roughness, metallic)
-        lod.data.materials.append(mat)
-        summary.update(lod=lod.name, triangles_reference=_triangles(reference, evaluated=True),
-                       triangles_lod=_triangles(lod), images={k: v.name for k, v in images.items()})
-        _, radius = scene_setup.bounding_sphere(reference)
-        report("baking the reference's maps onto the copy")
-        summary["bake_seconds"] = bake_down(reference, lod, images, scene, radius)
-        setup.use(options, width, height)
-        targets = scene_setup.add_cameras_around(reference, options.target_views, f"{name} Targets", scene=scene)
-        held = held_out_cameras(reference, options.held_out_views, f"{name} Held-out", scene)
-        report(f"rendering {options.target_views} targets and {options.held_out_views} held-out views "
-               f"of the reference ({options.render_engine})")
-        # Only the reference (then the copy) and the lights are rendered.
-        others = [o for o in scene.objects if o.type not in ("LIGHT", "CAMERA") and o not in (reference, lod)
-                  and not o.hide_render]
-        reference_hidden = reference.hide_render
-        try:
-            for o in others:
-                o.hide_render = True
-            reference.hide_render, lod.hide_render = False, True
-            target_cams, held_cams = list(targets.objects), list(held.objects)
-            target_truths = [attach_target(cam, folder, scene) for cam in target_cams]
-            truths = [render_view(scene, cam, folder) for cam in held_cams]
-            reference.hide_render, lod.hide_render = True, False
-            # The keep-or-revert decision is the engine's own, on the target
-            # views; held-out views only report.
-            baked = {k: _pixels(v) for k, v in images.items()}
-            summary["psnr_targets_before"] = _score(scene, target_cams, target_truths, folder)
-            summary["psnr_held_out_before"] = _score(scene, held_cams, truths, folder) if held_cams else None
-            report("fitting")
-            preset = quality_preset("standard", joint=False)
-            preset.pop("resolution", None)
-            # No start margin: the engine's renders decide below whether the fit beats the bake.
-            settings = Settings(**{**preset, "optimize_positions": False, "optimize_texture": True, "lit": True,
-                                   "start_margin_db": 0.0,
-                                   "optimize_roughness": options.fit_roughness and roughness is not None,
-                                   "optimize_normal": options.fit_normal,
-                                   **options.settings_overrides})
-            if options.steps is not None:
-                settings.steps = options.steps
-            run = OptimizationRun(lod, targets, settings, resolution=options.resolution, scene=scene)
-            fit = run_to_end(run, progress=(lambda p: report(progress_text(p))) if progress else None)
-            summary["fit"] = {k: fit[k] for k in ("steps", "seconds", "mean_psnr_before", "mean_psnr_after",
-                                                  "kept_step") if k in fit}
-            if "material" in fit:
-                summary["fit"]["material"] = fit["material"]
-            summary["psnr_targets_after"] = _score(scene, target_cams, target_truths, folder)
-            summary["kept"] = "fitted"
-            if summary["psnr_targets_after"] < summary["psnr_targets_before"]:
-                # Rendered by the engine the targets came from, the fit is
-                # worse than the bake (our lit model is not that engine): keep the bake.
-                for channel, image in images.items():
-                    image.pixels.foreach_set(baked[channel].ravel())
-                    image.update()
-                bsdf = material_io.principled_node(lod.active_material)
-                for channel, value in summary["fit"].get("material", {}).items():
-                    bsdf.inputs[channel.title()].default_value = value["before"]
-                summary["kept"] = "baked"
-            summary["psnr_held_out_after"] = (_score(scene, held_cams, truths, folder)
-                                              if held_cams and summary["kept"] == "fitted"
-                                              else summary["psnr_held_out_before"])
-        finally:
-            reference.hide_render = reference_hidden
-            for o in others:
-                o.hide_render = False
-        for image in images.values():
-            image.pack()  # the fitted pixels live in the .blend
+    existing = _datablocks()
+    try:
+        with tempfile.TemporaryDirectory() as tmp, _render_setup(scene) as setup:
+            _make_and_fit(reference, options, scene, Path(tmp), setup, summary, report, roughness, metallic,
+                          name, width, height)
+    except BaseException:
+        _remove_new(existing)  # a failure or Ctrl+C leaves no half-made copy behind
+        raise
     summary["seconds"] = time.perf_counter() - t_start
-    summary["target_cameras"], summary["held_out_cameras"] = targets.name, held.name
     return summary
+
+
+_KINDS = ("objects", "meshes", "materials", "images", "cameras", "collections")
+
+
+def _datablocks() -> dict:
+    return {kind: set(getattr(bpy.data, kind)) for kind in _KINDS}
+
+
+def _remove_new(existing: dict) -> None:
+    for kind in _KINDS:
+        blocks = getattr(bpy.data, kind)
+        for block in [b for b in blocks if b not in existing[kind]]:
+            blocks.remove(block)
+
+
+def _make_and_fit(reference, options, scene, folder, setup, summary, report, roughness, metallic, name,
+                  width, height) -> None:
+    from .api import OptimizationRun, progress_text, run_to_end
+
+    report("making the copy")
+    lod = make_lod_object(reference, options.ratio, name)
+    mat, images = lod_material(name, options.texture_size, roughness, metallic)
+    lod.data.materials.append(mat)
+    summary.update(lod=lod.name, triangles_reference=_triangles(reference, evaluated=True),
+                   triangles_lod=_triangles(lod), images={k: v.name for k, v in images.items()})
+    _, radius = scene_setup.bounding_sphere(reference)
+    report("baking the reference's maps onto the copy")
+    summary["bake_seconds"] = bake_down(reference, lod, images, scene, radius)
+    setup.use(options, width, height)
+    targets = scene_setup.add_cameras_around(reference, options.target_views, f"{name} Targets", scene=scene)
+    held = held_out_cameras(reference, options.held_out_views, f"{name} Held-out", scene)
+    report(f"rendering {options.target_views} targets and {options.held_out_views} held-out views "
+           f"of the reference ({options.render_engine})")
+    # Only the reference (then the copy) and the lights are rendered.
+    others = [o for o in scene.objects if o.type not in ("LIGHT", "CAMERA") and o not in (reference, lod)
+              and not o.hide_render]
+    reference_hidden = reference.hide_render
+    try:
+        for o in others:
+            o.hide_render = True
+        reference.hide_render, lod.hide_render = False, True
+        target_cams, held_cams = list(targets.objects), list(held.objects)
+        target_truths = [attach_target(cam, folder, scene) for cam in target_cams]
+        truths = [render_view(scene, cam, folder) for cam in held_cams]
+        reference.hide_render, lod.hide_render = True, False
+        # The keep-or-revert decision is the engine's own, on the target
+        # views; held-out views only report.
+        baked = {k: _pixels(v) for k, v in images.items()}
+        summary["psnr_targets_before"] = _score(scene, target_cams, target_truths, folder)
+        summary["psnr_held_out_before"] = _score(scene, held_cams, truths, folder) if held_cams else None
+        report("fitting")
+        preset = quality_preset("standard", joint=False)
+        preset.pop("resolution", None)
+        # No start margin: the engine's renders decide below whether the fit beats the bake.
+        settings = Settings(**{**preset, "optimize_positions": False, "optimize_texture": True, "lit": True,
+                               "start_margin_db": 0.0,
+                               "optimize_roughness": options.fit_roughness and roughness is not None,
+                               "optimize_normal": options.fit_normal,
+                               **options.settings_overrides})
+        if options.steps is not None:
+            settings.steps = options.steps
+        run = OptimizationRun(lod, targets, settings, resolution=options.resolution, scene=scene)
+        fit = run_to_end(run, progress=lambda p: report(progress_text(p)))
+        summary["fit"] = {k: fit[k] for k in ("steps", "seconds", "mean_psnr_before", "mean_psnr_after",
+                                              "kept_step") if k in fit}
+        if "material" in fit:
+            summary["fit"]["material"] = fit["material"]
+        summary["psnr_targets_after"] = _score(scene, target_cams, target_truths, folder)
+        summary["kept"] = "fitted"
+        if summary["psnr_targets_after"] < summary["psnr_targets_before"]:
+            # Rendered by the engine the targets came from, the fit is
+            # worse than the bake (our lit model is not that engine): keep the bake.
+            for channel, image in images.items():
+                image.pixels.foreach_set(baked[channel].ravel())
+                image.update()
+            bsdf = material_io.principled_node(lod.active_material)
+            for channel, value in summary["fit"].get("material", {}).items():
+                bsdf.inputs[channel.title()].default_value = value["before"]
+            summary["kept"] = "baked"
+        summary["psnr_held_out_after"] = (_score(scene, held_cams, truths, folder)
+                                          if held_cams and summary["kept"] == "fitted"
+                                          else summary["psnr_held_out_before"])
+    finally:
+        reference.hide_render = reference_hidden
+        for o in others:
+            o.hide_render = False
+    for image in images.values():
+        image.pack()  # the fitted pixels live in the .blend
+    summary["target_cameras"], summary["held_out_cameras"] = targets.name, held.name
 
 
 def _pixels(image) -> np.ndarray:

@@ -62,17 +62,20 @@ def test_fit_lod_makes_a_baked_decimated_copy_and_hands_back_no_worse(empty_scen
     assert summary["lod"] in lod.summary_text(summary)
 
 
-@pytest.mark.parametrize("case", ["not a mesh", "ratio", "dark scene"])
+@pytest.mark.parametrize("case", ["not a mesh", "ratio", "dark scene", "hidden"])
 def test_fit_lod_refuses_bad_input_and_changes_nothing(empty_scene, case):
     scene = empty_scene
     ref = lit_reference(scene, sun=(case != "dark scene"), world=(0, 0, 0) if case == "dark scene" else (0.2,) * 3)
     options = lod.LodOptions(ratio=0.0 if case == "ratio" else 0.2, texture_size=64, target_views=2,
                              held_out_views=1, resolution=32, steps=5)
     target = bpy.data.objects["Sun"] if case == "not a mesh" else ref
+    if case == "hidden":
+        ref.hide_set(True)
     counts = (len(bpy.data.objects), len(bpy.data.images), len(bpy.data.meshes), len(bpy.data.materials))
     with pytest.raises(InputError) as err:
         lod.fit_lod(target, options, scene=scene)
-    assert {"not a mesh": "mesh", "ratio": "ratio", "dark scene": "nothing to see"}[case] in str(err.value)
+    assert {"not a mesh": "mesh", "ratio": "ratio", "dark scene": "nothing to see",
+            "hidden": "unhide"}[case] in str(err.value)
     assert (len(bpy.data.objects), len(bpy.data.images), len(bpy.data.meshes), len(bpy.data.materials)) == counts
 
 
@@ -97,3 +100,23 @@ def test_the_operator_makes_the_copy_and_one_undo_removes_it(registered):
     assert bpy.ops.ed.undo() == {"FINISHED"}
     after = {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in ("objects", "images", "meshes")}
     assert after == before
+
+
+def test_a_failure_midway_leaves_nothing_behind(empty_scene):
+    """An error (here: an interrupt while baking) removes the half-made copy,
+    its images, cameras and collections, and puts the render settings back."""
+    scene = empty_scene
+    ref = lit_reference(scene)
+    kinds = ("objects", "meshes", "materials", "images", "cameras", "collections")
+    before = {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in kinds}
+    engine = scene.render.engine
+
+    def interrupt(text):
+        if text.startswith("rendering"):
+            raise KeyboardInterrupt
+
+    options = lod.LodOptions(ratio=0.2, texture_size=32, target_views=2, held_out_views=1, resolution=32, steps=5)
+    with pytest.raises(KeyboardInterrupt):
+        lod.fit_lod(ref, options, scene=scene, progress=interrupt)
+    assert {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in kinds} == before
+    assert scene.render.engine == engine and not ref.hide_render
