@@ -40,8 +40,11 @@ class OptimizationRun:
         # values before the run (abort() puts them back; the operator's undo step too).
         fitted = [c for c, on in (("roughness", settings.optimize_roughness),
                                   ("metallic", settings.optimize_metallic)) if on]
-        self.material_inputs = material_io.constant_inputs(obj, fitted) if fitted else {}
+        self.material_inputs, images = material_io.fitted_inputs(obj, fitted) if fitted else ({}, {})
         self.material_before = {c: float(s.default_value) for c, s in self.material_inputs.items()}
+        # Fitted roughness / metallic images: {channel: (image, output, pixels before)}.
+        self.material_images = {c: (image, out, _pixels(image)) for c, (image, out) in images.items()}
+        self._material_storage_before = {}
         # A fitted normal map: its image and pixels before the run (abort() and undo put them back).
         self.normal_image = material_io.normal_map_image(obj) if settings.optimize_normal else None
         self.normal_before = None
@@ -121,12 +124,28 @@ class OptimizationRun:
             scene_io.write_image_pixels(inputs.image, engine.texture())
         if self.normal_image is not None:
             self._write_normal_map()
+        for channel, (image, out, before) in self.material_images.items():
+            self._write_material_image(channel, image, out, before)
         if self.material_inputs:
             material = engine.material()
             for channel, socket in self.material_inputs.items():
                 value = float(material[0, 0, ("roughness", "metallic").index(channel)])
                 if np.isfinite(value):  # never write NaN into the scene
                     socket.default_value = min(max(value, 0.0), 1.0)
+
+    def _write_material_image(self, channel: str, image, out: str, before: np.ndarray) -> None:
+        """A fitted roughness or metallic map into its image, where the
+        material reads it: grey RGB (the Color output) or alpha."""
+        width, height = image.size
+        value = self.engine.material()[..., ("roughness", "metallic").index(channel)]
+        if value.shape != (height, width):
+            raise ValueError(f"{channel} image '{image.name}' changed size during the run")
+        pixels = before.reshape(height, width, image.channels).copy()
+        if out == "alpha":
+            pixels[..., 3] = np.clip(value, 0.0, 1.0)
+        else:
+            pixels[..., :3] = np.clip(value, 0.0, 1.0)[..., None]
+        scene_io.write_image_pixels(image, pixels)  # refuses non-finite values
 
     def _write_normal_map(self) -> None:
         """The fitted normals (stored as the Normal Map node reads them:
@@ -158,6 +177,9 @@ class OptimizationRun:
         if self.normal_image is not None:
             self._normal_storage_before = scene_io.storage_state(self.normal_image)
             self.normal_storage = scene_io.keep_in_blend(self.normal_image)
+        for channel, (image, _, _) in self.material_images.items():
+            self._material_storage_before[channel] = scene_io.storage_state(image)
+            scene_io.keep_in_blend(image)
         return self.summary()
 
     def cancel(self) -> dict:
@@ -178,6 +200,11 @@ class OptimizationRun:
         image (pixels, and what finish() packed) back as they were."""
         for channel, socket in self.material_inputs.items():
             socket.default_value = self.material_before[channel]
+        for channel, (image, _, before) in self.material_images.items():
+            if channel in self._material_storage_before:
+                scene_io.undo_keep_in_blend(image, self._material_storage_before.pop(channel))
+            image.pixels.foreach_set(before)
+            image.update()
         image = self.normal_image
         if image is None:
             return
@@ -226,6 +253,11 @@ class OptimizationRun:
             "material": {c: {"before": self.material_before[c], "after": float(sock.default_value)}
                          for c, sock in self.material_inputs.items()},
             "normal_map": self._normal_summary(),
+            # fitted roughness / metallic images: their mean value before and after
+            "material_images": {c: {"image": image.name, "output": out,
+                                    "mean_before": _mean_value(before, image, out),
+                                    "mean_after": _mean_value(_pixels(image), image, out)}
+                                for c, (image, out, before) in self.material_images.items()},
         }
 
     def _normal_summary(self) -> dict | None:
@@ -243,6 +275,17 @@ class OptimizationRun:
         angles = np.degrees(np.arccos(np.clip(np.sum(turned[0] * turned[1], -1), -1.0, 1.0)))
         return {"image": image.name, "size": list(image.size), "storage": self.normal_storage,
                 "mean_turn_deg": float(angles.mean()), "max_turn_deg": float(angles.max())}
+
+
+def _pixels(image) -> np.ndarray:
+    px = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(px)
+    return px
+
+
+def _mean_value(pixels: np.ndarray, image, out: str) -> float:
+    px = pixels.reshape(-1, image.channels)
+    return float(px[:, 3].mean() if out == "alpha" else (px[:, :3] @ material_io.LUMINANCE).mean())
 
 
 def format_eta(seconds: float) -> str:

@@ -36,7 +36,7 @@ class LodOptions:
     render_engine: str = "EEVEE"
     cycles_samples: int = 64
     steps: int | None = None  # None: the Standard preset's
-    fit_roughness: bool = True  # a constant roughness (an image one stays as baked)
+    fit_roughness: bool = True  # the reference's constant roughness, or the baked roughness image
     fit_normal: bool = True  # the baked tangent-space normal map
     name: str = ""  # the copy's name (default: "<reference> LOD")
     settings_overrides: dict = field(default_factory=dict)
@@ -421,7 +421,7 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
         # No start margin: the engine's renders decide below whether the fit beats the bake.
         settings = Settings(**{**preset, "optimize_positions": False, "optimize_texture": True, "lit": True,
                                "start_margin_db": 0.0,
-                               "optimize_roughness": options.fit_roughness and roughness is not None,
+                               "optimize_roughness": options.fit_roughness,
                                "optimize_normal": options.fit_normal,
                                **options.settings_overrides})
         if options.steps is not None:

@@ -532,27 +532,31 @@ def check_view_transform(scene) -> None:
 FITTED_CONSTANTS = {"roughness": "Roughness", "metallic": "Metallic"}  # LitMaterial field -> Principled input
 
 
-def constant_inputs(obj, channels) -> dict:
-    """{channel: its Principled input socket} for fitted `channels` ("roughness",
-    "metallic"); refuses an image-backed one (its write-back is not built)."""
+def fitted_inputs(obj, channels) -> tuple:
+    """({channel: Principled input socket} of the fitted constants,
+    {channel: (image, "color" or "alpha")} of the fitted images) for
+    `channels` ("roughness", "metallic"); call after read_lit_material, which
+    validated the images. An image is written back where it is read: its
+    Color output as grey, its Alpha output as alpha."""
     mat = object_material(obj)
     bsdf = principled_node(mat)
-    sockets = {}
+    sockets, images = {}, {}
     for channel in channels:
         socket = bsdf.inputs[FITTED_CONSTANTS[channel]]
         if socket.is_linked:
-            raise InputError(f"material '{mat.name}': {channel} comes from an image; fitting a {channel} image "
-                             f"from Blender is not available yet (a constant {channel} can be fitted)")
+            node, out, _ = _image_node(mat, socket, FITTED_CONSTANTS[channel])
+            images[channel] = (node.image, "alpha" if out.name == "Alpha" else "color")
+            continue
         sockets[channel] = socket
     # Roughness and metallic share one parameter map: beside an image-fed
     # other channel, a fitted constant would be fitted per texel, and one
     # value cannot be written back for it.
-    for channel in channels:
+    for channel in sockets:
         other = "metallic" if channel == "roughness" else "roughness"
         if bsdf.inputs[FITTED_CONSTANTS[other]].is_linked:
             raise InputError(f"material '{mat.name}': {other} comes from an image, so a constant {channel} "
                              f"cannot be fitted beside it yet (it would be fitted per texel); untick {channel.title()}")
-    return sockets
+    return sockets, images
 
 
 

@@ -78,6 +78,8 @@ def complete(run: OptimizationRun, summary: dict) -> dict:
         image_undo.record(run.inputs.image, run.inputs.original_pixels)
     if run.normal_image is not None:
         image_undo.record(run.normal_image, run.normal_before)
+    for image, _, before in run.material_images.values():
+        image_undo.record(image, before)
     overlay.capture_run(run)
     last_history = list(run.loss_history)
     last_summary = summary

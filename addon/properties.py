@@ -51,10 +51,12 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
                     "EEVEE or Cycles renders; positions are not optimized then")
     optimize_roughness: BoolProperty(
         name="Roughness", default=_DEFAULTS.optimize_roughness,
-        description="Lit fits: also fit the material's Roughness (a constant input)")
+        description="Lit fits: also fit the material's Roughness (a constant input, or a Non-Color image "
+                    "written back where it is read; undo puts its pixels back)")
     optimize_metallic: BoolProperty(
         name="Metallic", default=_DEFAULTS.optimize_metallic,
-        description="Lit fits: also fit the material's Metallic (a constant input)")
+        description="Lit fits: also fit the material's Metallic (a constant input, or a Non-Color image "
+                    "written back where it is read; undo puts its pixels back)")
     optimize_normal: BoolProperty(
         name="Normal Map", default=_DEFAULTS.optimize_normal,
         description="Lit fits: also fit the tangent-space normal-map image (Image Texture, Non-Color, "

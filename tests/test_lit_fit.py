@@ -269,20 +269,46 @@ def test_a_fitted_roughness_constant_is_written_back_and_aborted(backend, empty_
     assert bpy.data.images["Source Albedo"] is not None
 
 
-def test_a_roughness_image_fit_is_refused_from_blender(backend, empty_scene):
-    import bpy
-
+@pytest.mark.parametrize("output", ["Color", "Alpha"])
+def test_a_fitted_roughness_image_is_written_back_where_it_is_read_and_aborted(backend, empty_scene, output):
+    """An image-fed roughness is fitted per texel and written back into its
+    image: grey RGB through the Color output (alpha kept), the alpha through
+    the Alpha output (RGB kept); abort() puts the pixels back exactly."""
     from sge_optimizer.addon import material_io, scene_setup
-    from sge_optimizer.addon.api import OptimizationRun
-    from sge_optimizer.addon.scene_io import InputError
+    from sge_optimizer.addon.api import OptimizationRun, run_to_end
 
     source, cameras, _ = _lit_blender_scene()
     mat = material_io.object_material(source)
     node = mat.node_tree.nodes.new("ShaderNodeTexImage")
-    node.image = scene_setup.new_image("Rough", np.full((8, 8, 4), 0.5, np.float32), linear=True)
-    mat.node_tree.links.new(node.outputs["Color"], material_io.principled_node(mat).inputs["Roughness"])
-    with pytest.raises(InputError, match="roughness image"):
-        OptimizationRun(source, cameras, Settings(optimize_positions=False, lit=True, optimize_roughness=True))
+    start = np.full((8, 8, 4), 0.9, np.float32)
+    start[..., 3] = 0.9 if output == "Alpha" else 1.0
+    start[..., :3] = 0.3 if output == "Alpha" else 0.9  # what is not read: kept
+    node.image = scene_setup.new_image("Rough", start, linear=True)
+    mat.node_tree.links.new(node.outputs[output], material_io.principled_node(mat).inputs["Roughness"])
+    image = node.image
+    before = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(before)
+    run = OptimizationRun(source, cameras, Settings(optimize_positions=False, optimize_texture=False, lit=True,
+                                                    optimize_roughness=True, steps=40, keep_best=False),
+                          resolution=64)
+    summary = run_to_end(run)
+    after = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(after)
+    px, old = after.reshape(8, 8, 4), before.reshape(8, 8, 4)
+    fitted = np.clip(run.engine.material()[..., 0], 0, 1)
+    assert np.isfinite(px).all() and not np.allclose(px, old)
+    if output == "Alpha":
+        np.testing.assert_allclose(px[..., 3], fitted, atol=1 / 65535 + 1e-6)
+        np.testing.assert_array_equal(px[..., :3], old[..., :3])
+    else:
+        np.testing.assert_allclose(px[..., :3], np.repeat(fitted[..., None], 3, -1), atol=1 / 65535 + 1e-6)
+        np.testing.assert_array_equal(px[..., 3], old[..., 3])
+    info = summary["material_images"]["roughness"]
+    assert info["image"] == "Rough" and info["mean_after"] < info["mean_before"]  # 0.9 is far too rough
+    run.abort()
+    restored = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(restored)
+    np.testing.assert_array_equal(restored, before)
 
 
 # The normal map: a group of its own (x, y per texel, z follows) ---------------------

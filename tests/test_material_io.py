@@ -629,7 +629,9 @@ def test_a_fitted_constant_beside_an_image_fed_channel_is_refused(empty_scene):
     rough = image_node(mat, random_rgba(3), linear=True, name="rough")
     rough.image.colorspace_settings.name = "Non-Color"
     link(mat, rough.outputs["Color"], bsdf.inputs["Roughness"])
-    refused(lambda: material_io.constant_inputs(obj, ["metallic"]), "roughness comes from an image", "per texel")
+    refused(lambda: material_io.fitted_inputs(obj, ["metallic"]), "roughness comes from an image", "per texel")
+    sockets, images = material_io.fitted_inputs(obj, ["roughness"])
+    assert not sockets and images["roughness"] == (rough.image, "color")
     bsdf_links = [l for l in mat.node_tree.links if l.to_socket == bsdf.inputs["Roughness"]]
     mat.node_tree.links.remove(bsdf_links[0])
-    assert set(material_io.constant_inputs(obj, ["metallic", "roughness"])) == {"metallic", "roughness"}
+    assert set(material_io.fitted_inputs(obj, ["metallic", "roughness"])[0]) == {"metallic", "roughness"}
