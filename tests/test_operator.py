@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import sge_optimizer
-from sge_optimizer.addon import image_undo, modal, overlay, panels, properties
+from sge_optimizer.addon import image_undo, modal, overlay, panels, properties, scene_setup
 from sge_optimizer.engine import Settings
 
 import conftest
@@ -133,7 +133,6 @@ def test_why_not(registered, empty_scene):
 
     bpy.ops.mesh.primitive_uv_sphere_add()
     sphere = bpy.context.active_object
-    from sge_optimizer.addon import scene_setup
 
     sphere.data.materials.append(scene_setup.textured_material(
         "M", scene_setup.new_image("Tex", np.ones((8, 8, 4), np.float32))))
@@ -278,6 +277,31 @@ def test_undo_restores_a_fitted_normal_map_exactly(scene):
     assert_same(state(), original[0])
     assert bpy.ops.ed.redo() == {"FINISHED"}
     np.testing.assert_array_equal(image_pixels(bpy.data.images["Source Normal"]), result[1])
+
+
+def test_undo_restores_a_fitted_roughness_image_exactly(scene):
+    """A lit run with Roughness ticked and an image feeding it writes that
+    image; undo puts its pixels back exactly, redo the result."""
+    from test_lit_fit import image_pixels, light_scene
+
+    from sge_optimizer.addon import material_io
+
+    light_scene()
+    mat = material_io.object_material(bpy.data.objects["Source"])
+    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    node.image = scene_setup.new_image("Rough", np.full((8, 8, 4), 0.9, np.float32), linear=True)
+    mat.node_tree.links.new(node.outputs["Color"], material_io.principled_node(mat).inputs["Roughness"])
+    props = properties.get(scene)
+    props.lit, props.optimize_positions, props.optimize_roughness = True, False, True
+    original = image_pixels(node.image)
+    bpy.ops.ed.undo_push(message="Before SGE")
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    result = image_pixels(bpy.data.images["Rough"])
+    assert not np.array_equal(result, original), "roughness image did not change"
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    np.testing.assert_array_equal(image_pixels(bpy.data.images["Rough"]), original)
+    assert bpy.ops.ed.redo() == {"FINISHED"}
+    np.testing.assert_array_equal(image_pixels(bpy.data.images["Rough"]), result)
 
 
 def test_error_during_a_normal_map_run_restores_the_normal_map(scene):
