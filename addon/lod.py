@@ -39,6 +39,7 @@ class LodOptions:
     fit_roughness: bool = True  # the reference's constant roughness, or the baked roughness image
     fit_normal: bool = True  # the baked tangent-space normal map
     name: str = ""  # the copy's name (default: "<reference> LOD")
+    pictures: str = ""  # a folder: the first held-out view of the reference, the bake and the fit (PNG)
     settings_overrides: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -415,6 +416,9 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
         baked = {k: _pixels(v) for k, v in images.items()}
         summary["psnr_targets_before"] = _score(scene, target_cams, target_truths, folder)
         summary["psnr_held_out_before"] = _score(scene, held_cams, truths, folder) if held_cams else None
+        if options.pictures and held_cams:
+            save_picture(truths[0], Path(options.pictures) / "reference.png")
+            save_picture(render_view(scene, held_cams[0], folder), Path(options.pictures) / "baked.png")
         report("fitting")
         preset = quality_preset("standard", joint=False)
         preset.pop("resolution", None)
@@ -433,6 +437,8 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
         if "material" in fit:
             summary["fit"]["material"] = fit["material"]
         summary["psnr_targets_after"] = _score(scene, target_cams, target_truths, folder)
+        if options.pictures and held_cams:
+            save_picture(render_view(scene, held_cams[0], folder), Path(options.pictures) / "fitted.png")
         summary["kept"] = "fitted"
         if summary["psnr_targets_after"] < summary["psnr_targets_before"]:
             # Rendered by the engine the targets came from, the fit is
@@ -454,6 +460,14 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
     for image in images.values():
         image.pack()  # the fitted pixels live in the .blend
     summary["target_cameras"], summary["held_out_cameras"] = targets.name, held.name
+
+
+def save_picture(premultiplied_pixels: np.ndarray, path: Path, background: float = 0.5) -> None:
+    """A premultiplied render over a grey background, as an opaque PNG."""
+    px = np.asarray(premultiplied_pixels, np.float64)
+    rgb = px[..., :3] + (1.0 - px[..., 3:]) * background
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(scene_setup.encode_png(np.concatenate([rgb, np.ones_like(px[..., 3:])], -1)))
 
 
 def _pixels(image) -> np.ndarray:

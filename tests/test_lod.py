@@ -25,15 +25,18 @@ def _positions(obj):
     return co
 
 
-def test_fit_lod_makes_a_baked_decimated_copy_and_hands_back_no_worse(empty_scene):
+def test_fit_lod_makes_a_baked_decimated_copy_and_hands_back_no_worse(empty_scene, tmp_path):
     scene = empty_scene
     ref = lit_reference(scene)
     ref_co = _positions(ref)
     scene.view_settings.view_transform = "AgX" if "AgX" in {
         i.identifier for i in scene.view_settings.bl_rna.properties["view_transform"].enum_items} else "Filmic"
     engine_before, transform_before = scene.render.engine, scene.view_settings.view_transform
-    options = lod.LodOptions(ratio=0.2, texture_size=64, target_views=3, held_out_views=2, resolution=48, steps=30)
+    options = lod.LodOptions(ratio=0.2, texture_size=64, target_views=3, held_out_views=2, resolution=48, steps=30,
+                             pictures=str(tmp_path))
     summary = lod.fit_lod(ref, options, scene=scene)
+    for name in ("reference", "baked", "fitted"):  # the README's before/after pictures
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     copy = bpy.data.objects[summary["lod"]]
     assert 0.15 * summary["triangles_reference"] <= summary["triangles_lod"] <= 0.25 * summary["triangles_reference"]

@@ -88,8 +88,12 @@ def run_lod() -> int:
     for engine in ("EEVEE", "CYCLES"):
         bpy.ops.wm.read_homefile(use_empty=True, app_template="")
         reference = evaluation.lod_reference(bpy.context.scene)
-        summary = fit_lod(reference, LodOptions(render_engine=engine),
+        pictures = Path("out") / "lod" / engine.lower()
+        summary = fit_lod(reference, LodOptions(render_engine=engine, pictures=str(pictures)),
                           progress=lambda m: print(m, file=sys.stderr, flush=True))
+        montage = Path("docs") / f"lod_{engine.lower()}.png"
+        evaluation.side_by_side([pictures / f"{n}.png" for n in ("reference", "baked", "fitted")], montage)
+        print(f"wrote {montage}", file=sys.stderr)
         summaries.append((f"lod-{engine.lower()}", summary))
         print(evaluation.lod_table(summaries[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     print(evaluation.lod_table(summaries))

@@ -599,3 +599,17 @@ def lod_table(summaries: list) -> str:
                     f"{fit.get('mean_psnr_before', float('nan')):.1f} → {fit.get('mean_psnr_after', float('nan')):.1f}"
                     f" | {fit.get('seconds', 0):.0f} | {s['seconds']:.0f} |")
     return "\n".join(rows)
+
+
+def side_by_side(paths: list, out: Path) -> None:
+    """The PNGs at `paths` (same height) next to each other, into `out`."""
+    pictures = []
+    for path in paths:
+        image = bpy.data.images.load(str(path), check_existing=False)
+        w, h = image.size
+        px = np.empty(w * h * 4, np.float32)
+        image.pixels.foreach_get(px)
+        pictures.append(px.reshape(h, w, 4))
+        bpy.data.images.remove(image)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(scene_setup.encode_png(np.concatenate(pictures, axis=1)))
