@@ -23,6 +23,9 @@ from .scene_io import InputError
 __all__ = ["OptimizationRun", "optimize", "run_to_end", "progress_text", "InputError", "Settings"]
 
 
+MATERIAL_MAP_CHANNELS = ("roughness", "metallic")  # channels 0 and 1 of Engine.material()
+
+
 class OptimizationRun:
     """Read and validate at construction (nothing changes), then `start()`,
     `advance()` until it returns True, and `finish()`; `cancel()` keeps the
@@ -43,14 +46,11 @@ class OptimizationRun:
         self.material_inputs, images = material_io.fitted_inputs(obj, fitted) if fitted else ({}, {})
         self.material_before = {c: float(s.default_value) for c, s in self.material_inputs.items()}
         # Fitted roughness / metallic images: {channel: (image, output, pixels before)}.
-        self.material_images = {c: (image, out, _pixels(image)) for c, (image, out) in images.items()}
+        self.material_images = {c: (image, out, scene_io.stored_pixels(image)) for c, (image, out) in images.items()}
         self._material_storage_before = {}
         # A fitted normal map: its image and pixels before the run (abort() and undo put them back).
         self.normal_image = material_io.normal_map_image(obj) if settings.optimize_normal else None
-        self.normal_before = None
-        if self.normal_image is not None:
-            self.normal_before = np.empty(len(self.normal_image.pixels), np.float32)
-            self.normal_image.pixels.foreach_get(self.normal_before)
+        self.normal_before = None if self.normal_image is None else scene_io.stored_pixels(self.normal_image)
         self.normal_storage = None  # set by finish(), as image_storage
         self._normal_storage_before = None
         self.warnings = preflight.check(self.inputs)  # refuses what cannot work; the rest: one line each
@@ -124,22 +124,21 @@ class OptimizationRun:
             scene_io.write_image_pixels(inputs.image, engine.texture())
         if self.normal_image is not None:
             self._write_normal_map()
+        material = engine.material() if self.material_images or self.material_inputs else None
         for channel, (image, out, before) in self.material_images.items():
-            self._write_material_image(channel, image, out, before)
-        if self.material_inputs:
-            material = engine.material()
-            for channel, socket in self.material_inputs.items():
-                value = float(material[0, 0, ("roughness", "metallic").index(channel)])
-                if np.isfinite(value):  # never write NaN into the scene
-                    socket.default_value = min(max(value, 0.0), 1.0)
+            self._write_material_image(material[..., MATERIAL_MAP_CHANNELS.index(channel)], image, out, before)
+        for channel, socket in self.material_inputs.items():
+            value = float(material[0, 0, MATERIAL_MAP_CHANNELS.index(channel)])
+            if np.isfinite(value):  # never write NaN into the scene
+                socket.default_value = min(max(value, 0.0), 1.0)
 
-    def _write_material_image(self, channel: str, image, out: str, before: np.ndarray) -> None:
-        """A fitted roughness or metallic map into its image, where the
+    @staticmethod
+    def _write_material_image(value: np.ndarray, image, out: str, before: np.ndarray) -> None:
+        """A fitted roughness or metallic map (h, w) into its image, where the
         material reads it: grey RGB (the Color output) or alpha."""
         width, height = image.size
-        value = self.engine.material()[..., ("roughness", "metallic").index(channel)]
         if value.shape != (height, width):
-            raise ValueError(f"{channel} image '{image.name}' changed size during the run")
+            raise ValueError(f"image '{image.name}' changed size during the run")
         pixels = before.reshape(height, width, image.channels).copy()
         if out == "alpha":
             pixels[..., 3] = np.clip(value, 0.0, 1.0)
@@ -196,23 +195,16 @@ class OptimizationRun:
         self.restore_material()
 
     def restore_material(self) -> None:
-        """Put the fitted roughness / metallic constants and the normal-map
-        image (pixels, and what finish() packed) back as they were."""
+        """Put the fitted roughness / metallic constants, and the fitted
+        roughness / metallic / normal-map images (pixels, and what finish()
+        packed), back as they were."""
         for channel, socket in self.material_inputs.items():
             socket.default_value = self.material_before[channel]
         for channel, (image, _, before) in self.material_images.items():
-            if channel in self._material_storage_before:
-                scene_io.undo_keep_in_blend(image, self._material_storage_before.pop(channel))
-            image.pixels.foreach_set(before)
-            image.update()
-        image = self.normal_image
-        if image is None:
-            return
-        if self._normal_storage_before is not None:
-            scene_io.undo_keep_in_blend(image, self._normal_storage_before)
+            _put_back(image, before, self._material_storage_before.pop(channel, None))
+        if self.normal_image is not None:
+            _put_back(self.normal_image, self.normal_before, self._normal_storage_before)
             self._normal_storage_before = self.normal_storage = None
-        image.pixels.foreach_set(self.normal_before)
-        image.update()
 
     # Reporting -----------------------------------------------------------------
     def progress(self) -> dict:
@@ -256,7 +248,7 @@ class OptimizationRun:
             # fitted roughness / metallic images: their mean value before and after
             "material_images": {c: {"image": image.name, "output": out,
                                     "mean_before": _mean_value(before, image, out),
-                                    "mean_after": _mean_value(_pixels(image), image, out)}
+                                    "mean_after": _mean_value(scene_io.stored_pixels(image), image, out)}
                                 for c, (image, out, before) in self.material_images.items()},
         }
 
@@ -266,10 +258,8 @@ class OptimizationRun:
         if self.normal_image is None:
             return None
         image = self.normal_image
-        now = np.empty(len(image.pixels), np.float32)
-        image.pixels.foreach_get(now)
         turned = []
-        for pixels in (self.normal_before, now):
+        for pixels in (self.normal_before, scene_io.stored_pixels(image)):
             m = 2.0 * pixels.reshape(-1, image.channels)[:, :3].astype(np.float64) - 1.0
             turned.append(m / np.maximum(np.linalg.norm(m, axis=-1, keepdims=True), 1e-12))
         angles = np.degrees(np.arccos(np.clip(np.sum(turned[0] * turned[1], -1), -1.0, 1.0)))
@@ -277,10 +267,12 @@ class OptimizationRun:
                 "mean_turn_deg": float(angles.mean()), "max_turn_deg": float(angles.max())}
 
 
-def _pixels(image) -> np.ndarray:
-    px = np.empty(len(image.pixels), np.float32)
-    image.pixels.foreach_get(px)
-    return px
+def _put_back(image, before: np.ndarray, storage_before) -> None:
+    """A fitted image's pixels, and what finish() packed, as before the run."""
+    if storage_before is not None:
+        scene_io.undo_keep_in_blend(image, storage_before)
+    image.pixels.foreach_set(before)
+    image.update()
 
 
 def _mean_value(pixels: np.ndarray, image, out: str) -> float:

@@ -26,6 +26,8 @@ import bpy
 import numpy as np
 from bpy.app.handlers import persistent
 
+from . import scene_io
+
 TOKEN = "sge_pixels"
 DEFAULT_LIMIT_MB = 1024
 
@@ -71,8 +73,7 @@ def record(image, before: np.ndarray, limit: int | None = None) -> None:
     kept (default: the preference)."""
     before_key = _key(image)
     _store(before_key, before)
-    after = np.empty(len(image.pixels), np.float32)
-    image.pixels.foreach_get(after)
+    after = scene_io.stored_pixels(image)
     token = uuid.uuid4().hex
     image[TOKEN] = token
     _store(token, after)

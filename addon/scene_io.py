@@ -65,6 +65,13 @@ def convert_encoding(rgb: np.ndarray, source: str, dest: str) -> np.ndarray:
 
 
 # Images -------------------------------------------------------------------------
+def stored_pixels(image) -> np.ndarray:
+    """The image's pixels as Blender stores them: flat float32, bottom-up."""
+    flat = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(flat)
+    return flat
+
+
 def read_image_pixels(image, what: str) -> np.ndarray:
     """(h, w, 4) float32 pixels of a Blender image, bottom-up."""
     if image.source not in {"FILE", "GENERATED"}:
@@ -74,9 +81,7 @@ def read_image_pixels(image, what: str) -> np.ndarray:
     if width == 0 or height == 0 or not image.has_data and len(image.pixels) == 0:
         where = f" from '{image.filepath}'" if image.filepath else ""
         raise InputError(f"{what} '{image.name}' could not be read{where} (missing or unreadable file?)")
-    flat = np.empty(width * height * channels, np.float32)
-    image.pixels.foreach_get(flat)
-    pixels = flat.reshape(height, width, channels)
+    pixels = stored_pixels(image).reshape(height, width, channels)
     if channels != 4:
         full = np.ones((height, width, 4), np.float32)
         full[..., :min(channels, 3)] = pixels[..., :3]
@@ -413,8 +418,7 @@ def read_scene(obj, camera_collection, longest_side: int = 256, scene=None, lit:
     mesh = read_mesh(obj, uv_map)
     views = [View(cam.name, view_projection(cam, scene, width, height),
                   read_target(cam, scene, width, height, encoding)) for cam in cameras]
-    raw = np.empty(len(image.pixels), np.float32)
-    image.pixels.foreach_get(raw)
+    raw = stored_pixels(image)
     arrays = SceneArrays(mesh, texture, views, texture_srgb=(texture_encoding == "srgb"))
     if lit_parts is not None:
         material, lighting, frames = lit_parts

@@ -202,11 +202,7 @@ def setup_lit(scene, case) -> list:
                                 color=(0.9, 0.95, 1.0), shadow_soft_size=0.1)]
 
 
-def render_to_png(scene, camera, path: Path) -> Path:
-    scene.camera = camera
-    bpy.ops.render.render(scene=scene.name)
-    bpy.data.images["Render Result"].save_render(str(path), scene=scene)
-    return path
+render_to_png = lod.render_to_file
 
 
 def load_image(path: Path, name: str):
@@ -219,13 +215,7 @@ def load_image(path: Path, name: str):
 premultiplied_pixels = lod.premultiplied
 
 
-def render_pixels(scene, camera, folder: Path) -> np.ndarray:
-    path = render_to_png(scene, camera, folder / "scoring.png")
-    image = bpy.data.images.load(str(path), check_existing=False)
-    try:
-        return premultiplied_pixels(image)
-    finally:
-        bpy.data.images.remove(image)
+render_pixels = lod.render_view  # a render by the scene's engine, premultiplied sRGB
 
 
 def silhouette_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -365,8 +355,7 @@ class Scene:
         def normals(obj):
             image = next(n.image for n in obj.active_material.node_tree.nodes
                          if n.type == "TEX_IMAGE" and n.image.colorspace_settings.name == "Non-Color")
-            flat = np.empty(len(image.pixels), np.float32)
-            image.pixels.foreach_get(flat)
+            flat = scene_io.stored_pixels(image)
             n = flat.reshape(image.size[1], image.size[0], -1)[..., :3].astype(np.float64) * 2 - 1
             return n / np.linalg.norm(n, axis=-1, keepdims=True)
         cos = np.clip((normals(self.source) * normals(self.reference)).sum(-1)[seen], -1, 1)
@@ -377,9 +366,7 @@ class Scene:
         `seen` texels (stored values: sRGB-encoded for these 8-bit images)."""
         def rgb(obj):
             image = next(n.image for n in obj.active_material.node_tree.nodes if n.type == "TEX_IMAGE")
-            flat = np.empty(len(image.pixels), np.float32)
-            image.pixels.foreach_get(flat)
-            return flat.reshape(image.size[1], image.size[0], 4)[..., :3]
+            return scene_io.stored_pixels(image).reshape(image.size[1], image.size[0], 4)[..., :3]
 
         return float(np.sqrt(np.mean((rgb(self.source)[seen] - rgb(self.reference)[seen]) ** 2)))
 
@@ -607,9 +594,7 @@ def side_by_side(paths: list, out: Path) -> None:
     for path in paths:
         image = bpy.data.images.load(str(path), check_existing=False)
         w, h = image.size
-        px = np.empty(w * h * 4, np.float32)
-        image.pixels.foreach_get(px)
-        pictures.append(px.reshape(h, w, 4))
+        pictures.append(scene_io.stored_pixels(image).reshape(h, w, 4))
         bpy.data.images.remove(image)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(scene_setup.encode_png(np.concatenate(pictures, axis=1)))

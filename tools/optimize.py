@@ -166,6 +166,16 @@ def unwritable_reason(path: Path, flag: str) -> str | None:
     return None
 
 
+def outputs_writable(args) -> bool:
+    """Whether --save and --summary (where given) can be written; prints why not."""
+    for path, flag in ((args.save, "--save"), (args.summary, "--summary")):
+        reason = path and unwritable_reason(path, flag)
+        if reason:
+            print(f"error: {reason}", file=sys.stderr)
+            return False
+    return True
+
+
 def open_and_find(args):
     """Open `args.blend` (if given) and return the object `args.object`; None
     after printing why not."""
@@ -203,11 +213,8 @@ def run(argv) -> int:
         return EXIT_BAD_INPUT
     for warning in run.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    for path, flag in ((args.save, "--save"), (args.summary, "--summary")):
-        reason = path and unwritable_reason(path, flag)
-        if reason:
-            print(f"error: {reason}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+    if not outputs_writable(args):
+        return EXIT_BAD_INPUT
     summary = run_to_end(run, progress=lambda p: print(progress_text(p), file=sys.stderr, flush=True),
                          report_every=max(1, args.report_every), keep_on_interrupt=True)
     if summary.get("stopped"):
@@ -265,11 +272,8 @@ def run_lod(argv) -> int:
     obj = open_and_find(args)
     if obj is None:
         return EXIT_BAD_INPUT
-    for path, flag in ((args.save, "--save"), (args.summary, "--summary")):
-        reason = path and unwritable_reason(path, flag)
-        if reason:
-            print(f"error: {reason}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+    if not outputs_writable(args):
+        return EXIT_BAD_INPUT
     options = LodOptions(ratio=args.ratio, texture_size=args.texture_size, target_views=args.views,
                          held_out_views=args.held_out, resolution=args.resolution,
                          render_engine=args.engine.upper(), cycles_samples=args.cycles_samples, steps=args.steps)
