@@ -70,8 +70,7 @@ def check_reference(reference, scene) -> float | None:
     if not reference.visible_get():
         raise InputError(f"'{reference.name}' is hidden: baking reads it from the view layer, so unhide it")
     scene_io.check_mesh_object(reference)
-    evaluated = reference.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    if sum(len(p.vertices) - 2 for p in evaluated.data.polygons) < 8:
+    if _triangles(reference, evaluated=True) < 8:
         raise InputError(f"'{reference.name}' has too few triangles to decimate")
     mats = [s.material for s in reference.material_slots if s.material is not None]
     if not mats:
@@ -193,22 +192,16 @@ def bake_down(reference, lod, images: dict, scene, radius: float) -> float:
     baseline the fit has to beat, and the fit's start. Returns seconds."""
     t0 = time.perf_counter()
     tree = lod.active_material.node_tree
-    render = scene.render
-    render.engine = "CYCLES"
+    scene.render.engine = "CYCLES"  # these three: put back by _render_setup
     scene.cycles.samples = 1
     scene.cycles.device = "CPU"
-    bake = render.bake
-    bake.use_selected_to_active = True
-    bake.cage_extrusion = 0.05 * radius
-    bake.max_ray_distance = 0.2 * radius
-    bake.margin = 4
-    bake.normal_space = "TANGENT"
+    # Passed to the operator, which leaves the scene's own bake settings alone.
     with _selection(bpy.context.view_layer, [reference, lod], lod):
         for channel, image in images.items():
             kind, passes = BAKES[channel]
             tree.nodes.active = next(n for n in tree.nodes if n.type == "TEX_IMAGE" and n.image == image)
             bpy.ops.object.bake(type=kind, pass_filter=passes, use_selected_to_active=True,
-                                cage_extrusion=bake.cage_extrusion, max_ray_distance=bake.max_ray_distance,
+                                cage_extrusion=0.05 * radius, max_ray_distance=0.2 * radius,
                                 margin=4, normal_space="TANGENT", target="IMAGE_TEXTURES")
             image.pack()
     return time.perf_counter() - t0
@@ -225,9 +218,7 @@ def premultiplied(image) -> np.ndarray:
     """(h, w, 4) premultiplied sRGB-encoded RGBA of a straight-alpha PNG image
     (a 16-bit one loads as a float buffer, kept scene-linear: encoded here)."""
     w, h = image.size
-    px = np.empty(w * h * 4, np.float32)
-    image.pixels.foreach_get(px)
-    px = px.reshape(h, w, 4)
+    px = scene_io.stored_pixels(image).reshape(h, w, 4)
     rgb = scene_io.linear_to_srgb(np.clip(px[..., :3], 0, 1)) if image.is_float else px[..., :3]
     return np.concatenate([rgb * px[..., 3:], px[..., 3:]], -1)
 
@@ -331,9 +322,9 @@ def held_out_cameras(reference, count: int, name: str, scene=None):
     return collection
 
 
-def _score(scene, cameras, truths, folder) -> float:
-    return float(np.mean([psnr(float(np.mean((render_view(scene, cam, folder).astype(np.float64) - t) ** 2)))
-                          for cam, t in zip(cameras, truths)]))
+def _score(renders: list, truths: list) -> float:
+    """Mean PSNR of `renders` against `truths` (premultiplied sRGB RGBA)."""
+    return float(np.mean([psnr(float(np.mean((r.astype(np.float64) - t) ** 2))) for r, t in zip(renders, truths)]))
 
 
 # The whole job ------------------------------------------------------------------
@@ -413,12 +404,13 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
         reference.hide_render, lod.hide_render = True, False
         # The keep-or-revert decision is the engine's own, on the target
         # views; held-out views only report.
-        baked = {k: _pixels(v) for k, v in images.items()}
-        summary["psnr_targets_before"] = _score(scene, target_cams, target_truths, folder)
-        summary["psnr_held_out_before"] = _score(scene, held_cams, truths, folder) if held_cams else None
+        baked = {k: scene_io.stored_pixels(v) for k, v in images.items()}
+        summary["psnr_targets_before"] = _score([render_view(scene, c, folder) for c in target_cams], target_truths)
+        held_renders = [render_view(scene, c, folder) for c in held_cams]
+        summary["psnr_held_out_before"] = _score(held_renders, truths) if held_cams else None
         if options.pictures and held_cams:
             save_picture(truths[0], Path(options.pictures) / "reference.png")
-            save_picture(render_view(scene, held_cams[0], folder), Path(options.pictures) / "baked.png")
+            save_picture(held_renders[0], Path(options.pictures) / "baked.png")
         report("fitting")
         preset = quality_preset("standard", joint=False)
         preset.pop("resolution", None)
@@ -436,8 +428,8 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
                                               "kept_step") if k in fit}
         if "material" in fit:
             summary["fit"]["material"] = fit["material"]
-        summary["psnr_targets_after"] = _score(scene, target_cams, target_truths, folder)
-        if options.pictures and held_cams:
+        summary["psnr_targets_after"] = _score([render_view(scene, c, folder) for c in target_cams], target_truths)
+        if options.pictures and held_cams:  # the fit as it came out, kept or not
             save_picture(render_view(scene, held_cams[0], folder), Path(options.pictures) / "fitted.png")
         summary["kept"] = "fitted"
         if summary["psnr_targets_after"] < summary["psnr_targets_before"]:
@@ -450,7 +442,7 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
             for channel, value in summary["fit"].get("material", {}).items():
                 bsdf.inputs[channel.title()].default_value = value["before"]
             summary["kept"] = "baked"
-        summary["psnr_held_out_after"] = (_score(scene, held_cams, truths, folder)
+        summary["psnr_held_out_after"] = (_score([render_view(scene, c, folder) for c in held_cams], truths)
                                           if held_cams and summary["kept"] == "fitted"
                                           else summary["psnr_held_out_before"])
     finally:
@@ -468,12 +460,6 @@ def save_picture(premultiplied_pixels: np.ndarray, path: Path, background: float
     rgb = px[..., :3] + (1.0 - px[..., 3:]) * background
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(scene_setup.encode_png(np.concatenate([rgb, np.ones_like(px[..., 3:])], -1)))
-
-
-def _pixels(image) -> np.ndarray:
-    px = np.empty(len(image.pixels), np.float32)
-    image.pixels.foreach_get(px)
-    return px
 
 
 def _triangles(obj, evaluated: bool = False) -> int:

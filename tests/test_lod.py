@@ -32,6 +32,8 @@ def test_fit_lod_makes_a_baked_decimated_copy_and_hands_back_no_worse(empty_scen
     scene.view_settings.view_transform = "AgX" if "AgX" in {
         i.identifier for i in scene.view_settings.bl_rna.properties["view_transform"].enum_items} else "Filmic"
     engine_before, transform_before = scene.render.engine, scene.view_settings.view_transform
+    bake = scene.render.bake
+    bake_before = (bake.use_selected_to_active, bake.cage_extrusion, bake.max_ray_distance, bake.margin)
     options = lod.LodOptions(ratio=0.2, texture_size=64, target_views=3, held_out_views=2, resolution=48, steps=30,
                              pictures=str(tmp_path))
     summary = lod.fit_lod(ref, options, scene=scene)
@@ -61,6 +63,7 @@ def test_fit_lod_makes_a_baked_decimated_copy_and_hands_back_no_worse(empty_scen
     np.testing.assert_array_equal(_positions(ref), ref_co)
     assert not ref.hide_render
     assert (scene.render.engine, scene.view_settings.view_transform) == (engine_before, transform_before)
+    assert (bake.use_selected_to_active, bake.cage_extrusion, bake.max_ray_distance, bake.margin) == bake_before
     assert len(bpy.data.collections[summary["target_cameras"]].objects) == 3
     assert summary["lod"] in lod.summary_text(summary)
 
