@@ -304,7 +304,12 @@ def test_a_fitted_roughness_image_is_written_back_where_it_is_read_and_aborted(b
         np.testing.assert_allclose(px[..., :3], np.repeat(fitted[..., None], 3, -1), atol=1 / 65535 + 1e-6)
         np.testing.assert_array_equal(px[..., 3], old[..., 3])
     info = summary["material_images"]["roughness"]
-    assert info["image"] == "Rough" and info["mean_after"] < info["mean_before"]  # 0.9 is far too rough
+    # These targets (an unlit Suzanne) do not decide which way roughness should
+    # go, so only the report is checked here; the direction is
+    # test_a_lit_fit_recovers_the_roughness's job.
+    assert info["image"] == "Rough" and info["mean_before"] == pytest.approx(0.9, abs=2e-5)
+    assert info["mean_after"] == pytest.approx(float(fitted.mean()), abs=1e-4)
+    assert info["mean_after"] != pytest.approx(0.9, abs=1e-4)
     run.abort()
     restored = np.empty(len(image.pixels), np.float32)
     image.pixels.foreach_get(restored)
