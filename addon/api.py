@@ -9,8 +9,11 @@ through `OptimizationRun`.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+
+import bpy
 
 import numpy as np
 
@@ -36,6 +39,8 @@ class OptimizationRun:
             settings.validate()
         except ValueError as exc:
             raise InputError(str(exc)) from None
+        if settings.pixel_filter == "auto":  # the targets are taken as the scene's engine renders
+            settings = dataclasses.replace(settings, **scene_io.pixel_filter_for(scene or bpy.context.scene))
         self.settings = settings
         self.resolution = resolution
         self.inputs = scene_io.read_scene(obj, camera_collection, resolution, scene, lit=settings.lit)

@@ -398,6 +398,37 @@ class SceneInputs:
     original_shape_keys: list | None = None  # every key's positions, for restore
 
 
+# A Gaussian's sigma per pixel of filter size: Cycles' Blackman-Harris of full
+# width `filter_width` has sigma 0.1414 * width; EEVEE's film filter is the
+# Gaussian it fits to a Blackman-Harris of radius `filter_size` (sigma 0.284 *
+# radius; eevee_film). So at the 1.5 px defaults: 0.21 px and 0.43 px.
+CYCLES_SIGMA_PER_WIDTH = 0.1414
+EEVEE_SIGMA_PER_RADIUS = 0.284
+
+
+def pixel_filter_for(scene) -> dict:
+    """The Settings (pixel_filter, workbench_samples, filter_sigma) of
+    targets rendered by `scene`'s own engine and settings: Workbench's TAA
+    where it renders (its Render samples), EEVEE's and Cycles' pixel filters
+    as Gaussians; Workbench with antialiasing off or FXAA, and any other
+    engine, the default Gaussian."""
+    from ..engine.pixel_filter import WORKBENCH_SAMPLES
+    from ..engine.scene import Settings
+
+    engine = scene.render.engine
+    sigma = Settings.filter_sigma
+    if engine == "BLENDER_WORKBENCH":
+        aa = scene.display.render_aa
+        if aa.isdigit() and int(aa) in WORKBENCH_SAMPLES:
+            return {"pixel_filter": "workbench", "workbench_samples": int(aa), "filter_sigma": sigma}
+    elif engine.startswith("BLENDER_EEVEE"):
+        sigma = EEVEE_SIGMA_PER_RADIUS * scene.render.filter_size
+    elif engine == "CYCLES" and getattr(scene, "cycles", None) is not None:
+        sigma = CYCLES_SIGMA_PER_WIDTH * scene.cycles.filter_width
+    return {"pixel_filter": "gaussian", "workbench_samples": 8,
+            "filter_sigma": float(min(max(sigma, 0.05), 1.0))}
+
+
 def read_scene(obj, camera_collection, longest_side: int = 256, scene=None, lit: bool = False) -> SceneInputs:
     """Validate and read everything the optimizer needs. Changes nothing.
     `lit`: also the lights, the world, the rest of the Principled material and

@@ -9,8 +9,9 @@ import sys
 FRAME_BYTES = 16  # one RGBA32F pixel
 # Measured on llvmpipe (GPU memory is host memory there), in RGBA32F frames of
 # the working resolution: each view's target is kept on the host and on the
-# GPU; the render targets, read-backs and resampling temporaries add ~16 more.
-FRAMES_PER_VIEW = 2
+# GPU, with the running mean of its renders (Settings.running_residual); the
+# render targets, read-backs and resampling temporaries add ~16 more.
+FRAMES_PER_VIEW = 3
 FRAMES_FIXED = 16
 BYTES_PER_TEXEL = 160  # host copies (read, original, clipped, upload) + theta, Adam moments, gradients
 BYTES_PER_VERTEX = 320  # the same for positions, plus the Laplacian's adjacency

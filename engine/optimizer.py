@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import gpu_kernels as K
 from .lit_reference import pack_lights
+from .pixel_filter import log_space, workbench_points
 from .reference import as_int32, encode_srgb, perturbation_key
 from .scene import SceneArrays, Settings
 
@@ -190,9 +191,17 @@ class Engine:
             self.batch = b.mesh_batch(mesh.triangles.reshape(-1), mesh.corner_uvs.reshape(-1, 2))
         # The loss compares in the texture's own encoding: sRGB for an sRGB
         # texture (renders blend in linear light, then G encodes them).
-        self.loss_srgb = scene.texture_srgb
+        # A Workbench-filtered fit compares log2(linear + 1), where Workbench averages.
+        self.workbench = settings.pixel_filter == "workbench"
+        self.loss_srgb = scene.texture_srgb and not self.workbench
         self.loss_targets = [self.loss_encoded(np.clip(v.target, 0, 1)) for v in scene.views]  # as scored, once
         self.targets = [b.texture(self.width, self.height, "RGBA32F", t) for t in self.loss_targets]
+        if settings.running_residual > 0:  # G's residual: a running mean per view (residual_target.glsl)
+            self.running_means = [b.texture(self.width, self.height, "RGBA32F") for _ in scene.views]
+            for mean in self.running_means:
+                b.clear(mean, 0.0)  # mix(garbage, s, 1) could still be NaN
+            self.view_visits = [0] * len(scene.views)
+            self.effective_target = b.texture(self.width, self.height, "RGBA32F")
         self.render_plus = b.render_target(self.width, self.height)
         self.render_minus = b.render_target(self.width, self.height)
         self.global_acc = b.texture(K.MAX_VIEWS_PER_STEP, 2, "R32I")
@@ -212,8 +221,16 @@ class Engine:
         self.active = self.perturbed_groups(0)  # the groups the current step perturbs
         self._rng = np.random.default_rng(settings.seed)
         self._jitter_rng = np.random.default_rng([settings.seed, 1])
-        self.antialias_offsets = gaussian_offsets(len(ANTIALIAS_OFFSETS), settings.filter_sigma)
-        self.checkpoint_offsets = gaussian_offsets(len(CHECKPOINT_OFFSETS), settings.filter_sigma)
+        if self.workbench:
+            # The pixel reads c(p + d) at Workbench's points d; a render moved by -d shows it there.
+            points, weights = workbench_points(settings.workbench_samples)
+            self.jitter_points, self.jitter_weights = -points, weights
+            self.antialias_offsets = tuple(zip(map(tuple, -points), weights))
+            strongest = np.argsort(-weights, kind="stable")[:len(CHECKPOINT_OFFSETS)]
+            self.checkpoint_offsets = tuple((tuple(-points[i]), weights[i]) for i in strongest)
+        else:
+            self.antialias_offsets = gaussian_offsets(len(ANTIALIAS_OFFSETS), settings.filter_sigma)
+            self.checkpoint_offsets = gaussian_offsets(len(CHECKPOINT_OFFSETS), settings.filter_sigma)
         self.timings = None  # set to a dict to collect per-pass times (synchronising)
         self.stratum = -1  # the texel stratum of the current sub-step (texture_stratum)
         self.best_loss = math.inf  # of the parameters in each group's `best` copy
@@ -359,12 +376,15 @@ class Engine:
         flags = (K.FLAG_POSITIONS if pos in self.active else 0) | (K.FLAG_TEXTURE if tex in self.active else 0)
         if self.silhouette_only():
             flags |= K.FLAG_SILHOUETTE
-        if self.loss_srgb:
-            flags |= K.FLAG_SRGB_LOSS
+        flags |= self.loss_flag()
         if s.estimator == "full_image":
             flags |= K.FLAG_FULL_IMAGE
         plus = self.backend.target_textures(self.render_plus)
         minus = self.backend.target_textures(self.render_minus)
+        target = self.targets[view_index]
+        if s.running_residual > 0:
+            target = self._residual_target(view_index, plus, minus)
+            flags |= K.FLAG_EFFECTIVE_TARGET  # and the loss is accumulated already
         # A disabled group's accumulators are never written (its flag is off):
         # bind any integer image in their place.
         dummy = self.loss_acc
@@ -379,7 +399,7 @@ class Engine:
             samplers={"color_plus": plus["color"], "color_minus": minus["color"],
                       "id_plus": plus["id"], "id_minus": minus["id"],
                       "uv_plus": plus["uv"], "uv_minus": minus["uv"],
-                      "target": self.targets[view_index], "triangles": self.triangles},
+                      "target": target, "triangles": self.triangles},
             constants={"key_pos": pos.key(s.seed, substep), "key_tex": tex.key(s.seed, substep),
                        "slot": slot, "flags": flags, "image_size": (self.width, self.height),
                        "tex_size": self.texture_size, "pos_width": pos.width, "tex_stratum": self.stratum,
@@ -388,10 +408,27 @@ class Engine:
             for group, stratum, channels in ((self.material_group, self.material_stratum, self.material_channels),
                                              (self.normal_group, self.normal_stratum, 3)):  # normals: x, y
                 if group in self.active:
-                    self._coupled_gradient(group, stratum, channels, substep, slot, view_index, plus, minus)
+                    self._coupled_gradient(group, stratum, channels, substep, slot, target, plus, minus)
         self.loss_substeps += 1
 
-    def _coupled_gradient(self, group, stratum, channels, substep, slot, view_index, plus, minus) -> None:
+    def _residual_target(self, view_index: int, plus: dict, minus: dict):
+        """The target G compares with so that it charges the residual of the
+        view's running mean (residual_target.glsl); the first visits average
+        plainly, then each replaces `running_residual` of the mean."""
+        self.view_visits[view_index] += 1
+        rate = max(1.0 / self.view_visits[view_index], self.settings.running_residual)
+        if self.settings.residual_follows_lr:
+            rate = max(rate, self.lr_scale(self.step_index))
+        self.backend.dispatch(
+            K.RESIDUAL_TARGET, K.RESIDUAL_TARGET.groups(self.width, self.height),
+            images={"running_mean": self.running_means[view_index], "effective_target": self.effective_target,
+                    "loss_acc": self.loss_acc},
+            samplers={"color_plus": plus["color"], "color_minus": minus["color"],
+                      "target": self.targets[view_index]},
+            constants={"image_size": (self.width, self.height), "flags": self.loss_flag(), "rate": rate})
+        return self.effective_target
+
+    def _coupled_gradient(self, group, stratum, channels, substep, slot, target, plus, minus) -> None:
         """G for a material or normal map: one pass per such group. G binds 8
         images, the most a shader gets on several backends, so the map takes
         the texture's slots in a pass of its own; each texel channel in
@@ -404,12 +441,16 @@ class Engine:
             samplers={"color_plus": plus["color"], "color_minus": minus["color"],
                       "id_plus": plus["id"], "id_minus": minus["id"],
                       "uv_plus": plus["uv"], "uv_minus": minus["uv"],
-                      "target": self.targets[view_index], "triangles": self.triangles},
+                      "target": target, "triangles": self.triangles},
             constants={"key_pos": 0, "key_tex": group.key(s.seed, substep), "slot": slot,
-                       "flags": K.FLAG_TEXTURE | K.FLAG_COUPLED | (K.FLAG_SRGB_LOSS if self.loss_srgb else 0),
+                       "flags": K.FLAG_TEXTURE | K.FLAG_COUPLED | self.loss_flag(),
                        "image_size": (self.width, self.height), "tex_size": (group.width, group.rows),
                        "pos_width": self.positions_group.width, "tex_stratum": stratum,
                        "tex_channels": channels})
+
+    def loss_flag(self) -> int:
+        """G's flag for the space the loss compares in (as `loss_encoded`)."""
+        return K.FLAG_LOG_LOSS if self.workbench else K.FLAG_SRGB_LOSS if self.loss_srgb else 0
 
     def shape_end(self) -> int | None:
         """The step where a joint fit's shape phase ends and the texture
@@ -555,7 +596,10 @@ class Engine:
         sample skips most texels of a minified texture, which then overfit
         the target views)."""
         offset = (0.0, 0.0)
-        if self.settings.antialias:
+        if self.settings.antialias and self.workbench:
+            point = self.jitter_points[self._jitter_rng.choice(len(self.jitter_weights), p=self.jitter_weights)]
+            offset = (float(point[0]), float(point[1]))
+        elif self.settings.antialias:
             jitter = np.clip(self._jitter_rng.normal(0.0, self.settings.filter_sigma, 2), -FILTER_RADIUS,
                              FILTER_RADIUS)
             offset = (float(jitter[0]), float(jitter[1]))
@@ -651,12 +695,20 @@ class Engine:
         candidate's); `antialias`: the mean of renders at `offsets`, as
         Blender's engines filter pixels."""
         offsets = (offsets or self.antialias_offsets) if antialias else ((0.0, 0.0),)
-        color = np.zeros((self.height, self.width, 4), np.float32)
+        color = np.zeros((self.height, self.width, 4), np.float64)
         texture = self.backend.target_textures(self.render_plus)["color"]
-        for offset in offsets:
+        if not (antialias and self.workbench):
+            for offset in offsets:
+                self.rasterize(self.render_plus, view_index, offset=offset, candidate=candidate)
+                color += self.backend.read(texture)
+            return (color / len(offsets)).astype(np.float32)
+        # Workbench: the weighted mean of log2(c + 1), as its TAA accumulates.
+        total = 0.0
+        for offset, weight in offsets:
             self.rasterize(self.render_plus, view_index, offset=offset, candidate=candidate)
-            color += self.backend.read(texture)
-        return color / len(offsets)
+            color += weight * log_space(self.backend.read(texture))
+            total += weight
+        return (np.exp2(color / total) - 1.0).astype(np.float32)
 
     def evaluate(self, keep_color: bool = False) -> list:
         """Per-view MSE (mean over pixels and RGBA) and PSNR of the current
@@ -747,6 +799,8 @@ class Engine:
     def loss_encoded(self, color: np.ndarray) -> np.ndarray:
         """A linear render or target as the loss compares it (sRGB-encoded for an sRGB texture)."""
         color = np.clip(color, 0.0, 1.0)  # as targets are, and as G compares (a lit highlight can pass 1)
+        if self.workbench:
+            return log_space(color)
         return encode_srgb(color) if self.loss_srgb else color
 
     def restore_best(self) -> bool:

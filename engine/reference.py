@@ -187,10 +187,12 @@ def rasterize(positions, triangles, corner_uvs, view_projection, albedo, width, 
 def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_minus, target,
                         triangles, vertex_count, tex_size, key_pos, key_tex,
                         positions=True, texture=True, full_image=False, silhouette=False, srgb_loss=False,
-                        tex_stratum=-1, coupled_channels=None):
+                        tex_stratum=-1, coupled_channels=None, log_loss=False):
     """Fixed-point accumulators as the GPU leaves them (in units of dL).
     `coupled_channels` (a bit mask, FLAG_COUPLED): those texel channels are
-    charged the whole pixel difference, the others nothing."""
+    charged the whole pixel difference, the others nothing. `srgb_loss` /
+    `log_loss`: the renders are compared sRGB-encoded / as log2(c + 1) (the
+    target is in that space already)."""
     tw, th = tex_size
     out = {"positions": np.zeros((vertex_count, 3), np.int64),
            "positions_count": np.zeros(vertex_count, np.int64),
@@ -200,6 +202,9 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
     color_plus, color_minus = np.clip(color_plus, 0.0, 1.0), np.clip(color_minus, 0.0, 1.0)
     if srgb_loss:  # the target is encoded already
         color_plus, color_minus = encode_srgb(color_plus), encode_srgb(color_minus)
+    elif log_loss:
+        color_plus = np.log2(color_plus + np.float32(1.0)).astype(np.float32)
+        color_minus = np.log2(color_minus + np.float32(1.0)).astype(np.float32)
     lp_channel = ((color_plus - target) ** 2).astype(np.float32)
     lm_channel = ((color_minus - target) ** 2).astype(np.float32)
     dl_channel = (lp_channel - lm_channel).astype(np.float32)  # texel channel c: channel c's share
@@ -249,6 +254,22 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
                     out["texture"][qy, qx] += to_fixed(charge * s)
                     out["texture_count"][qy, qx] += 1
     return _scaled(out)
+
+
+def residual_target(color_plus, color_minus, target, running_mean, rate, srgb_loss=False, log_loss=False):
+    """The residual_target kernel: (new running mean, effective target, summed
+    mean loss) for renders, a target in the loss's space and the view's mean."""
+    def space(c):
+        c = np.clip(c, 0.0, 1.0).astype(np.float32)
+        if srgb_loss:
+            return encode_srgb(c)
+        return np.log2(c + np.float32(1.0)).astype(np.float32) if log_loss else c
+
+    plus, minus = space(color_plus), space(color_minus)
+    s = np.float32(0.5) * (plus + minus)
+    mean = running_mean + np.float32(rate) * (s - running_mean)
+    loss = np.float32(0.5) * np.sum((plus - target) ** 2 + (minus - target) ** 2, axis=-1, dtype=np.float32)
+    return mean, s - (mean - target), float(loss.sum())
 
 
 def _scaled(out):

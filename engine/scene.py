@@ -130,12 +130,28 @@ class Settings:
     # Sub-pixel jitter of each step's renders, and antialiased evaluations.
     antialias: bool = True
     # The pixel filter as a Gaussian's sigma in pixels: the per-step jitter and
-    # the antialiased renders follow it. 0.21: Cycles' and Workbench's 1.5 px
-    # Blackman-Harris. EEVEE's film filter is wider (sigma 0.45 matched its
-    # silhouettes best: alpha RMSE 0.004 against 0.017 at 0.21), yet an EEVEE-
-    # judged lit texture fit scored less with it (41.2 against 42.4 dB
-    # held-out): a wider jitter spreads each charge over more texels.
+    # the antialiased renders follow it. 0.21: Cycles' default 1.5 px
+    # Blackman-Harris. EEVEE's film filter is twice as wide (0.43; sigma 0.45
+    # matched its silhouettes best). With pixel_filter "auto", a Blender run
+    # sets it from the scene's engine (addon/scene_io.pixel_filter_for).
     filter_sigma: float = 0.21
+    # How the targets' engine forms a pixel ("gaussian": the Gaussian above,
+    # averaged in linear light; "workbench": Workbench's TAA, the log-space
+    # weighted mean of its jittered point samples, engine/pixel_filter.py).
+    # The per-step jitter draws its points and the loss is taken where it
+    # averages them.
+    # "auto" (Blender runs): the scene's engine's filter (addon/scene_io.pixel_filter_for); the
+    # engine alone reads it as "gaussian".
+    pixel_filter: str = "auto"
+    workbench_samples: int = 8  # Workbench's Render samples (Render Properties › Sampling)
+    # > 0: G charges the residual of a running mean over each view's visits
+    # (this is the share each visit replaces, after the first visits' plain
+    # mean), not of the step's own jitter sample (gpu_kernels/residual_target.glsl).
+    running_residual: float = 0.2
+    # ... and at least the current learning-rate scale: at full rate (early,
+    # and when a joint fit's texture phase starts again) the step's own
+    # sample, fresh; as the rate decays, the running mean.
+    residual_follows_lr: bool = True
     # 4: each sub-step perturbs one of the texture's four (x, y) parity
     # classes, so a pixel's bilinear footprint holds one perturbed texel and
     # its loss difference is charged to that texel alone; 1: every texel.
@@ -170,6 +186,7 @@ class Settings:
     check_every: int = 0  # steps between checkpoints; 0: about 10 per run
 
     ESTIMATORS = ("per_pixel", "full_image")
+    PIXEL_FILTERS = ("auto", "gaussian", "workbench")
     NORMALIZATIONS = ("pixels", "count")
     SEED_MAX = 2**31 - 1
 
@@ -212,6 +229,14 @@ class Settings:
             raise ValueError("nothing to optimize: enable the texture, roughness, metallic or normal map")
         if not (np.isfinite(self.filter_sigma) and 0 < self.filter_sigma <= 1):
             raise ValueError(f"filter sigma must lie in (0, 1] pixels, got {self.filter_sigma}")
+        if self.pixel_filter not in self.PIXEL_FILTERS:
+            raise ValueError(f"pixel filter must be one of {self.PIXEL_FILTERS}, got {self.pixel_filter!r}")
+        from .pixel_filter import WORKBENCH_SAMPLES
+
+        if self.workbench_samples not in WORKBENCH_SAMPLES:
+            raise ValueError(f"Workbench samples must be one of {WORKBENCH_SAMPLES}, got {self.workbench_samples}")
+        if not 0 <= self.running_residual <= 1:
+            raise ValueError(f"running residual must lie in [0, 1], got {self.running_residual}")
         if self.texture_strata not in (1, 4):
             raise ValueError(f"texture strata must be 1 or 4, got {self.texture_strata}")
         if self.warmup_steps < 0 or self.check_every < 0:

@@ -41,6 +41,11 @@ FLAG_COUPLED = 512
 # adam_step: the texels are tangent-space normals stored as (x, y, z) / 2 + 1/2: after the update,
 # rebuild z = sqrt(1 - x^2 - y^2) from x and y (unit_normal_from_xy in common.glsl)
 ADAM_UNIT_NORMAL = 1024
+# accumulate_gradient: compare log2(colour + 1) of linear renders (the target is transformed already),
+# where Workbench averages its antialiasing samples (engine/pixel_filter.py)
+FLAG_LOG_LOSS = 2048
+# accumulate_gradient: the target is residual_target's effective one; the loss was accumulated there
+FLAG_EFFECTIVE_TARGET = 4096
 # A fitted normal-map texel tilts at most this far from its surface normal: z >= NORMAL_Z_MIN,
 # so it stays unit with z > 0 and sqrt(1 - x^2 - y^2) keeps float precision.
 NORMAL_Z_MIN = 0.05
@@ -116,7 +121,8 @@ _FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}", "NORMAL_XY_MAX": f"{NORMAL_XY_MAX
           **{name: globals()[name] for name in ("FLAG_POSITIONS", "FLAG_TEXTURE", "FLAG_FULL_IMAGE",
                                                 "ADAM_CLAMP01", "ADAM_REGULARIZER", "ADAM_PER_COUNT",
                                                 "ADAM_WORKLIST", "FLAG_SILHOUETTE",
-                                                "FLAG_SRGB_LOSS", "FLAG_COUPLED", "ADAM_UNIT_NORMAL")}}
+                                                "FLAG_SRGB_LOSS", "FLAG_COUPLED", "ADAM_UNIT_NORMAL",
+                                                "FLAG_LOG_LOSS", "FLAG_EFFECTIVE_TARGET")}}
 
 PERTURB = KernelSpec(
     name="perturb",
@@ -200,6 +206,17 @@ COPY = KernelSpec(
     defines=_FIXED,
 )
 
+RESIDUAL_TARGET = KernelSpec(
+    name="residual_target",
+    sources=_COMMON + ("residual_target.glsl",),
+    images=(_img(0, "RGBA32F", "running_mean"), _img(1, "RGBA32F", "effective_target", ("WRITE",)),
+            _img(2, "R32I", "loss_acc")),
+    samplers=(Sampler(0, "FLOAT_2D", "color_plus"), Sampler(1, "FLOAT_2D", "color_minus"),
+              Sampler(2, "FLOAT_2D", "target")),
+    push_constants=(("IVEC2", "image_size"), ("INT", "flags"), ("FLOAT", "rate")),
+    defines=_FIXED,
+)
+
 # Lit shading (issue 9): shade_lit on arrays (tests), and a lit raster pass.
 _LIT = _COMMON + ("lit_shading.glsl",)
 
@@ -253,7 +270,7 @@ RASTERIZE_LIT_FIT = KernelSpec(
 )
 
 ALL_KERNELS = (PERTURB, RASTERIZE, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT, COPY,
-               LIT_EVAL, RASTERIZE_LIT, RASTERIZE_LIT_FIT)
+               RESIDUAL_TARGET, LIT_EVAL, RASTERIZE_LIT, RASTERIZE_LIT_FIT)
 
 __all__ = ["KernelSpec", "Image", "Sampler", "ALL_KERNELS", "FIXED_SCALE",
            "MAX_VIEWS_PER_STEP", "MAX_IMAGES_PER_KERNEL"] + [k.name.upper() for k in ALL_KERNELS]

@@ -109,12 +109,18 @@ void main()
     c_plus = encode_srgb(c_plus);
     c_minus = encode_srgb(c_minus);
   }
+  else if ((flags & FLAG_LOG_LOSS) != 0) {
+    c_plus = log2(c_plus + 1.0);
+    c_minus = log2(c_minus + 1.0);
+  }
   vec4 loss_plus = channel_loss(c_plus, t);
   vec4 loss_minus = channel_loss(c_minus, t);
   vec4 dl_channel = loss_plus - loss_minus;
   float dl = dot(dl_channel, vec4(1.0));
   float mean_loss = 0.5 * dot(loss_plus + loss_minus, vec4(1.0));
-  ADD_FIXED(loss_acc, ivec2(0, 0), 1, mean_loss);
+  if ((flags & FLAG_EFFECTIVE_TARGET) == 0) {
+    ADD_FIXED(loss_acc, ivec2(0, 0), 1, mean_loss);
+  }
 
   if ((flags & FLAG_FULL_IMAGE) != 0) {
     ADD_FIXED(global_acc, ivec2(slot, 0), 1, dl);

@@ -83,18 +83,23 @@ def test_rasterize_matches_reference(backend, srgb):
     assert np.all(gpu["color"][ids == 0] == 0)
 
 
-@pytest.mark.parametrize("estimator,silhouette,srgb,strata", [
-    ("per_pixel", False, False, 4), ("per_pixel", True, False, 4), ("per_pixel", False, True, 1),
-    ("full_image", False, False, 1)])
-def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, srgb, strata):
+@pytest.mark.parametrize("estimator,silhouette,loss,strata", [
+    ("per_pixel", False, "linear", 4), ("per_pixel", True, "linear", 4), ("per_pixel", False, "srgb", 1),
+    ("per_pixel", False, "log", 4), ("full_image", False, "linear", 1)])
+def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, loss, strata):
     engine = small_engine(backend, estimator=estimator, silhouette_fraction=1.0 if silhouette else 0.0,
-                          texture_strata=strata)
+                          texture_strata=strata, pixel_filter="workbench" if loss == "log" else "gaussian")
     assert engine.silhouette_only() == silhouette
+    srgb = loss == "srgb"
     target = engine.scene.views[2].target
     if srgb:  # the loss of an sRGB texture's fit compares sRGB-encoded values
         engine.loss_srgb = True
         target = ref.encode_srgb(target)
         engine.targets[2] = backend.texture(W, H, "RGBA32F", target)
+    if loss == "log":  # Workbench's space: the target is uploaded as log2(c + 1)
+        assert engine.loss_flag() == K.FLAG_LOG_LOSS
+        target = engine.loss_targets[2]
+        np.testing.assert_allclose(target, np.log2(np.clip(engine.scene.views[2].target, 0, 1) + 1), atol=1e-6)
     engine.clear_gradients()
     engine.substep(substep=3, slot=0, view_index=2)
     got = engine.read_gradients()
@@ -108,7 +113,7 @@ def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, s
         key_pos=ref.perturbation_key(0, 3, engine.positions_group.salt),
         key_tex=ref.perturbation_key(0, 3, engine.texture_group.salt),
         full_image=(estimator == "full_image"), silhouette=silhouette, srgb_loss=srgb,
-        tex_stratum=engine.stratum)
+        tex_stratum=engine.stratum, log_loss=(loss == "log"))
     assert engine.stratum == (0 if strata == 4 else -1)
     resolution = 4.0 / K.FIXED_SCALE  # a few counts per contribution (float32 dL rounding)
     if estimator == "full_image":
@@ -120,6 +125,48 @@ def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, s
         np.testing.assert_array_equal(got[name + "_count"], want[name + "_count"])
         tol = (want[name + "_count"] + 1)[..., None] * resolution
         assert np.all(np.abs(got[name] - want[name]) <= tol)
+
+
+@pytest.mark.parametrize("pixel_filter", ["gaussian", "workbench"])
+def test_residual_target_matches_reference(backend, pixel_filter):
+    """The running mean of a view's visits and the target G then compares
+    with: s - (mean - t), so G charges (c+ - c-) 2 (mean - t)."""
+    engine = small_engine(backend, running_residual=0.25, pixel_filter=pixel_filter, residual_follows_lr=False)
+    engine.scene.texture_srgb = engine.loss_srgb = pixel_filter == "gaussian"
+    mean = np.zeros((H, W, 4), np.float32)
+    for visit in range(3):
+        engine.clear_gradients()
+        before = backend.read(engine.running_means[2])
+        np.testing.assert_allclose(before, mean, atol=1e-5)
+        engine.substep(substep=visit, slot=0, view_index=2)
+        plus = backend.read(backend.target_textures(engine.render_plus)["color"])
+        minus = backend.read(backend.target_textures(engine.render_minus)["color"])
+        rate = max(1.0 / (visit + 1), 0.25)
+        mean, effective, loss = ref.residual_target(plus, minus, engine.loss_targets[2], mean, rate,
+                                                    srgb_loss=engine.loss_srgb, log_loss=engine.workbench)
+        np.testing.assert_allclose(backend.read(engine.running_means[2]), mean, atol=1e-5)
+        np.testing.assert_allclose(backend.read(engine.effective_target), effective, atol=1e-5)
+        got_loss = float(backend.read_fixed(engine.loss_acc, 1)[0, 0, 0])
+        assert got_loss == pytest.approx(loss, rel=1e-4, abs=W * H * 4.0 / K.FIXED_SCALE)
+        backend.clear(engine.loss_acc, 0)
+    assert engine.view_visits == [0, 0, 3]
+    if visit:  # after the first visit the residual is no longer the step's own
+        s = 0.5 * (engine.loss_encoded(plus) + engine.loss_encoded(minus))
+        assert np.abs(effective - engine.loss_targets[2]).max() > 1e-3
+        assert np.abs(s - mean).max() > 1e-4
+
+
+def test_residual_follows_the_learning_rate(backend):
+    """With residual_follows_lr, each visit replaces at least the current
+    learning-rate scale of the mean: at full rate the step's own sample, so
+    G's target is the true one (the plain estimator), later a running mean."""
+    engine = small_engine(backend, running_residual=0.25, steps=100, lr_decay=0.01)
+    for visit in range(2):
+        engine.substep(substep=visit, slot=0, view_index=2)
+    np.testing.assert_allclose(backend.read(engine.effective_target), engine.loss_targets[2], atol=1e-5)
+    engine.step_index = 100  # lr scale 0.01: the running share, 0.25, rules
+    engine.substep(substep=2, slot=0, view_index=2)
+    assert np.abs(backend.read(engine.effective_target) - engine.loss_targets[2]).max() > 1e-3
 
 
 def test_worklist_holds_each_touched_texel_once(backend):

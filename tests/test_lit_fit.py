@@ -309,7 +309,6 @@ def test_a_fitted_roughness_image_is_written_back_where_it_is_read_and_aborted(b
     # test_a_lit_fit_recovers_the_roughness's job.
     assert info["image"] == "Rough" and info["mean_before"] == pytest.approx(0.9, abs=2e-5)
     assert info["mean_after"] == pytest.approx(float(fitted.mean()), abs=1e-4)
-    assert info["mean_after"] != pytest.approx(0.9, abs=1e-4)
     run.abort()
     restored = np.empty(len(image.pixels), np.float32)
     image.pixels.foreach_get(restored)

@@ -337,3 +337,28 @@ def test_gpu_bootstrap_leaves_the_scene_as_it_was(small_scene):
     gpu_context.ensure_gpu()
     assert everything() == before
     assert (bpy.context.window.scene if bpy.context.window else bpy.context.scene) == active
+
+
+# The targets' pixel filter --------------------------------------------------------
+@pytest.mark.parametrize("engine,aa,expected", [
+    ("BLENDER_WORKBENCH", "8", ("workbench", 8, 0.21)), ("BLENDER_WORKBENCH", "16", ("workbench", 16, 0.21)),
+    ("BLENDER_WORKBENCH", "FXAA", ("gaussian", 8, 0.21)), ("BLENDER_WORKBENCH", "OFF", ("gaussian", 8, 0.21)),
+    ("CYCLES", "8", ("gaussian", 8, 0.2121)), ("EEVEE", "8", ("gaussian", 8, 0.426))])
+def test_auto_pixel_filter_follows_the_scenes_engine(small_scene, engine, aa, expected):
+    """Settings.pixel_filter "auto" takes the targets as the scene's engine
+    renders them: the run's settings say which filter, how many samples and
+    how wide (EEVEE's default film filter is twice Cycles')."""
+    source, collection = small_scene
+    scene = bpy.context.scene
+    scene.render.engine = ("BLENDER_EEVEE" if bpy.app.version >= (5, 0, 0) else "BLENDER_EEVEE_NEXT") \
+        if engine == "EEVEE" else engine
+    scene.display.render_aa = aa
+    assert scene.render.filter_size == 1.5 and scene.cycles.filter_width == 1.5  # Blender's defaults
+    got = scene_io.pixel_filter_for(scene)
+    assert (got["pixel_filter"], got["workbench_samples"]) == expected[:2]
+    assert got["filter_sigma"] == pytest.approx(expected[2], abs=1e-3)
+    settings = Settings(steps=2)
+    run = OptimizationRun(source, collection, settings, resolution=32)
+    assert (run.settings.pixel_filter, run.settings.workbench_samples) == expected[:2]
+    assert run.settings.filter_sigma == pytest.approx(expected[2], abs=1e-3)
+    assert settings.pixel_filter == "auto"  # the caller's settings are not changed

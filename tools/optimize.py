@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter-sigma", type=float, default=d.filter_sigma,
                    help="pixel filter (Gaussian sigma, pixels) of the jitter and antialiasing "
                         "(default: %(default)s, Cycles' and Workbench's)")
+    p.add_argument("--pixel-filter", choices=Settings.PIXEL_FILTERS, default=d.pixel_filter,
+                   help="how the targets' engine forms a pixel: auto (default: Workbench's antialiasing when "
+                        "the scene renders with Workbench, else the Gaussian), gaussian, workbench")
+    p.add_argument("--running-residual", type=float, default=d.running_residual,
+                   help="share of a view's running mean render each visit replaces; the gradient charges "
+                        "its residual, not the step's own sample's (0: off; default: %(default)s)")
     p.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=d.antialias,
                    help="sub-pixel jitter per step and antialiased scoring (default: on)")
     p.add_argument("--texture-strata", type=int, choices=(1, 4), default=d.texture_strata,
@@ -127,7 +133,7 @@ def settings_from_args(args):
         estimator=args.estimator, views_per_step=args.views_per_step, smoothness=args.smoothness,
         seed=args.seed, write_back_every=args.write_back_every, alternate_groups=args.alternate_groups,
         antialias=args.antialias, keep_best=args.keep_best, lit=args.lit,
-        filter_sigma=args.filter_sigma,
+        filter_sigma=args.filter_sigma, pixel_filter=args.pixel_filter, running_residual=args.running_residual,
         optimize_roughness=args.fit_roughness, optimize_metallic=args.fit_metallic,
         optimize_normal=args.fit_normal, warmup_steps=args.warmup_steps,
         start_margin_db=args.start_margin_db, texture_strata=args.texture_strata,

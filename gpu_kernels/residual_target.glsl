@@ -1,0 +1,37 @@
+// The residual from independent samples (Settings.running_residual): with
+// the same sub-pixel jitter in R+ and R-, G's (c+ - t)^2 - (c- - t)^2 =
+// (c+ - c-) * 2 (s - t), s = (c+ + c-) / 2, charges the residual of this one
+// jitter sample, so a fit also shrinks each pixel's variance over the jitter
+// (it blurs) instead of matching the filtered mean the target holds. Here
+// the residual comes from a running mean m of s over the view's visits (in
+// the loss's space, where the targets' engine averages): G gets the target
+// t' = s - (m - t) and charges (c+ - c-) * 2 (m - t). The true loss is
+// accumulated here; G skips it (FLAG_EFFECTIVE_TARGET).
+vec4 loss_space(vec4 c)
+{
+  c = clamp(c, 0.0, 1.0);
+  if ((flags & FLAG_SRGB_LOSS) != 0) {
+    return encode_srgb(c);
+  }
+  if ((flags & FLAG_LOG_LOSS) != 0) {
+    return log2(c + 1.0);
+  }
+  return c;
+}
+
+void main()
+{
+  ivec2 p = ivec2(gl_GlobalInvocationID.xy);
+  if (p.x >= image_size.x || p.y >= image_size.y) {
+    return;
+  }
+  vec4 t = texelFetch(target, p, 0);
+  vec4 c_plus = loss_space(texelFetch(color_plus, p, 0));
+  vec4 c_minus = loss_space(texelFetch(color_minus, p, 0));
+  vec4 s = 0.5 * (c_plus + c_minus);
+  vec4 m = mix(imageLoad(running_mean, p), s, rate);
+  imageStore(running_mean, p, m);
+  imageStore(effective_target, p, s - (m - t));
+  vec4 dp = c_plus - t, dm = c_minus - t;
+  ADD_FIXED(loss_acc, ivec2(0, 0), 1, 0.5 * dot(dp * dp + dm * dm, vec4(1.0)));
+}
