@@ -39,11 +39,12 @@ class OptimizationRun:
             settings.validate()
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        if settings.pixel_filter == "auto":  # the targets are taken as the scene's engine renders
-            settings = dataclasses.replace(settings, **scene_io.pixel_filter_for(scene or bpy.context.scene))
-        self.settings = settings
         self.resolution = resolution
         self.inputs = scene_io.read_scene(obj, camera_collection, resolution, scene, lit=settings.lit)
+        if settings.pixel_filter == "auto":  # the targets are taken as the scene's engine renders
+            settings = dataclasses.replace(settings, **scene_io.pixel_filter_for(scene or bpy.context.scene,
+                                                                                 self.inputs.cameras))
+        self.settings = settings
         # Fitted roughness / metallic constants: their Principled inputs and
         # values before the run (abort() puts them back; the operator's undo step too).
         fitted = [c for c, on in (("roughness", settings.optimize_roughness),

@@ -406,17 +406,26 @@ CYCLES_SIGMA_PER_WIDTH = 0.1414
 EEVEE_SIGMA_PER_RADIUS = 0.284
 
 
-def pixel_filter_for(scene) -> dict:
+# A custom property Capture Targets sets on the images it makes.
+CAPTURED = "sge_captured"
+
+
+def pixel_filter_for(scene, cameras=()) -> dict:
     """The Settings (pixel_filter, workbench_samples, filter_sigma) of
     targets rendered by `scene`'s own engine and settings: Workbench's TAA
     where it renders (its Render samples), EEVEE's and Cycles' pixel filters
-    as Gaussians; Workbench with antialiasing off or FXAA, and any other
-    engine, the default Gaussian."""
+    as Gaussians; Workbench with antialiasing off or FXAA, any other engine,
+    and targets that Capture Targets made (all of `cameras`' are), the
+    default Gaussian."""
     from ..engine.pixel_filter import WORKBENCH_SAMPLES
     from ..engine.scene import Settings
 
     engine = scene.render.engine
     sigma = Settings.filter_sigma
+    captured = [bool(c.data.background_images and c.data.background_images[0].image is not None
+                     and c.data.background_images[0].image.get(CAPTURED)) for c in cameras]
+    if captured and all(captured):
+        engine = "SGE"  # our own rasterizer's filter
     if engine == "BLENDER_WORKBENCH":
         aa = scene.display.render_aa
         if aa.isdigit() and int(aa) in WORKBENCH_SAMPLES:

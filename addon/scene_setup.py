@@ -173,6 +173,7 @@ def capture_targets(reference, cameras, scene=None, hide=()) -> list:
                 bpy.data.images.remove(old)
             target = new_image(name, pixels, linear=(encoding == "linear"))
             target.alpha_mode = "STRAIGHT"
+            target[scene_io.CAPTURED] = True  # made by our filter, not the scene's engine (scene_io.pixel_filter_for)
             backgrounds = cam.data.background_images
             bg = backgrounds[0] if len(backgrounds) else backgrounds.new()
             bg.image = target

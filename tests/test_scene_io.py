@@ -354,6 +354,8 @@ def test_auto_pixel_filter_follows_the_scenes_engine(small_scene, engine, aa, ex
         if engine == "EEVEE" else engine
     scene.display.render_aa = aa
     assert scene.render.filter_size == 1.5 and scene.cycles.filter_width == 1.5  # Blender's defaults
+    for cam in scene_io.collection_cameras(collection):  # as if the engine had rendered them
+        del cam.data.background_images[0].image[scene_io.CAPTURED]
     got = scene_io.pixel_filter_for(scene)
     assert (got["pixel_filter"], got["workbench_samples"]) == expected[:2]
     assert got["filter_sigma"] == pytest.approx(expected[2], abs=1e-3)
@@ -362,3 +364,19 @@ def test_auto_pixel_filter_follows_the_scenes_engine(small_scene, engine, aa, ex
     assert (run.settings.pixel_filter, run.settings.workbench_samples) == expected[:2]
     assert run.settings.filter_sigma == pytest.approx(expected[2], abs=1e-3)
     assert settings.pixel_filter == "auto"  # the caller's settings are not changed
+
+
+def test_captured_targets_keep_our_own_filter(small_scene):
+    """Targets Capture Targets made were filtered by our rasterizer, not by
+    the scene's engine: "auto" keeps the Gaussian for them, and a set with
+    one target from elsewhere follows the engine again."""
+    source, collection = small_scene
+    scene = bpy.context.scene
+    scene.render.engine = "BLENDER_WORKBENCH"
+    scene.display.render_aa = "8"
+    cameras = scene_io.collection_cameras(collection)
+    assert all(c.data.background_images[0].image.get(scene_io.CAPTURED) for c in cameras)  # demo captured them
+    run = OptimizationRun(source, collection, Settings(steps=2), resolution=32)
+    assert (run.settings.pixel_filter, run.settings.filter_sigma) == ("gaussian", Settings.filter_sigma)
+    del cameras[0].data.background_images[0].image[scene_io.CAPTURED]
+    assert scene_io.pixel_filter_for(scene, cameras)["pixel_filter"] == "workbench"

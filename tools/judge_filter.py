@@ -11,7 +11,8 @@ A plane fills an orthographic camera's 256² frame, square-on, so texel
 2. the same with the camera moved a quarter pixel (AA off: a bilinear
    lookup gives 0.25 / 0.75);
 3. how well Gaussian pixel filters of a few widths, applied to a box-mipmap
-   model of a random texture, match Workbench at 1 and 2 texels per pixel.
+   model of a random texture, match Workbench at 1 and 2 texels per pixel;
+4. the same for engine/pixel_filter.py's model of Workbench's antialiasing.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import numpy as np  # noqa: E402
 from sge_optimizer.addon import scene_setup  # noqa: E402
 from sge_optimizer.addon.scene_io import linear_to_srgb, srgb_to_linear  # noqa: E402
 from sge_optimizer.engine.optimizer import gaussian_offsets  # noqa: E402
+from sge_optimizer.engine.pixel_filter import log_space, workbench_points  # noqa: E402
 
 SIZE = 256
 
@@ -102,6 +104,34 @@ def gaussian_match(texels: int, sigmas=(0.0, 0.21, 0.35, 0.5, 0.6)) -> list:
     return out
 
 
+def workbench_match(texels: int) -> dict:
+    """PSNR against Workbench (8 samples) of engine/pixel_filter.py's model:
+    its 28 weighted point samples of bilinear level-0 lookups, averaged as
+    log2(c + 1) (Workbench's TAA), averaged linearly, and read from a box
+    mip level instead of level 0."""
+    n = SIZE * texels
+    scene, plane, cam = plane_scene("8")
+    rng = np.random.default_rng(0)
+    tex = np.ones((n, n, 4), np.float32)
+    tex[..., :3] = rng.integers(0, 256, (n, n, 3)) / 255.0
+    truth = linear_to_srgb(render_linear(scene, plane, cam, tex))[8:-8, 8:-8]
+    level0 = srgb_to_linear(tex[..., :3].astype(np.float64))
+    mip = level0.reshape(SIZE, texels, SIZE, texels, 3).mean((1, 3))
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE] + 0.5
+    points, weights = workbench_points(8)
+    out = {}
+    for name, level, log in (("log2 mean, level 0", level0, True), ("linear mean, level 0", level0, False),
+                             ("log2 mean, box mip", mip, True)):
+        samples = [bilinear(level, (xs + dx) / SIZE, (ys + dy) / SIZE) for dx, dy in points]
+        if log:
+            model = np.exp2(sum(w * log_space(c) for w, c in zip(weights, samples))) - 1.0
+        else:
+            model = sum(w * c for w, c in zip(weights, samples))
+        err = linear_to_srgb(model)[8:-8, 8:-8] - truth
+        out[name] = float(-10 * np.log10(np.mean(err ** 2)))
+    return out
+
+
 def main() -> int:
     np.set_printoptions(precision=3, suppress=True)
     for aa, shift in (("OFF", 0.0), ("OFF", 0.25), ("8", 0.0), ("32", 0.0)):
@@ -114,6 +144,11 @@ def main() -> int:
     for texels in (1, 2):
         for sigma, value in gaussian_match(texels):
             print(f"| {texels} | {sigma:.2f} | {value:.1f} |")
+    print("\n| texels per pixel | Workbench model (engine/pixel_filter.py) | PSNR against Workbench (dB) |")
+    print("|---|---|---|")
+    for texels in (1, 2):
+        for name, value in workbench_match(texels).items():
+            print(f"| {texels} | {name} | {value:.1f} |")
     return 0
 
 
