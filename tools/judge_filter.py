@@ -83,24 +83,34 @@ def bilinear(tex: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
             + (tex[y1, x0] * (1 - fx) + tex[y1, x1] * fx) * fy)
 
 
-def gaussian_match(texels: int, sigmas=(0.0, 0.21, 0.35, 0.5, 0.6)) -> list:
-    """PSNR (sRGB, inner pixels) of Gaussian-filtered box-mip models against
-    Workbench (8 AA samples) for a random texture at `texels` per pixel."""
+def random_texture_render(texels: int) -> tuple:
+    """A random 8-bit texture at `texels` per pixel: (Workbench's render,
+    8 AA samples, sRGB, inner pixels; the texture in linear light)."""
     n = SIZE * texels
     scene, plane, cam = plane_scene("8")
     rng = np.random.default_rng(0)
     tex = np.ones((n, n, 4), np.float32)
     tex[..., :3] = rng.integers(0, 256, (n, n, 3)) / 255.0
     truth = linear_to_srgb(render_linear(scene, plane, cam, tex))[8:-8, 8:-8]
-    level = srgb_to_linear(tex[..., :3].astype(np.float64))
-    level = level.reshape(SIZE, texels, SIZE, texels, 3).mean((1, 3))  # the mip level read at this scale
+    return truth, srgb_to_linear(tex[..., :3].astype(np.float64))
+
+
+def _psnr(model: np.ndarray, truth: np.ndarray) -> float:
+    err = linear_to_srgb(model)[8:-8, 8:-8] - truth
+    return float(-10 * np.log10(np.mean(err ** 2)))
+
+
+def gaussian_match(texels: int, sigmas=(0.0, 0.21, 0.35, 0.5, 0.6)) -> list:
+    """PSNR (sRGB, inner pixels) of Gaussian-filtered box-mip models against
+    Workbench (8 AA samples) for a random texture at `texels` per pixel."""
+    truth, level0 = random_texture_render(texels)
+    level = level0.reshape(SIZE, texels, SIZE, texels, 3).mean((1, 3))  # the mip level read at this scale
     ys, xs = np.mgrid[0:SIZE, 0:SIZE] + 0.5
     out = []
     for sigma in sigmas:
         offsets = gaussian_offsets(32, sigma) if sigma > 0 else ((0.0, 0.0),)
         model = np.mean([bilinear(level, (xs + ox) / SIZE, (ys + oy) / SIZE) for ox, oy in offsets], axis=0)
-        err = linear_to_srgb(model)[8:-8, 8:-8] - truth
-        out.append((sigma, float(-10 * np.log10(np.mean(err ** 2)))))
+        out.append((sigma, _psnr(model, truth)))
     return out
 
 
@@ -109,13 +119,7 @@ def workbench_match(texels: int) -> dict:
     its 28 weighted point samples of bilinear level-0 lookups, averaged as
     log2(c + 1) (Workbench's TAA), averaged linearly, and read from a box
     mip level instead of level 0."""
-    n = SIZE * texels
-    scene, plane, cam = plane_scene("8")
-    rng = np.random.default_rng(0)
-    tex = np.ones((n, n, 4), np.float32)
-    tex[..., :3] = rng.integers(0, 256, (n, n, 3)) / 255.0
-    truth = linear_to_srgb(render_linear(scene, plane, cam, tex))[8:-8, 8:-8]
-    level0 = srgb_to_linear(tex[..., :3].astype(np.float64))
+    truth, level0 = random_texture_render(texels)
     mip = level0.reshape(SIZE, texels, SIZE, texels, 3).mean((1, 3))
     ys, xs = np.mgrid[0:SIZE, 0:SIZE] + 0.5
     points, weights = workbench_points(8)
@@ -127,8 +131,7 @@ def workbench_match(texels: int) -> dict:
             model = np.exp2(sum(w * log_space(c) for w, c in zip(weights, samples))) - 1.0
         else:
             model = sum(w * c for w, c in zip(weights, samples))
-        err = linear_to_srgb(model)[8:-8, 8:-8] - truth
-        out[name] = float(-10 * np.log10(np.mean(err ** 2)))
+        out[name] = _psnr(model, truth)
     return out
 
 
