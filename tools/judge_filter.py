@@ -12,7 +12,9 @@ A plane fills an orthographic camera's 256² frame, square-on, so texel
    lookup gives 0.25 / 0.75);
 3. how well Gaussian pixel filters of a few widths, applied to a box-mipmap
    model of a random texture, match Workbench at 1 and 2 texels per pixel;
-4. the same for engine/pixel_filter.py's model of Workbench's antialiasing.
+4. the same for engine/pixel_filter.py's model of Workbench's antialiasing;
+5. how EEVEE reconstructs the same texture: Gaussian widths, level 0 against
+   box mipmaps, and the best linear texel kernel.
 """
 from __future__ import annotations
 
@@ -83,16 +85,57 @@ def bilinear(tex: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
             + (tex[y1, x0] * (1 - fx) + tex[y1, x1] * fx) * fy)
 
 
-def random_texture_render(texels: int) -> tuple:
-    """A random 8-bit texture at `texels` per pixel: (Workbench's render,
-    8 AA samples, sRGB, inner pixels; the texture in linear light)."""
+def random_texture_render(texels: int, eevee: bool = False) -> tuple:
+    """A random 8-bit texture at `texels` per pixel: (the render, sRGB, inner
+    pixels; the texture in linear light). Workbench with 8 AA samples, or
+    EEVEE (64 samples, the texture through an Emission shader)."""
     n = SIZE * texels
     scene, plane, cam = plane_scene("8")
     rng = np.random.default_rng(0)
     tex = np.ones((n, n, 4), np.float32)
     tex[..., :3] = rng.integers(0, 256, (n, n, 3)) / 255.0
-    truth = linear_to_srgb(render_linear(scene, plane, cam, tex))[8:-8, 8:-8]
+    if eevee:
+        scene.render.engine = "BLENDER_EEVEE" if bpy.app.version >= (5, 0, 0) else "BLENDER_EEVEE_NEXT"
+        scene.eevee.taa_render_samples = 64
+        scene.world = bpy.data.worlds.new("Black")
+        mat = scene_setup.textured_material("M", scene_setup.new_image("T", tex))
+        nodes, links = mat.node_tree.nodes, mat.node_tree.links
+        emission = nodes.new("ShaderNodeEmission")
+        links.new(next(nd for nd in nodes if nd.type == "TEX_IMAGE").outputs["Color"], emission.inputs["Color"])
+        links.new(emission.outputs["Emission"], next(nd for nd in nodes if nd.type == "OUTPUT_MATERIAL").inputs["Surface"])
+        plane.data.materials.append(mat)
+        with tempfile.TemporaryDirectory() as tmp:
+            px = evaluation.render_pixels(scene, cam, Path(tmp))
+        truth = px[..., :3][8:-8, 8:-8]
+    else:
+        truth = linear_to_srgb(render_linear(scene, plane, cam, tex))[8:-8, 8:-8]
     return truth, srgb_to_linear(tex[..., :3].astype(np.float64))
+
+
+def eevee_match(texels: int, sigmas=(0.21, 0.43, 0.6)) -> list:
+    """(model, PSNR against EEVEE) for Gaussian-filtered bilinear lookups at
+    level 0 and at the box mip level of this scale, and for the best linear
+    5 x 5 texel kernel (least squares) on the better of the two."""
+    truth, level0 = random_texture_render(texels, eevee=True)
+    mip = level0.reshape(SIZE, texels, SIZE, texels, 3).mean((1, 3))
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE] + 0.5
+    out = []
+    for sigma in sigmas:
+        for name, level in (("level 0", level0), ("box mip", mip)):
+            offsets = gaussian_offsets(64, sigma)
+            model = np.mean([bilinear(level, (xs + ox) / SIZE, (ys + oy) / SIZE) for ox, oy in offsets], axis=0)
+            out.append((f"Gaussian σ {sigma:.2f}, {name}", _psnr(model, truth)))
+    level = mip if texels > 1 else level0
+    columns = [np.roll(level, (-dy, -dx), (0, 1)).reshape(-1, 3) for dy in range(-2, 3) for dx in range(-2, 3)]
+    a = np.stack(columns, 1).transpose(0, 2, 1).reshape(-1, 25)  # (pixels * 3, 25)
+    b = srgb_to_linear(np.clip(truth, 0, 1).astype(np.float64))
+    inner = np.zeros(level.shape[:2], bool)
+    inner[8:-8, 8:-8] = True
+    rows = np.repeat(inner.reshape(-1), 3)
+    k, *_ = np.linalg.lstsq(a[rows], b.reshape(-1), rcond=None)
+    model = (a @ k).reshape(level.shape)
+    out.append(("best linear 5 x 5 kernel, " + ("box mip" if texels > 1 else "level 0"), _psnr(model, truth)))
+    return out
 
 
 def _psnr(model: np.ndarray, truth: np.ndarray) -> float:
@@ -151,6 +194,11 @@ def main() -> int:
     print("|---|---|---|")
     for texels in (1, 2):
         for name, value in workbench_match(texels).items():
+            print(f"| {texels} | {name} | {value:.1f} |")
+    print("\n| texels per pixel | model of EEVEE (64 samples, Filter Size 1.5 px) | PSNR against EEVEE (dB) |")
+    print("|---|---|---|")
+    for texels in (1, 2):
+        for name, value in eevee_match(texels):
             print(f"| {texels} | {name} | {value:.1f} |")
     return 0
 
