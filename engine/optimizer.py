@@ -13,7 +13,7 @@ import numpy as np
 from .. import gpu_kernels as K
 from .lit_reference import pack_lights
 from .pixel_filter import log_space, workbench_points
-from .reference import as_int32, encode_srgb, perturbation_key
+from .reference import as_int32, loss_space, perturbation_key
 from .scene import SceneArrays, Settings
 
 SALT_POSITIONS = 1
@@ -221,16 +221,19 @@ class Engine:
         self.active = self.perturbed_groups(0)  # the groups the current step perturbs
         self._rng = np.random.default_rng(settings.seed)
         self._jitter_rng = np.random.default_rng([settings.seed, 1])
+        # Antialiased renders: (offsets, weights) of their sub-pixel samples.
         if self.workbench:
             # The pixel reads c(p + d) at Workbench's points d; a render moved by -d shows it there.
             points, weights = workbench_points(settings.workbench_samples)
             self.jitter_points, self.jitter_weights = -points, weights
-            self.antialias_offsets = tuple(zip(map(tuple, -points), weights))
             strongest = np.argsort(-weights, kind="stable")[:len(CHECKPOINT_OFFSETS)]
-            self.checkpoint_offsets = tuple((tuple(-points[i]), weights[i]) for i in strongest)
+            self.antialias_offsets, self.antialias_weights = tuple(map(tuple, -points)), tuple(weights)
+            self.checkpoint_samples = (tuple(tuple(-points[i]) for i in strongest), tuple(weights[strongest]))
         else:
             self.antialias_offsets = gaussian_offsets(len(ANTIALIAS_OFFSETS), settings.filter_sigma)
-            self.checkpoint_offsets = gaussian_offsets(len(CHECKPOINT_OFFSETS), settings.filter_sigma)
+            self.antialias_weights = (1.0,) * len(self.antialias_offsets)
+            self.checkpoint_samples = (gaussian_offsets(len(CHECKPOINT_OFFSETS), settings.filter_sigma),
+                                       (1.0,) * len(CHECKPOINT_OFFSETS))
         self.timings = None  # set to a dict to collect per-pass times (synchronising)
         self.stratum = -1  # the texel stratum of the current sub-step (texture_stratum)
         self.best_loss = math.inf  # of the parameters in each group's `best` copy
@@ -689,26 +692,24 @@ class Engine:
                 "id": np.rint(self.backend.read(tex["id"])[..., 0]).astype(np.int64),
                 "uv": self.backend.read(tex["uv"])[..., :2]}
 
-    def render_color(self, view_index: int, antialias: bool = False, offsets: tuple | None = None,
+    def render_color(self, view_index: int, antialias: bool = False, samples: tuple | None = None,
                      candidate: bool = False) -> np.ndarray:
         """The colour (H, W, 4) of the current parameters (or the checkpoint
-        candidate's); `antialias`: the mean of renders at `offsets`, as
-        Blender's engines filter pixels."""
-        offsets = (offsets or self.antialias_offsets) if antialias else ((0.0, 0.0),)
+        candidate's); `antialias`: the weighted mean of renders at the
+        (offsets, weights) `samples` (by default the antialiasing ones), as
+        Blender's engines filter pixels; for Workbench a mean of log2(c + 1),
+        as its TAA accumulates."""
+        offsets, weights = ((samples or (self.antialias_offsets, self.antialias_weights)) if antialias
+                            else (((0.0, 0.0),), (1.0,)))
+        log = antialias and self.workbench
         color = np.zeros((self.height, self.width, 4), np.float64)
         texture = self.backend.target_textures(self.render_plus)["color"]
-        if not (antialias and self.workbench):
-            for offset in offsets:
-                self.rasterize(self.render_plus, view_index, offset=offset, candidate=candidate)
-                color += self.backend.read(texture)
-            return (color / len(offsets)).astype(np.float32)
-        # Workbench: the weighted mean of log2(c + 1), as its TAA accumulates.
-        total = 0.0
-        for offset, weight in offsets:
+        for offset, weight in zip(offsets, weights):
             self.rasterize(self.render_plus, view_index, offset=offset, candidate=candidate)
-            color += weight * log_space(self.backend.read(texture))
-            total += weight
-        return (np.exp2(color / total) - 1.0).astype(np.float32)
+            pixels = self.backend.read(texture)
+            color += weight * (log_space(pixels) if log else pixels)
+        color /= sum(weights)
+        return (np.exp2(color) - 1.0 if log else color).astype(np.float32)
 
     def evaluate(self, keep_color: bool = False) -> list:
         """Per-view MSE (mean over pixels and RGBA) and PSNR of the current
@@ -768,7 +769,7 @@ class Engine:
 
     def _checkpoint_mse(self, view_index: int, candidate: bool = False, coverage: bool = False) -> float:
         """One target view's MSE as checkpoints score it (CHECKPOINT_OFFSETS, the loss's encoding)."""
-        color = self.loss_encoded(self.render_color(view_index, self.settings.antialias, self.checkpoint_offsets,
+        color = self.loss_encoded(self.render_color(view_index, self.settings.antialias, self.checkpoint_samples,
                                                     candidate=candidate))
         target = self.loss_targets[view_index]
         if coverage:
@@ -797,11 +798,9 @@ class Engine:
         return float(np.mean([self._checkpoint_mse(i) for i in range(len(self.scene.views))]))
 
     def loss_encoded(self, color: np.ndarray) -> np.ndarray:
-        """A linear render or target as the loss compares it (sRGB-encoded for an sRGB texture)."""
-        color = np.clip(color, 0.0, 1.0)  # as targets are, and as G compares (a lit highlight can pass 1)
-        if self.workbench:
-            return log_space(color)
-        return encode_srgb(color) if self.loss_srgb else color
+        """A linear render or target as the loss compares it: clamped, then sRGB-encoded for an sRGB
+        texture, or log2(c + 1) with Workbench's filter."""
+        return loss_space(color, self.loss_srgb, self.workbench)  # as G compares (common.glsl)
 
     def restore_best(self) -> bool:
         """Put the best checkpoint's parameters back; True if they differ

@@ -184,6 +184,14 @@ def rasterize(positions, triangles, corner_uvs, view_projection, albedo, width, 
 
 
 # G -------------------------------------------------------------------------
+def loss_space(color, srgb_loss=False, log_loss=False):
+    """common.glsl's loss_space: clamped to [0, 1], then sRGB-encoded or log2(c + 1)."""
+    color = np.clip(color, 0.0, 1.0).astype(np.float32)
+    if srgb_loss:
+        return encode_srgb(color)
+    return np.log2(color + np.float32(1.0)).astype(np.float32) if log_loss else color
+
+
 def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_minus, target,
                         triangles, vertex_count, tex_size, key_pos, key_tex,
                         positions=True, texture=True, full_image=False, silhouette=False, srgb_loss=False,
@@ -199,12 +207,8 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
            "texture": np.zeros((th, tw, 3), np.int64),
            "texture_count": np.zeros((th, tw), np.int64),
            "full": 0, "loss": 0}
-    color_plus, color_minus = np.clip(color_plus, 0.0, 1.0), np.clip(color_minus, 0.0, 1.0)
-    if srgb_loss:  # the target is encoded already
-        color_plus, color_minus = encode_srgb(color_plus), encode_srgb(color_minus)
-    elif log_loss:
-        color_plus = np.log2(color_plus + np.float32(1.0)).astype(np.float32)
-        color_minus = np.log2(color_minus + np.float32(1.0)).astype(np.float32)
+    color_plus = loss_space(color_plus, srgb_loss, log_loss)  # the target is in that space already
+    color_minus = loss_space(color_minus, srgb_loss, log_loss)
     lp_channel = ((color_plus - target) ** 2).astype(np.float32)
     lm_channel = ((color_minus - target) ** 2).astype(np.float32)
     dl_channel = (lp_channel - lm_channel).astype(np.float32)  # texel channel c: channel c's share
@@ -259,13 +263,8 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
 def residual_target(color_plus, color_minus, target, running_mean, rate, srgb_loss=False, log_loss=False):
     """The residual_target kernel: (new running mean, effective target, summed
     mean loss) for renders, a target in the loss's space and the view's mean."""
-    def space(c):
-        c = np.clip(c, 0.0, 1.0).astype(np.float32)
-        if srgb_loss:
-            return encode_srgb(c)
-        return np.log2(c + np.float32(1.0)).astype(np.float32) if log_loss else c
-
-    plus, minus = space(color_plus), space(color_minus)
+    plus = loss_space(color_plus, srgb_loss, log_loss)
+    minus = loss_space(color_minus, srgb_loss, log_loss)
     s = np.float32(0.5) * (plus + minus)
     mean = running_mean + np.float32(rate) * (s - running_mean)
     loss = np.float32(0.5) * np.sum((plus - target) ** 2 + (minus - target) ** 2, axis=-1, dtype=np.float32)

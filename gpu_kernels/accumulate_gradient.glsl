@@ -101,18 +101,8 @@ void main()
     return;
   }
   vec4 t = texelFetch(target, p, 0);
-  // Clamped as the targets are (a lit highlight can pass 1; an 8-bit target
-  // cannot): the unclamped excess would pull highlights down.
-  vec4 c_plus = clamp(texelFetch(color_plus, p, 0), 0.0, 1.0);
-  vec4 c_minus = clamp(texelFetch(color_minus, p, 0), 0.0, 1.0);
-  if ((flags & FLAG_SRGB_LOSS) != 0) {
-    c_plus = encode_srgb(c_plus);
-    c_minus = encode_srgb(c_minus);
-  }
-  else if ((flags & FLAG_LOG_LOSS) != 0) {
-    c_plus = log2(c_plus + 1.0);
-    c_minus = log2(c_minus + 1.0);
-  }
+  vec4 c_plus = loss_space(texelFetch(color_plus, p, 0), flags);
+  vec4 c_minus = loss_space(texelFetch(color_minus, p, 0), flags);
   vec4 loss_plus = channel_loss(c_plus, t);
   vec4 loss_minus = channel_loss(c_minus, t);
   vec4 dl_channel = loss_plus - loss_minus;

@@ -47,6 +47,23 @@ vec4 encode_srgb(vec4 c)
   return vec4(s * c.a, c.a);
 }
 
+// A render's colour as the loss compares it (Engine.loss_encoded): clamped as
+// the targets are (a lit highlight can pass 1; an 8-bit target cannot: the
+// unclamped excess would pull highlights down), then sRGB-encoded
+// (FLAG_SRGB_LOSS) or as log2(c + 1) (FLAG_LOG_LOSS); the targets are
+// uploaded in that space already.
+vec4 loss_space(vec4 c, int loss_flags)
+{
+  c = clamp(c, 0.0, 1.0);
+  if ((loss_flags & FLAG_SRGB_LOSS) != 0) {
+    return encode_srgb(c);
+  }
+  if ((loss_flags & FLAG_LOG_LOSS) != 0) {
+    return log2(c + 1.0);
+  }
+  return c;
+}
+
 // Texel strata: a step perturbs and charges one of the four (x, y) parity
 // classes of a texture, so each bilinear footprint (2 x 2 texels) holds one
 // perturbed texel and a pixel's loss difference is that texel's alone.

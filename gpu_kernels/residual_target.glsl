@@ -7,18 +7,6 @@
 // the loss's space, where the targets' engine averages): G gets the target
 // t' = s - (m - t) and charges (c+ - c-) * 2 (m - t). The true loss is
 // accumulated here; G skips it (FLAG_EFFECTIVE_TARGET).
-vec4 loss_space(vec4 c)
-{
-  c = clamp(c, 0.0, 1.0);
-  if ((flags & FLAG_SRGB_LOSS) != 0) {
-    return encode_srgb(c);
-  }
-  if ((flags & FLAG_LOG_LOSS) != 0) {
-    return log2(c + 1.0);
-  }
-  return c;
-}
-
 void main()
 {
   ivec2 p = ivec2(gl_GlobalInvocationID.xy);
@@ -26,8 +14,8 @@ void main()
     return;
   }
   vec4 t = texelFetch(target, p, 0);
-  vec4 c_plus = loss_space(texelFetch(color_plus, p, 0));
-  vec4 c_minus = loss_space(texelFetch(color_minus, p, 0));
+  vec4 c_plus = loss_space(texelFetch(color_plus, p, 0), flags);
+  vec4 c_minus = loss_space(texelFetch(color_minus, p, 0), flags);
   vec4 s = 0.5 * (c_plus + c_minus);
   vec4 m = mix(imageLoad(running_mean, p), s, rate);
   imageStore(running_mean, p, m);
