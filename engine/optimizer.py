@@ -202,6 +202,9 @@ class Engine:
                 b.clear(mean, 0.0)  # mix(garbage, s, 1) could still be NaN
             self.view_visits = [0] * len(scene.views)
             self.effective_target = b.texture(self.width, self.height, "RGBA32F")
+        # Scoring on the GPU (score.glsl): the running sum of a view's sample renders, and its total error.
+        self.score_sum = b.texture(self.width, self.height, "RGBA32F")
+        self.score_acc = b.texture(1, 2, "R32I")
         self.render_plus = b.render_target(self.width, self.height)
         self.render_minus = b.render_target(self.width, self.height)
         self.global_acc = b.texture(K.MAX_VIEWS_PER_STEP, 2, "R32I")
@@ -717,11 +720,39 @@ class Engine:
         each view's render too ("color")."""
         results = []
         for i, view in enumerate(self.scene.views):
-            color = self.render_color(i, self.settings.antialias)
-            results.append(image_metrics(self.loss_encoded(color), self.loss_targets[i], view.name))
             if keep_color:
+                color = self.render_color(i, self.settings.antialias)
+                results.append(image_metrics(self.loss_encoded(color), self.loss_targets[i], view.name))
                 results[-1]["color"] = color
+            else:
+                mse = self.score_view(i, self.settings.antialias)
+                results.append({"view": view.name, "mse": mse, "psnr": psnr(mse)})
         return results
+
+    def score_view(self, view_index: int, antialias: bool = False, samples: tuple | None = None,
+                   candidate: bool = False, coverage: bool = False) -> float:
+        """The MSE of `render_color`'s image (same arguments) against the
+        view's target in the loss's space (`loss_encoded`), over RGBA or, with
+        `coverage`, alpha alone; computed on the GPU (score.glsl), so only the
+        total is read back."""
+        offsets, weights = ((samples or (self.antialias_offsets, self.antialias_weights)) if antialias
+                            else (((0.0, 0.0),), (1.0,)))
+        base = self.loss_flag() | (K.SCORE_LOG_MEAN if antialias and self.workbench else 0)
+        base |= K.SCORE_COVERAGE if coverage else 0
+        total = float(sum(weights))
+        color = self.backend.target_textures(self.render_plus)["color"]
+        last = len(offsets) - 1
+        for k, (offset, weight) in enumerate(zip(offsets, weights)):
+            self.rasterize(self.render_plus, view_index, offset=offset, candidate=candidate)
+            flags = base | (K.SCORE_FIRST if k == 0 else 0) | (K.SCORE_FINISH if k == last else 0)
+            self.backend.dispatch(K.SCORE, K.SCORE.groups(self.width, self.height),
+                                  images={"running_sum": self.score_sum, "score_acc": self.score_acc},
+                                  samplers={"color": color, "target": self.targets[view_index]},
+                                  constants={"image_size": (self.width, self.height), "flags": flags,
+                                             "weight": float(weight) / total})
+        error = float(self.backend.read_fixed(self.score_acc, 1)[0, 0, 0])
+        self.backend.clear(self.score_acc, 0)
+        return max(error, 0.0) / (self.width * self.height * (1 if coverage else 4))
 
     # Keeping the best -----------------------------------------------------------
     def checkpoint(self) -> float:
@@ -769,12 +800,8 @@ class Engine:
 
     def _checkpoint_mse(self, view_index: int, candidate: bool = False, coverage: bool = False) -> float:
         """One target view's MSE as checkpoints score it (CHECKPOINT_OFFSETS, the loss's encoding)."""
-        color = self.loss_encoded(self.render_color(view_index, self.settings.antialias, self.checkpoint_samples,
-                                                    candidate=candidate))
-        target = self.loss_targets[view_index]
-        if coverage:
-            color, target = color[..., 3:], target[..., 3:]
-        return image_metrics(color, target)["mse"]
+        return self.score_view(view_index, self.settings.antialias, self.checkpoint_samples, candidate=candidate,
+                               coverage=coverage)
 
     def _keep_if_best(self, loss: float, step: int) -> None:
         # A start that already fits (FINISHED_PSNR) is replaced only by a

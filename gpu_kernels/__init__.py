@@ -46,6 +46,12 @@ ADAM_UNIT_NORMAL = 1024
 FLAG_LOG_LOSS = 2048
 # accumulate_gradient: the target is residual_target's effective one; the loss was accumulated there
 FLAG_EFFECTIVE_TARGET = 4096
+# score: average the samples as log2(c + 1); this is the first / the last
+# sample of a view; score the alpha channel only
+SCORE_LOG_MEAN = 1 << 13
+SCORE_FIRST = 1 << 14
+SCORE_FINISH = 1 << 15
+SCORE_COVERAGE = 1 << 16
 # A fitted normal-map texel tilts at most this far from its surface normal: z >= NORMAL_Z_MIN,
 # so it stays unit with z > 0 and sqrt(1 - x^2 - y^2) keeps float precision.
 NORMAL_Z_MIN = 0.05
@@ -122,7 +128,9 @@ _FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}", "NORMAL_XY_MAX": f"{NORMAL_XY_MAX
                                                 "ADAM_CLAMP01", "ADAM_REGULARIZER", "ADAM_PER_COUNT",
                                                 "ADAM_WORKLIST", "FLAG_SILHOUETTE",
                                                 "FLAG_SRGB_LOSS", "FLAG_COUPLED", "ADAM_UNIT_NORMAL",
-                                                "FLAG_LOG_LOSS", "FLAG_EFFECTIVE_TARGET")}}
+                                                "FLAG_LOG_LOSS", "FLAG_EFFECTIVE_TARGET",
+                                                "SCORE_LOG_MEAN", "SCORE_FIRST", "SCORE_FINISH",
+                                                "SCORE_COVERAGE")}}
 
 PERTURB = KernelSpec(
     name="perturb",
@@ -217,6 +225,15 @@ RESIDUAL_TARGET = KernelSpec(
     defines=_FIXED,
 )
 
+SCORE = KernelSpec(
+    name="score",
+    sources=_COMMON + ("score.glsl",),
+    images=(_img(0, "RGBA32F", "running_sum"), _img(1, "R32I", "score_acc")),
+    samplers=(Sampler(0, "FLOAT_2D", "color"), Sampler(1, "FLOAT_2D", "target")),
+    push_constants=(("IVEC2", "image_size"), ("INT", "flags"), ("FLOAT", "weight")),
+    defines=_FIXED,
+)
+
 # Lit shading (issue 9): shade_lit on arrays (tests), and a lit raster pass.
 _LIT = _COMMON + ("lit_shading.glsl",)
 
@@ -270,7 +287,7 @@ RASTERIZE_LIT_FIT = KernelSpec(
 )
 
 ALL_KERNELS = (PERTURB, RASTERIZE, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT, COPY,
-               RESIDUAL_TARGET, LIT_EVAL, RASTERIZE_LIT, RASTERIZE_LIT_FIT)
+               RESIDUAL_TARGET, SCORE, LIT_EVAL, RASTERIZE_LIT, RASTERIZE_LIT_FIT)
 
 __all__ = ["KernelSpec", "Image", "Sampler", "ALL_KERNELS", "FIXED_SCALE",
            "MAX_VIEWS_PER_STEP", "MAX_IMAGES_PER_KERNEL"] + [k.name.upper() for k in ALL_KERNELS]

@@ -127,6 +127,29 @@ def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, l
         assert np.all(np.abs(got[name] - want[name]) <= tol)
 
 
+@pytest.mark.parametrize("pixel_filter,antialias,space,coverage", [
+    ("gaussian", True, "linear", False), ("workbench", True, "log", False), ("gaussian", False, "srgb", False),
+    ("gaussian", True, "linear", True)])
+def test_score_matches_reference(backend, pixel_filter, antialias, space, coverage):
+    """score.glsl: the MSE of a view's antialiased render (the weighted mean of
+    its sample renders, in log2(c + 1) for Workbench) in the loss's space, as
+    numpy computes it from the read-back renders (render_color, loss_encoded)."""
+    engine = small_engine(backend, pixel_filter=pixel_filter, antialias=antialias)
+    engine.loss_srgb = space == "srgb"
+    engine.loss_targets[1] = engine.loss_encoded(np.clip(engine.scene.views[1].target, 0, 1))
+    engine.targets[1] = backend.texture(W, H, "RGBA32F", engine.loss_targets[1])
+    assert engine.workbench == (space == "log")
+    color = engine.loss_encoded(engine.render_color(1, antialias))
+    target = engine.loss_targets[1]
+    if coverage:
+        color, target = color[..., 3:], target[..., 3:]
+    want = float(np.mean((color.astype(np.float64) - target) ** 2))
+    got = engine.score_view(1, antialias, coverage=coverage)
+    assert want > 1e-4  # the start differs from the target
+    assert got == pytest.approx(want, rel=1e-4)
+    assert engine.score_view(1, antialias, coverage=coverage) == pytest.approx(got, rel=1e-9)  # starts afresh
+
+
 @pytest.mark.parametrize("pixel_filter", ["gaussian", "workbench"])
 def test_residual_target_matches_reference(backend, pixel_filter):
     """The running mean of a view's visits and the target G then compares
