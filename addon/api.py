@@ -233,6 +233,8 @@ class OptimizationRun:
             "steps": self.step,
             "kept_step": self.kept_step,
             "shape_kept": self.engine.shape_kept,
+            # Joint fits: each shape choice's step and coverage errors (start's, fitted's; early check or end)
+            "shape_checks": list(self.engine.shape_scores),
             "seconds": self._elapsed,
             "parameters": self.engine.parameter_count,
             "resolution": list(self.engine.scene.resolution),
@@ -346,5 +348,13 @@ def fit_lod(reference, options=None, scene=None, progress=None) -> dict:
     `addon/lod.py` and `LodOptions`). Returns the summary."""
     from . import lod
 
+    return lod.run_stages(fit_lod_stages(reference, options, scene, progress))
+
+
+def fit_lod_stages(reference, options=None, scene=None, progress=None, fit_budget_s=None):
+    """`fit_lod` as a generator of its units of work (`lod.fit_lod_stages`),
+    for a caller that runs it a tick at a time; returns the summary."""
+    from . import lod
+
     with modes.out_of_edit_mode(reference):
-        return lod.fit_lod(reference, options, scene, progress)
+        return (yield from lod.fit_lod_stages(reference, options, scene, progress, fit_budget_s))

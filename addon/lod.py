@@ -4,8 +4,11 @@ from it, then fitted to renders of the reference by Blender's own engine
 (EEVEE, or Cycles on request) under the scene's lights. Held-out cameras
 (not targets) judge the copy against the reference before and after the fit.
 
-`fit_lod()` is the whole job; the operator, `tools/optimize.py lod` and the
-Python API call it. Everything is validated before the scene is touched.
+`fit_lod()` is the whole job, blocking; `tools/optimize.py lod` and the
+Python API call it. `fit_lod_stages()` is the same job as a generator that
+yields between units of work (a bake, a render, a slice of fit steps), which
+the operator runs a tick at a time from the UI (addon/modal.py `LodDriver`).
+Everything is validated before the scene is touched.
 """
 from __future__ import annotations
 
@@ -333,6 +336,26 @@ def fit_lod(reference, options: LodOptions | None = None, scene=None, progress=N
     held-out PSNR of the baked copy (before) and the fitted one (after)
     against the reference, both rendered by `options.render_engine`. On a
     failure or an interrupt everything it made is removed again."""
+    return run_stages(fit_lod_stages(reference, options, scene, progress))
+
+
+def run_stages(stages) -> dict:
+    """Drive a stages generator (`fit_lod_stages`) to its end; its return value."""
+    while True:
+        try:
+            next(stages)
+        except StopIteration as done:
+            return done.value
+
+
+def fit_lod_stages(reference, options: LodOptions | None = None, scene=None, progress=None,
+                   fit_budget_s: float | None = None):
+    """`fit_lod` as a generator: validates at the first `next()` (raising
+    InputError before anything is made), then yields after each unit of
+    work: the copy, the bake, each render, and each slice of fit steps (25
+    steps, or about `fit_budget_s` seconds). Returns the summary. Closing it
+    early (the operator's Esc) removes everything it made, as a failure does,
+    and puts the render settings back."""
     options = options or LodOptions()
     scene = scene or bpy.context.scene
     options.validate()
@@ -349,10 +372,10 @@ def fit_lod(reference, options: LodOptions | None = None, scene=None, progress=N
     existing = _datablocks()
     try:
         with tempfile.TemporaryDirectory() as tmp, _render_setup(scene) as setup:
-            _make_and_fit(reference, options, scene, Path(tmp), setup, summary, report, roughness, metallic,
-                          name, width, height)
+            yield from _make_and_fit(reference, options, scene, Path(tmp), setup, summary, report, roughness,
+                                     metallic, name, width, height, fit_budget_s)
     except BaseException:
-        _remove_new(existing)  # a failure or Ctrl+C leaves no half-made copy behind
+        _remove_new(existing)  # a failure, Ctrl+C or Esc leaves no half-made copy behind
         raise
     summary["seconds"] = time.perf_counter() - t_start
     return summary
@@ -373,10 +396,12 @@ def _remove_new(existing: dict) -> None:
 
 
 def _make_and_fit(reference, options, scene, folder, setup, summary, report, roughness, metallic, name,
-                  width, height) -> None:
-    from .api import OptimizationRun, progress_text, run_to_end
+                  width, height, fit_budget_s):
+    """The job's body, a generator (see `fit_lod_stages`)."""
+    from .api import OptimizationRun, progress_text
 
     report("making the copy")
+    yield
     lod = make_lod_object(reference, options.ratio, name)
     mat, images = lod_material(name, options.texture_size, roughness, metallic)
     lod.data.materials.append(mat)
@@ -384,6 +409,7 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
                    triangles_lod=_triangles(lod), images={k: v.name for k, v in images.items()})
     _, radius = scene_setup.bounding_sphere(reference)
     report("baking the reference's maps onto the copy")
+    yield
     summary["bake_seconds"] = bake_down(reference, lod, images, scene, radius)
     setup.use(options, width, height)
     targets = scene_setup.add_cameras_around(reference, options.target_views, f"{name} Targets", scene=scene)
@@ -399,14 +425,16 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
             o.hide_render = True
         reference.hide_render, lod.hide_render = False, True
         target_cams, held_cams = list(targets.objects), list(held.objects)
-        target_truths = [attach_target(cam, folder, scene) for cam in target_cams]
-        truths = [render_view(scene, cam, folder) for cam in held_cams]
+        target_truths = yield from _each(lambda cam: attach_target(cam, folder, scene), target_cams)
+        truths = yield from _each(lambda cam: render_view(scene, cam, folder), held_cams)
         reference.hide_render, lod.hide_render = True, False
         # The keep-or-revert decision is the engine's own, on the target
         # views; held-out views only report.
         baked = {k: scene_io.stored_pixels(v) for k, v in images.items()}
-        summary["psnr_targets_before"] = _score([render_view(scene, c, folder) for c in target_cams], target_truths)
-        held_renders = [render_view(scene, c, folder) for c in held_cams]
+        report("rendering the baked copy")
+        baked_renders = yield from _each(lambda cam: render_view(scene, cam, folder), target_cams)
+        summary["psnr_targets_before"] = _score(baked_renders, target_truths)
+        held_renders = yield from _each(lambda cam: render_view(scene, cam, folder), held_cams)
         summary["psnr_held_out_before"] = _score(held_renders, truths) if held_cams else None
         if options.pictures and held_cams:
             save_picture(truths[0], Path(options.pictures) / "reference.png")
@@ -423,12 +451,24 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
         if options.steps is not None:
             settings.steps = options.steps
         run = OptimizationRun(lod, targets, settings, resolution=options.resolution, scene=scene)
-        fit = run_to_end(run, progress=lambda p: report(progress_text(p)))
+        try:
+            run.start()
+            yield
+            while not run.advance(max_steps=None if fit_budget_s else 25, budget_s=fit_budget_s):
+                run.sample_loss()
+                report(progress_text(run.progress()))
+                yield
+            fit = run.finish()
+        except BaseException:  # an error, or the generator closed (Esc): the copy is removed anyway
+            run.abort()
+            raise
         summary["fit"] = {k: fit[k] for k in ("steps", "seconds", "mean_psnr_before", "mean_psnr_after",
                                               "kept_step") if k in fit}
         if "material" in fit:
             summary["fit"]["material"] = fit["material"]
-        summary["psnr_targets_after"] = _score([render_view(scene, c, folder) for c in target_cams], target_truths)
+        report("rendering the fitted copy")
+        fitted_renders = yield from _each(lambda cam: render_view(scene, cam, folder), target_cams)
+        summary["psnr_targets_after"] = _score(fitted_renders, target_truths)
         if options.pictures and held_cams:  # the fit as it came out, kept or not
             save_picture(render_view(scene, held_cams[0], folder), Path(options.pictures) / "fitted.png")
         summary["kept"] = "fitted"
@@ -442,9 +482,11 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
             for channel, value in summary["fit"].get("material", {}).items():
                 bsdf.inputs[channel.title()].default_value = value["before"]
             summary["kept"] = "baked"
-        summary["psnr_held_out_after"] = (_score([render_view(scene, c, folder) for c in held_cams], truths)
-                                          if held_cams and summary["kept"] == "fitted"
-                                          else summary["psnr_held_out_before"])
+        if held_cams and summary["kept"] == "fitted":
+            summary["psnr_held_out_after"] = _score((yield from _each(lambda cam: render_view(scene, cam, folder),
+                                                                       held_cams)), truths)
+        else:
+            summary["psnr_held_out_after"] = summary["psnr_held_out_before"]
     finally:
         reference.hide_render = reference_hidden
         for o in others:
@@ -452,6 +494,16 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
     for image in images.values():
         image.pack()  # the fitted pixels live in the .blend
     summary["target_cameras"], summary["held_out_cameras"] = targets.name, held.name
+
+
+def _each(render, cameras: list):
+    """`render(camera)` for each camera, yielding after each (a generator
+    whose value is the list of results)."""
+    results = []
+    for cam in cameras:
+        results.append(render(cam))
+        yield
+    return results
 
 
 def save_picture(premultiplied_pixels: np.ndarray, path: Path, background: float = 0.5) -> None:

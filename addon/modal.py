@@ -258,3 +258,46 @@ def register_handlers() -> None:
 def unregister_handlers() -> None:
     if _on_load_pre in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_on_load_pre)
+
+
+# Fit LOD to Reference from the UI -----------------------------------------------------
+class LodDriver:
+    """Fit LOD to Reference a unit of work per tick (a bake, a render, about
+    `fit_budget_s` of fit steps: `api.fit_lod_stages`), so the UI redraws and
+    Esc can stop it. `start()` validates (raising InputError before anything
+    is made); `tick()` returns RUNNING_MODAL, FINISHED (the summary is in
+    `summary`) or CANCELLED (an error, in `error`); `cancel()` stops it and
+    removes everything it made. `message`: the job's latest progress line."""
+
+    def __init__(self, reference, options, scene, fit_budget_s: float = 0.1):
+        self.message = "starting"
+        self.stages = api.fit_lod_stages(reference, options, scene, progress=self._progress,
+                                         fit_budget_s=fit_budget_s)
+        self.state = RUNNING
+        self.summary = None
+        self.error = None
+        self.ticks = 0
+
+    def _progress(self, text: str) -> None:
+        self.message = text
+
+    def start(self) -> None:
+        next(self.stages)  # the checks, then the first unit's announcement
+
+    def tick(self) -> str:
+        if self.state != RUNNING:
+            return self.state
+        self.ticks += 1
+        try:
+            next(self.stages)
+        except StopIteration as done:
+            self.summary, self.state = done.value, FINISHED
+        except Exception as exc:  # noqa: BLE001 - reported by the operator; the job cleaned up
+            self.error, self.state = f"{type(exc).__name__}: {exc}", CANCELLED
+        return self.state
+
+    def cancel(self) -> str:
+        if self.state == RUNNING:
+            self.stages.close()  # GeneratorExit at the current unit: the job removes what it made
+            self.error, self.state = "stopped: the LOD and its cameras were removed", CANCELLED
+        return self.state

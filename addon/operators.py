@@ -231,11 +231,12 @@ class SGE_OT_fit_lod(bpy.types.Operator):
         return context.window_manager.invoke_props_dialog(self)
 
     def execute(self, context):
-        # Blocking: baking and rendering are Blender operators of their own,
-        # which run on the main thread and cannot be time-sliced.
         options = lod.LodOptions(ratio=self.ratio, texture_size=self.texture_size, target_views=self.target_views,
                                  held_out_views=self.held_out_views, render_engine=self.render_engine,
                                  resolution=self.resolution, steps=self.steps or None)
+        if self.options.is_invoke and not bpy.app.background and context.window is not None:
+            return self._start_modal(context, options)
+        # Scripts and background mode: blocking.
         try:
             summary = api.fit_lod(context.active_object, options, scene=context.scene,
                                   progress=lambda text: print(f"SGE Optimizer LOD: {text}", file=sys.stderr,
@@ -245,6 +246,39 @@ class SGE_OT_fit_lod(bpy.types.Operator):
             return {"CANCELLED"}
         self.report({"INFO"}, lod.summary_text(summary))
         return {"FINISHED"}
+
+    # From the dialog: a unit of work per timer tick (a bake or a render
+    # blocks for its own length; the fit runs in slices), Esc stops.
+    def _start_modal(self, context, options):
+        self._driver = modal.LodDriver(context.active_object, options, context.scene)
+        try:
+            self._driver.start()
+        except InputError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.01, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        driver = self._driver
+        if event.type == "ESC" and event.value == "PRESS":
+            driver.cancel()
+        elif event.type == "TIMER":
+            driver.tick()
+        else:
+            return {"PASS_THROUGH"}
+        if driver.state == modal.RUNNING:
+            context.workspace.status_text_set(f"SGE Fit LOD to Reference: {driver.message}  (Esc: stop)")
+            return {"RUNNING_MODAL"}
+        context.window_manager.event_timer_remove(self._timer)
+        context.workspace.status_text_set(None)
+        if driver.state == modal.FINISHED:
+            self.report({"INFO"}, lod.summary_text(driver.summary))
+            return {"FINISHED"}
+        self.report({"WARNING"}, f"Fit LOD to Reference: {driver.error}")
+        return {"CANCELLED"}
 
 
 classes = (SGE_OT_optimize_to_targets, SGE_OT_stop, SGE_OT_add_cameras_around, SGE_OT_capture_targets,

@@ -126,3 +126,54 @@ def test_a_failure_midway_leaves_nothing_behind(empty_scene):
         lod.fit_lod(ref, options, scene=scene, progress=interrupt)
     assert {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in kinds} == before
     assert scene.render.engine == engine and not ref.hide_render
+
+
+# From the UI: a unit of work per tick (addon/modal.py LodDriver) ------------------
+def _small_options(**overrides):
+    return lod.LodOptions(**{"ratio": 0.2, "texture_size": 32, "target_views": 2, "held_out_views": 1,
+                             "resolution": 32, "steps": 40, **overrides})
+
+
+def test_the_lod_driver_runs_the_job_a_unit_per_tick(empty_scene):
+    """The operator's modal path: each tick is one bake, one render or one
+    slice of the fit; the job ends as the blocking one does."""
+    from sge_optimizer.addon import modal
+
+    scene = empty_scene
+    ref = lit_reference(scene)
+    driver = modal.LodDriver(ref, _small_options(), scene, fit_budget_s=0.001)
+    driver.start()
+    assert driver.message == "making the copy" and "Reference LOD" not in bpy.data.objects
+    messages = []
+    while driver.tick() == modal.RUNNING:
+        messages.append(driver.message)
+    assert driver.state == modal.FINISHED, driver.error
+    assert driver.summary["lod"] in bpy.data.objects and math.isfinite(driver.summary["psnr_held_out_after"])
+    # 2 target and 1 held-out renders of the reference, each view again for the bake and the
+    # fit, the bake, and the fit in slices (at least one step each).
+    fitting = [m for m in messages if m.startswith("step")]
+    assert len(fitting) >= 5, messages
+    assert driver.ticks >= 3 + 3 + 2 + len(fitting)
+    assert not ref.hide_render
+
+
+def test_stopping_the_lod_driver_midway_removes_what_it_made(empty_scene):
+    """Esc during the fit: the copy, its images, cameras and collections go,
+    and the render settings and the reference are as they were."""
+    from sge_optimizer.addon import modal
+
+    scene = empty_scene
+    ref = lit_reference(scene)
+    kinds = ("objects", "meshes", "materials", "images", "cameras", "collections")
+    before = {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in kinds}
+    engine, resolution = scene.render.engine, scene.render.resolution_x
+    driver = modal.LodDriver(ref, _small_options(steps=400), scene, fit_budget_s=0.001)
+    driver.start()
+    while not driver.message.startswith("step"):
+        assert driver.tick() == modal.RUNNING, driver.error
+    assert "Reference LOD" in bpy.data.objects  # made, baked, rendered, fitting
+    assert driver.cancel() == modal.CANCELLED and "stopped" in driver.error
+    assert {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in kinds} == before
+    assert (scene.render.engine, scene.render.resolution_x) == (engine, resolution)
+    assert not ref.hide_render
+    assert driver.tick() == modal.CANCELLED  # nothing more happens

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from helpers import flat_texture, mean_psnr
 
-from sge_optimizer.engine import Engine, SceneArrays, Settings, View
+from sge_optimizer.engine import Engine, MeshArrays, SceneArrays, Settings, View
 from sge_optimizer.engine import reference as ref
 from sge_optimizer.engine import synthetic
 
@@ -148,6 +148,44 @@ def test_a_joint_fit_from_the_true_shape_keeps_it_exactly(backend):
         engine.step()
     assert engine.shape_kept == "start"
     np.testing.assert_array_equal(engine.positions(), mesh.positions)
+
+
+def test_a_joint_fit_from_the_true_shape_ends_its_shape_phase_early(backend):
+    """The early shape check (where the silhouette phase ends) finds the
+    fitted vertices no better than the true start's: they come back, and the
+    texture has the rest of the steps alone."""
+    mesh, _, targets = minified_scene(backend, views=4)
+    engine = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets),
+                    Settings(steps=100, shape_fraction=0.8, silhouette_fraction=0.4))
+    assert engine.early_shape_check() == 40 and engine.shape_end() == 80
+    for _ in range(40):
+        engine.step()
+    assert not np.array_equal(engine.positions(), mesh.positions)  # the shape phase moved them
+    while engine.shape_kept is None:
+        engine.step()
+    assert engine.step_index <= 50  # 4 views scored twice
+    assert engine.shape_end() == engine.step_index - 1 and engine.early_shape_check() is None
+    np.testing.assert_array_equal(engine.positions(), mesh.positions)
+    for _ in range(10):
+        engine.step()
+        assert engine.active == (engine.texture_group,)
+    np.testing.assert_array_equal(engine.positions(), mesh.positions)
+
+
+def test_a_coarse_start_goes_on_moving_after_the_early_shape_check(backend):
+    """From a coarse shape the fitted vertices cover the targets clearly better
+    at the early check: the shape phase goes on to `shape_fraction`."""
+    mesh, _, targets = minified_scene(backend, views=4)
+    coarse = MeshArrays(mesh.positions * np.float32(0.85), mesh.triangles, mesh.corner_uvs)
+    engine = Engine(backend, SceneArrays(coarse, flat_texture(TEX), targets),
+                    Settings(steps=300, shape_fraction=0.8, silhouette_fraction=0.4))
+    for _ in range(140):
+        engine.step()
+    assert engine.shape_kept is None and engine.shape_end() == 240
+    (check,) = engine.shape_scores
+    assert check["early"] and check["start"] > 1.25 * check["fitted"]
+    assert engine.positions_group in engine.perturbed_groups(engine.step_index) + engine.perturbed_groups(
+        engine.step_index + 1)  # the vertices still move
 
 
 def test_a_finished_start_is_replaced_only_by_a_clear_gain(backend):
