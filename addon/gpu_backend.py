@@ -44,14 +44,16 @@ def _create_info(spec) -> GPUShaderCreateInfo:
 
 
 class _RenderTarget:
-    def __init__(self, width: int, height: int):
+    def __init__(self, width: int, height: int, pair: bool = False):
         self.size = (width, height)
         self.color = GPUTexture((width, height), format="RGBA32F")
         self.id = GPUTexture((width, height), format="R32I")
         self.uv = GPUTexture((width, height), format="RGBA32F")
+        # A pair target (RASTERIZE_PAIR) also holds R-'s colour.
+        self.color_minus = GPUTexture((width, height), format="RGBA32F") if pair else None
         self.depth = GPUTexture((width, height), format="DEPTH_COMPONENT32F")
         self.framebuffer = gpu.types.GPUFrameBuffer(
-            depth_slot=self.depth, color_slots=(self.color, self.id, self.uv))
+            depth_slot=self.depth, color_slots=(self.color, self.id, self.uv) + ((self.color_minus,) if pair else ()))
 
 
 class BlenderGPUBackend:
@@ -152,11 +154,14 @@ class BlenderGPUBackend:
             vbo.attr_fill(name, np.ascontiguousarray(values, np.float32).reshape(n, width))
         return gpu.types.GPUBatch(type="TRIS", buf=vbo)
 
-    def render_target(self, width, height):
-        return _RenderTarget(width, height)
+    def render_target(self, width, height, pair=False):
+        return _RenderTarget(width, height, pair)
 
     def target_textures(self, target):
-        return {"color": target.color, "id": target.id, "uv": target.uv}
+        out = {"color": target.color, "id": target.id, "uv": target.uv}
+        if target.color_minus is not None:
+            out["color_minus"] = target.color_minus
+        return out
 
     def draw(self, spec, target, batch, samplers, constants):
         shader = self.shader(spec)
@@ -165,6 +170,8 @@ class BlenderGPUBackend:
             self.clear(target.color, 0.0)
             self.clear(target.id, 0)
             self.clear(target.uv, 0.0)
+            if target.color_minus is not None:
+                self.clear(target.color_minus, 0.0)
             self.clear(target.depth, 1.0)
             gpu.state.viewport_set(0, 0, width, height)
             gpu.state.depth_test_set("LESS")

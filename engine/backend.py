@@ -32,11 +32,13 @@ class Backend(Protocol):
         """Unindexed triangle list: per-corner vertex index (int) and UV, and for a
         lit fit each corner's world normal (3) and tangent with bitangent sign (4)."""
 
-    def render_target(self, width: int, height: int) -> Any:
-        """Colour (RGBA32F), triangle ID (R32I) and UV (RGBA32F) with a depth buffer."""
+    def render_target(self, width: int, height: int, pair: bool = False) -> Any:
+        """Colour (RGBA32F), triangle ID (R32I) and UV (RGBA32F) with a depth
+        buffer; `pair`: a fourth attachment, R-'s colour (RASTERIZE_PAIR)."""
 
     def target_textures(self, target: Any) -> dict:
-        """{'color', 'id', 'uv'} textures of a render target, for samplers."""
+        """{'color', 'id', 'uv'} textures of a render target, for samplers
+        (and 'color_minus' for a pair target)."""
 
     def draw(self, spec, target: Any, batch: Any, samplers: dict, constants: dict) -> None:
         """Clear `target` and rasterize `batch` into it with a depth test."""

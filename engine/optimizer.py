@@ -213,6 +213,9 @@ class Engine:
         self.score_acc = b.texture(1, 2, "R32I")
         self.render_plus = b.render_target(self.width, self.height)
         self.render_minus = b.render_target(self.width, self.height)
+        # An unlit texture step's R+ and R- in one draw (RASTERIZE_PAIR): they share their geometry.
+        self.render_pair = (b.render_target(self.width, self.height, pair=True)
+                            if scene.lit is None and settings.optimize_texture else None)
         self.global_acc = b.texture(K.MAX_VIEWS_PER_STEP, 2, "R32I")
         self.loss_acc = b.texture(1, 2, "R32I")
         # Texels touched since the last Adam step: at most 8 per pixel and sub-step.
@@ -353,10 +356,11 @@ class Engine:
                 constants={"key": g.key(self.settings.seed, substep), "count": g.count, "eps": g.eps})
 
     def rasterize(self, target, view_index: int, sign: int = 0, substep: int = 0,
-                  offset: tuple = (0.0, 0.0), candidate: bool = False) -> None:
+                  offset: tuple = (0.0, 0.0), candidate: bool = False, pair: bool = False) -> None:
         """R: render the parameters (sign 0), theta+ (sign +1) or theta- (-1),
         moved by `offset` pixels on screen; `candidate`: the copy a pending
-        checkpoint is scoring instead."""
+        checkpoint is scoring instead; `pair` (sign +1, unlit, positions not
+        perturbed): theta+ and theta- in one draw into `render_pair`."""
         pos, tex = self.positions_group, self.texture_group
         view_projection = self.scene.views[view_index].view_projection
         if offset != (0.0, 0.0):
@@ -381,9 +385,23 @@ class Engine:
                              normal_key=nrm.key(self.settings.seed, substep),
                              normal_eps=sign * nrm.eps if nrm in self.active else 0.0,
                              normal_stratum=self.normal_stratum)
-        self.backend.draw(self.raster, target, self.batch, samplers=samplers, constants=constants)
+        self.backend.draw(K.RASTERIZE_PAIR if pair else self.raster, target, self.batch, samplers=samplers,
+                          constants=constants)
 
-    def accumulate_gradient(self, substep: int, slot: int, view_index: int) -> None:
+    def pair_render_applies(self) -> bool:
+        """Whether this sub-step's R+ and R- can be one draw (RASTERIZE_PAIR):
+        unlit, and the positions not perturbed, so both share their coverage."""
+        return self.render_pair is not None and self.positions_group not in self.active
+
+    def renders(self, pair: bool) -> tuple:
+        """(plus, minus) textures of the sub-step's renders, for G."""
+        if pair:
+            both = self.backend.target_textures(self.render_pair)
+            return both, {**both, "color": both["color_minus"]}
+        return self.backend.target_textures(self.render_plus), self.backend.target_textures(self.render_minus)
+
+    def accumulate_gradient(self, substep: int, slot: int, view_index: int, pair: bool = False) -> None:
+        """G for the sub-step's renders (`pair`: the one-draw pair's)."""
         pos, tex, s = self.positions_group, self.texture_group, self.settings
         flags = (K.FLAG_POSITIONS if pos in self.active else 0) | (K.FLAG_TEXTURE if tex in self.active else 0)
         if self.silhouette_only():
@@ -391,8 +409,7 @@ class Engine:
         flags |= self.loss_flag()
         if s.estimator == "full_image":
             flags |= K.FLAG_FULL_IMAGE
-        plus = self.backend.target_textures(self.render_plus)
-        minus = self.backend.target_textures(self.render_minus)
+        plus, minus = self.renders(pair)
         target = self.targets[view_index]
         if s.running_residual > 0:
             target = self._residual_target(view_index, plus, minus)
@@ -641,9 +658,13 @@ class Engine:
         self.stratum = self.texture_stratum(slot)
         self.material_stratum = self.map_stratum(self.material_group, slot)
         self.normal_stratum = self.map_stratum(self.normal_group, slot)
-        self._timed("R+", self.rasterize, self.render_plus, view_index, 1, substep, offset)
-        self._timed("R-", self.rasterize, self.render_minus, view_index, -1, substep, offset)
-        self._timed("G", self.accumulate_gradient, substep, slot, view_index)
+        pair = self.pair_render_applies()
+        if pair:
+            self._timed("R±", self.rasterize, self.render_pair, view_index, 1, substep, offset, False, True)
+        else:
+            self._timed("R+", self.rasterize, self.render_plus, view_index, 1, substep, offset)
+            self._timed("R-", self.rasterize, self.render_minus, view_index, -1, substep, offset)
+        self._timed("G", self.accumulate_gradient, substep, slot, view_index, pair)
 
     def step(self) -> None:
         """One Adam step over `views_per_step` (view, perturbation) pairs."""

@@ -9,6 +9,7 @@ No backend keeps its own copy of a kernel.
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,6 +158,12 @@ RASTERIZE = KernelSpec(
     defines=_FIXED,
 )
 
+# R+ and R- of a texture step in one draw: RASTERIZE with a fourth output,
+# the colour at -texture_eps (engine: Engine.rasterize_pair).
+RASTERIZE_PAIR = dataclasses.replace(
+    RASTERIZE, name="rasterize_pair", fragment_sources=("rasterize_pair_frag.glsl",),
+    fragment_outputs=RASTERIZE.fragment_outputs + ((3, "VEC4", "out_color_minus"),))
+
 ACCUMULATE_GRADIENT = KernelSpec(
     name="accumulate_gradient",
     sources=_COMMON + ("accumulate_gradient.glsl",),
@@ -286,7 +293,7 @@ RASTERIZE_LIT_FIT = KernelSpec(
     defines=_FIXED,
 )
 
-ALL_KERNELS = (PERTURB, RASTERIZE, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT, COPY,
+ALL_KERNELS = (PERTURB, RASTERIZE, RASTERIZE_PAIR, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT, COPY,
                RESIDUAL_TARGET, SCORE, LIT_EVAL, RASTERIZE_LIT, RASTERIZE_LIT_FIT)
 
 __all__ = ["KernelSpec", "Image", "Sampler", "ALL_KERNELS", "FIXED_SCALE",

@@ -60,6 +60,34 @@ def test_rasterize_perturbs_texels_as_p_would(backend, sign):
     assert np.abs(gpu[agree] - plain["color"][agree]).max() > tex.eps / 2
 
 
+def test_the_pair_render_is_r_plus_and_r_minus_in_one_draw(backend):
+    """RASTERIZE_PAIR (a texture step's R+ and R-, one rasterization) gives
+    what the two draws give, and G charges the same from it (no jitter, no
+    running mean: two sub-steps alike)."""
+    engine = small_engine(backend, optimize_positions=False, antialias=False, running_residual=0.0)
+    engine.stratum = 2
+    engine.rasterize(engine.render_pair, 1, 1, 5, offset=(0.3, -0.2), pair=True)
+    both = {k: backend.read(t) for k, t in backend.target_textures(engine.render_pair).items()}
+    for sign, target, key in ((1, engine.render_plus, "color"), (-1, engine.render_minus, "color_minus")):
+        engine.rasterize(target, 1, sign, 5, offset=(0.3, -0.2))
+        single = {k: backend.read(t) for k, t in backend.target_textures(target).items()}
+        np.testing.assert_array_equal(both[key], single["color"])
+        np.testing.assert_array_equal(both["id"], single["id"])
+        np.testing.assert_array_equal(both["uv"], single["uv"])
+    assert np.abs(both["color"] - both["color_minus"]).max() > engine.texture_group.eps  # perturbed apart
+    grads = []
+    for pair in (True, False):
+        engine.clear_gradients()
+        assert engine.pair_render_applies()
+        if not pair:
+            engine.render_pair = None  # the two-draw path
+        engine.substep(substep=5, slot=2, view_index=1)
+        grads.append(engine.read_gradients())
+    np.testing.assert_array_equal(grads[0]["texture"], grads[1]["texture"])
+    np.testing.assert_array_equal(grads[0]["texture_count"], grads[1]["texture_count"])
+    assert np.abs(grads[0]["texture"]).max() > 0
+
+
 @pytest.mark.parametrize("srgb", [False, True])
 def test_rasterize_matches_reference(backend, srgb):
     """R, with an sRGB texture decoded per texel before the bilinear blend."""

@@ -160,17 +160,20 @@ class _Batch:
 
 
 class _RenderTarget:
-    def __init__(self, backend, width, height):
+    def __init__(self, backend, width, height, pair=False):
         GL = backend.GL
         self.size = (width, height)
         self.color = backend._new_texture(width, height, "RGBA32F")
         self.id = backend._new_texture(width, height, "R32I")
         self.uv = backend._new_texture(width, height, "RGBA32F")
+        # A pair target (RASTERIZE_PAIR) also holds R-'s colour.
+        self.color_minus = backend._new_texture(width, height, "RGBA32F") if pair else None
         self.depth = backend._new_texture(width, height, "DEPTH_COMPONENT32F")
+        self.attachments = (self.color, self.id, self.uv) + ((self.color_minus,) if pair else ())
         self.framebuffer = int(GL.glGenFramebuffers(1))
         weakref.finalize(self, backend._garbage.append, ("framebuffer", self.framebuffer)).atexit = False
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.framebuffer)
-        for i, tex in enumerate((self.color, self.id, self.uv)):
+        for i, tex in enumerate(self.attachments):
             GL.glFramebufferTexture2D(GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0 + i,
                                       GL.GL_TEXTURE_2D, tex.id, 0)
         GL.glFramebufferTexture2D(GL.GL_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT,
@@ -534,12 +537,15 @@ class PyOpenGLBackend:
         weakref.finalize(batch, self._garbage.append, ("batch", (vao, buffers))).atexit = False
         return batch
 
-    def render_target(self, width, height):
+    def render_target(self, width, height, pair=False):
         with self._current():
-            return _RenderTarget(self, width, height)
+            return _RenderTarget(self, width, height, pair)
 
     def target_textures(self, target):
-        return {"color": target.color, "id": target.id, "uv": target.uv}
+        out = {"color": target.color, "id": target.id, "uv": target.uv}
+        if target.color_minus is not None:
+            out["color_minus"] = target.color_minus
+        return out
 
     def draw(self, spec, target, batch, samplers, constants):
         GL = self.GL
@@ -547,8 +553,8 @@ class PyOpenGLBackend:
         with self._current():
             program, locations = self.shader(spec)
             GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, target.framebuffer)
-            GL.glDrawBuffers(3, [GL.GL_COLOR_ATTACHMENT0, GL.GL_COLOR_ATTACHMENT1,
-                                 GL.GL_COLOR_ATTACHMENT2])
+            n = len(target.attachments)
+            GL.glDrawBuffers(n, [GL.GL_COLOR_ATTACHMENT0 + i for i in range(n)])
             GL.glViewport(0, 0, width, height)
             GL.glDisable(GL.GL_BLEND)
             GL.glDisable(GL.GL_CULL_FACE)
@@ -561,6 +567,8 @@ class PyOpenGLBackend:
                 GL.glClearBufferfv(GL.GL_COLOR, 0, np.zeros(4, np.float32))
                 GL.glClearBufferiv(GL.GL_COLOR, 1, np.zeros(4, np.int32))
                 GL.glClearBufferfv(GL.GL_COLOR, 2, np.zeros(4, np.float32))
+                if target.color_minus is not None:
+                    GL.glClearBufferfv(GL.GL_COLOR, 3, np.zeros(4, np.float32))
                 GL.glClearBufferfv(GL.GL_DEPTH, 0, np.ones(1, np.float32))
                 GL.glUseProgram(program)
                 self._set_constants(spec, program, locations, constants)
