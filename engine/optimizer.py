@@ -213,9 +213,9 @@ class Engine:
         self.score_acc = b.texture(1, 2, "R32I")
         self.render_plus = b.render_target(self.width, self.height)
         self.render_minus = b.render_target(self.width, self.height)
-        # An unlit texture step's R+ and R- in one draw (RASTERIZE_PAIR): they share their geometry.
+        # A texture (or map) step's R+ and R- in one draw (RASTERIZE_PAIR): they share their geometry.
         self.render_pair = (b.render_target(self.width, self.height, pair=True)
-                            if scene.lit is None and settings.optimize_texture else None)
+                            if scene.lit is not None or settings.optimize_texture else None)
         self.global_acc = b.texture(K.MAX_VIEWS_PER_STEP, 2, "R32I")
         self.loss_acc = b.texture(1, 2, "R32I")
         # Texels touched since the last Adam step: at most 8 per pixel and sub-step.
@@ -359,7 +359,7 @@ class Engine:
                   offset: tuple = (0.0, 0.0), candidate: bool = False, pair: bool = False) -> None:
         """R: render the parameters (sign 0), theta+ (sign +1) or theta- (-1),
         moved by `offset` pixels on screen; `candidate`: the copy a pending
-        checkpoint is scoring instead; `pair` (sign +1, unlit, positions not
+        checkpoint is scoring instead; `pair` (sign +1, positions not
         perturbed): theta+ and theta- in one draw into `render_pair`."""
         pos, tex = self.positions_group, self.texture_group
         view_projection = self.scene.views[view_index].view_projection
@@ -385,12 +385,15 @@ class Engine:
                              normal_key=nrm.key(self.settings.seed, substep),
                              normal_eps=sign * nrm.eps if nrm in self.active else 0.0,
                              normal_stratum=self.normal_stratum)
-        self.backend.draw(K.RASTERIZE_PAIR if pair else self.raster, target, self.batch, samplers=samplers,
-                          constants=constants)
+        spec = self.raster
+        if pair:
+            spec = K.RASTERIZE_PAIR if self.lit is None else K.RASTERIZE_LIT_FIT_PAIR
+        self.backend.draw(spec, target, self.batch, samplers=samplers, constants=constants)
 
     def pair_render_applies(self) -> bool:
-        """Whether this sub-step's R+ and R- can be one draw (RASTERIZE_PAIR):
-        unlit, and the positions not perturbed, so both share their coverage."""
+        """Whether this sub-step's R+ and R- can be one draw (RASTERIZE_PAIR,
+        or RASTERIZE_LIT_FIT_PAIR): the positions are not perturbed, so both
+        share their coverage."""
         return self.render_pair is not None and self.positions_group not in self.active
 
     def renders(self, pair: bool) -> tuple:

@@ -278,7 +278,7 @@ RASTERIZE_LIT_FIT = KernelSpec(
     name="rasterize_lit_fit",
     sources=_COMMON + ("shading.glsl", "lit_shading.glsl"),
     vertex_sources=("rasterize_fit_lit_vert.glsl",),
-    fragment_sources=("rasterize_fit_lit_frag.glsl",),
+    fragment_sources=("rasterize_fit_lit_frag.glsl", "rasterize_fit_lit_main_frag.glsl"),
     samplers=RASTERIZE.samplers + (Sampler(2, "FLOAT_2D", "lights"), Sampler(3, "FLOAT_2D", "material"),
                                    Sampler(4, "FLOAT_2D", "normal_map")),
     push_constants=RASTERIZE.push_constants + (("VEC3", "camera_position"), ("FLOAT", "normal_strength"),
@@ -293,8 +293,15 @@ RASTERIZE_LIT_FIT = KernelSpec(
     defines=_FIXED,
 )
 
+# R+ and R- of a lit fit in one draw, as RASTERIZE_PAIR.
+RASTERIZE_LIT_FIT_PAIR = dataclasses.replace(
+    RASTERIZE_LIT_FIT, name="rasterize_lit_fit_pair",
+    fragment_sources=("rasterize_fit_lit_frag.glsl", "rasterize_fit_lit_pair_frag.glsl"),
+    fragment_outputs=RASTERIZE_PAIR.fragment_outputs)
+
 ALL_KERNELS = (PERTURB, RASTERIZE, RASTERIZE_PAIR, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT, COPY,
-               RESIDUAL_TARGET, SCORE, LIT_EVAL, RASTERIZE_LIT, RASTERIZE_LIT_FIT)
+               RESIDUAL_TARGET, SCORE, LIT_EVAL, RASTERIZE_LIT, RASTERIZE_LIT_FIT,
+               RASTERIZE_LIT_FIT_PAIR)
 
 __all__ = ["KernelSpec", "Image", "Sampler", "ALL_KERNELS", "FIXED_SCALE",
            "MAX_VIEWS_PER_STEP", "MAX_IMAGES_PER_KERNEL"] + [k.name.upper() for k in ALL_KERNELS]

@@ -18,6 +18,13 @@ def small_engine(backend, **settings):
     return Engine(backend, SceneArrays(start, flat_texture(8, 0.4), views), Settings(**settings))
 
 
+def read_renders(engine) -> tuple:
+    """(plus, minus): the last sub-step's renders as arrays, from the two
+    draws or from the pair draw (Engine.renders)."""
+    return tuple({k: engine.backend.read(t) for k, t in d.items()}
+                 for d in engine.renders(engine.pair_render_applies()))
+
+
 def flipped_fraction(positions, triangles):
     """Fraction of a sphere-like mesh's faces whose normal points inwards."""
     p = positions[triangles]

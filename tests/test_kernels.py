@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import H, W, flat_texture, small_engine
+from helpers import H, W, flat_texture, read_renders, small_engine
 
 from sge_optimizer import gpu_kernels as K
 from sge_optimizer.engine import Engine, SceneArrays, Settings, View
@@ -131,8 +131,7 @@ def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, l
     engine.clear_gradients()
     engine.substep(substep=3, slot=0, view_index=2)
     got = engine.read_gradients()
-    plus = {k: backend.read(t) for k, t in backend.target_textures(engine.render_plus).items()}
-    minus = {k: backend.read(t) for k, t in backend.target_textures(engine.render_minus).items()}
+    plus, minus = read_renders(engine)
     mesh = engine.scene.mesh
     want = ref.accumulate_gradient(
         plus["color"], minus["color"], np.rint(plus["id"][..., 0]).astype(int),
@@ -190,8 +189,7 @@ def test_residual_target_matches_reference(backend, pixel_filter):
         before = backend.read(engine.running_means[2])
         np.testing.assert_allclose(before, mean, atol=1e-5)
         engine.substep(substep=visit, slot=0, view_index=2)
-        plus = backend.read(backend.target_textures(engine.render_plus)["color"])
-        minus = backend.read(backend.target_textures(engine.render_minus)["color"])
+        plus, minus = (r["color"] for r in read_renders(engine))
         rate = max(1.0 / (visit + 1), 0.25)
         mean, effective, loss = ref.residual_target(plus, minus, engine.loss_targets[2], mean, rate,
                                                     srgb_loss=engine.loss_srgb, log_loss=engine.workbench)

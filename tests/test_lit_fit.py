@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import read_renders
 
 from sge_optimizer import gpu_kernels as K
 from sge_optimizer.engine import Engine, SceneArrays, Settings, View, synthetic
@@ -209,8 +210,7 @@ def test_material_gradient_matches_reference(backend):
     engine.clear_gradients()
     engine.substep(substep=5, slot=1, view_index=3)
     got = engine.read_gradients()
-    plus = {k: backend.read(t) for k, t in backend.target_textures(engine.render_plus).items()}
-    minus = {k: backend.read(t) for k, t in backend.target_textures(engine.render_minus).items()}
+    plus, minus = read_renders(engine)
     mesh, g = scene.mesh, engine.material_group
     want = ref.accumulate_gradient(
         plus["color"], minus["color"], np.rint(plus["id"][..., 0]).astype(int),
@@ -224,6 +224,35 @@ def test_material_gradient_matches_reference(backend):
     np.testing.assert_array_equal(got["material_count"], want["texture_count"])
     tol = (want["texture_count"] + 1)[..., None] * 4.0 / K.FIXED_SCALE
     assert np.all(np.abs(got["material"] - want["texture"]) <= tol)
+
+
+def test_the_lit_pair_render_is_r_plus_and_r_minus_in_one_draw(backend):
+    """RASTERIZE_LIT_FIT_PAIR gives what the two lit draws give, every map's
+    perturbation flipped for R-, and G charges the same from it."""
+    rough = np.random.default_rng(3).uniform(0.2, 0.8, (8, 8)).astype(np.float32)
+    scene = _rough_scene(backend, rough, truth_roughness=np.full((8, 8), 0.3, np.float32))
+    engine = Engine(backend, scene, Settings(optimize_positions=False, lit=True, optimize_roughness=True,
+                                             alternate_groups=False, antialias=False, running_residual=0.0))
+    engine.active = engine.perturbed_groups(0)
+    assert set(engine.active) == {engine.texture_group, engine.material_group}
+    engine.stratum, engine.material_stratum = 1, 2
+    engine.rasterize(engine.render_pair, 3, 1, 5, pair=True)
+    both = {k: backend.read(t) for k, t in backend.target_textures(engine.render_pair).items()}
+    for sign, target, key in ((1, engine.render_plus, "color"), (-1, engine.render_minus, "color_minus")):
+        engine.rasterize(target, 3, sign, 5)
+        np.testing.assert_array_equal(both[key], backend.read(backend.target_textures(target)["color"]))
+    assert np.abs(both["color"] - both["color_minus"]).max() > 1e-3
+    grads = []
+    for pair in (True, False):
+        engine.clear_gradients()
+        assert engine.pair_render_applies()
+        if not pair:
+            engine.render_pair = None
+        engine.substep(substep=5, slot=2, view_index=3)
+        grads.append(engine.read_gradients())
+    for name in ("texture", "material"):
+        np.testing.assert_array_equal(grads[0][name], grads[1][name])
+        assert np.abs(grads[0][name]).max() > 0
 
 
 def test_a_lit_fit_recovers_the_roughness(backend):
@@ -408,8 +437,7 @@ def test_normal_map_perturbation_gradient_and_adam_match_reference(backend):
     engine.clear_gradients()
     engine.substep(substep=5, slot=1, view_index=2)
     got = engine.read_gradients()
-    plus = {k: backend.read(t) for k, t in backend.target_textures(engine.render_plus).items()}
-    minus = {k: backend.read(t) for k, t in backend.target_textures(engine.render_minus).items()}
+    plus, minus = read_renders(engine)
     theta = engine.normal_map()
     key = ref.perturbation_key(0, 5, g.salt)
     assert engine.normal_stratum == 1

@@ -7,6 +7,7 @@ Prints one table per sweep (a benchmark, not a test):
   paper     the paper's mesh + albedo case (~3K triangles, 1024^2 texture)
   texture   the same mesh, textures 128^2 .. 2048^2, fixed resolution
   pixels    resolutions 128^2 .. 1024^2, fixed texture
+  pair      texture steps: R+ and R- as one pair draw against two draws
 
 Columns: pass times are medians with a synchronisation before and after each
 pass (the `sync` column is what one synchronisation costs on its own);
@@ -160,11 +161,44 @@ def print_table(title, rows, sync):
     sys.stdout.flush()
 
 
+def measure_pair(backend, mesh, tex_size, res, repeats, steps=8):
+    """A texture step (positions fixed) with R+ and R- as one pair draw and
+    as two draws, timed alternately in the same run (unsynchronised steps)."""
+    vs = synthetic.render_targets(backend, mesh, synthetic.checker_texture(tex_size),
+                                  synthetic.orbit_cameras(8), res, res)
+    engine = Engine(backend, SceneArrays(mesh, synthetic.flat_texture(tex_size), vs),
+                    Settings(steps=10**6, optimize_positions=False))
+    pair_target = engine.render_pair
+    times = {"pair": [], "two": []}
+    for _ in range(3):
+        engine.step()
+    for _ in range(repeats):
+        for kind in ("pair", "two"):
+            engine.render_pair = pair_target if kind == "pair" else None
+            backend.finish()
+            t = time.perf_counter()
+            for _ in range(steps):
+                engine.step()
+            backend.finish()
+            times[kind].append((time.perf_counter() - t) / steps)
+    engine.render_pair = pair_target
+    return {"tex": tex_size, "res": res, "two": median(times["two"]), "pair": median(times["pair"])}
+
+
+def print_pair_table(rows) -> None:
+    print("\n#### texture steps: R+ and R- as one pair draw against two draws  (ms a step)")
+    print("| tex | res | two draws | one pair draw | pair / two |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['tex']}² | {r['res']}² | {r['two'] * 1e3:.2f} | {r['pair'] * 1e3:.2f} | {r['pair'] / r['two']:.2f} |")
+    sys.stdout.flush()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--quick", action="store_true", help="smaller sweeps (for a smoke run)")
-    p.add_argument("--only", choices=("paper", "texture", "pixels"), action="append")
+    p.add_argument("--only", choices=("paper", "texture", "pixels", "pair"), action="append")
     p.add_argument("--backend", choices=("blender", "pyopengl"), default="blender",
                    help="Blender's gpu module, or the Blender-free PyOpenGL/EGL backend")
     args = p.parse_args(argv)
@@ -173,7 +207,7 @@ def main(argv=None):
     print(f"# SGE Optimizer benchmark on {where}")
     print(f"mesh: {len(mesh.triangles)} triangles, {len(mesh.positions)} vertices")
     sync = sync_cost(backend)
-    sweeps = args.only or ["paper", "texture", "pixels"]
+    sweeps = args.only or ["paper", "texture", "pixels", "pair"]
     if "paper" in sweeps:
         res = 256 if args.quick else 512
         print_table(f"paper case: 1024² albedo + vertices at {res}²",
@@ -187,6 +221,9 @@ def main(argv=None):
         resolutions = (128, 256) if args.quick else (128, 256, 512, 1024)
         print_table("resolution sweep with a 256² texture (cost against pixels)",
                     [measure(backend, mesh, 256, r, args.repeats) for r in resolutions], sync)
+    if "pair" in sweeps:
+        sizes = ((512, 256),) if args.quick else ((512, 256), (1024, 256), (512, 512))
+        print_pair_table([measure_pair(backend, mesh, t, r, args.repeats) for t, r in sizes])
 
 
 if __name__ == "__main__":
