@@ -425,16 +425,20 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
             o.hide_render = True
         reference.hide_render, lod.hide_render = False, True
         target_cams, held_cams = list(targets.objects), list(held.objects)
+
+        def view(cam):
+            return render_view(scene, cam, folder)
+
         target_truths = yield from _each(lambda cam: attach_target(cam, folder, scene), target_cams)
-        truths = yield from _each(lambda cam: render_view(scene, cam, folder), held_cams)
+        truths = yield from _each(view, held_cams)
         reference.hide_render, lod.hide_render = True, False
         # The keep-or-revert decision is the engine's own, on the target
         # views; held-out views only report.
         baked = {k: scene_io.stored_pixels(v) for k, v in images.items()}
         report("rendering the baked copy")
-        baked_renders = yield from _each(lambda cam: render_view(scene, cam, folder), target_cams)
+        baked_renders = yield from _each(view, target_cams)
         summary["psnr_targets_before"] = _score(baked_renders, target_truths)
-        held_renders = yield from _each(lambda cam: render_view(scene, cam, folder), held_cams)
+        held_renders = yield from _each(view, held_cams)
         summary["psnr_held_out_before"] = _score(held_renders, truths) if held_cams else None
         if options.pictures and held_cams:
             save_picture(truths[0], Path(options.pictures) / "reference.png")
@@ -467,7 +471,7 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
         if "material" in fit:
             summary["fit"]["material"] = fit["material"]
         report("rendering the fitted copy")
-        fitted_renders = yield from _each(lambda cam: render_view(scene, cam, folder), target_cams)
+        fitted_renders = yield from _each(view, target_cams)
         summary["psnr_targets_after"] = _score(fitted_renders, target_truths)
         if options.pictures and held_cams:  # the fit as it came out, kept or not
             save_picture(render_view(scene, held_cams[0], folder), Path(options.pictures) / "fitted.png")
@@ -483,8 +487,7 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
                 bsdf.inputs[channel.title()].default_value = value["before"]
             summary["kept"] = "baked"
         if held_cams and summary["kept"] == "fitted":
-            summary["psnr_held_out_after"] = _score((yield from _each(lambda cam: render_view(scene, cam, folder),
-                                                                       held_cams)), truths)
+            summary["psnr_held_out_after"] = _score((yield from _each(view, held_cams)), truths)
         else:
             summary["psnr_held_out_after"] = summary["psnr_held_out_before"]
     finally:

@@ -434,7 +434,7 @@ def pixel_filter_for(scene, cameras=()) -> dict:
         sigma = EEVEE_SIGMA_PER_RADIUS * scene.render.filter_size
     elif engine == "CYCLES" and getattr(scene, "cycles", None) is not None:
         sigma = CYCLES_SIGMA_PER_WIDTH * scene.cycles.filter_width
-    return {"pixel_filter": "gaussian", "workbench_samples": 8,
+    return {"pixel_filter": "gaussian", "workbench_samples": Settings.workbench_samples,
             "filter_sigma": float(min(max(sigma, 0.05), 1.0))}
 
 

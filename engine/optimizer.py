@@ -749,6 +749,13 @@ class Engine:
                 "id": np.rint(self.backend.read(tex["id"])[..., 0]).astype(np.int64),
                 "uv": self.backend.read(tex["uv"])[..., :2]}
 
+    def _sample_points(self, antialias: bool, samples: tuple | None) -> tuple:
+        """(offsets, weights) of a render's sub-pixel samples: `samples`, by
+        default the antialiasing ones, or the pixel centre alone."""
+        if not antialias:
+            return ((0.0, 0.0),), (1.0,)
+        return samples or (self.antialias_offsets, self.antialias_weights)
+
     def render_color(self, view_index: int, antialias: bool = False, samples: tuple | None = None,
                      candidate: bool = False) -> np.ndarray:
         """The colour (H, W, 4) of the current parameters (or the checkpoint
@@ -756,8 +763,7 @@ class Engine:
         (offsets, weights) `samples` (by default the antialiasing ones), as
         Blender's engines filter pixels; for Workbench a mean of log2(c + 1),
         as its TAA accumulates."""
-        offsets, weights = ((samples or (self.antialias_offsets, self.antialias_weights)) if antialias
-                            else (((0.0, 0.0),), (1.0,)))
+        offsets, weights = self._sample_points(antialias, samples)
         log = antialias and self.workbench
         color = np.zeros((self.height, self.width, 4), np.float64)
         texture = self.backend.target_textures(self.render_plus)["color"]
@@ -789,8 +795,7 @@ class Engine:
         view's target in the loss's space (`loss_encoded`), over RGBA or, with
         `coverage`, alpha alone; computed on the GPU (score.glsl), so only the
         total is read back."""
-        offsets, weights = ((samples or (self.antialias_offsets, self.antialias_weights)) if antialias
-                            else (((0.0, 0.0),), (1.0,)))
+        offsets, weights = self._sample_points(antialias, samples)
         base = self.loss_flag() | (K.SCORE_LOG_MEAN if antialias and self.workbench else 0)
         base |= K.SCORE_COVERAGE if coverage else 0
         total = float(sum(weights))

@@ -159,7 +159,7 @@ RASTERIZE = KernelSpec(
 )
 
 # R+ and R- of a texture step in one draw: RASTERIZE with a fourth output,
-# the colour at -texture_eps (engine: Engine.rasterize_pair).
+# the colour at -texture_eps (Engine.rasterize(pair=True)).
 RASTERIZE_PAIR = dataclasses.replace(
     RASTERIZE, name="rasterize_pair", fragment_sources=("rasterize_pair_frag.glsl",),
     fragment_outputs=RASTERIZE.fragment_outputs + ((3, "VEC4", "out_color_minus"),))

@@ -25,6 +25,36 @@ def read_renders(engine) -> tuple:
                  for d in engine.renders(engine.pair_render_applies()))
 
 
+def assert_pair_draw_is_two_draws(engine, view_index: int, substep: int, min_difference: float,
+                                  groups=("texture",), offset=(0.0, 0.0)) -> None:
+    """The pair draw (RASTERIZE_PAIR / RASTERIZE_LIT_FIT_PAIR) gives the two
+    draws' R+ and R- colours, IDs and UVs, and a sub-step charges `groups`
+    the same gradients and counts either way. Needs no jitter and no running
+    mean (two sub-steps alike)."""
+    backend = engine.backend
+    engine.rasterize(engine.render_pair, view_index, 1, substep, offset=offset, pair=True)
+    both = {k: backend.read(t) for k, t in backend.target_textures(engine.render_pair).items()}
+    for sign, target, key in ((1, engine.render_plus, "color"), (-1, engine.render_minus, "color_minus")):
+        engine.rasterize(target, view_index, sign, substep, offset=offset)
+        single = {k: backend.read(t) for k, t in backend.target_textures(target).items()}
+        np.testing.assert_array_equal(both[key], single["color"])
+        np.testing.assert_array_equal(both["id"], single["id"])
+        np.testing.assert_array_equal(both["uv"], single["uv"])
+    assert np.abs(both["color"] - both["color_minus"]).max() > min_difference  # perturbed apart
+    grads = []
+    for pair in (True, False):
+        engine.clear_gradients()
+        assert engine.pair_render_applies()
+        if not pair:
+            engine.render_pair = None  # the two-draw path
+        engine.substep(substep=substep, slot=2, view_index=view_index)
+        grads.append(engine.read_gradients())
+    for name in groups:
+        np.testing.assert_array_equal(grads[0][name], grads[1][name])
+        np.testing.assert_array_equal(grads[0][name + "_count"], grads[1][name + "_count"])
+        assert np.abs(grads[0][name]).max() > 0
+
+
 def flipped_fraction(positions, triangles):
     """Fraction of a sphere-like mesh's faces whose normal points inwards."""
     p = positions[triangles]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import H, W, flat_texture, read_renders, small_engine
+from helpers import H, W, assert_pair_draw_is_two_draws, flat_texture, read_renders, small_engine
 
 from sge_optimizer import gpu_kernels as K
 from sge_optimizer.engine import Engine, SceneArrays, Settings, View
@@ -66,26 +66,8 @@ def test_the_pair_render_is_r_plus_and_r_minus_in_one_draw(backend):
     running mean: two sub-steps alike)."""
     engine = small_engine(backend, optimize_positions=False, antialias=False, running_residual=0.0)
     engine.stratum = 2
-    engine.rasterize(engine.render_pair, 1, 1, 5, offset=(0.3, -0.2), pair=True)
-    both = {k: backend.read(t) for k, t in backend.target_textures(engine.render_pair).items()}
-    for sign, target, key in ((1, engine.render_plus, "color"), (-1, engine.render_minus, "color_minus")):
-        engine.rasterize(target, 1, sign, 5, offset=(0.3, -0.2))
-        single = {k: backend.read(t) for k, t in backend.target_textures(target).items()}
-        np.testing.assert_array_equal(both[key], single["color"])
-        np.testing.assert_array_equal(both["id"], single["id"])
-        np.testing.assert_array_equal(both["uv"], single["uv"])
-    assert np.abs(both["color"] - both["color_minus"]).max() > engine.texture_group.eps  # perturbed apart
-    grads = []
-    for pair in (True, False):
-        engine.clear_gradients()
-        assert engine.pair_render_applies()
-        if not pair:
-            engine.render_pair = None  # the two-draw path
-        engine.substep(substep=5, slot=2, view_index=1)
-        grads.append(engine.read_gradients())
-    np.testing.assert_array_equal(grads[0]["texture"], grads[1]["texture"])
-    np.testing.assert_array_equal(grads[0]["texture_count"], grads[1]["texture_count"])
-    assert np.abs(grads[0]["texture"]).max() > 0
+    assert_pair_draw_is_two_draws(engine, view_index=1, substep=5, min_difference=engine.texture_group.eps,
+                                  offset=(0.3, -0.2))
 
 
 @pytest.mark.parametrize("srgb", [False, True])

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from helpers import read_renders
+from helpers import assert_pair_draw_is_two_draws, read_renders
 
 from sge_optimizer import gpu_kernels as K
 from sge_optimizer.engine import Engine, SceneArrays, Settings, View, synthetic
@@ -236,23 +236,8 @@ def test_the_lit_pair_render_is_r_plus_and_r_minus_in_one_draw(backend):
     engine.active = engine.perturbed_groups(0)
     assert set(engine.active) == {engine.texture_group, engine.material_group}
     engine.stratum, engine.material_stratum = 1, 2
-    engine.rasterize(engine.render_pair, 3, 1, 5, pair=True)
-    both = {k: backend.read(t) for k, t in backend.target_textures(engine.render_pair).items()}
-    for sign, target, key in ((1, engine.render_plus, "color"), (-1, engine.render_minus, "color_minus")):
-        engine.rasterize(target, 3, sign, 5)
-        np.testing.assert_array_equal(both[key], backend.read(backend.target_textures(target)["color"]))
-    assert np.abs(both["color"] - both["color_minus"]).max() > 1e-3
-    grads = []
-    for pair in (True, False):
-        engine.clear_gradients()
-        assert engine.pair_render_applies()
-        if not pair:
-            engine.render_pair = None
-        engine.substep(substep=5, slot=2, view_index=3)
-        grads.append(engine.read_gradients())
-    for name in ("texture", "material"):
-        np.testing.assert_array_equal(grads[0][name], grads[1][name])
-        assert np.abs(grads[0][name]).max() > 0
+    assert_pair_draw_is_two_draws(engine, view_index=3, substep=5, min_difference=1e-3,
+                                  groups=("texture", "material"))
 
 
 def test_a_lit_fit_recovers_the_roughness(backend):

@@ -78,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --lit: also fit the tangent-space normal-map image (Non-Color, through a "
                         "Normal Map node), written back into that image (default: off)")
     p.add_argument("--filter-sigma", type=float, default=d.filter_sigma,
-                   help="pixel filter (Gaussian sigma, pixels) of the jitter and antialiasing "
-                        "(default: %(default)s, Cycles' and Workbench's)")
+                   help="pixel filter (Gaussian sigma, pixels) of the jitter and antialiasing, with "
+                        "--pixel-filter gaussian (default: %(default)s, Cycles'); with auto the scene's "
+                        "engine sets it")
     p.add_argument("--pixel-filter", choices=Settings.PIXEL_FILTERS, default=d.pixel_filter,
                    help="how the targets' engine forms a pixel: auto (default: Workbench's antialiasing when "
                         "the scene renders with Workbench, else the Gaussian), gaussian, workbench")
