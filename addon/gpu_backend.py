@@ -96,15 +96,16 @@ class BlenderGPUBackend:
         buf.dimensions = width * height * channels
         return np.asarray(buf, dtype=np.float32).reshape(height, width, channels).copy()
 
-    def read_fixed(self, texture, rows, fixed=True):
+    def read_fixed(self, texture, rows, fixed=True, row0=0):
         """Read `rows` rows of an R32I accumulator as floats.
 
-        fixed=True: 64-bit fixed-point pairs (hi `rows` rows above lo).
+        fixed=True: 64-bit fixed-point pairs (hi `rows` rows above lo);
+        `row0`: the first row read (a block of a taller accumulator).
         """
         out = GPUTexture((texture.width, rows), format="R32F")
         self.dispatch(FIXED_TO_FLOAT, FIXED_TO_FLOAT.groups(texture.width, rows),
                       images={"accumulator": texture, "result": out}, samplers={},
-                      constants={"hi_offset": rows if fixed else 0})
+                      constants={"hi_offset": rows if fixed else 0, "row0": row0})
         return self.read(out)
 
     # Kernels ------------------------------------------------------------------

@@ -44,7 +44,8 @@ def draw_panel(layout, context) -> None:
     col.prop(props, "optimize_texture")
     sub = col.column(align=True)
     sub.active = props.optimize_texture
-    sub.prop(props, "lr_texture")
+    sub.prop(props, "texture_update")
+    sub.prop(props, "lr_texture", text="Learning Rate (0 = Auto)")
     sub.prop(props, "eps_texture")
 
     col = layout.column(align=True)

@@ -74,9 +74,16 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
     optimize_texture: BoolProperty(
         name="Base Color", default=_DEFAULTS.optimize_texture, update=_follow_quality,
         description="Optimize the base-colour image")
+    texture_update: EnumProperty(
+        name="Update", default=_DEFAULTS.texture_update.upper(),
+        description="How base-colour texels step (a lit fit's always use Adam)",
+        items=(("SART", "SART", "Each texel moves by the residual its pixels ask of it, weighed by "
+                                "their finite differences: fast, and still where the fit is right"),
+               ("ADAM", "Adam", "Adam on the estimated gradient, as the paper")))
     lr_texture: FloatProperty(
-        name="Learning Rate", default=_DEFAULTS.lr_texture, min=1e-6, soft_max=0.5, precision=4,
-        step=0.1, description="Base-colour step size per step")
+        name="Learning Rate", default=0.0, min=0.0, soft_max=2.0, precision=4,
+        step=0.1, description="Base-colour step size per step; 0: automatic "
+                              "(1.0, SART's relaxation, or 0.1, Adam's rate)")
     eps_texture: FloatProperty(
         name="\u03b5", default=_DEFAULTS.eps_texture, min=1e-6, soft_max=0.5, precision=4, step=0.1,
         description="Base-colour perturbation size")
@@ -169,7 +176,8 @@ def to_settings(props, **overrides) -> Settings:
         steps=props.steps,
         lr_decay=props.lr_decay,
         lr_positions=props.lr_positions or None,
-        lr_texture=props.lr_texture,
+        texture_update=props.texture_update.lower(),
+        lr_texture=props.lr_texture or None,
         eps_positions=props.eps_positions or None,
         eps_texture=props.eps_texture,
         estimator=props.estimator,

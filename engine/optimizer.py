@@ -126,7 +126,7 @@ class ParamGroup:
     """
 
     def __init__(self, backend, values: np.ndarray, count: int, salt: int, eps: float,
-                 lr: float, clamp01: bool, enabled: bool, perturbed_copies: bool):
+                 lr: float, clamp01: bool, enabled: bool, perturbed_copies: bool, sensitivity: bool = False):
         self.rows, self.width = values.shape[:2]
         self.count, self.salt, self.eps, self.lr = count, salt, eps, lr
         self.clamp01, self.enabled = clamp01, enabled
@@ -143,8 +143,11 @@ class ParamGroup:
         if enabled:
             self.moment1 = b.texture(self.width, self.rows, "RGBA32F")
             self.moment2 = b.texture(self.width, self.rows, "RGBA32F")
-            self.grad = b.texture(3 * self.width, 2 * self.rows, "R32I")
+            # Fixed-point sums (lo rows, then hi rows) of dL * s per channel,
+            # then with `sensitivity` of |c+ - c-| (FLAG_SENSITIVITY).
+            self.grad = b.texture(3 * self.width, (4 if sensitivity else 2) * self.rows, "R32I")
             self.counts = b.texture(self.width, self.rows, "R32I")
+        self.sensitivity = enabled and sensitivity
 
     def key(self, seed: int, substep: int) -> int:
         """The perturbation key of this group at `substep`, as the kernels take it."""
@@ -177,9 +180,14 @@ class Engine:
         tex = np.clip(np.asarray(scene.texture, np.float32), 0.0, 1.0)
         th, tw = tex.shape[:2]
         self.texture_size = (tw, th)
+        # The SART-style texel update needs each pixel's difference to be one
+        # texel's: per-pixel charging, one perturbed texel a footprint, and no
+        # lighting between the texel and the pixel (an unlit fit).
+        sart = (settings.texture_update == "sart" and scene.lit is None and settings.estimator == "per_pixel"
+                and settings.texture_strata == 4)
         self.texture_group = ParamGroup(
-            b, tex, tw * th, SALT_TEXTURE, settings.eps_texture, settings.lr_texture,
-            clamp01=True, enabled=settings.optimize_texture, perturbed_copies=False)
+            b, tex, tw * th, SALT_TEXTURE, settings.eps_texture, settings.texture_rate(sart),
+            clamp01=True, enabled=settings.optimize_texture, perturbed_copies=False, sensitivity=sart)
         self.triangles = b.texture(PARAM_WIDTH, max(1, math.ceil(len(mesh.triangles) / PARAM_WIDTH)),
                                    "RGBA32F", pack_rows(mesh.triangles.astype(np.float32), PARAM_WIDTH))
         self.groups = [self.positions_group, self.texture_group]
@@ -414,6 +422,8 @@ class Engine:
             flags |= K.FLAG_FULL_IMAGE
         plus, minus = self.renders(pair)
         target = self.targets[view_index]
+        if tex in self.active and tex.sensitivity:
+            flags |= K.FLAG_SENSITIVITY
         if s.running_residual > 0:
             target = self._residual_target(view_index, plus, minus)
             flags |= K.FLAG_EFFECTIVE_TARGET  # and the loss is accumulated already
@@ -598,6 +608,8 @@ class Engine:
             flags = K.ADAM_CLAMP01 if g.clamp01 else 0
             if g is self.normal_group:
                 flags |= K.ADAM_UNIT_NORMAL
+            if g.sensitivity:
+                flags |= K.FLAG_SENSITIVITY
             scale = 1.0 / (2.0 * g.eps * substeps * pixels)
             if g is self.texture_group or (g in (self.material_group, self.normal_group) and g.count > 1):
                 scale *= s.texture_strata  # a texel is perturbed in 1 sub-step of `strata`
@@ -713,6 +725,9 @@ class Engine:
                 counts = counts.reshape(-1)[: g.count]
             out[name] = grad
             out[name + "_count"] = counts
+            if g.sensitivity:
+                sens = self.backend.read_fixed(g.grad, g.rows, row0=2 * g.rows)[..., 0]
+                out[name + "_sensitivity"] = sens.reshape(g.rows, g.width, 3)
         out["global"] = self.backend.read_fixed(self.global_acc, 1)[0, :, 0]
         return out
 

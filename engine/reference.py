@@ -195,17 +195,19 @@ def loss_space(color, srgb_loss=False, log_loss=False):
 def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_minus, target,
                         triangles, vertex_count, tex_size, key_pos, key_tex,
                         positions=True, texture=True, full_image=False, silhouette=False, srgb_loss=False,
-                        tex_stratum=-1, coupled_channels=None, log_loss=False):
+                        tex_stratum=-1, coupled_channels=None, log_loss=False, sensitivity=False):
     """Fixed-point accumulators as the GPU leaves them (in units of dL).
     `coupled_channels` (a bit mask, FLAG_COUPLED): those texel channels are
     charged the whole pixel difference, the others nothing. `srgb_loss` /
     `log_loss`: the renders are compared sRGB-encoded / as log2(c + 1) (the
-    target is in that space already)."""
+    target is in that space already). `sensitivity` (FLAG_SENSITIVITY): also
+    each charged texel channel's sum of |c+ - c-| ("texture_sensitivity")."""
     tw, th = tex_size
     out = {"positions": np.zeros((vertex_count, 3), np.int64),
            "positions_count": np.zeros(vertex_count, np.int64),
            "texture": np.zeros((th, tw, 3), np.int64),
            "texture_count": np.zeros((th, tw), np.int64),
+           "texture_sensitivity": np.zeros((th, tw, 3), np.int64),
            "full": 0, "loss": 0}
     color_plus = loss_space(color_plus, srgb_loss, log_loss)  # the target is in that space already
     color_minus = loss_space(color_minus, srgb_loss, log_loss)
@@ -257,6 +259,9 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
                         charge = dl[y, x] * mask
                     out["texture"][qy, qx] += to_fixed(charge * s)
                     out["texture_count"][qy, qx] += 1
+                    if sensitivity:
+                        out["texture_sensitivity"][qy, qx] += to_fixed(np.abs(color_plus[y, x, :3]
+                                                                              - color_minus[y, x, :3]))
     return _scaled(out)
 
 
@@ -272,7 +277,7 @@ def residual_target(color_plus, color_minus, target, running_mean, rate, srgb_lo
 
 
 def _scaled(out):
-    for key in ("positions", "texture", "full", "loss"):
+    for key in ("positions", "texture", "texture_sensitivity", "full", "loss"):
         out[key] = np.asarray(out[key], np.float64) / FIXED_SCALE
     return out
 
@@ -294,15 +299,30 @@ def exact_texture_gradient(color, ids, uvs, target, albedo):
 
 # Adam ----------------------------------------------------------------------
 def adam_step(theta, m, v, grad, count, t, lr, grad_scale, beta1, beta2, clamp01,
-              per_count=False, regularizer=None, reg_weight=0.0, full_image=False, unit_normal=False):
+              per_count=False, regularizer=None, reg_weight=0.0, full_image=False, unit_normal=False,
+              sensitivity=None):
     """grad (rows, width, 3) in dL units; returns new (theta, m, v).
-    `unit_normal` (ADAM_UNIT_NORMAL): texels are stored normals, z rebuilt from x, y."""
+    `unit_normal` (ADAM_UNIT_NORMAL): texels are stored normals, z rebuilt from x, y.
+    `sensitivity` (FLAG_SENSITIVITY): G's sums of |c+ - c-| (rows, width, 3);
+    the SART-style step -lr m / (2 v), with m and v running means (beta1) of
+    the gradient and of the sensitivity."""
     g = grad.astype(np.float32).copy()
     n = count.astype(np.float32)[..., None]
     touched = (count > 0) | full_image
+    h = None if sensitivity is None else sensitivity.astype(np.float32).copy()
     if per_count:
         g = np.where(n > 0, g / np.maximum(n, 1), g)
+        h = None if h is None else np.where(n > 0, h / np.maximum(n, 1), h)
     g = g * np.float32(grad_scale)
+    if h is not None:
+        theta, m, v = theta.copy(), m.copy(), v.copy()
+        m_new = beta1 * m[..., :3] + (1 - beta1) * g
+        v_new = beta1 * v[..., :3] + (1 - beta1) * h * np.float32(grad_scale)
+        nxt = theta[..., :3] - lr * m_new / np.maximum(2 * v_new, 1e-30)
+        if clamp01:
+            nxt = np.clip(nxt, 0.0, 1.0)
+        theta[touched, :3], m[touched, :3], v[touched, :3] = nxt[touched], m_new[touched], v_new[touched]
+        return theta, m, v
     if regularizer is not None:
         g = g + np.float32(reg_weight) * regularizer[..., :3]
         touched = np.ones_like(touched)

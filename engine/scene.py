@@ -113,7 +113,11 @@ class Settings:
     optimize_texture: bool = True
     steps: int = QUALITY_PRESETS[DEFAULT_QUALITY]["joint_steps"]  # the default fit is joint
     lr_positions: float | None = None  # world units per step; None: 0.2 % of the bounding diagonal
-    lr_texture: float = 0.1
+    # The texels' step: "sart", the residual each texel's pixels ask of it
+    # (their finite differences weigh it), or "adam". lr_texture None: 1.0
+    # (SART's relaxation) or 0.1 (Adam's rate). A lit fit's texture uses Adam.
+    texture_update: str = "sart"
+    lr_texture: float | None = None
     eps_positions: float | None = None  # None: about one pixel of screen motion
     eps_texture: float = 0.02
     estimator: str = "per_pixel"  # or "full_image"
@@ -186,6 +190,7 @@ class Settings:
     check_every: int = 0  # steps between checkpoints; 0: about 10 per run
 
     ESTIMATORS = ("per_pixel", "full_image")
+    TEXTURE_UPDATES = ("sart", "adam")
     PIXEL_FILTERS = ("auto", "gaussian", "workbench")
     NORMALIZATIONS = ("pixels", "count")
     SEED_MAX = 2**31 - 1
@@ -200,6 +205,8 @@ class Settings:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
         if self.estimator not in self.ESTIMATORS:
             raise ValueError(f"estimator must be one of {self.ESTIMATORS}, got {self.estimator!r}")
+        if self.texture_update not in self.TEXTURE_UPDATES:
+            raise ValueError(f"texture update must be one of {self.TEXTURE_UPDATES}, got {self.texture_update!r}")
         if self.normalize not in self.NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {self.NORMALIZATIONS}, got {self.normalize!r}")
         if isinstance(self.seed, bool) or not (isinstance(self.seed, numbers.Integral)
@@ -247,6 +254,10 @@ class Settings:
             raise ValueError(f"silhouette fraction must lie in [0, 1], got {self.silhouette_fraction}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError("Adam betas must lie in [0, 1)")
+
+    def texture_rate(self, sart: bool) -> float:
+        """The texels' step size: lr_texture, or the update's own default."""
+        return self.lr_texture if self.lr_texture is not None else (1.0 if sart else 0.1)
 
     def checkpoint_interval(self) -> int:
         return self.check_every or max(5, self.steps // 10)

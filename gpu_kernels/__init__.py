@@ -53,6 +53,10 @@ SCORE_LOG_MEAN = 1 << 13
 SCORE_FIRST = 1 << 14
 SCORE_FINISH = 1 << 15
 SCORE_COVERAGE = 1 << 16
+# accumulate_gradient: also sum each texel channel's sensitivity |c+ - c-| (its pixels' finite
+# differences) into the accumulator's rows 2..4 x height; adam_step: step by the ratio of the
+# two sums (a SART-style, residual-scaled update: Engine.adam_step), not by Adam's
+FLAG_SENSITIVITY = 1 << 17
 # A fitted normal-map texel tilts at most this far from its surface normal: z >= NORMAL_Z_MIN,
 # so it stays unit with z > 0 and sqrt(1 - x^2 - y^2) keeps float precision.
 NORMAL_Z_MIN = 0.05
@@ -131,7 +135,7 @@ _FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}", "NORMAL_XY_MAX": f"{NORMAL_XY_MAX
                                                 "FLAG_SRGB_LOSS", "FLAG_COUPLED", "ADAM_UNIT_NORMAL",
                                                 "FLAG_LOG_LOSS", "FLAG_EFFECTIVE_TARGET",
                                                 "SCORE_LOG_MEAN", "SCORE_FIRST", "SCORE_FINISH",
-                                                "SCORE_COVERAGE")}}
+                                                "SCORE_COVERAGE", "FLAG_SENSITIVITY")}}
 
 PERTURB = KernelSpec(
     name="perturb",
@@ -210,7 +214,7 @@ FIXED_TO_FLOAT = KernelSpec(
     name="fixed_to_float",
     sources=_COMMON + ("fixed_to_float.glsl",),
     images=(_img(0, "R32I", "accumulator", ("READ",)), _img(1, "R32F", "result", ("WRITE",))),
-    push_constants=(("INT", "hi_offset"),),
+    push_constants=(("INT", "hi_offset"), ("INT", "row0")),
     defines=_FIXED,
 )
 

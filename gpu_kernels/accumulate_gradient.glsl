@@ -46,12 +46,20 @@ void charge_vertices(int id_p, int id_m, float dl)
   }
 }
 
-void charge_texel(ivec2 q, vec3 dl)
+// `sensitivity` (FLAG_SENSITIVITY): |c+ - c-| per channel, summed in the
+// accumulator's second pair of row blocks; with one perturbed texel per
+// footprint (texture strata) it is that texel's own finite difference.
+void charge_texel(ivec2 q, vec3 dl, vec3 sensitivity)
 {
   int i = q.y * tex_size.x + q.x;
   vec3 s = perturbation_signs(uint(key_tex), i);
   for (int c = 0; c < 3; c++) {
     ADD_FIXED(grad_tex, ivec2(3 * q.x + c, q.y), tex_size.y, dl[c] * s[c]);
+  }
+  if ((flags & FLAG_SENSITIVITY) != 0) {
+    for (int c = 0; c < 3; c++) {
+      ADD_FIXED(grad_tex, ivec2(3 * q.x + c, q.y + 2 * tex_size.y), tex_size.y, sensitivity[c]);
+    }
   }
   if (imageAtomicAdd(count_tex, q, 1) == 0) {
     int slot = imageAtomicAdd(worklist_length, ivec2(0), 1);
@@ -70,7 +78,7 @@ ivec2 corner(ivec2 t0, ivec2 t1, int k)
 
 // The texels of the pixel's bilinear footprint in R+ (a) and in R- (b),
 // each once (corners coincide on 1-texel-wide textures).
-void charge_texels(int id_p, int id_m, ivec2 p, vec3 dl)
+void charge_texels(int id_p, int id_m, ivec2 p, vec3 dl, vec3 sensitivity)
 {
   ivec2 a0, a1, b0, b1;
   vec2 f;
@@ -89,7 +97,7 @@ void charge_texels(int id_p, int id_m, ivec2 p, vec3 dl)
       seen = seen || (valid && all(equal(q, j < 4 ? corner(a0, a1, j) : corner(b0, b1, j - 4))));
     }
     if (!seen && in_stratum(q, tex_stratum)) {
-      charge_texel(q, dl);
+      charge_texel(q, dl, sensitivity);
     }
   }
 }
@@ -132,6 +140,7 @@ void main()
     // other channels' differences would add their perturbations as noise.
     // A roughness or metallic texel (FLAG_COUPLED) changes every channel.
     vec3 mask = vec3(ivec3(tex_channels) & ivec3(1, 2, 4)) / vec3(1.0, 2.0, 4.0);
-    charge_texels(id_p, id_m, p, (flags & FLAG_COUPLED) != 0 ? dl * mask : dl_channel.rgb);
+    charge_texels(id_p, id_m, p, (flags & FLAG_COUPLED) != 0 ? dl * mask : dl_channel.rgb,
+                  abs(c_plus.rgb - c_minus.rgb));
   }
 }

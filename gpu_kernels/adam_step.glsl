@@ -1,4 +1,5 @@
-// Adam on parameter texels (3 scalar parameters each: xyz or RGB).
+// Adam on parameter texels (3 scalar parameters each: xyz or RGB), or with
+// FLAG_SENSITIVITY a SART-style step: the residual each texel's pixels ask of it.
 // Reads and clears the accumulators; untouched parameters are skipped
 // (lazy Adam) so unseen texels and vertices keep their values and moments.
 // Two ways to visit texels: one invocation per texel of theta, or (with
@@ -19,6 +20,8 @@ void adam_update(ivec2 p, int i, ivec2 size)
     imageStore(count, p, ivec4(0));
   }
   vec3 g = vec3(0.0);
+  vec3 h = vec3(0.0);  // FLAG_SENSITIVITY: the summed |c+ - c-|, in G's rows 2..4 x height
+  bool sensitivity = (flags & FLAG_SENSITIVITY) != 0;
   if (full_image) {
     for (int j = 0; j < substeps; j++) {
       float total = fixed_value(imageLoad(global_acc, ivec2(j, 0)).x,
@@ -39,13 +42,23 @@ void adam_update(ivec2 p, int i, ivec2 size)
       if (hi != 0) {
         imageStore(grad, q_hi, ivec4(0));
       }
+      if (sensitivity) {
+        ivec2 r = q + ivec2(0, 2 * size.y);
+        int h_lo = imageLoad(grad, r).x;
+        int h_hi = imageLoad(grad, r + ivec2(0, size.y)).x;
+        h[c] = fixed_value(h_lo, h_hi);
+        imageStore(grad, r, ivec4(0));
+        imageStore(grad, r + ivec2(0, size.y), ivec4(0));
+      }
     }
   }
   bool touched = full_image || n > 0;
   if ((flags & ADAM_PER_COUNT) != 0 && n > 0) {
     g /= float(n);
+    h /= float(n);
   }
   g *= grad_scale;
+  h *= grad_scale;
   if (regularized) {
     g += reg_weight * texelFetch(regularizer_grad, p, 0).xyz;
     touched = true;
@@ -57,10 +70,21 @@ void adam_update(ivec2 p, int i, ivec2 size)
   vec4 m = imageLoad(moment1, p);
   vec4 v = imageLoad(moment2, p);
   m.xyz = beta1 * m.xyz + (1.0 - beta1) * g;
-  v.xyz = beta2 * v.xyz + (1.0 - beta2) * g * g;
-  vec3 m_hat = m.xyz * bias1;  // bias corrections 1 / (1 - beta^t), from the host
-  vec3 v_hat = v.xyz * bias2;
-  vec3 next = value.xyz - lr * m_hat / (sqrt(v_hat) + 1e-12);
+  vec3 next;
+  if (sensitivity) {
+    // g sums 2 J r and h sums |J| over the texel's pixels (J: the pixel's
+    // change per unit of the texel, r: its residual), both as running means
+    // with beta1: the step is the texel's sensitivity-weighted mean residual,
+    // small when the fit is close, and never more than the largest residual.
+    v.xyz = beta1 * v.xyz + (1.0 - beta1) * h;
+    next = value.xyz - lr * m.xyz / max(2.0 * v.xyz, vec3(1e-30));
+  }
+  else {
+    v.xyz = beta2 * v.xyz + (1.0 - beta2) * g * g;
+    vec3 m_hat = m.xyz * bias1;  // bias corrections 1 / (1 - beta^t), from the host
+    vec3 v_hat = v.xyz * bias2;
+    next = value.xyz - lr * m_hat / (sqrt(v_hat) + 1e-12);
+  }
   if ((flags & ADAM_CLAMP01) != 0) {
     next = clamp(next, 0.0, 1.0);
   }

@@ -122,8 +122,10 @@ def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, l
         key_pos=ref.perturbation_key(0, 3, engine.positions_group.salt),
         key_tex=ref.perturbation_key(0, 3, engine.texture_group.salt),
         full_image=(estimator == "full_image"), silhouette=silhouette, srgb_loss=srgb,
-        tex_stratum=engine.stratum, log_loss=(loss == "log"))
+        tex_stratum=engine.stratum, log_loss=(loss == "log"), sensitivity=engine.texture_group.sensitivity)
     assert engine.stratum == (0 if strata == 4 else -1)
+    # SART's sensitivities need one perturbed texel a footprint: strata 4.
+    assert engine.texture_group.sensitivity == (strata == 4 and estimator == "per_pixel")
     resolution = 4.0 / K.FIXED_SCALE  # a few counts per contribution (float32 dL rounding)
     if estimator == "full_image":
         assert got["global"][0] == pytest.approx(want["full"], abs=W * H * resolution)
@@ -134,6 +136,12 @@ def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, l
         np.testing.assert_array_equal(got[name + "_count"], want[name + "_count"])
         tol = (want[name + "_count"] + 1)[..., None] * resolution
         assert np.all(np.abs(got[name] - want[name]) <= tol)
+    if engine.texture_group.sensitivity:
+        assert want["texture_sensitivity"].max() > 1e-3
+        tol = (want["texture_count"] + 1)[..., None] * resolution
+        assert np.all(np.abs(got["texture_sensitivity"] - want["texture_sensitivity"]) <= tol)
+    else:
+        assert "texture_sensitivity" not in got
 
 
 @pytest.mark.parametrize("pixel_filter,antialias,space,coverage", [
@@ -218,8 +226,11 @@ def test_worklist_holds_each_touched_texel_once(backend):
     assert backend.read(engine.worklist_length)[0, 0, 0] == 0
 
 
-def test_adam_step_matches_reference(backend):
-    engine = small_engine(backend, smoothness=50.0)
+@pytest.mark.parametrize("texture_update", ["sart", "adam"])
+def test_adam_step_matches_reference(backend, texture_update):
+    """Adam on positions; on texels Adam or the SART-style step (FLAG_SENSITIVITY)."""
+    engine = small_engine(backend, smoothness=50.0, texture_update=texture_update)
+    assert engine.texture_group.sensitivity == (texture_update == "sart")
     engine.clear_gradients()
     engine.substep(0, 0, 1)
     grads = engine.read_gradients()
@@ -239,14 +250,17 @@ def test_adam_step_matches_reference(backend):
             / engine.settings.warmup_steps,
             grad_scale=(engine.settings.texture_strata if g is engine.texture_group else 1) / (2 * g.eps * W * H),
             beta1=0.9, beta2=0.99, clamp01=g.clamp01, regularizer=reg,
-            reg_weight=engine.regularizer_weight if reg is not None else 0.0)
-        np.testing.assert_allclose(backend.read(g.theta), theta, atol=1e-5)
+            reg_weight=engine.regularizer_weight if reg is not None else 0.0,
+            sensitivity=grads.get(name + "_sensitivity"))
+        # SART's steps are residual-sized: float32 rounding of the ratio shows a little more.
+        np.testing.assert_allclose(backend.read(g.theta), theta, atol=1e-5 if g.lr < 1.0 else 5e-5)
         np.testing.assert_allclose(backend.read(g.moment1), m, rtol=1e-3, atol=1e-12)
         np.testing.assert_allclose(backend.read(g.moment2), v, rtol=1e-3, atol=1e-16)
         assert not np.array_equal(backend.read(g.theta), before[name][0])
     # Adam clears the accumulators.
     after = engine.read_gradients()
     assert np.all(after["texture"] == 0) and np.all(after["texture_count"] == 0)
+    assert np.all(after.get("texture_sensitivity", 0) == 0)
     assert np.all(after["positions"] == 0)
 
 

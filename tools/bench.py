@@ -185,6 +185,38 @@ def measure_pair(backend, mesh, tex_size, res, repeats, steps=8):
     return {"tex": tex_size, "res": res, "two": median(times["two"]), "pair": median(times["pair"])}
 
 
+def measure_update(backend, mesh, tex_size, res, repeats, steps=8):
+    """A texture step with the SART-style texel update (G also sums each
+    texel's sensitivity) and with Adam, two engines timed alternately."""
+    vs = synthetic.render_targets(backend, mesh, synthetic.checker_texture(tex_size),
+                                  synthetic.orbit_cameras(8), res, res)
+    engines = {update: Engine(backend, SceneArrays(mesh, synthetic.flat_texture(tex_size), vs),
+                              Settings(steps=10**6, optimize_positions=False, texture_update=update))
+               for update in Settings.TEXTURE_UPDATES}
+    times = {update: [] for update in engines}
+    for engine in engines.values():
+        for _ in range(3):
+            engine.step()
+    for _ in range(repeats):
+        for update, engine in engines.items():
+            backend.finish()
+            t = time.perf_counter()
+            for _ in range(steps):
+                engine.step()
+            backend.finish()
+            times[update].append((time.perf_counter() - t) / steps)
+    return {"tex": tex_size, "res": res, **{u: median(t) for u, t in times.items()}}
+
+
+def print_update_table(rows) -> None:
+    print("\n#### texture steps: the SART-style texel update against Adam  (ms a step)")
+    print("| tex | res | Adam | SART | SART / Adam |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['tex']}² | {r['res']}² | {r['adam'] * 1e3:.2f} | {r['sart'] * 1e3:.2f} | {r['sart'] / r['adam']:.2f} |")
+    sys.stdout.flush()
+
+
 def print_pair_table(rows) -> None:
     print("\n#### texture steps: R+ and R- as one pair draw against two draws  (ms a step)")
     print("| tex | res | two draws | one pair draw | pair / two |")
@@ -198,7 +230,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--quick", action="store_true", help="smaller sweeps (for a smoke run)")
-    p.add_argument("--only", choices=("paper", "texture", "pixels", "pair"), action="append")
+    p.add_argument("--only", choices=("paper", "texture", "pixels", "pair", "update"), action="append")
     p.add_argument("--backend", choices=("blender", "pyopengl"), default="blender",
                    help="Blender's gpu module, or the Blender-free PyOpenGL/EGL backend")
     args = p.parse_args(argv)
@@ -207,7 +239,7 @@ def main(argv=None):
     print(f"# SGE Optimizer benchmark on {where}")
     print(f"mesh: {len(mesh.triangles)} triangles, {len(mesh.positions)} vertices")
     sync = sync_cost(backend)
-    sweeps = args.only or ["paper", "texture", "pixels", "pair"]
+    sweeps = args.only or ["paper", "texture", "pixels", "pair", "update"]
     if "paper" in sweeps:
         res = 256 if args.quick else 512
         print_table(f"paper case: 1024² albedo + vertices at {res}²",
@@ -224,6 +256,9 @@ def main(argv=None):
     if "pair" in sweeps:
         sizes = ((512, 256),) if args.quick else ((512, 256), (1024, 256), (512, 512))
         print_pair_table([measure_pair(backend, mesh, t, r, args.repeats) for t, r in sizes])
+    if "update" in sweeps:
+        sizes = ((512, 256),) if args.quick else ((512, 256), (1024, 256), (512, 512))
+        print_update_table([measure_update(backend, mesh, t, r, args.repeats) for t, r in sizes])
 
 
 if __name__ == "__main__":

@@ -52,7 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to optimize (default: both)")
     p.add_argument("--lr-positions", type=float, default=None,
                    help="Adam step for positions in world units (default: 0.2%% of the bounding diagonal)")
-    p.add_argument("--lr-texture", type=float, default=d.lr_texture)
+    p.add_argument("--texture-update", choices=Settings.TEXTURE_UPDATES, default=d.texture_update,
+                   help="how texels step: sart (the residual their pixels ask, weighed by their finite "
+                        "differences) or adam (default: %(default)s; a lit fit's texture uses Adam)")
+    p.add_argument("--lr-texture", type=float, default=None,
+                   help="texel step size (default: 1.0, SART's relaxation, or 0.1, Adam's rate)")
     p.add_argument("--eps-positions", type=float, default=None,
                    help="perturbation of positions in world units (default: one pixel at the object)")
     p.add_argument("--eps-texture", type=float, default=d.eps_texture)
@@ -130,6 +134,7 @@ def settings_from_args(args):
         optimize_positions=args.optimize in ("both", "positions"),
         optimize_texture=args.optimize in ("both", "texture"),
         steps=args.steps, lr_positions=args.lr_positions, lr_texture=args.lr_texture,
+        texture_update=args.texture_update,
         eps_positions=args.eps_positions, eps_texture=args.eps_texture, lr_decay=args.lr_decay,
         estimator=args.estimator, views_per_step=args.views_per_step, smoothness=args.smoothness,
         seed=args.seed, write_back_every=args.write_back_every, alternate_groups=args.alternate_groups,

@@ -391,17 +391,18 @@ class PyOpenGLBackend:
             GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
         return out.astype(np.float32) if integer else out
 
-    def read_fixed(self, texture, rows, fixed=True):
+    def read_fixed(self, texture, rows, fixed=True, row0=0):
         """Read `rows` rows of an R32I accumulator as floats, through the
         FIXED_TO_FLOAT kernel as the Blender backend does.
 
-        fixed=True: 64-bit fixed-point pairs (hi `rows` rows above lo).
+        fixed=True: 64-bit fixed-point pairs (hi `rows` rows above lo);
+        `row0`: the first row read (a block of a taller accumulator).
         """
         with self._current():
             out = self._new_texture(texture.width, rows, "R32F")
             self.dispatch(K.FIXED_TO_FLOAT, K.FIXED_TO_FLOAT.groups(texture.width, rows),
                           images={"accumulator": texture, "result": out}, samplers={},
-                          constants={"hi_offset": rows if fixed else 0})
+                          constants={"hi_offset": rows if fixed else 0, "row0": row0})
             return self.read(out)
 
     # Kernels ------------------------------------------------------------------
