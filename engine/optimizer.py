@@ -210,7 +210,12 @@ class Engine:
         self.loss_srgb = scene.texture_srgb and not self.workbench
         self.loss_targets = [self.loss_encoded(np.clip(v.target, 0, 1)) for v in scene.views]  # as scored, once
         self.targets = [b.texture(self.width, self.height, "RGBA32F", t) for t in self.loss_targets]
-        if settings.running_residual > 0:  # G's residual: a running mean per view (residual_target.glsl)
+        # SART texture fits visit one view at a time with its whole pixel
+        # filter: the view's exact filtered render gives the residual
+        # (_begin_visit), then a sub-step per filter point charges it.
+        self.visits = self.texture_group.sensitivity and not settings.optimize_positions and settings.sart_visits
+        self._visit = None  # (view, the points still to charge, the visit's first step)
+        if settings.running_residual > 0 or self.visits:  # a mean per view (residual_target.glsl)
             self.running_means = [b.texture(self.width, self.height, "RGBA32F") for _ in scene.views]
             for mean in self.running_means:
                 b.clear(mean, 0.0)  # mix(garbage, s, 1) could still be NaN
@@ -230,6 +235,8 @@ class Engine:
         per_pixel_texture = settings.optimize_texture and settings.estimator == "per_pixel"
         self.worklist_capacity = (min(tw * th, 8 * self.width * self.height * settings.views_per_step)
                                   if per_pixel_texture else 1)
+        if self.visits:  # an update follows a visit's many sub-steps
+            self.worklist_capacity = tw * th
         self.worklist = b.texture(PARAM_WIDTH, math.ceil(self.worklist_capacity / PARAM_WIDTH), "R32I")
         self.worklist_length = b.texture(1, 1, "R32I")
         self.worklist_groups = self._worklist_groups() if per_pixel_texture else None
@@ -411,8 +418,10 @@ class Engine:
             return both, {**both, "color": both["color_minus"]}
         return self.backend.target_textures(self.render_plus), self.backend.target_textures(self.render_minus)
 
-    def accumulate_gradient(self, substep: int, slot: int, view_index: int, pair: bool = False) -> None:
-        """G for the sub-step's renders (`pair`: the one-draw pair's)."""
+    def accumulate_gradient(self, substep: int, slot: int, view_index: int, pair: bool = False,
+                            visit: bool = False) -> None:
+        """G for the sub-step's renders (`pair`: the one-draw pair's; `visit`:
+        a SART visit's, charged the residual of the view's filtered render)."""
         pos, tex, s = self.positions_group, self.texture_group, self.settings
         flags = (K.FLAG_POSITIONS if pos in self.active else 0) | (K.FLAG_TEXTURE if tex in self.active else 0)
         if self.silhouette_only():
@@ -424,7 +433,11 @@ class Engine:
         target = self.targets[view_index]
         if tex in self.active and tex.sensitivity:
             flags |= K.FLAG_SENSITIVITY
-        if s.running_residual > 0:
+        if visit:
+            texel = K.FLAG_TEXEL_RESIDUAL | (K.FLAG_TEXEL_SRGB if self.scene.texture_srgb else 0)
+            target = self._residual_target(view_index, plus, minus, rate=0.0, flags=texel)
+            flags |= K.FLAG_EFFECTIVE_TARGET
+        elif s.running_residual > 0:
             target = self._residual_target(view_index, plus, minus)
             flags |= K.FLAG_EFFECTIVE_TARGET  # and the loss is accumulated already
         # A disabled group's accumulators are never written (its flag is off):
@@ -453,21 +466,24 @@ class Engine:
                     self._coupled_gradient(group, stratum, channels, substep, slot, target, plus, minus)
         self.loss_substeps += 1
 
-    def _residual_target(self, view_index: int, plus: dict, minus: dict):
+    def _residual_target(self, view_index: int, plus: dict, minus: dict, rate: float | None = None,
+                         flags: int = 0):
         """The target G compares with so that it charges the residual of the
         view's running mean (residual_target.glsl); the first visits average
-        plainly, then each replaces `running_residual` of the mean."""
-        self.view_visits[view_index] += 1
-        rate = max(1.0 / self.view_visits[view_index], self.settings.running_residual)
-        if self.settings.residual_follows_lr:
-            rate = max(rate, self.lr_scale(self.step_index))
+        plainly, then each replaces `running_residual` of the mean. An
+        explicit `rate` replaces that share (0: the mean stays)."""
+        if rate is None:
+            self.view_visits[view_index] += 1
+            rate = max(1.0 / self.view_visits[view_index], self.settings.running_residual)
+            if self.settings.residual_follows_lr:
+                rate = max(rate, self.lr_scale(self.step_index))
         self.backend.dispatch(
             K.RESIDUAL_TARGET, K.RESIDUAL_TARGET.groups(self.width, self.height),
             images={"running_mean": self.running_means[view_index], "effective_target": self.effective_target,
                     "loss_acc": self.loss_acc},
             samplers={"color_plus": plus["color"], "color_minus": minus["color"],
                       "target": self.targets[view_index]},
-            constants={"image_size": (self.width, self.height), "flags": self.loss_flag(), "rate": rate})
+            constants={"image_size": (self.width, self.height), "flags": self.loss_flag() | flags, "rate": rate})
         return self.effective_target
 
     def _coupled_gradient(self, group, stratum, channels, substep, slot, target, plus, minus) -> None:
@@ -605,6 +621,11 @@ class Engine:
             # about the full rate whatever its gradient (it is divided by its
             # own size), which wrecks a fit that was already right.
             warmup = min(1.0, t / s.warmup_steps) if s.warmup_steps > 0 else 1.0
+            rate = g.lr * decay * warmup
+            if self.visits:
+                # The exact residual asks nothing of a finished fit, and has no
+                # noise to average away: SART's relaxation stays whole.
+                rate = g.lr
             flags = K.ADAM_CLAMP01 if g.clamp01 else 0
             if g is self.normal_group:
                 flags |= K.ADAM_UNIT_NORMAL
@@ -634,8 +655,9 @@ class Engine:
                 constants={"seed": s.seed, "substep0": substep0, "substeps": substeps,
                            "salt": g.salt, "count_total": g.count, "flags": flags,
                            "bias1": 1.0 / (1.0 - s.beta1 ** t), "bias2": 1.0 / (1.0 - s.beta2 ** t),
-                           "lr": g.lr * decay * warmup, "grad_scale": scale,
-                           "beta1": s.beta1, "beta2": s.beta2,
+                           "lr": rate, "grad_scale": scale,
+                           # A visit's residual is exact: its update is its own, not a running mean.
+                           "beta1": 0.0 if self.visits and g.sensitivity else s.beta1, "beta2": s.beta2,
                            "reg_weight": self.regularizer_weight if regularized else 0.0})
             if worklist:
                 self.backend.clear(self.worklist_length, 0)
@@ -655,17 +677,22 @@ class Engine:
     def choose_view(self) -> int:
         return int(self._rng.integers(len(self.scene.views)))
 
-    def substep(self, substep: int, slot: int, view_index: int) -> None:
+    def substep(self, substep: int, slot: int, view_index: int, offset: tuple | None = None,
+                visit: bool = False) -> None:
         """P, R+, R-, G for one (view, perturbation) pair. With `antialias`,
         both renders move by one random sub-pixel offset, so over the steps
         every texel in a pixel's footprint is read and charged (a pixel-centre
         sample skips most texels of a minified texture, which then overfit
-        the target views)."""
-        offset = (0.0, 0.0)
-        if self.settings.antialias and self.workbench:
+        the target views). `offset`: this one instead; `visit`: a SART
+        visit's sub-step (accumulate_gradient)."""
+        if offset is not None:
+            pass
+        elif not self.settings.antialias:
+            offset = (0.0, 0.0)
+        elif self.workbench:
             point = self.jitter_points[self._jitter_rng.choice(len(self.jitter_weights), p=self.jitter_weights)]
             offset = (float(point[0]), float(point[1]))
-        elif self.settings.antialias:
+        else:
             jitter = np.clip(self._jitter_rng.normal(0.0, self.settings.filter_sigma, 2), -FILTER_RADIUS,
                              FILTER_RADIUS)
             offset = (float(jitter[0]), float(jitter[1]))
@@ -679,10 +706,48 @@ class Engine:
         else:
             self._timed("R+", self.rasterize, self.render_plus, view_index, 1, substep, offset)
             self._timed("R-", self.rasterize, self.render_minus, view_index, -1, substep, offset)
-        self._timed("G", self.accumulate_gradient, substep, slot, view_index, pair)
+        self._timed("G", self.accumulate_gradient, substep, slot, view_index, pair, visit)
+
+    def _begin_visit(self) -> tuple:
+        """A SART visit: choose a view, make its running mean the filtered
+        render of the current texels (the weighted mean, in the loss's space,
+        of renders at the pixel filter's points, as its engine averages), and
+        draw the points the visit's sub-steps charge, by weight."""
+        view = self.choose_view()
+        offsets, weights = self.antialias_offsets, self.antialias_weights
+        color = self.backend.target_textures(self.render_plus)["color"]
+        rendered = {"color": color}
+        total = 0.0
+        for offset, weight in zip(offsets, weights):
+            self._timed("R", self.rasterize, self.render_plus, view, 0, 0, offset)
+            total += weight
+            self._residual_target(view, rendered, rendered, rate=weight / total)
+            self.loss_substeps += 1  # its loss is the plain render's
+        p = np.asarray(weights, np.float64) / total
+        order = self._jitter_rng.choice(len(p), size=len(p), p=p)
+        return view, [offsets[i] for i in order], self.step_index
+
+    def _visit_step(self) -> None:
+        """One sub-step of a SART visit; its last one updates the texels."""
+        if self._pending is not None:
+            self.continue_checkpoint()
+        if self._visit is None:
+            self._visit = self._begin_visit()
+        view, points, first = self._visit
+        k = self.step_index - first
+        self.active = (self.texture_group,)
+        self.substep(self.step_index, k, view, offset=points[k], visit=True)
+        self.step_index += 1
+        if k + 1 == len(points) or self.step_index >= self.settings.steps:
+            self._timed("Adam", self.adam_step, first, k + 1)
+            self._visit = None
 
     def step(self) -> None:
-        """One Adam step over `views_per_step` (view, perturbation) pairs."""
+        """One Adam step over `views_per_step` (view, perturbation) pairs, or
+        one sub-step of a SART visit (`visits`)."""
+        if self.visits:
+            self._visit_step()
+            return
         k = self.settings.views_per_step
         substep0 = self.step_index * k
         if self.step_index == self.shape_end():

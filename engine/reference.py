@@ -265,15 +265,24 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
     return _scaled(out)
 
 
-def residual_target(color_plus, color_minus, target, running_mean, rate, srgb_loss=False, log_loss=False):
+def residual_target(color_plus, color_minus, target, running_mean, rate, srgb_loss=False, log_loss=False,
+                    texel_srgb=None):
     """The residual_target kernel: (new running mean, effective target, summed
-    mean loss) for renders, a target in the loss's space and the view's mean."""
+    mean loss) for renders, a target in the loss's space and the view's mean.
+    `texel_srgb` not None (FLAG_TEXEL_RESIDUAL): the residual in the texels'
+    encoding (sRGB if True), from the log loss's space."""
     plus = loss_space(color_plus, srgb_loss, log_loss)
     minus = loss_space(color_minus, srgb_loss, log_loss)
     s = np.float32(0.5) * (plus + minus)
     mean = running_mean + np.float32(rate) * (s - running_mean)
     loss = np.float32(0.5) * np.sum((plus - target) ** 2 + (minus - target) ** 2, axis=-1, dtype=np.float32)
-    return mean, s - (mean - target), float(loss.sum())
+    residual = mean - target
+    if texel_srgb is not None and log_loss:
+        def texel(x):
+            linear = np.exp2(x) - 1.0
+            return encode_srgb(linear) if texel_srgb else linear
+        residual = texel(mean) - texel(target)
+    return mean, s - residual, float(loss.sum())
 
 
 def _scaled(out):

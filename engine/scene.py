@@ -118,6 +118,10 @@ class Settings:
     # (SART's relaxation) or 0.1 (Adam's rate). A lit fit's texture uses Adam.
     texture_update: str = "sart"
     lr_texture: float | None = None
+    # SART texture-only fits: visit one view at a time: render its whole
+    # pixel filter for the exact residual, then charge it through a sub-step
+    # (a step) per filter point, and update the texels once per visit.
+    sart_visits: bool = True
     eps_positions: float | None = None  # None: about one pixel of screen motion
     eps_texture: float = 0.02
     estimator: str = "per_pixel"  # or "full_image"

@@ -57,6 +57,9 @@ SCORE_COVERAGE = 1 << 16
 # differences) into the accumulator's rows 2..4 x height; adam_step: step by the ratio of the
 # two sums (a SART-style, residual-scaled update: Engine.adam_step), not by Adam's
 FLAG_SENSITIVITY = 1 << 17
+# residual_target: the residual in the texels' encoding (a SART view visit); the texels are sRGB
+FLAG_TEXEL_RESIDUAL = 1 << 18
+FLAG_TEXEL_SRGB = 1 << 19
 # A fitted normal-map texel tilts at most this far from its surface normal: z >= NORMAL_Z_MIN,
 # so it stays unit with z > 0 and sqrt(1 - x^2 - y^2) keeps float precision.
 NORMAL_Z_MIN = 0.05
@@ -135,7 +138,8 @@ _FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}", "NORMAL_XY_MAX": f"{NORMAL_XY_MAX
                                                 "FLAG_SRGB_LOSS", "FLAG_COUPLED", "ADAM_UNIT_NORMAL",
                                                 "FLAG_LOG_LOSS", "FLAG_EFFECTIVE_TARGET",
                                                 "SCORE_LOG_MEAN", "SCORE_FIRST", "SCORE_FINISH",
-                                                "SCORE_COVERAGE", "FLAG_SENSITIVITY")}}
+                                                "SCORE_COVERAGE", "FLAG_SENSITIVITY",
+                                                "FLAG_TEXEL_RESIDUAL", "FLAG_TEXEL_SRGB")}}
 
 PERTURB = KernelSpec(
     name="perturb",

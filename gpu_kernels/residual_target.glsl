@@ -7,6 +7,25 @@
 // the loss's space, where the targets' engine averages): G gets the target
 // t' = s - (m - t) and charges (c+ - c-) * 2 (m - t). The true loss is
 // accumulated here; G skips it (FLAG_EFFECTIVE_TARGET).
+//
+// FLAG_TEXEL_RESIDUAL (a SART view visit, Engine.step): m is the view's
+// filtered render, exact (rate w_k / W_k over the filter's points, then 0),
+// and the residual is taken in the texels' own encoding, E(m) - E(t), so
+// SART's weighted mean of it is a step in texel units.
+
+// A loss-space colour in the texels' encoding: linear, or sRGB-encoded with
+// FLAG_TEXEL_SRGB (premultiplied either way).
+vec4 texel_space(vec4 x)
+{
+  if ((flags & FLAG_LOG_LOSS) != 0) {
+    x = exp2(x) - 1.0;
+    if ((flags & FLAG_TEXEL_SRGB) != 0) {
+      x = encode_srgb(x);
+    }
+  }
+  return x;
+}
+
 void main()
 {
   ivec2 p = ivec2(gl_GlobalInvocationID.xy);
@@ -19,7 +38,8 @@ void main()
   vec4 s = 0.5 * (c_plus + c_minus);
   vec4 m = mix(imageLoad(running_mean, p), s, rate);
   imageStore(running_mean, p, m);
-  imageStore(effective_target, p, s - (m - t));
+  vec4 r = (flags & FLAG_TEXEL_RESIDUAL) != 0 ? texel_space(m) - texel_space(t) : m - t;
+  imageStore(effective_target, p, s - r);
   vec4 dp = c_plus - t, dm = c_minus - t;
   ADD_FIXED(loss_acc, ivec2(0, 0), 1, 0.5 * dot(dp * dp + dm * dm, vec4(1.0)));
 }

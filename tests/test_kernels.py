@@ -195,6 +195,33 @@ def test_residual_target_matches_reference(backend, pixel_filter):
         assert np.abs(s - mean).max() > 1e-4
 
 
+def test_a_sart_visit_charges_the_residual_of_the_filtered_render(backend):
+    """A SART visit's mean is the view's filtered render (Workbench's weighted
+    log mean of its points), G's target carries the residual in the texels'
+    sRGB encoding, and the texels change only at the visit's end."""
+    engine = small_engine(backend, optimize_positions=False, pixel_filter="workbench")
+    engine.scene.texture_srgb = True
+    assert engine.visits and engine.texture_group.sensitivity
+    view, points, first = engine._visit = engine._begin_visit()
+    assert first == 0 and len(points) == len(engine.antialias_offsets) > 8
+    mean = backend.read(engine.running_means[view])
+    filtered = engine.loss_encoded(engine.render_color(view, antialias=True))
+    np.testing.assert_allclose(mean, filtered, atol=1e-5)
+    texture = engine.texture()
+    for k in range(len(points)):
+        engine.step()
+        if k == 0:
+            plus, minus = (r["color"] for r in read_renders(engine))
+            _, want, _ = ref.residual_target(plus, minus, engine.loss_targets[view], mean, 0.0, log_loss=True,
+                                             texel_srgb=True)
+            np.testing.assert_allclose(backend.read(engine.effective_target), want, atol=1e-5)
+            np.testing.assert_allclose(backend.read(engine.running_means[view]), mean, atol=1e-6)  # kept
+        if k < len(points) - 1:
+            np.testing.assert_array_equal(engine.texture(), texture)
+    assert engine._visit is None and engine.step_index == len(points)
+    assert np.abs(engine.texture() - texture).max() > 0.01
+
+
 def test_residual_follows_the_learning_rate(backend):
     """With residual_follows_lr, each visit replaces at least the current
     learning-rate scale of the mean: at full rate the step's own sample, so

@@ -109,12 +109,19 @@ def test_sart_keeps_a_finished_fit_without_a_warmup(backend):
     exact answer it asks (nearly) nothing, warm-up or not."""
     mesh, _, targets = minified_scene(backend, views=4)
     truth = synthetic.checker_texture(TEX, tiles=16)
-    engine = Engine(backend, SceneArrays(mesh, truth, targets),
-                    Settings(optimize_positions=False, warmup_steps=0, steps=400, texture_update="sart"))
-    assert engine.texture_group.sensitivity and engine.texture_group.lr == 1.0
-    for _ in range(5):
-        engine.step()
-    assert mean_psnr(engine) > 45.0
+    after = {}
+    for visits in (True, False):
+        engine = Engine(backend, SceneArrays(mesh, truth, targets),
+                        Settings(optimize_positions=False, warmup_steps=0, steps=400, texture_update="sart",
+                                 sart_visits=visits))
+        assert engine.texture_group.sensitivity and engine.texture_group.lr == 1.0
+        assert engine.visits == visits
+        for _ in range(24):  # three visits of 8 points
+            engine.step()
+        after[visits] = mean_psnr(engine)
+    # A visit's residual is exact: nothing moves. A step's own sample's is not.
+    assert after[True] > 60.0, after
+    assert after[False] < after[True] - 10.0, after
 
 
 def test_sart_fits_a_minified_texture_faster_than_adam(backend):
@@ -123,15 +130,16 @@ def test_sart_fits_a_minified_texture_faster_than_adam(backend):
     its default step size)."""
     mesh, _, targets = minified_scene(backend, views=4)
     after = {}
-    for update in ("sart", "adam"):
+    for update, visits in (("sart", True), ("sart", False), ("adam", False)):
         engine = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets),
-                        Settings(optimize_positions=False, steps=200, texture_update=update))
+                        Settings(optimize_positions=False, steps=200, texture_update=update, sart_visits=visits))
         start = mean_psnr(engine)
         for _ in range(200):
             engine.step()
-        after[update] = mean_psnr(engine)
-    assert after["adam"] > start + 3.0, (start, after)
-    assert after["sart"] > after["adam"] + 1.0, after
+        after[update, visits] = mean_psnr(engine)
+    assert after["adam", False] > start + 3.0, (start, after)
+    assert after["sart", False] > after["adam", False] + 1.0, after
+    assert after["sart", True] > after["sart", False] + 3.0, after
 
 
 def test_engine_restores_its_best_checkpoint(backend):
@@ -153,7 +161,8 @@ def test_a_checkpoint_scored_view_by_view_matches_one_scored_at_once(backend):
     """The run scores checkpoints a view per step (no UI stall) on a copy of
     the parameters; the steps taken meanwhile must not change its score."""
     mesh, _, targets = minified_scene(backend, views=4)
-    engine = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets), Settings(optimize_positions=False))
+    engine = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets),
+                    Settings(optimize_positions=False, sart_visits=False))  # an update every step
     engine.step()
     at_once = engine.checkpoint_loss()
     engine.best_loss = np.inf
