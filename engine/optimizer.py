@@ -721,8 +721,7 @@ class Engine:
         for offset, weight in zip(offsets, weights):
             self._timed("R", self.rasterize, self.render_plus, view, 0, 0, offset)
             total += weight
-            self._residual_target(view, rendered, rendered, rate=weight / total)
-            self.loss_substeps += 1  # its loss is the plain render's
+            self._residual_target(view, rendered, rendered, rate=weight / total, flags=K.FLAG_MEAN_ONLY)
         p = np.asarray(weights, np.float64) / total
         order = self._jitter_rng.choice(len(p), size=len(p), p=p)
         return view, [offsets[i] for i in order], self.step_index

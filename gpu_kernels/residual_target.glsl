@@ -32,12 +32,15 @@ void main()
   if (p.x >= image_size.x || p.y >= image_size.y) {
     return;
   }
-  vec4 t = texelFetch(target, p, 0);
   vec4 c_plus = loss_space(texelFetch(color_plus, p, 0), flags);
   vec4 c_minus = loss_space(texelFetch(color_minus, p, 0), flags);
   vec4 s = 0.5 * (c_plus + c_minus);
   vec4 m = mix(imageLoad(running_mean, p), s, rate);
   imageStore(running_mean, p, m);
+  if ((flags & FLAG_MEAN_ONLY) != 0) {
+    return;  // a SART visit's filtered render, built a point at a time
+  }
+  vec4 t = texelFetch(target, p, 0);
   vec4 r = (flags & FLAG_TEXEL_RESIDUAL) != 0 ? texel_space(m) - texel_space(t) : m - t;
   imageStore(effective_target, p, s - r);
   vec4 dp = c_plus - t, dm = c_minus - t;

@@ -100,7 +100,8 @@ def _wide_filter_fit(backend, running_residual: float, steps: int = 300) -> floa
     truth = np.ones((64, 64, 4), np.float32)
     truth[..., :3] = rng.random((64, 64, 3))
     cameras = synthetic.orbit_cameras(8)
-    wide = Settings(optimize_positions=False, filter_sigma=0.5, pixel_filter="gaussian")
+    # The per-step estimator (Adam), where the running residual applies.
+    wide = Settings(optimize_positions=False, filter_sigma=0.5, pixel_filter="gaussian", texture_update="adam")
     views = [View(f"view{i}", c, np.zeros((64, 64, 4), np.float32)) for i, c in enumerate(cameras)]
     painter = Engine(backend, SceneArrays(mesh, truth, views), wide)
     for i, view in enumerate(views):

@@ -185,14 +185,16 @@ def measure_pair(backend, mesh, tex_size, res, repeats, steps=8):
     return {"tex": tex_size, "res": res, "two": median(times["two"]), "pair": median(times["pair"])}
 
 
-def measure_update(backend, mesh, tex_size, res, repeats, steps=8):
-    """A texture step with the SART-style texel update (G also sums each
-    texel's sensitivity) and with Adam, two engines timed alternately."""
+def measure_update(backend, mesh, tex_size, res, repeats, steps=16):
+    """A texture step with Adam, with the SART-style texel update (G also
+    sums each texel's sensitivity), and in SART visits (each visit also renders
+    the view's pixel filter; a visit of 8 steps here), engines timed in turn."""
     vs = synthetic.render_targets(backend, mesh, synthetic.checker_texture(tex_size),
                                   synthetic.orbit_cameras(8), res, res)
-    engines = {update: Engine(backend, SceneArrays(mesh, synthetic.flat_texture(tex_size), vs),
-                              Settings(steps=10**6, optimize_positions=False, texture_update=update))
-               for update in Settings.TEXTURE_UPDATES}
+    kinds = {"adam": {"texture_update": "adam"}, "sart": {"sart_visits": False}, "visits": {}}
+    engines = {kind: Engine(backend, SceneArrays(mesh, synthetic.flat_texture(tex_size), vs),
+                            Settings(steps=10**6, optimize_positions=False, **settings))
+               for kind, settings in kinds.items()}
     times = {update: [] for update in engines}
     for engine in engines.values():
         for _ in range(3):
@@ -209,11 +211,12 @@ def measure_update(backend, mesh, tex_size, res, repeats, steps=8):
 
 
 def print_update_table(rows) -> None:
-    print("\n#### texture steps: the SART-style texel update against Adam  (ms a step)")
-    print("| tex | res | Adam | SART | SART / Adam |")
-    print("|---|---|---|---|---|")
+    print("\n#### texture steps: the SART-style texel update and SART visits against Adam  (ms a step)")
+    print("| tex | res | Adam | SART | SART visits | SART / Adam | visits / Adam |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['tex']}² | {r['res']}² | {r['adam'] * 1e3:.2f} | {r['sart'] * 1e3:.2f} | {r['sart'] / r['adam']:.2f} |")
+        print(f"| {r['tex']}² | {r['res']}² | {r['adam'] * 1e3:.2f} | {r['sart'] * 1e3:.2f} | {r['visits'] * 1e3:.2f} "
+              f"| {r['sart'] / r['adam']:.2f} | {r['visits'] / r['adam']:.2f} |")
     sys.stdout.flush()
 
 
