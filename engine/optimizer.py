@@ -210,10 +210,12 @@ class Engine:
         self.loss_srgb = scene.texture_srgb and not self.workbench
         self.loss_targets = [self.loss_encoded(np.clip(v.target, 0, 1)) for v in scene.views]  # as scored, once
         self.targets = [b.texture(self.width, self.height, "RGBA32F", t) for t in self.loss_targets]
-        # SART texture fits visit one view at a time with its whole pixel
+        # SART texture steps visit one view at a time with its whole pixel
         # filter: the view's exact filtered render gives the residual
-        # (_begin_visit), then a sub-step per filter point charges it.
-        self.visits = self.texture_group.sensitivity and not settings.optimize_positions and settings.sart_visits
+        # (_begin_visit), then a sub-step per filter point charges it. A
+        # texture-only fit visits throughout, a joint one once its texture
+        # settles alone (visiting()).
+        self.visits = self.texture_group.sensitivity and settings.sart_visits
         self._visit = None  # (view, the points still to charge, the visit's first step)
         if settings.running_residual > 0 or self.visits:  # a mean per view (residual_target.glsl)
             self.running_means = [b.texture(self.width, self.height, "RGBA32F") for _ in scene.views]
@@ -610,7 +612,7 @@ class Engine:
         self._laplacian_pass(g.theta, self.laplacian_delta, 0, self.laplacian_rest)
         self._laplacian_pass(self.laplacian_delta, self.regularizer_grad, 1, self.laplacian_zero)
 
-    def adam_step(self, substep0: int, substeps: int) -> None:
+    def adam_step(self, substep0: int, substeps: int, visit: bool = False) -> None:
         s = self.settings
         pixels = float(self.width * self.height)
         decay = self.lr_scale(self.step_index)
@@ -622,7 +624,7 @@ class Engine:
             # own size), which wrecks a fit that was already right.
             warmup = min(1.0, t / s.warmup_steps) if s.warmup_steps > 0 else 1.0
             rate = g.lr * decay * warmup
-            if self.visits:
+            if visit:
                 # The exact residual asks nothing of a finished fit, and has no
                 # noise to average away: SART's relaxation stays whole.
                 rate = g.lr
@@ -657,7 +659,7 @@ class Engine:
                            "bias1": 1.0 / (1.0 - s.beta1 ** t), "bias2": 1.0 / (1.0 - s.beta2 ** t),
                            "lr": rate, "grad_scale": scale,
                            # A visit's residual is exact: its update is its own, not a running mean.
-                           "beta1": 0.0 if self.visits and g.sensitivity else s.beta1, "beta2": s.beta2,
+                           "beta1": 0.0 if visit else s.beta1, "beta2": s.beta2,
                            "reg_weight": self.regularizer_weight if regularized else 0.0})
             if worklist:
                 self.backend.clear(self.worklist_length, 0)
@@ -726,10 +728,18 @@ class Engine:
         order = self._jitter_rng.choice(len(p), size=len(p), p=p)
         return view, [offsets[i] for i in order], self.step_index
 
+    def visiting(self) -> bool:
+        """Whether this step belongs to a SART visit: every step of a
+        texture-only SART fit, and of a joint one's texture-only phase."""
+        if not self.visits:
+            return False
+        if self._visit is not None or not self.positions_group.enabled:
+            return True
+        end = self.shape_end()
+        return end is not None and self.step_index >= end
+
     def _visit_step(self) -> None:
         """One sub-step of a SART visit; its last one updates the texels."""
-        if self._pending is not None:
-            self.continue_checkpoint()
         if self._visit is None:
             self._visit = self._begin_visit()
         view, points, first = self._visit
@@ -738,23 +748,23 @@ class Engine:
         self.substep(self.step_index, k, view, offset=points[k], visit=True)
         self.step_index += 1
         if k + 1 == len(points) or self.step_index >= self.settings.steps:
-            self._timed("Adam", self.adam_step, first, k + 1)
+            self._timed("Adam", self.adam_step, first, k + 1, True)
             self._visit = None
 
     def step(self) -> None:
         """One Adam step over `views_per_step` (view, perturbation) pairs, or
-        one sub-step of a SART visit (`visits`)."""
-        if self.visits:
-            self._visit_step()
-            return
-        k = self.settings.views_per_step
-        substep0 = self.step_index * k
+        one sub-step of a SART visit (`visiting`)."""
         if self.step_index == self.shape_end():
             self.begin_shape_choice()
         elif self.step_index == self.early_shape_check():
             self.begin_shape_choice(early=True)
         elif self._pending is not None:
             self.continue_checkpoint()
+        if self.visiting():
+            self._visit_step()
+            return
+        k = self.settings.views_per_step
+        substep0 = self.step_index * k
         self.active = self.perturbed_groups(self.step_index)
         for j in range(k):
             self.substep(substep0 + j, j, self.choose_view())

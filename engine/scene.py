@@ -88,7 +88,7 @@ class SceneArrays:
 # gets `joint_steps`: its groups take turns, so each gets about half.
 QUALITY_PRESETS = {
     "draft": {"steps": 400, "joint_steps": 600, "resolution": 256, "views_per_step": 1},
-    "standard": {"steps": 1500, "joint_steps": 2000, "resolution": 256, "views_per_step": 1},
+    "standard": {"steps": 1000, "joint_steps": 2000, "resolution": 256, "views_per_step": 1},
     "high": {"steps": 4000, "joint_steps": 5000, "resolution": 384, "views_per_step": 1},
 }
 DEFAULT_QUALITY = "standard"

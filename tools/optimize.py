@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cameras", required=True, help="collection of target cameras (background images)")
     p.add_argument("--quality", choices=tuple(QUALITY_PRESETS), default="standard",
                    help="preset for --steps, --resolution and --views-per-step (default: standard: "
-                        "2000 steps for a joint fit, 1500 for one group); those flags override it")
-    p.add_argument("--steps", type=int, default=None, help="Adam steps (default: from --quality)")
+                        "2000 steps for a joint fit, 1000 for one group); those flags override it")
+    p.add_argument("--steps", type=int, default=None, help="steps (default: from --quality)")
     p.add_argument("--optimize", choices=("both", "positions", "texture"), default="both",
                    help="what to optimize (default: both)")
     p.add_argument("--lr-positions", type=float, default=None,
@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--texture-update", choices=Settings.TEXTURE_UPDATES, default=d.texture_update,
                    help="how texels step: sart (the residual their pixels ask, weighed by their finite "
                         "differences) or adam (default: %(default)s; a lit fit's texture uses Adam)")
+    p.add_argument("--sart-visits", action=argparse.BooleanOptionalAction, default=d.sart_visits,
+                   help="a SART texture-only fit visits one view at a time: the exact residual of its "
+                        "filtered render, charged through a step per filter point, one update a visit "
+                        "(default: on)")
     p.add_argument("--lr-texture", type=float, default=None,
                    help="texel step size (default: 1.0, SART's relaxation, or 0.1, Adam's rate)")
     p.add_argument("--eps-positions", type=float, default=None,
@@ -134,7 +138,7 @@ def settings_from_args(args):
         optimize_positions=args.optimize in ("both", "positions"),
         optimize_texture=args.optimize in ("both", "texture"),
         steps=args.steps, lr_positions=args.lr_positions, lr_texture=args.lr_texture,
-        texture_update=args.texture_update,
+        texture_update=args.texture_update, sart_visits=args.sart_visits,
         eps_positions=args.eps_positions, eps_texture=args.eps_texture, lr_decay=args.lr_decay,
         estimator=args.estimator, views_per_step=args.views_per_step, smoothness=args.smoothness,
         seed=args.seed, write_back_every=args.write_back_every, alternate_groups=args.alternate_groups,
