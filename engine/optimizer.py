@@ -212,10 +212,9 @@ class Engine:
         self.targets = [b.texture(self.width, self.height, "RGBA32F", t) for t in self.loss_targets]
         # SART texture steps visit one view at a time with its whole pixel
         # filter: the view's exact filtered render gives the residual
-        # (_begin_visit), then a sub-step per filter point charges it. A
-        # texture-only fit visits throughout, a joint one once its texture
-        # settles alone (visiting()).
-        self.visits = self.texture_group.sensitivity and settings.sart_visits
+        # (_begin_visit), then a sub-step per filter point charges it; in a
+        # texture-only fit (visiting()).
+        self.visits = self.texture_group.sensitivity and settings.sart_visits and not settings.optimize_positions
         self._visit = None  # (view, the points still to charge, the visit's first step)
         if settings.running_residual > 0 or self.visits:  # a mean per view (residual_target.glsl)
             self.running_means = [b.texture(self.width, self.height, "RGBA32F") for _ in scene.views]
@@ -730,13 +729,10 @@ class Engine:
 
     def visiting(self) -> bool:
         """Whether this step belongs to a SART visit: every step of a
-        texture-only SART fit, and of a joint one's texture-only phase."""
-        if not self.visits:
-            return False
-        if self._visit is not None or not self.positions_group.enabled:
-            return True
-        end = self.shape_end()
-        return end is not None and self.step_index >= end
+        texture-only SART fit. (A joint fit's texture-only phase in visits
+        scored lower: torus-joint-exact 37.6 -> 36.4 dB held-out,
+        blob-joint-coarse 31.9 -> 29.2; its texture steps stay per-step SART.)"""
+        return self.visits and not self.positions_group.enabled
 
     def _visit_step(self) -> None:
         """One sub-step of a SART visit; its last one updates the texels."""
