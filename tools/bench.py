@@ -169,20 +169,37 @@ def measure_pair(backend, mesh, tex_size, res, repeats, steps=8):
     engine = Engine(backend, SceneArrays(mesh, synthetic.flat_texture(tex_size), vs),
                     Settings(steps=10**6, optimize_positions=False))
     pair_target = engine.render_pair
-    times = {"pair": [], "two": []}
-    for _ in range(3):
-        engine.step()
+
+    def kind(pair):
+        def prepared():
+            engine.render_pair = pair_target if pair else None
+            return engine
+        return prepared
+
+    times = time_in_turn(backend, {"pair": kind(True), "two": kind(False)}, repeats, steps)
+    engine.render_pair = pair_target
+    return {"tex": tex_size, "res": res, **times}
+
+
+def time_in_turn(backend, engines: dict, repeats: int, steps: int) -> dict:
+    """Median seconds a step of each engine (a callable that prepares and
+    returns it), after 3 warm-up steps each, timed in turn `repeats` times
+    over `steps` unsynchronised steps (side by side: the machine is noisy)."""
+    times = {name: [] for name in engines}
+    for prepare in engines.values():
+        engine = prepare()
+        for _ in range(3):
+            engine.step()
     for _ in range(repeats):
-        for kind in ("pair", "two"):
-            engine.render_pair = pair_target if kind == "pair" else None
+        for name, prepare in engines.items():
+            engine = prepare()
             backend.finish()
             t = time.perf_counter()
             for _ in range(steps):
                 engine.step()
             backend.finish()
-            times[kind].append((time.perf_counter() - t) / steps)
-    engine.render_pair = pair_target
-    return {"tex": tex_size, "res": res, "two": median(times["two"]), "pair": median(times["pair"])}
+            times[name].append((time.perf_counter() - t) / steps)
+    return {name: median(t) for name, t in times.items()}
 
 
 def measure_update(backend, mesh, tex_size, res, repeats, steps=16):
@@ -195,19 +212,8 @@ def measure_update(backend, mesh, tex_size, res, repeats, steps=16):
     engines = {kind: Engine(backend, SceneArrays(mesh, synthetic.flat_texture(tex_size), vs),
                             Settings(steps=10**6, optimize_positions=False, **settings))
                for kind, settings in kinds.items()}
-    times = {update: [] for update in engines}
-    for engine in engines.values():
-        for _ in range(3):
-            engine.step()
-    for _ in range(repeats):
-        for update, engine in engines.items():
-            backend.finish()
-            t = time.perf_counter()
-            for _ in range(steps):
-                engine.step()
-            backend.finish()
-            times[update].append((time.perf_counter() - t) / steps)
-    return {"tex": tex_size, "res": res, **{u: median(t) for u, t in times.items()}}
+    times = time_in_turn(backend, {k: (lambda e=e: e) for k, e in engines.items()}, repeats, steps)
+    return {"tex": tex_size, "res": res, **times}
 
 
 def print_update_table(rows) -> None:
