@@ -724,7 +724,7 @@ class Engine:
             total += weight
             self._residual_target(view, rendered, rendered, rate=weight / total, flags=K.FLAG_MEAN_ONLY)
         p = np.asarray(weights, np.float64) / total
-        order = self._jitter_rng.choice(len(p), size=len(p), p=p)
+        order = self._jitter_rng.choice(len(p), size=self.settings.visit_points or len(p), p=p)
         return view, [offsets[i] for i in order], self.step_index
 
     def visiting(self) -> bool:

@@ -122,6 +122,7 @@ class Settings:
     # pixel filter for the exact residual, then charge it through a sub-step
     # (a step) per filter point, and update the texels once per visit.
     sart_visits: bool = True
+    visit_points: int = 0  # filter points a visit charges (drawn by weight); 0: as many as the filter has
     eps_positions: float | None = None  # None: about one pixel of screen motion
     eps_texture: float = 0.02
     estimator: str = "per_pixel"  # or "full_image"
