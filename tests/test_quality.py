@@ -116,7 +116,7 @@ def test_sart_keeps_a_finished_fit_without_a_warmup(backend):
                                  sart_visits=visits))
         assert engine.texture_group.sensitivity and engine.texture_group.lr == 1.0
         assert engine.visits == visits
-        for _ in range(24):  # three visits of 8 points
+        for _ in range(28):  # two visits of 14 points
             engine.step()
         after[visits] = mean_psnr(engine)
     # A visit's residual is exact: nothing moves. A step's own sample's is not.
