@@ -212,10 +212,12 @@ class Engine:
         self.targets = [b.texture(self.width, self.height, "RGBA32F", t) for t in self.loss_targets]
         # SART texture steps visit one view at a time with its whole pixel
         # filter: the view's exact filtered render gives the residual
-        # (_begin_visit), then a sub-step per filter point charges it; in a
-        # texture-only fit (visiting()).
+        # (_begin_visit), then a sub-step per filter point charges it. Only in
+        # a texture-only fit: a joint fit's texture-only phase in visits
+        # scored lower (torus-joint-exact 37.6 -> 36.4 dB held-out,
+        # blob-joint-coarse 31.9 -> 29.2), so its texture steps stay per-step SART.
         self.visits = self.texture_group.sensitivity and settings.sart_visits and not settings.optimize_positions
-        self._visit = None  # (view, the points still to charge, the visit's first step)
+        self._visit = None  # (view, the points its sub-steps charge, the visit's first step)
         if settings.running_residual > 0 or self.visits:  # a mean per view (residual_target.glsl)
             self.running_means = [b.texture(self.width, self.height, "RGBA32F") for _ in scene.views]
             for mean in self.running_means:
@@ -686,17 +688,8 @@ class Engine:
         sample skips most texels of a minified texture, which then overfit
         the target views). `offset`: this one instead; `visit`: a SART
         visit's sub-step (accumulate_gradient)."""
-        if offset is not None:
-            pass
-        elif not self.settings.antialias:
-            offset = (0.0, 0.0)
-        elif self.workbench:
-            point = self.jitter_points[self._jitter_rng.choice(len(self.jitter_weights), p=self.jitter_weights)]
-            offset = (float(point[0]), float(point[1]))
-        else:
-            jitter = np.clip(self._jitter_rng.normal(0.0, self.settings.filter_sigma, 2), -FILTER_RADIUS,
-                             FILTER_RADIUS)
-            offset = (float(jitter[0]), float(jitter[1]))
+        if offset is None:
+            offset = self._jitter_offset()
         self._timed("P", self.perturb, substep)
         self.stratum = self.texture_stratum(slot)
         self.material_stratum = self.map_stratum(self.material_group, slot)
@@ -708,6 +701,17 @@ class Engine:
             self._timed("R+", self.rasterize, self.render_plus, view_index, 1, substep, offset)
             self._timed("R-", self.rasterize, self.render_minus, view_index, -1, substep, offset)
         self._timed("G", self.accumulate_gradient, substep, slot, view_index, pair, visit)
+
+    def _jitter_offset(self) -> tuple:
+        """A step's random sub-pixel offset, drawn from the pixel filter
+        (Workbench's points by weight, or the Gaussian); none without antialias."""
+        if not self.settings.antialias:
+            return (0.0, 0.0)
+        if self.workbench:
+            point = self.jitter_points[self._jitter_rng.choice(len(self.jitter_weights), p=self.jitter_weights)]
+            return (float(point[0]), float(point[1]))
+        jitter = np.clip(self._jitter_rng.normal(0.0, self.settings.filter_sigma, 2), -FILTER_RADIUS, FILTER_RADIUS)
+        return (float(jitter[0]), float(jitter[1]))
 
     def _begin_visit(self) -> tuple:
         """A SART visit: choose a view, make its running mean the filtered
@@ -727,13 +731,6 @@ class Engine:
         order = self._jitter_rng.choice(len(p), size=self.settings.visit_points or len(p), p=p)
         return view, [offsets[i] for i in order], self.step_index
 
-    def visiting(self) -> bool:
-        """Whether this step belongs to a SART visit: every step of a
-        texture-only SART fit. (A joint fit's texture-only phase in visits
-        scored lower: torus-joint-exact 37.6 -> 36.4 dB held-out,
-        blob-joint-coarse 31.9 -> 29.2; its texture steps stay per-step SART.)"""
-        return self.visits and not self.positions_group.enabled
-
     def _visit_step(self) -> None:
         """One sub-step of a SART visit; its last one updates the texels."""
         if self._visit is None:
@@ -749,14 +746,14 @@ class Engine:
 
     def step(self) -> None:
         """One Adam step over `views_per_step` (view, perturbation) pairs, or
-        one sub-step of a SART visit (`visiting`)."""
+        one sub-step of a SART visit (`visits`)."""
         if self.step_index == self.shape_end():
             self.begin_shape_choice()
         elif self.step_index == self.early_shape_check():
             self.begin_shape_choice(early=True)
         elif self._pending is not None:
             self.continue_checkpoint()
-        if self.visiting():
+        if self.visits:
             self._visit_step()
             return
         k = self.settings.views_per_step

@@ -170,29 +170,27 @@ def measure_pair(backend, mesh, tex_size, res, repeats, steps=8):
                     Settings(steps=10**6, optimize_positions=False))
     pair_target = engine.render_pair
 
-    def kind(pair):
-        def prepared():
-            engine.render_pair = pair_target if pair else None
-            return engine
-        return prepared
+    def use(kind):
+        engine.render_pair = pair_target if kind == "pair" else None
+        return engine
 
-    times = time_in_turn(backend, {"pair": kind(True), "two": kind(False)}, repeats, steps)
+    times = time_in_turn(backend, ("pair", "two"), use, repeats, steps)
     engine.render_pair = pair_target
     return {"tex": tex_size, "res": res, **times}
 
 
-def time_in_turn(backend, engines: dict, repeats: int, steps: int) -> dict:
-    """Median seconds a step of each engine (a callable that prepares and
+def time_in_turn(backend, names: tuple, use, repeats: int, steps: int) -> dict:
+    """Median seconds a step of each named engine (`use(name)` prepares and
     returns it), after 3 warm-up steps each, timed in turn `repeats` times
     over `steps` unsynchronised steps (side by side: the machine is noisy)."""
-    times = {name: [] for name in engines}
-    for prepare in engines.values():
-        engine = prepare()
+    times = {name: [] for name in names}
+    for name in names:
+        engine = use(name)
         for _ in range(3):
             engine.step()
     for _ in range(repeats):
-        for name, prepare in engines.items():
-            engine = prepare()
+        for name in names:
+            engine = use(name)
             backend.finish()
             t = time.perf_counter()
             for _ in range(steps):
@@ -212,7 +210,7 @@ def measure_update(backend, mesh, tex_size, res, repeats, steps=16):
     engines = {kind: Engine(backend, SceneArrays(mesh, synthetic.flat_texture(tex_size), vs),
                             Settings(steps=10**6, optimize_positions=False, **settings))
                for kind, settings in kinds.items()}
-    times = time_in_turn(backend, {k: (lambda e=e: e) for k, e in engines.items()}, repeats, steps)
+    times = time_in_turn(backend, tuple(engines), engines.__getitem__, repeats, steps)
     return {"tex": tex_size, "res": res, **times}
 
 
