@@ -195,13 +195,17 @@ def loss_space(color, srgb_loss=False, log_loss=False):
 def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_minus, target,
                         triangles, vertex_count, tex_size, key_pos, key_tex,
                         positions=True, texture=True, full_image=False, silhouette=False, srgb_loss=False,
-                        tex_stratum=-1, coupled_channels=None, log_loss=False, sensitivity=False):
+                        tex_stratum=-1, coupled_channels=None, log_loss=False, sensitivity=False,
+                        texel_weights=False):
     """Fixed-point accumulators as the GPU leaves them (in units of dL).
     `coupled_channels` (a bit mask, FLAG_COUPLED): those texel channels are
     charged the whole pixel difference, the others nothing. `srgb_loss` /
     `log_loss`: the renders are compared sRGB-encoded / as log2(c + 1) (the
     target is in that space already). `sensitivity` (FLAG_SENSITIVITY): also
-    each charged texel channel's sum of |c+ - c-| ("texture_sensitivity")."""
+    each charged texel channel's sum of |c+ - c-| ("texture_sensitivity").
+    `texel_weights` (FLAG_TEXEL_WEIGHTS): one render (color_plus, id_plus,
+    uv_plus); each texel of a pixel's footprint with bilinear weight w > 0 is
+    charged 2 w (c - target) and a sensitivity of w."""
     tw, th = tex_size
     out = {"positions": np.zeros((vertex_count, 3), np.int64),
            "positions_count": np.zeros(vertex_count, np.int64),
@@ -226,6 +230,9 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
         for x in range(w):
             ip, im = int(id_plus[y, x]), int(id_minus[y, x])
             if ip == 0 and im == 0:
+                continue
+            if texel_weights:
+                _charge_texel_weights(out, uv_plus[y, x], (tw, th), (color_plus[y, x] - target[y, x])[:3])
                 continue
             d = dl_channel[y, x, 3] if silhouette else dl[y, x]
             if positions:
@@ -263,6 +270,17 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
                         out["texture_sensitivity"][qy, qx] += to_fixed(np.abs(color_plus[y, x, :3]
                                                                               - color_minus[y, x, :3]))
     return _scaled(out)
+
+
+def _charge_texel_weights(out, uv, tex_size, residual) -> None:
+    t0, t1, f = bilinear_footprint(np.asarray(uv, np.float32), tex_size)
+    for k in range(4):
+        qx, qy = (t1 if k & 1 else t0)[0], (t1 if k & 2 else t0)[1]
+        weight = np.float32((f[0] if k & 1 else 1 - f[0]) * (f[1] if k & 2 else 1 - f[1]))
+        if weight > 0:
+            out["texture"][qy, qx] += to_fixed(np.float32(2) * weight * residual)
+            out["texture_sensitivity"][qy, qx] += to_fixed(np.full(3, weight, np.float32))
+            out["texture_count"][qy, qx] += 1
 
 
 def residual_target(color_plus, color_minus, target, running_mean, rate, srgb_loss=False, log_loss=False,

@@ -125,6 +125,12 @@ class Settings:
     # Filter points a visit charges (drawn by weight; 0: as many as the filter
     # has). Fewer than Workbench's 28 means more visits in the same steps.
     visit_points: int = 14
+    # How a visit's point charges the residual: "weights", from one plain
+    # render, to every texel of each pixel's bilinear footprint by its weight
+    # (the unlit render is linear in the texels: that weight is what a
+    # perturbation measures); "perturbation", through R+ and R- and one
+    # texel stratum per point, as every other step.
+    visit_charge: str = "weights"
     eps_positions: float | None = None  # None: about one pixel of screen motion
     eps_texture: float = 0.02
     estimator: str = "per_pixel"  # or "full_image"
@@ -198,6 +204,7 @@ class Settings:
 
     ESTIMATORS = ("per_pixel", "full_image")
     TEXTURE_UPDATES = ("sart", "adam")
+    VISIT_CHARGES = ("weights", "perturbation")
     PIXEL_FILTERS = ("auto", "gaussian", "workbench")
     NORMALIZATIONS = ("pixels", "count")
     SEED_MAX = 2**31 - 1
@@ -214,6 +221,8 @@ class Settings:
             raise ValueError(f"estimator must be one of {self.ESTIMATORS}, got {self.estimator!r}")
         if self.texture_update not in self.TEXTURE_UPDATES:
             raise ValueError(f"texture update must be one of {self.TEXTURE_UPDATES}, got {self.texture_update!r}")
+        if self.visit_charge not in self.VISIT_CHARGES:
+            raise ValueError(f"visit charge must be one of {self.VISIT_CHARGES}, got {self.visit_charge!r}")
         if self.normalize not in self.NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {self.NORMALIZATIONS}, got {self.normalize!r}")
         if isinstance(self.seed, bool) or not (isinstance(self.seed, numbers.Integral)

@@ -62,6 +62,9 @@ FLAG_TEXEL_RESIDUAL = 1 << 18
 FLAG_TEXEL_SRGB = 1 << 19
 # residual_target: update the running mean only (no effective target, no loss)
 FLAG_MEAN_ONLY = 1 << 20
+# accumulate_gradient: a SART visit's point from one plain render: every texel of each pixel's
+# bilinear footprint is charged its weight times the residual (no perturbation, no strata)
+FLAG_TEXEL_WEIGHTS = 1 << 21
 # A fitted normal-map texel tilts at most this far from its surface normal: z >= NORMAL_Z_MIN,
 # so it stays unit with z > 0 and sqrt(1 - x^2 - y^2) keeps float precision.
 NORMAL_Z_MIN = 0.05
@@ -141,7 +144,8 @@ _FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}", "NORMAL_XY_MAX": f"{NORMAL_XY_MAX
                                                 "FLAG_LOG_LOSS", "FLAG_EFFECTIVE_TARGET",
                                                 "SCORE_LOG_MEAN", "SCORE_FIRST", "SCORE_FINISH",
                                                 "SCORE_COVERAGE", "FLAG_SENSITIVITY",
-                                                "FLAG_TEXEL_RESIDUAL", "FLAG_TEXEL_SRGB", "FLAG_MEAN_ONLY")}}
+                                                "FLAG_TEXEL_RESIDUAL", "FLAG_TEXEL_SRGB", "FLAG_MEAN_ONLY",
+                                                "FLAG_TEXEL_WEIGHTS")}}
 
 PERTURB = KernelSpec(
     name="perturb",

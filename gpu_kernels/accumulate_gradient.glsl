@@ -49,10 +49,12 @@ void charge_vertices(int id_p, int id_m, float dl)
 // `sensitivity` (FLAG_SENSITIVITY): |c+ - c-| per channel, summed in the
 // accumulator's second pair of row blocks; with one perturbed texel per
 // footprint (texture strata) it is that texel's own finite difference.
-void charge_texel(ivec2 q, vec3 dl, vec3 sensitivity)
+// `signed`: dl is a perturbed difference, so it is charged times the texel's
+// sign; a bilinear weight's charge (FLAG_TEXEL_WEIGHTS) is not.
+void charge_texel(ivec2 q, vec3 dl, vec3 sensitivity, bool signed_charge)
 {
   int i = q.y * tex_size.x + q.x;
-  vec3 s = perturbation_signs(uint(key_tex), i);
+  vec3 s = signed_charge ? perturbation_signs(uint(key_tex), i) : vec3(1.0);
   for (int c = 0; c < 3; c++) {
     ADD_FIXED(grad_tex, ivec2(3 * q.x + c, q.y), tex_size.y, dl[c] * s[c]);
   }
@@ -97,7 +99,25 @@ void charge_texels(int id_p, int id_m, ivec2 p, vec3 dl, vec3 sensitivity)
       seen = seen || (valid && all(equal(q, j < 4 ? corner(a0, a1, j) : corner(b0, b1, j - 4))));
     }
     if (!seen && in_stratum(q, tex_stratum)) {
-      charge_texel(q, dl, sensitivity);
+      charge_texel(q, dl, sensitivity, true);
+    }
+  }
+}
+
+// FLAG_TEXEL_WEIGHTS (a SART visit's point, unlit): the render is linear in
+// the texels, so the change a perturbation would measure is the bilinear
+// weight itself. Every corner of the footprint is charged 2 w r and w, with
+// r the residual (the effective target's offset from the one render), as
+// G's (c+ - c-) r and |c+ - c-| would charge the perturbed one.
+void charge_texel_weights(ivec2 p, vec3 r)
+{
+  ivec2 t0, t1;
+  vec2 f;
+  bilinear_footprint(texelFetch(uv_plus, p, 0).xy, tex_size, t0, t1, f);
+  for (int k = 0; k < 4; k++) {
+    float w = ((k & 1) != 0 ? f.x : 1.0 - f.x) * ((k & 2) != 0 ? f.y : 1.0 - f.y);
+    if (w > 0.0) {
+      charge_texel(corner(t0, t1, k), 2.0 * w * r, vec3(w), false);
     }
   }
 }
@@ -133,6 +153,10 @@ void main()
     // FLAG_SILHOUETTE: while the texture is still wrong, vertices would
     // absorb its colour error; coverage alone cannot mislead them.
     charge_vertices(id_p, id_m, (flags & FLAG_SILHOUETTE) != 0 ? dl_channel.a : dl);
+  }
+  if ((flags & FLAG_TEXEL_WEIGHTS) != 0) {
+    charge_texel_weights(p, (c_plus - t).rgb);  // one render: c+ = c-
+    return;
   }
   if ((flags & FLAG_TEXTURE) != 0) {
     // Texel channel c of a base colour changes only colour channel c
