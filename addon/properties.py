@@ -13,20 +13,28 @@ _DEFAULTS = Settings()
 _STANDARD = quality_preset(DEFAULT_QUALITY)
 
 
+def _fit_kind(self) -> dict:
+    """quality_preset's arguments for the fit the panel describes."""
+    joint = self.optimize_positions and self.optimize_texture
+    visits = (self.optimize_texture and not self.optimize_positions and not self.lit
+              and self.texture_update == "SART")
+    return {"joint": joint, "visits": visits}
+
+
 def _apply_quality(self, _context) -> None:
     """Choosing a preset sets the fields it covers; they stay editable."""
-    joint = self.optimize_positions and self.optimize_texture
-    for name, value in quality_preset(self.quality.lower(), joint).items():
+    for name, value in quality_preset(self.quality.lower(), **_fit_kind(self)).items():
         setattr(self, name, value)
 
 
 def _follow_quality(self, _context) -> None:
-    """Switching between a joint and a one-group fit moves Steps to the
-    preset's count for it, unless the user set Steps by hand."""
+    """Switching to another kind of fit (joint, in SART visits, another single
+    group) moves Steps to the preset's count for it, unless the user set
+    Steps by hand."""
     name = self.quality.lower()
-    if self.steps in (quality_preset(name, True)["steps"], quality_preset(name, False)["steps"]):
-        joint = self.optimize_positions and self.optimize_texture
-        self.steps = quality_preset(name, joint)["steps"]
+    kinds = ({"joint": True}, {"joint": False}, {"joint": False, "visits": True})
+    if self.steps in [quality_preset(name, **kind)["steps"] for kind in kinds]:
+        self.steps = quality_preset(name, **_fit_kind(self))["steps"]
 
 
 def _is_mesh(_self, obj) -> bool:
@@ -45,7 +53,7 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
         description="Textured mesh rendered into the cameras' backgrounds by Capture Targets")
 
     lit: BoolProperty(
-        name="Lit by the Scene", default=_DEFAULTS.lit,
+        name="Lit by the Scene", default=_DEFAULTS.lit, update=_follow_quality,
         description="Render the base colour under the scene's lights, world and the rest of the "
                     "Principled material (roughness, metallic, normal map), for lit targets such as "
                     "EEVEE or Cycles renders; positions are not optimized then")
@@ -75,7 +83,7 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
         name="Base Color", default=_DEFAULTS.optimize_texture, update=_follow_quality,
         description="Optimize the base-colour image")
     texture_update: EnumProperty(
-        name="Update", default=_DEFAULTS.texture_update.upper(),
+        name="Update", default=_DEFAULTS.texture_update.upper(), update=_follow_quality,
         description="How base-colour texels step (a lit fit's always use Adam)",
         items=(("SART", "SART", "Each texel moves by the residual its pixels ask of it, weighed by "
                                 "their finite differences: fast, and still where the fit is right"),
@@ -91,7 +99,8 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
     quality: EnumProperty(
         name="Quality", default=DEFAULT_QUALITY.upper(), update=_apply_quality,
         description="Sets Steps, Resolution and Views per Step together (they stay editable)",
-        items=tuple((k.upper(), k.title(), f"{v['joint_steps']} steps ({v['steps']} for one group) at "
+        items=tuple((k.upper(), k.title(), f"{v['joint_steps']} steps ({v['visit_steps']} for an unlit base "
+                     f"colour fit, {v['steps']} for another one-group fit) at "
                      f"{v['resolution']} px, {v['views_per_step']} view(s) per step")
                     for k, v in QUALITY_PRESETS.items()))
     steps: IntProperty(name="Steps", default=_DEFAULTS.steps, min=1, soft_max=5000,

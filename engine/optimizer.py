@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import gpu_kernels as K
 from .lit_reference import pack_lights
-from .pixel_filter import log_space, workbench_points
+from .pixel_filter import workbench_points
 from .reference import as_int32, loss_space, perturbation_key
 from .scene import SceneArrays, Settings
 
@@ -867,17 +867,9 @@ class Engine:
         candidate's); `antialias`: the weighted mean of renders at the
         (offsets, weights) `samples` (by default the antialiasing ones), as
         Blender's engines filter pixels; for Workbench a mean of log2(c + 1),
-        as its TAA accumulates."""
-        offsets, weights = self._sample_points(antialias, samples)
-        log = antialias and self.workbench
-        color = np.zeros((self.height, self.width, 4), np.float64)
-        texture = self.backend.target_textures(self.render_plus)["color"]
-        for offset, weight in zip(offsets, weights):
-            self.rasterize(self.render_plus, view_index, offset=offset, candidate=candidate)
-            pixels = self.backend.read(texture)
-            color += weight * (log_space(pixels) if log else pixels)
-        color /= sum(weights)
-        return (np.exp2(color) - 1.0 if log else color).astype(np.float32)
+        as its TAA accumulates. Averaged on the GPU (score_view): one read-back."""
+        self.score_view(view_index, antialias, samples, candidate)
+        return self.backend.read(self.score_sum)
 
     def evaluate(self, keep_color: bool = False) -> list:
         """Per-view MSE (mean over pixels and RGBA) and PSNR of the current
@@ -885,13 +877,10 @@ class Engine:
         each view's render too ("color")."""
         results = []
         for i, view in enumerate(self.scene.views):
+            mse = self.score_view(i, self.settings.antialias)
+            results.append({"view": view.name, "mse": mse, "psnr": psnr(mse)})
             if keep_color:
-                color = self.render_color(i, self.settings.antialias)
-                results.append(image_metrics(self.loss_encoded(color), self.loss_targets[i], view.name))
-                results[-1]["color"] = color
-            else:
-                mse = self.score_view(i, self.settings.antialias)
-                results.append({"view": view.name, "mse": mse, "psnr": psnr(mse)})
+                results[-1]["color"] = self.backend.read(self.score_sum)  # the render score_view left
         return results
 
     def score_view(self, view_index: int, antialias: bool = False, samples: tuple | None = None,

@@ -303,6 +303,15 @@ def residual_target(color_plus, color_minus, target, running_mean, rate, srgb_lo
     return mean, s - residual, float(loss.sum())
 
 
+def filtered_render(samples: list, weights, log: bool = False) -> np.ndarray:
+    """score.glsl's filtered render: the weighted mean of sample renders
+    (of log2(c + 1) with `log`, as Workbench's TAA averages)."""
+    w = np.asarray(weights, np.float64) / np.sum(weights)
+    if log:
+        return (np.exp2(sum(wi * np.log2(np.maximum(c, 0) + 1) for wi, c in zip(w, samples))) - 1).astype(np.float32)
+    return sum(wi * c for wi, c in zip(w, samples)).astype(np.float32)
+
+
 def _scaled(out):
     for key in ("positions", "texture", "texture_sensitivity", "full", "loss"):
         out[key] = np.asarray(out[key], np.float64) / FIXED_SCALE

@@ -85,25 +85,31 @@ class SceneArrays:
 # Quality presets: steps, working resolution and schedule set together.
 # "standard" is what Settings() and the tools default to; each was measured
 # with tools/evaluate.py (see the README). A joint fit (positions and texture)
-# gets `joint_steps`: its groups take turns, so each gets about half.
+# gets `joint_steps`: its groups take turns, so each gets about half. An
+# unlit texture-only fit with SART texels gets `visit_steps`: its steps are
+# SART visits' charged points, each charge a fraction of an Adam step's cost
+# but each visit also renders its view's pixel filter.
 QUALITY_PRESETS = {
-    "draft": {"steps": 400, "joint_steps": 600, "resolution": 256, "views_per_step": 1},
-    "standard": {"steps": 900, "joint_steps": 2000, "resolution": 256, "views_per_step": 1},
-    "high": {"steps": 4000, "joint_steps": 5000, "resolution": 384, "views_per_step": 1},
+    "draft": {"steps": 400, "joint_steps": 600, "visit_steps": 240, "resolution": 256, "views_per_step": 1},
+    "standard": {"steps": 900, "joint_steps": 2000, "visit_steps": 480, "resolution": 256, "views_per_step": 1},
+    "high": {"steps": 4000, "joint_steps": 5000, "visit_steps": 2000, "resolution": 384, "views_per_step": 1},
 }
 DEFAULT_QUALITY = "standard"
 
 
-def quality_preset(name: str, joint: bool = True) -> dict:
+def quality_preset(name: str, joint: bool = True, visits: bool = False) -> dict:
     """The Settings fields (and "resolution") of a quality preset, for a joint
-    fit or a single-group one."""
+    fit, a fit in SART visits (`visits`: unlit, texture only, SART texels), or
+    another single-group one."""
     try:
         preset = dict(QUALITY_PRESETS[name])
     except KeyError:
         raise ValueError(f"quality must be one of {tuple(QUALITY_PRESETS)}, got {name!r}") from None
-    joint_steps = preset.pop("joint_steps")
+    joint_steps, visit_steps = preset.pop("joint_steps"), preset.pop("visit_steps")
     if joint:
         preset["steps"] = joint_steps
+    elif visits:
+        preset["steps"] = visit_steps
     return preset
 
 
@@ -123,8 +129,9 @@ class Settings:
     # (a step) per filter point, and update the texels once per visit.
     sart_visits: bool = True
     # Filter points a visit charges (drawn by weight; 0: as many as the filter
-    # has). Fewer than Workbench's 28 means more visits in the same steps.
-    visit_points: int = 14
+    # has). Fewer means more visits in the same steps; charged by weights, a
+    # point reaches every texel of its footprints, and 4 did best (README).
+    visit_points: int = 4
     # How a visit's point charges the residual: "weights", from one plain
     # render, to every texel of each pixel's bilinear footprint by its weight
     # (the unlit render is linear in the texels: that weight is what a

@@ -3,7 +3,8 @@
 // SCORE_LOG_MEAN, as Workbench's TAA averages), accumulated here one sample
 // at a time; the last sample (SCORE_FINISH) adds the mean's squared error
 // against the target, in the loss's space (loss_space), to a fixed-point
-// total. A checkpoint then reads back one number a view, not a frame a sample.
+// total, and leaves the mean itself in running_sum. A checkpoint then reads
+// back one number a view, and a render one frame, not a frame a sample.
 // `weight`: the sample's share (the host normalises the weights).
 void main()
 {
@@ -26,6 +27,7 @@ void main()
   if ((flags & SCORE_LOG_MEAN) != 0) {
     mean = exp2(mean) - 1.0;
   }
+  imageStore(running_sum, p, mean);  // the filtered render itself (Engine.render_color reads it)
   vec4 d = loss_space(mean, flags) - texelFetch(target, p, 0);
   ADD_FIXED(score_acc, ivec2(0, 0), 1, (flags & SCORE_COVERAGE) != 0 ? d.a * d.a : dot(d, d));
 }

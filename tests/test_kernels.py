@@ -150,13 +150,22 @@ def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, l
 def test_score_matches_reference(backend, pixel_filter, antialias, space, coverage):
     """score.glsl: the MSE of a view's antialiased render (the weighted mean of
     its sample renders, in log2(c + 1) for Workbench) in the loss's space, as
-    numpy computes it from the read-back renders (render_color, loss_encoded)."""
+    numpy computes it from the read-back sample renders; the filtered render
+    it leaves is render_color's."""
     engine = small_engine(backend, pixel_filter=pixel_filter, antialias=antialias)
     engine.loss_srgb = space == "srgb"
     engine.loss_targets[1] = engine.loss_encoded(np.clip(engine.scene.views[1].target, 0, 1))
     engine.targets[1] = backend.texture(W, H, "RGBA32F", engine.loss_targets[1])
     assert engine.workbench == (space == "log")
-    color = engine.loss_encoded(engine.render_color(1, antialias))
+    offsets, weights = engine._sample_points(antialias, None)
+    assert len(offsets) == (1 if not antialias else 28 if pixel_filter == "workbench" else 8)
+    samples = []
+    for offset in offsets:
+        engine.rasterize(engine.render_plus, 1, offset=offset)
+        samples.append(backend.read(backend.target_textures(engine.render_plus)["color"]))
+    filtered = ref.filtered_render(samples, weights, log=engine.workbench and antialias)
+    np.testing.assert_allclose(engine.render_color(1, antialias), filtered, atol=1e-5)
+    color = engine.loss_encoded(filtered)
     target = engine.loss_targets[1]
     if coverage:
         color, target = color[..., 3:], target[..., 3:]
@@ -205,7 +214,7 @@ def test_a_sart_visit_charges_the_residual_of_the_filtered_render(backend, charg
     engine.scene.texture_srgb = True
     assert engine.visits and engine.texture_group.sensitivity
     view, points, first = engine._visit = engine._begin_visit()
-    assert first == 0 and len(points) == engine.settings.visit_points > 8
+    assert first == 0 and len(points) == engine.settings.visit_points > 1
     # The mean leaves out Workbench's 6 faintest points (1e-4 of the weight); the charges draw some points.
     assert len(engine.antialias_offsets) == 28 and len(engine.visit_filter[0]) == 22 > len(points)
     mean = backend.read(engine.running_means[view])

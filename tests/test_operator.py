@@ -489,8 +489,14 @@ def test_quality_preset_sets_steps_resolution_and_views(scene):
         props.quality = name.upper()
         assert (props.steps, props.resolution, props.views_per_step) == (
             preset["joint_steps"], preset["resolution"], preset["views_per_step"])
-    props.optimize_positions = False  # one group: the preset's single-group steps
+    props.optimize_positions = False  # the base colour alone, unlit: SART visits' steps
+    assert props.steps == QUALITY_PRESETS["high"]["visit_steps"]
+    props.lit = True  # another single-group fit (a lit one's texels use Adam)
     assert props.steps == QUALITY_PRESETS["high"]["steps"]
+    props.lit = False
+    props.texture_update = "ADAM"
+    assert props.steps == QUALITY_PRESETS["high"]["steps"]
+    props.texture_update = "SART"
     props.optimize_positions = True
     assert props.steps == QUALITY_PRESETS["high"]["joint_steps"]
     props.steps = 123  # still editable after a preset, and kept when the groups change

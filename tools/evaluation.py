@@ -403,7 +403,8 @@ def settings_for(case: Case, settings: Settings | None) -> Settings:
     """`settings` (the Standard defaults when None, with the preset's steps
     for the case's kind of fit, as tools/optimize.py gives) for `case`."""
     joint = case.optimize == "both"
-    s = settings or Settings(steps=quality_preset("standard", joint)["steps"])
+    visits = not joint and not case.lit
+    s = settings or Settings(steps=quality_preset("standard", joint, visits)["steps"])
     s.optimize_positions = joint
     s.optimize_texture = True
     s.lit = case.lit

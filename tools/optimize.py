@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a SART texture-only fit visits one view at a time: the exact residual of its "
                         "filtered render, charged through a step per filter point, one update a visit "
                         "(default: on)")
+    p.add_argument("--visit-points", type=int, default=d.visit_points,
+                   help="filter points a SART visit charges, one step each (default: %(default)s)")
     p.add_argument("--lr-texture", type=float, default=None,
                    help="texel step size (default: 1.0, SART's relaxation, or 0.1, Adam's rate)")
     p.add_argument("--eps-positions", type=float, default=None,
@@ -124,7 +126,8 @@ def apply_quality(args) -> None:
     """Fill --steps, --resolution and --views-per-step left unset from --quality."""
     from sge_optimizer.engine import quality_preset
 
-    preset = quality_preset(args.quality, joint=args.optimize == "both")
+    visits = args.optimize == "texture" and not args.lit and args.texture_update == "sart" and args.sart_visits
+    preset = quality_preset(args.quality, joint=args.optimize == "both", visits=visits)
     for name in ("steps", "resolution", "views_per_step"):
         if getattr(args, name) is None:
             setattr(args, name, preset[name])
@@ -138,7 +141,7 @@ def settings_from_args(args):
         optimize_positions=args.optimize in ("both", "positions"),
         optimize_texture=args.optimize in ("both", "texture"),
         steps=args.steps, lr_positions=args.lr_positions, lr_texture=args.lr_texture,
-        texture_update=args.texture_update, sart_visits=args.sart_visits,
+        texture_update=args.texture_update, sart_visits=args.sart_visits, visit_points=args.visit_points,
         eps_positions=args.eps_positions, eps_texture=args.eps_texture, lr_decay=args.lr_decay,
         estimator=args.estimator, views_per_step=args.views_per_step, smoothness=args.smoothness,
         seed=args.seed, write_back_every=args.write_back_every, alternate_groups=args.alternate_groups,
