@@ -44,8 +44,8 @@ def gaussian_offsets(count: int, sigma: float = FILTER_SIGMA) -> tuple:
 # and the fewer that score the checkpoints while a run goes on.
 ANTIALIAS_OFFSETS = gaussian_offsets(8)
 CHECKPOINT_OFFSETS = gaussian_offsets(4)
-# A SART visit's mean leaves out the faintest filter points weighing this share in all (_visit_filter).
-VISIT_DROPPED_WEIGHT = 1e-3
+# Filtered renders leave out the faintest filter points weighing this share in all (without_faint_points).
+FAINT_WEIGHT = 1e-3
 # A joint fit keeps its fitted shape only if its coverage error is below the
 # start's divided by this: 4 filter samples score coverage to within a few
 # percent, and a coarse start's error falls several times over.
@@ -57,6 +57,17 @@ EARLY_SHAPE_MARGIN = 1.0
 # A start scoring this PSNR on its targets counts as finished: a run must beat
 # it by `Settings.start_margin_db` to replace it.
 FINISHED_PSNR = 30.0
+
+
+def without_faint_points(points: np.ndarray, weights: np.ndarray) -> tuple:
+    """A pixel filter's (points, weights) less its faintest points, which
+    together weigh at most FAINT_WEIGHT: Workbench's 8 samples have 6 of 28
+    points at 1e-4 of the weight in all, so a filtered render costs 22 renders
+    and errs by less than that share."""
+    order = np.argsort(weights, kind="stable")
+    faint = set(order[np.cumsum(weights[order]) <= FAINT_WEIGHT * weights.sum()].tolist())
+    kept = [i for i in range(len(weights)) if i not in faint]
+    return points[kept], weights[kept] / weights[kept].sum()
 
 
 def jittered(view_projection: np.ndarray, dx: float, dy: float, width: int, height: int) -> np.ndarray:
@@ -256,7 +267,7 @@ class Engine:
         # Antialiased renders: (offsets, weights) of their sub-pixel samples.
         if self.workbench:
             # The pixel reads c(p + d) at Workbench's points d; a render moved by -d shows it there.
-            points, weights = workbench_points(settings.workbench_samples)
+            points, weights = without_faint_points(*workbench_points(settings.workbench_samples))
             self.jitter_points, self.jitter_weights = -points, weights
             strongest = np.argsort(-weights, kind="stable")[:len(CHECKPOINT_OFFSETS)]
             self.antialias_offsets, self.antialias_weights = tuple(map(tuple, -points)), tuple(weights)
@@ -266,7 +277,6 @@ class Engine:
             self.antialias_weights = (1.0,) * len(self.antialias_offsets)
             self.checkpoint_samples = (gaussian_offsets(len(CHECKPOINT_OFFSETS), settings.filter_sigma),
                                        (1.0,) * len(CHECKPOINT_OFFSETS))
-        self.visit_filter = self._visit_filter()
         self.timings = None  # set to a dict to collect per-pass times (synchronising)
         self.stratum = -1  # the texel stratum of the current sub-step (texture_stratum)
         self.best_loss = math.inf  # of the parameters in each group's `best` copy
@@ -719,25 +729,13 @@ class Engine:
         jitter = np.clip(self._jitter_rng.normal(0.0, self.settings.filter_sigma, 2), -FILTER_RADIUS, FILTER_RADIUS)
         return (float(jitter[0]), float(jitter[1]))
 
-    def _visit_filter(self) -> tuple:
-        """(offsets, weights) of the pixel filter a SART visit renders: all
-        its points but the faintest, which together weigh at most
-        VISIT_DROPPED_WEIGHT (Workbench's 8 samples: 6 of 28 points, 1e-4 of
-        the weight; the mean then errs by less than that share, and a visit
-        renders 22 points)."""
-        weights = np.asarray(self.antialias_weights, np.float64)
-        order = np.argsort(weights, kind="stable")
-        dropped = order[np.cumsum(weights[order]) <= VISIT_DROPPED_WEIGHT * weights.sum()]
-        kept = [i for i in range(len(weights)) if i not in set(dropped.tolist())]
-        return tuple(self.antialias_offsets[i] for i in kept), tuple(float(weights[i]) for i in kept)
-
     def _begin_visit(self) -> tuple:
         """A SART visit: choose a view, make its running mean the filtered
         render of the current texels (the weighted mean, in the loss's space,
         of renders at the pixel filter's points, as its engine averages), and
         draw the points the visit's sub-steps charge, by weight."""
         view = self.choose_view()
-        offsets, weights = self.visit_filter
+        offsets, weights = self.antialias_offsets, self.antialias_weights
         color = self.backend.target_textures(self.render_plus)["color"]
         rendered = {"color": color}
         total = 0.0
