@@ -90,8 +90,8 @@ class SceneArrays:
 # SART visits' charged points, each charge a fraction of an Adam step's cost
 # but each visit also renders its view's pixel filter.
 QUALITY_PRESETS = {
-    "draft": {"steps": 400, "joint_steps": 600, "visit_steps": 240, "resolution": 256, "views_per_step": 1},
-    "standard": {"steps": 900, "joint_steps": 2000, "visit_steps": 480, "resolution": 256, "views_per_step": 1},
+    "draft": {"steps": 400, "joint_steps": 600, "visit_steps": 200, "resolution": 256, "views_per_step": 1},
+    "standard": {"steps": 900, "joint_steps": 2000, "visit_steps": 360, "resolution": 256, "views_per_step": 1},
     "high": {"steps": 4000, "joint_steps": 5000, "visit_steps": 2000, "resolution": 384, "views_per_step": 1},
 }
 DEFAULT_QUALITY = "standard"
