@@ -226,9 +226,11 @@ class Engine:
         # SART texture steps visit one view at a time with its whole pixel
         # filter: the view's exact filtered render gives the residual
         # (_begin_visit), then a sub-step per filter point charges it. Only in
-        # a texture-only fit: a joint fit's texture-only phase in visits
-        # scored lower (torus-joint-exact 37.6 -> 36.4 dB held-out,
-        # blob-joint-coarse 31.9 -> 29.2), so its texture steps stay per-step SART.
+        # a texture-only fit: a joint fit's texture-only phase in visits (by
+        # weights, 4 points) scored 37.6 -> 39.3 dB held-out on
+        # torus-joint-exact but took 183 s instead of 104 (its early shape
+        # check leaves 1200 visit steps), and blob-joint-coarse fell 32.0 ->
+        # 29.7 (an inexact shape's edge residuals), so its texture steps stay per-step SART.
         self.visits = self.texture_group.sensitivity and settings.sart_visits and not settings.optimize_positions
         self._visit = None  # (view, the points its sub-steps charge, the visit's first step)
         if settings.running_residual > 0 or self.visits:  # a mean per view (residual_target.glsl)
@@ -735,7 +737,7 @@ class Engine:
         of renders at the pixel filter's points, as its engine averages), and
         draw the points the visit's sub-steps charge, by weight."""
         view = self.choose_view()
-        offsets, weights = self.antialias_offsets, self.antialias_weights
+        offsets, weights = self._sample_points(self.settings.antialias, None)  # without antialias: the centre
         color = self.backend.target_textures(self.render_plus)["color"]
         rendered = {"color": color}
         total = 0.0
@@ -744,7 +746,7 @@ class Engine:
             total += weight
             self._residual_target(view, rendered, rendered, rate=weight / total, flags=K.FLAG_MEAN_ONLY)
         p = np.asarray(weights, np.float64) / total
-        order = self._jitter_rng.choice(len(p), size=self.settings.visit_points or len(p), p=p)
+        order = self._jitter_rng.choice(len(p), size=min(self.settings.visit_points or len(p), len(p)), p=p)
         return view, [offsets[i] for i in order], self.step_index
 
     def _visit_step(self) -> None:

@@ -253,6 +253,20 @@ def test_a_sart_visit_charges_the_residual_of_the_filtered_render(backend, charg
     assert np.abs(engine.texture() - texture).max() > 0.01
 
 
+def test_a_visit_without_antialias_renders_and_charges_the_pixel_centre(backend):
+    """Targets of pixel-centre samples (antialias off): a visit's mean is the
+    plain render, and its one point is charged once."""
+    engine = small_engine(backend, optimize_positions=False, antialias=False)
+    assert engine.visits
+    view, points, _ = engine._visit = engine._begin_visit()
+    assert points == [(0.0, 0.0)]
+    np.testing.assert_allclose(backend.read(engine.running_means[view]),
+                               engine.loss_encoded(engine.render_color(view)), atol=1e-6)
+    texture = engine.texture()
+    engine.step()
+    assert engine._visit is None and np.abs(engine.texture() - texture).max() > 0.01
+
+
 def test_residual_follows_the_learning_rate(backend):
     """With residual_follows_lr, each visit replaces at least the current
     learning-rate scale of the mean: at full rate the step's own sample, so
