@@ -49,7 +49,7 @@ void charge_vertices(int id_p, int id_m, float dl)
 // `sensitivity` (FLAG_SENSITIVITY): |c+ - c-| per channel, summed in the
 // accumulator's second pair of row blocks; with one perturbed texel per
 // footprint (texture strata) it is that texel's own finite difference.
-// `signed`: dl is a perturbed difference, so it is charged times the texel's
+// `signed_charge`: dl is a perturbed difference, so it is charged times the texel's
 // sign; a bilinear weight's charge (FLAG_TEXEL_WEIGHTS) is not.
 void charge_texel(ivec2 q, vec3 dl, vec3 sensitivity, bool signed_charge)
 {
