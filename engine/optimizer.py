@@ -232,7 +232,7 @@ class Engine:
         # check leaves 1200 visit steps), and blob-joint-coarse fell 32.0 ->
         # 29.7 (an inexact shape's edge residuals), so its texture steps stay per-step SART.
         self.visits = self.texture_group.sensitivity and settings.sart_visits and not settings.optimize_positions
-        self._visit = None  # (view, the points its sub-steps charge, the visit's first step)
+        self._visit = None  # (view, its mean's filter, the points it charges, its first step)
         if settings.running_residual > 0 or self.visits:  # a mean per view (residual_target.glsl)
             self.running_means = [b.texture(self.width, self.height, "RGBA32F") for _ in scene.views]
             for mean in self.running_means:
@@ -732,39 +732,49 @@ class Engine:
         return (float(jitter[0]), float(jitter[1]))
 
     def _begin_visit(self) -> tuple:
-        """A SART visit: choose a view, make its running mean the filtered
-        render of the current texels (the weighted mean, in the loss's space,
-        of renders at the pixel filter's points, as its engine averages), and
-        draw the points the visit's sub-steps charge, by weight."""
+        """A SART visit: choose a view, and draw the points its charges use,
+        by weight. Its first steps render the view's filtered render of the
+        current texels into its running mean, a filter point a step (the
+        weighted mean, in the loss's space, as its engine averages); the rest
+        charge the mean's residual, a point a step."""
         view = self.choose_view()
         offsets, weights = self._sample_points(self.settings.antialias, None)  # without antialias: the centre
-        color = self.backend.target_textures(self.render_plus)["color"]
-        rendered = {"color": color}
-        total = 0.0
-        for offset, weight in zip(offsets, weights):
-            self._timed("R", self.rasterize, self.render_plus, view, 0, 0, offset)
-            total += weight
-            self._residual_target(view, rendered, rendered, rate=weight / total, flags=K.FLAG_MEAN_ONLY)
-        p = np.asarray(weights, np.float64) / total
+        p = np.asarray(weights, np.float64) / float(np.sum(weights))
         order = self._jitter_rng.choice(len(p), size=min(self.settings.visit_points or len(p), len(p)), p=p)
-        return view, [offsets[i] for i in order], self.step_index
+        return view, (offsets, weights), [offsets[i] for i in order], self.step_index
+
+    @property
+    def visit_length(self) -> int:
+        """Steps a SART visit takes: one per filter point of its mean, then one per charged point."""
+        offsets, _ = self._sample_points(self.settings.antialias, None)
+        return len(offsets) + min(self.settings.visit_points or len(offsets), len(offsets))
 
     def _visit_step(self) -> None:
-        """One sub-step of a SART visit; its last one updates the texels."""
+        """One step of a SART visit: a filter point of the view's mean, or a
+        charge of its residual; the visit's last step updates the texels.
+        Each step is one render, so a UI tick never waits on a whole filter."""
         if self._visit is None:
             self._visit = self._begin_visit()
-        view, points, first = self._visit
+        view, (offsets, weights), points, first = self._visit
         k = self.step_index - first
         self.active = (self.texture_group,)
-        if self.settings.visit_charge == "weights":
-            self.stratum = -1
-            self._timed("R", self.rasterize, self.render_plus, view, 0, 0, points[k])
-            self._timed("G", self.accumulate_gradient, self.step_index, k, view, False, True)
+        if k < len(offsets):
+            self._timed("R", self.rasterize, self.render_plus, view, 0, 0, offsets[k])
+            rendered = {"color": self.backend.target_textures(self.render_plus)["color"]}
+            rate = weights[k] / float(np.sum(weights[:k + 1]))
+            self._residual_target(view, rendered, rendered, rate=rate, flags=K.FLAG_MEAN_ONLY)
         else:
-            self.substep(self.step_index, k, view, offset=points[k], visit=True)
+            j = k - len(offsets)
+            if self.settings.visit_charge == "weights":
+                self.stratum = -1
+                self._timed("R", self.rasterize, self.render_plus, view, 0, 0, points[j])
+                self._timed("G", self.accumulate_gradient, self.step_index, j, view, False, True)
+            else:
+                self.substep(self.step_index, j, view, offset=points[j], visit=True)
         self.step_index += 1
-        if k + 1 == len(points) or self.step_index >= self.settings.steps:
-            self._timed("Adam", self.adam_step, first, k + 1, True)
+        if k + 1 == len(offsets) + len(points) or self.step_index >= self.settings.steps:
+            if k >= len(offsets):
+                self._timed("Adam", self.adam_step, first + len(offsets), k + 1 - len(offsets), True)
             self._visit = None
 
     def step(self) -> None:

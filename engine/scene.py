@@ -87,12 +87,12 @@ class SceneArrays:
 # with tools/evaluate.py (see the README). A joint fit (positions and texture)
 # gets `joint_steps`: its groups take turns, so each gets about half. An
 # unlit texture-only fit with SART texels gets `visit_steps`: its steps are
-# SART visits' charged points, each charge a fraction of an Adam step's cost
-# but each visit also renders its view's pixel filter.
+# SART visits' renders, one each (Workbench's filter: 22 for a visit's mean,
+# then 4 charged points), so Standard's 2340 are 90 visits.
 QUALITY_PRESETS = {
-    "draft": {"steps": 400, "joint_steps": 600, "visit_steps": 200, "resolution": 256, "views_per_step": 1},
-    "standard": {"steps": 900, "joint_steps": 2000, "visit_steps": 360, "resolution": 256, "views_per_step": 1},
-    "high": {"steps": 4000, "joint_steps": 5000, "visit_steps": 2000, "resolution": 384, "views_per_step": 1},
+    "draft": {"steps": 400, "joint_steps": 600, "visit_steps": 1300, "resolution": 256, "views_per_step": 1},
+    "standard": {"steps": 900, "joint_steps": 2000, "visit_steps": 2340, "resolution": 256, "views_per_step": 1},
+    "high": {"steps": 4000, "joint_steps": 5000, "visit_steps": 13000, "resolution": 384, "views_per_step": 1},
 }
 DEFAULT_QUALITY = "standard"
 
@@ -125,11 +125,11 @@ class Settings:
     texture_update: str = "sart"
     lr_texture: float | None = None
     # SART texture-only fits: visit one view at a time: render its whole
-    # pixel filter for the exact residual, then charge it through a sub-step
-    # (a step) per filter point, and update the texels once per visit.
+    # pixel filter for the exact residual (a step a filter point), then
+    # charge it (a step a charged point), and update the texels once per visit.
     sart_visits: bool = True
     # Filter points a visit charges (drawn by weight; 0: as many as the filter
-    # has). Fewer means more visits in the same steps; charged by weights, a
+    # has). Fewer means more visits in the same time; charged by weights, a
     # point reaches every texel of its footprints, and 4 did best (README).
     visit_points: int = 4
     # How a visit's point charges the residual: "weights", from one plain

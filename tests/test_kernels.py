@@ -213,14 +213,19 @@ def test_a_sart_visit_charges_the_residual_of_the_filtered_render(backend, charg
     engine = small_engine(backend, optimize_positions=False, pixel_filter="workbench", visit_charge=charge)
     engine.scene.texture_srgb = True
     assert engine.visits and engine.texture_group.sensitivity
-    view, points, first = engine._visit = engine._begin_visit()
+    texture = engine.texture()
+    engine.step()
+    view, (offsets, _), points, first = engine._visit
     assert first == 0 and len(points) == engine.settings.visit_points > 1
     # Filtered renders leave out Workbench's 6 faintest points (1e-4 of the weight); the charges draw some.
-    assert len(engine.antialias_offsets) == 22 > len(points)
+    assert len(offsets) == len(engine.antialias_offsets) == 22 > len(points)
+    assert engine.visit_length == len(offsets) + len(points)
+    for _ in range(len(offsets) - 1):  # the mean: a filter point a step
+        engine.step()
     mean = backend.read(engine.running_means[view])
     filtered = engine.loss_encoded(engine.render_color(view, antialias=True))
     np.testing.assert_allclose(mean, filtered, atol=1e-5)
-    texture = engine.texture()
+    np.testing.assert_array_equal(engine.texture(), texture)
     for k in range(len(points)):
         engine.step()
         if k == 0:
@@ -249,7 +254,7 @@ def test_a_sart_visit_charges_the_residual_of_the_filtered_render(backend, charg
                     assert np.all(np.abs(got[name] - expected[name]) <= tol)
         if k < len(points) - 1:
             np.testing.assert_array_equal(engine.texture(), texture)
-    assert engine._visit is None and engine.step_index == len(points)
+    assert engine._visit is None and engine.step_index == engine.visit_length
     assert np.abs(engine.texture() - texture).max() > 0.01
 
 
@@ -257,12 +262,13 @@ def test_a_visit_without_antialias_renders_and_charges_the_pixel_centre(backend)
     """Targets of pixel-centre samples (antialias off): a visit's mean is the
     plain render, and its one point is charged once."""
     engine = small_engine(backend, optimize_positions=False, antialias=False)
-    assert engine.visits
-    view, points, _ = engine._visit = engine._begin_visit()
+    assert engine.visits and engine.visit_length == 2
+    texture = engine.texture()
+    engine.step()  # the mean: one render
+    view, _, points, _ = engine._visit
     assert points == [(0.0, 0.0)]
     np.testing.assert_allclose(backend.read(engine.running_means[view]),
                                engine.loss_encoded(engine.render_color(view)), atol=1e-6)
-    texture = engine.texture()
     engine.step()
     assert engine._visit is None and np.abs(engine.texture() - texture).max() > 0.01
 

@@ -116,7 +116,7 @@ def test_sart_keeps_a_finished_fit_without_a_warmup(backend):
                                  sart_visits=visits))
         assert engine.texture_group.sensitivity and engine.texture_group.lr == 1.0
         assert engine.visits == visits
-        for _ in range(7 * engine.settings.visit_points):  # seven visits
+        for _ in range(7 * engine.visit_length):  # seven visits
             engine.step()
         after[visits] = mean_psnr(engine)
     # A visit's residual is exact: nothing moves. A step's own sample's is not.
@@ -140,11 +140,12 @@ def test_sart_fits_a_minified_texture_faster_than_adam(backend):
         for _ in range(200):
             engine.step()
         after[update, visits, charge] = mean_psnr(engine)
-    # 49.2, 38.5, 28.3 and 20.3 dB when written
+    # Visits by weights / by perturbation, per-step SART, Adam: 39.2, 29.0, 28.3 and 20.3 dB when
+    # written (a visit's steps include its mean's renders, 8 of its 12 here).
     assert after["adam", False, "weights"] > start + 3.0, (start, after)
     assert after["sart", False, "weights"] > after["adam", False, "weights"] + 1.0, after
-    assert after["sart", True, "perturbation"] > after["sart", False, "weights"] + 3.0, after
-    assert after["sart", True, "weights"] > after["sart", True, "perturbation"] + 3.0, after
+    assert after["sart", True, "weights"] > after["sart", False, "weights"] + 5.0, after
+    assert after["sart", True, "weights"] > after["sart", True, "perturbation"] + 5.0, after
 
 
 def test_engine_restores_its_best_checkpoint(backend):

@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "filtered render, charged through a step per filter point, one update a visit "
                         "(default: on)")
     p.add_argument("--visit-points", type=int, default=d.visit_points,
-                   help="filter points a SART visit charges, one step each (default: %(default)s)")
+                   help="filter points a SART visit charges, a step each after its mean's renders "
+                        "(default: %(default)s)")
     p.add_argument("--lr-texture", type=float, default=None,
                    help="texel step size (default: 1.0, SART's relaxation, or 0.1, Adam's rate)")
     p.add_argument("--eps-positions", type=float, default=None,
