@@ -200,11 +200,12 @@ def time_in_turn(backend, names: tuple, use, repeats: int, steps: int) -> dict:
     return {name: median(t) for name, t in times.items()}
 
 
-def measure_update(backend, mesh, tex_size, res, repeats, steps=16):
+def measure_update(backend, mesh, tex_size, res, repeats, steps=24):
     """A texture step with Adam, with the SART-style texel update (G also
-    sums each texel's sensitivity), and in SART visits (each visit also renders
-    the view's pixel filter; a visit of 8 steps here) charged by bilinear
-    weights from one render and by perturbation, engines timed in turn."""
+    sums each texel's sensitivity), and in SART visits (a visit's steps render
+    the view's pixel filter, then charge 4 points: 12 steps here, so a timing
+    of 24 steps is two whole visits) charged by bilinear weights from one
+    render and by perturbation, engines timed in turn."""
     vs = synthetic.render_targets(backend, mesh, synthetic.checker_texture(tex_size),
                                   synthetic.orbit_cameras(8), res, res)
     kinds = {"adam": {"texture_update": "adam"}, "sart": {"sart_visits": False}, "visits": {},
