@@ -738,16 +738,22 @@ class Engine:
         weighted mean, in the loss's space, as its engine averages); the rest
         charge the mean's residual, a point a step."""
         view = self.choose_view()
-        offsets, weights = self._sample_points(self.settings.antialias, None)  # without antialias: the centre
+        offsets, weights, charges = self._visit_filter()
         p = np.asarray(weights, np.float64) / float(np.sum(weights))
-        order = self._jitter_rng.choice(len(p), size=min(self.settings.visit_points or len(p), len(p)), p=p)
+        order = self._jitter_rng.choice(len(p), size=charges, p=p)
         return view, (offsets, weights), [offsets[i] for i in order], self.step_index
+
+    def _visit_filter(self) -> tuple:
+        """(offsets, weights) of a visit's mean (without antialias: the
+        pixel centre), and how many of its points the visit charges."""
+        offsets, weights = self._sample_points(self.settings.antialias, None)
+        return offsets, weights, min(self.settings.visit_points or len(offsets), len(offsets))
 
     @property
     def visit_length(self) -> int:
         """Steps a SART visit takes: one per filter point of its mean, then one per charged point."""
-        offsets, _ = self._sample_points(self.settings.antialias, None)
-        return len(offsets) + min(self.settings.visit_points or len(offsets), len(offsets))
+        offsets, _, charges = self._visit_filter()
+        return len(offsets) + charges
 
     def _visit_step(self) -> None:
         """One step of a SART visit: a filter point of the view's mean, or a

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..gpu_kernels import FIXED_SCALE, NORMAL_XY_MAX
+from .pixel_filter import log_space
 
 _U = np.uint64
 _M = _U(0xFFFFFFFF)
@@ -308,7 +309,7 @@ def filtered_render(samples: list, weights, log: bool = False) -> np.ndarray:
     (of log2(c + 1) with `log`, as Workbench's TAA averages)."""
     w = np.asarray(weights, np.float64) / np.sum(weights)
     if log:
-        return (np.exp2(sum(wi * np.log2(np.maximum(c, 0) + 1) for wi, c in zip(w, samples))) - 1).astype(np.float32)
+        return (np.exp2(sum(wi * log_space(c) for wi, c in zip(w, samples))) - 1).astype(np.float32)
     return sum(wi * c for wi, c in zip(w, samples)).astype(np.float32)
 
 
