@@ -43,6 +43,13 @@ def _create_info(spec) -> GPUShaderCreateInfo:
     return info, interface
 
 
+def _has_uniform(shader, name: str) -> bool:
+    try:
+        return shader.uniform_from_name(name) >= 0
+    except ValueError:  # "uniform ... not found"
+        return False
+
+
 class _RenderTarget:
     def __init__(self, width: int, height: int, pair: bool = False):
         self.size = (width, height)
@@ -61,6 +68,7 @@ class BlenderGPUBackend:
 
     def __init__(self):
         self._shaders = {}
+        self._constants = {}  # per shader: its push constants the compiler kept
         self._last_target = None
         self._probe = GPUTexture((1, 1), format="R32F")
 
@@ -115,6 +123,9 @@ class BlenderGPUBackend:
             info, _interface = _create_info(spec)
             shader = gpu.shader.create_from_info(info)
             self._shaders[spec.name] = shader
+            # A variant that compiles a path out (accumulate_gradient_kernel)
+            # loses its push constants on OpenGL: they are uniforms there.
+            self._constants[spec.name] = {n for _, n in spec.push_constants if _has_uniform(shader, n)}
         return shader
 
     def _bind(self, spec, shader, images, samplers, constants):
@@ -124,7 +135,10 @@ class BlenderGPUBackend:
         for name, tex in samplers.items():
             shader.uniform_sampler(name, tex)
         kinds = dict((n, k) for k, n in spec.push_constants)
+        present = self._constants[spec.name]
         for name, value in constants.items():
+            if name not in present:
+                continue
             kind = kinds[name]
             if kind == "MAT4":
                 # Column-major, as GLSL expects.

@@ -225,13 +225,12 @@ class Engine:
         self.targets = [b.texture(self.width, self.height, "RGBA32F", t) for t in self.loss_targets]
         # SART texture steps visit one view at a time with its whole pixel
         # filter: the view's exact filtered render gives the residual
-        # (_begin_visit), then a sub-step per filter point charges it. Only in
-        # a texture-only fit: a joint fit's texture-only phase in visits (by
-        # weights, 4 points) scored 37.6 -> 39.3 dB held-out on
-        # torus-joint-exact but took 183 s instead of 104 (its early shape
-        # check leaves 1200 visit steps), and blob-joint-coarse fell 32.0 ->
-        # 29.7 (an inexact shape's edge residuals), so its texture steps stay per-step SART.
-        self.visits = self.texture_group.sensitivity and settings.sart_visits and not settings.optimize_positions
+        # (_begin_visit), then a sub-step per filter point charges it. A
+        # texture-only fit visits from its first step; a joint fit once its
+        # shape phase ends (`visiting`), when positions no longer move. Its
+        # inexact silhouette's pixels ask nothing of the texels (COVERAGE_TOLERANCE).
+        self.visits = (self.texture_group.sensitivity and settings.sart_visits and settings.optimize_texture
+                       and (not settings.optimize_positions or self.shape_end() is not None))
         self._visit = None  # (view, its mean's filter, the points it charges, its first step)
         if settings.running_residual > 0 or self.visits:  # a mean per view (residual_target.glsl)
             self.running_means = [b.texture(self.width, self.height, "RGBA32F") for _ in scene.views]
@@ -353,13 +352,17 @@ class Engine:
         """The groups that step `step_index` perturbs and updates: every enabled
         one, or, with `alternate_groups`, positions on even steps and texture
         on odd ones (a vertex's 1-pixel nudge changes a pixel far more than a
-        texel's, and would drown the texture's signal in the same step); after
-        the first `shape_fraction` of the steps, the texture alone."""
+        texel's, and would drown the texture's signal in the same step); then
+        a joint fit's silhouette phase (`silhouette_only`) moves the positions
+        alone: coverage does not depend on the texels. After its shape phase
+        (`shape_end`) the texture goes alone, in SART visits."""
         groups = tuple(g for g in self.groups if g.enabled)
         end = self.shape_end()
         if end is not None and step_index >= end:
             return (self.texture_group,)
         if len(groups) > 1 and self.settings.alternate_groups:
+            if end is not None and step_index < self.settings.silhouette_fraction * self.settings.steps:
+                return (self.positions_group,)  # blob-joint-coarse: 30.5 -> 32.0 dB in 84 -> 71 s
             return (groups[step_index % len(groups)],)
         return groups
 
@@ -464,8 +467,9 @@ class Engine:
         # A disabled group's accumulators are never written (its flag is off):
         # bind any integer image in their place.
         dummy = self.loss_acc
+        kernel = K.accumulate_gradient_kernel(flags)
         self.backend.dispatch(
-            K.ACCUMULATE_GRADIENT, K.ACCUMULATE_GRADIENT.groups(self.width, self.height),
+            kernel, kernel.groups(self.width, self.height),
             images={"grad_pos": pos.grad if pos.enabled else dummy,
                     "count_pos": pos.counts if pos.enabled else dummy,
                     "grad_tex": tex.grad if tex.enabled else dummy,
@@ -513,8 +517,9 @@ class Engine:
         the texture's slots in a pass of its own; each texel channel in
         `channels` is charged the whole pixel difference (FLAG_COUPLED)."""
         s, scratch = self.settings, self.material_scratch
+        kernel = K.accumulate_gradient_kernel(K.FLAG_TEXTURE)
         self.backend.dispatch(
-            K.ACCUMULATE_GRADIENT, K.ACCUMULATE_GRADIENT.groups(self.width, self.height),
+            kernel, kernel.groups(self.width, self.height),
             images={"grad_pos": scratch, "count_pos": scratch, "grad_tex": group.grad, "count_tex": group.counts,
                     "global_acc": scratch, "loss_acc": scratch, "worklist": scratch, "worklist_length": scratch},
             samplers={"color_plus": plus["color"], "color_minus": minus["color"],
@@ -749,6 +754,12 @@ class Engine:
         offsets, weights = self._sample_points(self.settings.antialias, None)
         return offsets, weights, min(self.settings.visit_points or len(offsets), len(offsets))
 
+    def visiting(self) -> bool:
+        """Whether this step belongs to a SART visit: every step of a
+        texture-only fit in visits, a joint fit's from its shape phase's end."""
+        end = self.shape_end()
+        return self.visits and (end is None or self.step_index >= end or self._visit is not None)
+
     @property
     def visit_length(self) -> int:
         """Steps a SART visit takes: one per filter point of its mean, then one per charged point."""
@@ -792,7 +803,7 @@ class Engine:
             self.begin_shape_choice(early=True)
         elif self._pending is not None:
             self.continue_checkpoint()
-        if self.visits:
+        if self.visiting():
             self._visit_step()
             return
         k = self.settings.views_per_step

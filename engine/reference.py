@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..gpu_kernels import FIXED_SCALE, NORMAL_XY_MAX
+from ..gpu_kernels import COVERAGE_TOLERANCE, FIXED_SCALE, NORMAL_XY_MAX
 from .pixel_filter import log_space
 
 _U = np.uint64
@@ -289,7 +289,8 @@ def residual_target(color_plus, color_minus, target, running_mean, rate, srgb_lo
     """The residual_target kernel: (new running mean, effective target, summed
     mean loss) for renders, a target in the loss's space and the view's mean.
     `texel_srgb` not None (FLAG_TEXEL_RESIDUAL): the residual in the texels'
-    encoding (sRGB if True), from the log loss's space."""
+    encoding (sRGB if True), from the log loss's space, and none where the
+    coverage misses the target's by more than COVERAGE_TOLERANCE."""
     plus = loss_space(color_plus, srgb_loss, log_loss)
     minus = loss_space(color_minus, srgb_loss, log_loss)
     s = np.float32(0.5) * (plus + minus)
@@ -301,6 +302,8 @@ def residual_target(color_plus, color_minus, target, running_mean, rate, srgb_lo
             linear = np.exp2(x) - 1.0
             return encode_srgb(linear) if texel_srgb else linear
         residual = texel(mean) - texel(target)
+    if texel_srgb is not None:
+        residual = np.where(np.abs(residual[..., 3:]) > COVERAGE_TOLERANCE, np.float32(0), residual)
     return mean, s - residual, float(loss.sum())
 
 

@@ -91,7 +91,7 @@ class SceneArrays:
 # then 4 charged points), so Standard's 2340 are 90 visits.
 QUALITY_PRESETS = {
     "draft": {"steps": 400, "joint_steps": 600, "visit_steps": 1300, "resolution": 256, "views_per_step": 1},
-    "standard": {"steps": 900, "joint_steps": 2000, "visit_steps": 2340, "resolution": 256, "views_per_step": 1},
+    "standard": {"steps": 900, "joint_steps": 1200, "visit_steps": 2340, "resolution": 256, "views_per_step": 1},
     "high": {"steps": 4000, "joint_steps": 5000, "visit_steps": 13000, "resolution": 384, "views_per_step": 1},
 }
 DEFAULT_QUALITY = "standard"
@@ -181,13 +181,14 @@ class Settings:
     # its loss difference is charged to that texel alone; 1: every texel.
     texture_strata: int = 4
     warmup_steps: int = 20  # learning rates rise linearly over each group's first updates
-    # Joint fits: positions are updated (alternating with the texture) during
-    # this first fraction of the steps, then only the texture, which settles
-    # on the final shape.
+    # Joint fits: positions are updated during this first fraction of the
+    # steps, then only the texture (in SART visits), which settles on the
+    # final shape.
     shape_fraction: float = 0.8
-    # Joint fits: during this first fraction of the steps vertices are charged
-    # coverage differences only (a still-wrong texture cannot pull them),
-    # then the colour differences too (detail that silhouettes do not show).
+    # Joint fits: during this first fraction of the steps only the vertices
+    # move, charged coverage differences only (a still-wrong texture cannot
+    # pull them), then the colour differences too (detail that silhouettes
+    # do not show), taking turns with the texture.
     silhouette_fraction: float = 0.4
     # Render the base colour under the scene's lights and the rest of its
     # Principled material (issue 9; SceneArrays.lit), not as a flat texture.

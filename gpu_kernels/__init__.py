@@ -60,6 +60,9 @@ FLAG_SENSITIVITY = 1 << 17
 # residual_target: the residual in the texels' encoding (a SART view visit); the texels are sRGB
 FLAG_TEXEL_RESIDUAL = 1 << 18
 FLAG_TEXEL_SRGB = 1 << 19
+# ... and a pixel whose coverage (alpha) misses the target's by more than this asks nothing of
+# the texels: a joint fit's inexact silhouette, which the texels cannot fix
+COVERAGE_TOLERANCE = 0.1
 # residual_target: update the running mean only (no effective target, no loss)
 FLAG_MEAN_ONLY = 1 << 20
 # accumulate_gradient: a SART visit's point from one plain render: every texel of each pixel's
@@ -137,6 +140,7 @@ def _img(slot, fmt, name, quals=("READ", "WRITE")):
 
 _COMMON = ("common.glsl",)
 _FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}", "NORMAL_XY_MAX": f"{NORMAL_XY_MAX:.9f}",
+          "COVERAGE_TOLERANCE": f"{COVERAGE_TOLERANCE:.9f}",
           **{name: globals()[name] for name in ("FLAG_POSITIONS", "FLAG_TEXTURE", "FLAG_FULL_IMAGE",
                                                 "ADAM_CLAMP01", "ADAM_REGULARIZER", "ADAM_PER_COUNT",
                                                 "ADAM_WORKLIST", "FLAG_SILHOUETTE",
@@ -178,6 +182,9 @@ RASTERIZE_PAIR = dataclasses.replace(
     RASTERIZE, name="rasterize_pair", fragment_sources=("rasterize_pair_frag.glsl",),
     fragment_outputs=RASTERIZE.fragment_outputs + ((3, "VEC4", "out_color_minus"),))
 
+# G's charges, each compiled into a variant or out of it: llvmpipe pays for
+# the code of a charge a step does not make (accumulate_gradient.glsl).
+G_PATHS = ("G_POSITIONS", "G_TEXELS", "G_TEXEL_WEIGHTS", "G_FULL_IMAGE")
 ACCUMULATE_GRADIENT = KernelSpec(
     name="accumulate_gradient",
     sources=_COMMON + ("accumulate_gradient.glsl",),
@@ -192,8 +199,35 @@ ACCUMULATE_GRADIENT = KernelSpec(
     push_constants=(("INT", "key_pos"), ("INT", "key_tex"), ("INT", "slot"),
                     ("INT", "flags"), ("IVEC2", "image_size"), ("IVEC2", "tex_size"),
                     ("INT", "pos_width"), ("INT", "tex_stratum"), ("INT", "tex_channels")),
-    defines=_FIXED,
+    defines={**_FIXED, **{path: 1 for path in G_PATHS}},
 )
+
+
+def _g_variant(*paths: str) -> KernelSpec:
+    return dataclasses.replace(
+        ACCUMULATE_GRADIENT, name="accumulate_gradient_" + "_".join(p[2:].lower() for p in paths),
+        defines={**ACCUMULATE_GRADIENT.defines, **{p: int(p in paths) for p in G_PATHS}})
+
+
+ACCUMULATE_GRADIENT_VARIANTS = {
+    frozenset(paths): _g_variant(*paths)
+    for paths in (("G_POSITIONS",), ("G_TEXELS",), ("G_TEXEL_WEIGHTS",), ("G_POSITIONS", "G_TEXELS"),
+                  ("G_FULL_IMAGE",))}
+
+
+def accumulate_gradient_kernel(flags: int) -> KernelSpec:
+    """G compiled with the charges `flags` asks for only (all of them for a
+    combination no fit makes)."""
+    if flags & FLAG_FULL_IMAGE:
+        paths = {"G_FULL_IMAGE"}
+    else:
+        paths = {"G_POSITIONS"} if flags & FLAG_POSITIONS else set()
+        if flags & FLAG_TEXEL_WEIGHTS:
+            paths.add("G_TEXEL_WEIGHTS")
+        elif flags & FLAG_TEXTURE:
+            paths.add("G_TEXELS")
+    return ACCUMULATE_GRADIENT_VARIANTS.get(frozenset(paths), ACCUMULATE_GRADIENT)
+
 
 ADAM_STEP = KernelSpec(
     name="adam_step",
@@ -315,7 +349,8 @@ RASTERIZE_LIT_FIT_PAIR = dataclasses.replace(
 
 ALL_KERNELS = (PERTURB, RASTERIZE, RASTERIZE_PAIR, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT, COPY,
                RESIDUAL_TARGET, SCORE, LIT_EVAL, RASTERIZE_LIT, RASTERIZE_LIT_FIT,
-               RASTERIZE_LIT_FIT_PAIR)
+               RASTERIZE_LIT_FIT_PAIR) + tuple(ACCUMULATE_GRADIENT_VARIANTS.values())
 
-__all__ = ["KernelSpec", "Image", "Sampler", "ALL_KERNELS", "FIXED_SCALE",
-           "MAX_VIEWS_PER_STEP", "MAX_IMAGES_PER_KERNEL"] + [k.name.upper() for k in ALL_KERNELS]
+__all__ = ["KernelSpec", "Image", "Sampler", "ALL_KERNELS", "FIXED_SCALE", "MAX_VIEWS_PER_STEP",
+           "MAX_IMAGES_PER_KERNEL", "ACCUMULATE_GRADIENT_VARIANTS", "accumulate_gradient_kernel"] + [
+    k.name.upper() for k in ALL_KERNELS if not k.name.startswith("accumulate_gradient_")]

@@ -11,7 +11,10 @@
 // FLAG_TEXEL_RESIDUAL (a SART view visit, Engine.step): m is the view's
 // filtered render, exact (rate w_k / W_k over the filter's points, then 0),
 // and the residual is taken in the texels' own encoding, E(m) - E(t), so
-// SART's weighted mean of it is a step in texel units.
+// SART's weighted mean of it is a step in texel units. A pixel whose
+// coverage differs from the target's by more than COVERAGE_TOLERANCE asks
+// nothing of the texels: its residual is the silhouette's (a joint fit's
+// inexact shape), which no texel can fix.
 
 // A loss-space colour in the texels' encoding: linear, or sRGB-encoded with
 // FLAG_TEXEL_SRGB (premultiplied either way).
@@ -41,7 +44,13 @@ void main()
     return;  // a SART visit's filtered render, built a point at a time
   }
   vec4 t = texelFetch(target, p, 0);
-  vec4 r = (flags & FLAG_TEXEL_RESIDUAL) != 0 ? texel_space(m) - texel_space(t) : m - t;
+  vec4 r = m - t;
+  if ((flags & FLAG_TEXEL_RESIDUAL) != 0) {
+    r = texel_space(m) - texel_space(t);
+    if (abs(r.a) > COVERAGE_TOLERANCE) {
+      r = vec4(0.0);
+    }
+  }
   imageStore(effective_target, p, s - r);
   vec4 dp = c_plus - t, dm = c_minus - t;
   ADD_FIXED(loss_acc, ivec2(0, 0), 1, 0.5 * dot(dp * dp + dm * dm, vec4(1.0)));

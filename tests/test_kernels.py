@@ -390,8 +390,9 @@ def test_copy_matches_reference(backend):
 
 
 def test_alternate_groups_perturb_one_group_per_step(backend):
-    """Joint fits perturb and update positions on even steps, texture on odd."""
-    engine = small_engine(backend, alternate_groups=True)
+    """Joint fits perturb and update positions on even steps, texture on odd
+    (after the silhouette phase)."""
+    engine = small_engine(backend, alternate_groups=True, silhouette_fraction=0.0)
     pos, tex = engine.positions_group, engine.texture_group
     start = {g: backend.read(g.theta) for g in (pos, tex)}
     engine.step()
@@ -404,6 +405,21 @@ def test_alternate_groups_perturb_one_group_per_step(backend):
     np.testing.assert_array_equal(backend.read(pos.theta), moved)
     assert not np.array_equal(backend.read(tex.theta), start[tex])
     assert (pos.updates, tex.updates) == (1, 1)
+
+
+def test_the_silhouette_phase_moves_the_vertices_alone(backend):
+    """Coverage does not depend on the texels: while vertices are charged
+    coverage differences only, every step is theirs and the texels stay."""
+    engine = small_engine(backend, alternate_groups=True, steps=10, silhouette_fraction=0.3, shape_fraction=0.8)
+    pos, tex = engine.positions_group, engine.texture_group
+    texels = backend.read(tex.theta)
+    for _ in range(3):
+        engine.step()
+        assert engine.active == (pos,)
+    np.testing.assert_array_equal(backend.read(tex.theta), texels)
+    assert pos.updates == 3 and tex.updates == 0
+    engine.step()
+    assert engine.active == (tex,)  # then they take turns
 
 
 def test_kernels_fit_the_portable_image_limit():

@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cameras", required=True, help="collection of target cameras (background images)")
     p.add_argument("--quality", choices=tuple(QUALITY_PRESETS), default="standard",
                    help="preset for --steps, --resolution and --views-per-step (default: standard: "
-                        "2000 steps for a joint fit, 900 for one group); those flags override it")
+                        "1200 steps for a joint fit, 2340 for a base-colour fit in SART visits, 900 for another "
+                        "one-group fit); those flags override it")
     p.add_argument("--steps", type=int, default=None, help="steps (default: from --quality)")
     p.add_argument("--optimize", choices=("both", "positions", "texture"), default="both",
                    help="what to optimize (default: both)")
@@ -110,10 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning rates rise linearly over this many updates")
     p.add_argument("--shape-fraction", type=float, default=d.shape_fraction,
                    help="joint fits: positions move during this first fraction of the steps, "
-                        "then the texture settles alone")
+                        "then the texture settles alone, in SART visits")
     p.add_argument("--silhouette-fraction", type=float, default=d.silhouette_fraction,
-                   help="joint fits: vertices follow silhouettes only during this first fraction "
-                        "of the steps, then colour too")
+                   help="joint fits: vertices alone, following silhouettes only, during this first "
+                        "fraction of the steps, then colour too, taking turns with the texture")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--write-back-every", type=int, default=0,
                    help="write to the Blender data every N steps (default: only at the end)")
