@@ -237,6 +237,12 @@ def test_a_sart_visit_charges_the_residual_of_the_filtered_render(backend, charg
                                              log_loss=True, texel_srgb=True)
             effective = backend.read(engine.effective_target)
             np.testing.assert_allclose(effective, want, atol=1e-5)
+            # The start (the sphere at 0.9x) misses the targets' silhouette: there the texels are asked nothing.
+            coverage = np.exp2(mean[..., 3]) - 1, np.exp2(engine.loss_targets[view][..., 3]) - 1
+            miss = np.abs(coverage[0] - coverage[1]) > K.COVERAGE_TOLERANCE
+            assert 0 < miss.sum() < (coverage[1] > 0.5).sum() / 2
+            s = 0.5 * (engine.loss_encoded(plus["color"]) + engine.loss_encoded(minus["color"]))
+            np.testing.assert_allclose(effective[miss], s[miss], atol=1e-5)
             np.testing.assert_allclose(backend.read(engine.running_means[view]), mean, atol=1e-6)  # kept
             if charge == "weights":
                 got = engine.read_gradients()
