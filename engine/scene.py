@@ -124,9 +124,10 @@ class Settings:
     # (SART's relaxation) or 0.1 (Adam's rate). A lit fit's texture uses Adam.
     texture_update: str = "sart"
     lr_texture: float | None = None
-    # SART texture-only fits: visit one view at a time: render its whole
-    # pixel filter for the exact residual (a step a filter point), then
-    # charge it (a step a charged point), and update the texels once per visit.
+    # SART texture-only fits, and a joint fit's texture phase: visit one view
+    # at a time: render its whole pixel filter for the exact residual (a
+    # step a filter point), then charge it (a step a charged point), and
+    # update the texels once per visit.
     sart_visits: bool = True
     # Filter points a visit charges (drawn by weight; 0: as many as the filter
     # has). Fewer means more visits in the same time; charged by weights, a

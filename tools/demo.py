@@ -233,7 +233,7 @@ def write_outputs(run: OptimizationRun, before_renders: list, out: Path) -> None
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=4000,
-                        help="Adam steps (about 29.9 dB; the other settings are the defaults)")
+                        help="steps (about 28.9 dB; the other settings are the defaults)")
     parser.add_argument("--cameras", type=int, default=12)
     parser.add_argument("--resolution", type=int, default=256, help="working resolution (longest side)")
     parser.add_argument("--texture-size", type=int, default=128)

@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how texels step: sart (the residual their pixels ask, weighed by their finite "
                         "differences) or adam (default: %(default)s; a lit fit's texture uses Adam)")
     p.add_argument("--sart-visits", action=argparse.BooleanOptionalAction, default=d.sart_visits,
-                   help="a SART texture-only fit visits one view at a time: the exact residual of its "
+                   help="a SART texture-only fit (and a joint fit's texture phase) visits one view at a "
+                        "time: the exact residual of its "
                         "filtered render, charged through a step per filter point, one update a visit "
                         "(default: on)")
     p.add_argument("--visit-points", type=int, default=d.visit_points,
