@@ -279,6 +279,7 @@ class Engine:
             self.checkpoint_samples = (gaussian_offsets(len(CHECKPOINT_OFFSETS), settings.filter_sigma),
                                        (1.0,) * len(CHECKPOINT_OFFSETS))
         self.timings = None  # set to a dict to collect per-pass times (synchronising)
+        self.specialized_g = True  # G compiled per charge (False: the all-in kernel; tools/bench.py)
         self.stratum = -1  # the texel stratum of the current sub-step (texture_stratum)
         self.best_loss = math.inf  # of the parameters in each group's `best` copy
         self.best_step = None
@@ -467,7 +468,7 @@ class Engine:
         # A disabled group's accumulators are never written (its flag is off):
         # bind any integer image in their place.
         dummy = self.loss_acc
-        kernel = K.accumulate_gradient_kernel(flags)
+        kernel = K.accumulate_gradient_kernel(flags) if self.specialized_g else K.ACCUMULATE_GRADIENT
         self.backend.dispatch(
             kernel, kernel.groups(self.width, self.height),
             images={"grad_pos": pos.grad if pos.enabled else dummy,

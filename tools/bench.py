@@ -217,6 +217,36 @@ def measure_update(backend, mesh, tex_size, res, repeats, steps=24):
     return {"tex": tex_size, "res": res, **times}
 
 
+def measure_g_variants(backend, mesh, tex_size, res, repeats, steps=24):
+    """G compiled per charge (accumulate_gradient_kernel) against the all-in
+    kernel: joint steps (vertices and texels taking turns) and a texture
+    fit's SART visits (by weights), engines timed in turn."""
+    vs = synthetic.render_targets(backend, mesh, synthetic.checker_texture(tex_size),
+                                  synthetic.orbit_cameras(8), res, res)
+    kinds = {"joint": {"silhouette_fraction": 0.0}, "visits": {"optimize_positions": False}}
+    engines = {}
+    for kind, settings in kinds.items():
+        for specialized in (True, False):
+            engine = Engine(backend, SceneArrays(mesh, synthetic.flat_texture(tex_size), vs),
+                            Settings(steps=10**6, **settings))
+            engine.specialized_g = specialized
+            engines[(kind, specialized)] = engine
+    times = time_in_turn(backend, tuple(engines), engines.__getitem__, repeats, steps)
+    return {"tex": tex_size, "res": res, **{f"{kind}_{'variant' if sp else 'all'}": t
+                                            for (kind, sp), t in times.items()}}
+
+
+def print_g_variants_table(rows) -> None:
+    print("\n#### G compiled per charge against the all-in kernel  (ms a step)")
+    print("| tex | res | joint, all-in G | joint, G per charge | ratio | visits, all-in G | visits, G per charge | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['tex']}² | {r['res']}² | {r['joint_all'] * 1e3:.2f} | {r['joint_variant'] * 1e3:.2f} "
+              f"| {r['joint_variant'] / r['joint_all']:.2f} | {r['visits_all'] * 1e3:.2f} "
+              f"| {r['visits_variant'] * 1e3:.2f} | {r['visits_variant'] / r['visits_all']:.2f} |")
+    sys.stdout.flush()
+
+
 def print_update_table(rows) -> None:
     print("\n#### texture steps: the SART-style texel update and SART visits against Adam  (ms a step)")
     print("| tex | res | Adam | SART | SART visits (weights) | SART visits (perturbation) | SART / Adam "
@@ -242,7 +272,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--quick", action="store_true", help="smaller sweeps (for a smoke run)")
-    p.add_argument("--only", choices=("paper", "texture", "pixels", "pair", "update"), action="append")
+    p.add_argument("--only", choices=("paper", "texture", "pixels", "pair", "update", "variants"), action="append")
     p.add_argument("--backend", choices=("blender", "pyopengl"), default="blender",
                    help="Blender's gpu module, or the Blender-free PyOpenGL/EGL backend")
     args = p.parse_args(argv)
@@ -251,7 +281,7 @@ def main(argv=None):
     print(f"# SGE Optimizer benchmark on {where}")
     print(f"mesh: {len(mesh.triangles)} triangles, {len(mesh.positions)} vertices")
     sync = sync_cost(backend)
-    sweeps = args.only or ["paper", "texture", "pixels", "pair", "update"]
+    sweeps = args.only or ["paper", "texture", "pixels", "pair", "update", "variants"]
     if "paper" in sweeps:
         res = 256 if args.quick else 512
         print_table(f"paper case: 1024² albedo + vertices at {res}²",
@@ -271,6 +301,9 @@ def main(argv=None):
     if "update" in sweeps:
         sizes = ((512, 256),) if args.quick else ((512, 256), (1024, 256), (512, 512))
         print_update_table([measure_update(backend, mesh, t, r, args.repeats) for t, r in sizes])
+    if "variants" in sweeps:
+        sizes = ((512, 256),) if args.quick else ((512, 256), (1024, 256), (512, 512))
+        print_g_variants_table([measure_g_variants(backend, mesh, t, r, args.repeats) for t, r in sizes])
 
 
 if __name__ == "__main__":
