@@ -144,6 +144,55 @@ def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, l
         assert "texture_sensitivity" not in got
 
 
+def test_each_kind_of_step_gets_its_g():
+    g = K.accumulate_gradient_kernel
+    assert g(K.FLAG_POSITIONS | K.FLAG_SILHOUETTE).name == "accumulate_gradient_positions"
+    assert g(K.FLAG_TEXTURE | K.FLAG_COUPLED).name == "accumulate_gradient_texels"
+    assert g(K.FLAG_TEXTURE | K.FLAG_TEXEL_WEIGHTS).name == "accumulate_gradient_texel_weights"
+    assert g(K.FLAG_POSITIONS | K.FLAG_TEXTURE).name == "accumulate_gradient_positions_texels"
+    assert g(K.FLAG_FULL_IMAGE | K.FLAG_POSITIONS | K.FLAG_TEXTURE).name == "accumulate_gradient_full_image"
+    assert g(K.FLAG_POSITIONS | K.FLAG_TEXEL_WEIGHTS) is K.ACCUMULATE_GRADIENT  # no fit makes it: all in
+    assert all(v in K.ALL_KERNELS for v in K.ACCUMULATE_GRADIENT_VARIANTS.values())
+
+
+@pytest.mark.parametrize("group", ["positions", "texture"])
+def test_g_compiled_per_charge_matches_the_reference(backend, group):
+    """A step that charges one group runs G compiled with that charge alone
+    (accumulate_gradient_kernel): it charges what the reference does, and
+    what the all-in kernel does."""
+    engine = small_engine(backend)
+    pos, tex = engine.positions_group, engine.texture_group
+    engine.active = (pos,) if group == "positions" else (tex,)
+    flag = K.FLAG_POSITIONS if group == "positions" else K.FLAG_TEXTURE
+    kernel = K.accumulate_gradient_kernel(flag | K.FLAG_SENSITIVITY | K.FLAG_EFFECTIVE_TARGET)
+    assert kernel.defines == {**K.ACCUMULATE_GRADIENT.defines, "G_POSITIONS": int(group == "positions"),
+                              "G_TEXELS": int(group == "texture"), "G_TEXEL_WEIGHTS": 0, "G_FULL_IMAGE": 0}
+    results = []
+    for specialized in (True, False):
+        engine.specialized_g = specialized
+        engine.clear_gradients()
+        engine.substep(substep=3, slot=0, view_index=2, offset=(0.25, -0.125))  # the same renders
+        results.append(engine.read_gradients())
+    got, all_in = results
+    plus, minus = read_renders(engine)
+    mesh = engine.scene.mesh
+    want = ref.accumulate_gradient(
+        plus["color"], minus["color"], np.rint(plus["id"][..., 0]).astype(int),
+        np.rint(minus["id"][..., 0]).astype(int), plus["uv"][..., :2], minus["uv"][..., :2],
+        engine.scene.views[2].target, mesh.triangles, len(mesh.positions), engine.texture_size,
+        key_pos=ref.perturbation_key(0, 3, pos.salt), key_tex=ref.perturbation_key(0, 3, tex.salt),
+        positions=group == "positions", texture=group == "texture", tex_stratum=engine.stratum,
+        sensitivity=tex.sensitivity, silhouette=engine.silhouette_only())
+    resolution = 4.0 / K.FIXED_SCALE
+    assert np.abs(want[group]).max() > 1e-3, "the test scene must produce gradients"
+    np.testing.assert_array_equal(got[group + "_count"], want[group + "_count"])
+    assert np.all(np.abs(got[group] - want[group]) <= (want[group + "_count"] + 1)[..., None] * resolution)
+    other = "texture" if group == "positions" else "positions"
+    assert not np.any(got[other]) and not np.any(got[other + "_count"])
+    for name in got:
+        np.testing.assert_allclose(got[name], all_in[name], atol=resolution)
+
+
 @pytest.mark.parametrize("pixel_filter,antialias,space,coverage", [
     ("gaussian", True, "linear", False), ("workbench", True, "log", False), ("gaussian", False, "srgb", False),
     ("gaussian", True, "linear", True)])
