@@ -77,6 +77,7 @@ class OptimizationRun:
         ensure_gpu()
         self.backend = BlenderGPUBackend()
         self.engine = Engine(self.backend, self.inputs.arrays, self.settings)
+        self.engine.warm_up()  # no compile hitch in the middle of a run
         self.before = self.engine.evaluate()
         if self.settings.keep_best:
             self.engine.checkpoint()  # the start is the first candidate

@@ -465,12 +465,25 @@ class Engine:
         elif s.running_residual > 0:
             target = self._residual_target(view_index, plus, minus)
             flags |= K.FLAG_EFFECTIVE_TARGET  # and the loss is accumulated already
+        kernel = self._g_kernel(flags)
+        self._dispatch_g(kernel, kernel.groups(self.width, self.height), flags, plus, minus, target, substep, slot)
+        if self.lit is not None:
+            for group, stratum, channels in ((self.material_group, self.material_stratum, self.material_channels),
+                                             (self.normal_group, self.normal_stratum, 3)):  # normals: x, y
+                if group in self.active:
+                    self._coupled_gradient(group, stratum, channels, substep, slot, target, plus, minus)
+        self.loss_substeps += 1
+
+    def _g_kernel(self, flags: int):
+        return K.accumulate_gradient_kernel(flags) if self.specialized_g else K.ACCUMULATE_GRADIENT
+
+    def _dispatch_g(self, kernel, groups, flags, plus, minus, target, substep, slot) -> None:
+        pos, tex, s = self.positions_group, self.texture_group, self.settings
         # A disabled group's accumulators are never written (its flag is off):
         # bind any integer image in their place.
         dummy = self.loss_acc
-        kernel = K.accumulate_gradient_kernel(flags) if self.specialized_g else K.ACCUMULATE_GRADIENT
         self.backend.dispatch(
-            kernel, kernel.groups(self.width, self.height),
+            kernel, groups,
             images={"grad_pos": pos.grad if pos.enabled else dummy,
                     "count_pos": pos.counts if pos.enabled else dummy,
                     "grad_tex": tex.grad if tex.enabled else dummy,
@@ -485,12 +498,30 @@ class Engine:
                        "slot": slot, "flags": flags, "image_size": (self.width, self.height),
                        "tex_size": self.texture_size, "pos_width": pos.width, "tex_stratum": self.stratum,
                        "tex_channels": 7})
-        if self.lit is not None:
-            for group, stratum, channels in ((self.material_group, self.material_stratum, self.material_channels),
-                                             (self.normal_group, self.normal_stratum, 3)):  # normals: x, y
-                if group in self.active:
-                    self._coupled_gradient(group, stratum, channels, substep, slot, target, plus, minus)
-        self.loss_substeps += 1
+
+    def warm_up(self) -> None:
+        """Have the driver compile, before the first step, the G variants and
+        the pair draw this fit will use. llvmpipe compiles a kernel at its
+        first use, which mid-run is a hitch in the panel (a small joint fit's
+        first vertex step took 971 ms with Mesa's shader cache off, 14 ms
+        with it warm). G runs one work group with no group's flag: it charges nothing."""
+        s = self.settings
+        if s.estimator == "full_image":
+            kinds = {K.FLAG_FULL_IMAGE}
+        else:
+            positions = self.positions_group.enabled
+            texels = self.texture_group.enabled or self.lit is not None
+            kinds = ({K.FLAG_POSITIONS} if positions else set()) | ({K.FLAG_TEXTURE} if texels else set())
+            if positions and texels and not s.alternate_groups:
+                kinds.add(K.FLAG_POSITIONS | K.FLAG_TEXTURE)
+            if self.visits and s.visit_charge == "weights":
+                kinds.add(K.FLAG_TEXTURE | K.FLAG_TEXEL_WEIGHTS)
+        if self.render_pair is not None:
+            self.rasterize(self.render_pair, 0, 0, 0, (0.0, 0.0), False, True)
+        plus, minus = self.renders(self.render_pair is not None)
+        for kind in sorted(kinds):
+            self._dispatch_g(self._g_kernel(kind), (1, 1, 1), K.FLAG_EFFECTIVE_TARGET | self.loss_flag(),
+                             plus, minus, self.targets[0], 0, 0)
 
     def _residual_target(self, view_index: int, plus: dict, minus: dict, rate: float | None = None,
                          flags: int = 0):

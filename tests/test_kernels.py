@@ -144,6 +144,24 @@ def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, l
         assert "texture_sensitivity" not in got
 
 
+@pytest.mark.parametrize("settings", [{}, {"alternate_groups": True, "optimize_positions": False},
+                                      {"estimator": "full_image"}])
+def test_warm_up_compiles_without_charging(backend, settings):
+    """Engine.warm_up runs the fit's G variants and pair draw once so the
+    driver compiles them before the first step: it charges nothing, and the
+    fit then takes the same steps as one that was not warmed up."""
+    warmed, cold = small_engine(backend, **settings), small_engine(backend, **settings)
+    warmed.warm_up()
+    got = warmed.read_gradients()
+    assert all(not np.any(v) for v in got.values()), {k: float(np.abs(v).max()) for k, v in got.items()}
+    assert backend.read(warmed.worklist_length)[0, 0, 0] == 0
+    for _ in range(3):
+        warmed.step()
+        cold.step()
+    for a, b in zip(warmed.groups, cold.groups):
+        np.testing.assert_array_equal(backend.read(a.theta), backend.read(b.theta))
+
+
 def test_each_kind_of_step_gets_its_g():
     g = K.accumulate_gradient_kernel
     assert g(K.FLAG_POSITIONS | K.FLAG_SILHOUETTE).name == "accumulate_gradient_positions"
