@@ -252,11 +252,13 @@ class Engine:
         per_pixel_texture = settings.optimize_texture and settings.estimator == "per_pixel"
         self.worklist_capacity = (min(tw * th, 8 * self.width * self.height * settings.views_per_step)
                                   if per_pixel_texture else 1)
-        if self.visits:  # an update follows a visit's many sub-steps
+        self.worklist_groups = self._worklist_groups(self.worklist_capacity) if per_pixel_texture else None
+        if self.visits:  # an update follows a visit's many sub-steps: up to every texel
             self.worklist_capacity = tw * th
+        # A joint fit's per-step texture steps keep the smaller dispatch.
+        self.visit_worklist_groups = self._worklist_groups(self.worklist_capacity) if self.visits else None
         self.worklist = b.texture(PARAM_WIDTH, math.ceil(self.worklist_capacity / PARAM_WIDTH), "R32I")
         self.worklist_length = b.texture(1, 1, "R32I")
-        self.worklist_groups = self._worklist_groups() if per_pixel_texture else None
         self.loss_substeps = 0
         self.use_regularizer = settings.optimize_positions and settings.smoothness > 0
         if self.use_regularizer:
@@ -362,7 +364,7 @@ class Engine:
         if end is not None and step_index >= end:
             return (self.texture_group,)
         if len(groups) > 1 and self.settings.alternate_groups:
-            if end is not None and step_index < self.settings.silhouette_fraction * self.settings.steps:
+            if end is not None and self.in_silhouette_phase(step_index):
                 return (self.positions_group,)  # blob-joint-coarse: 30.5 -> 32.0 dB in 84 -> 71 s
             return (groups[step_index % len(groups)],)
         return groups
@@ -549,7 +551,8 @@ class Engine:
         the texture's slots in a pass of its own; each texel channel in
         `channels` is charged the whole pixel difference (FLAG_COUPLED)."""
         s, scratch = self.settings, self.material_scratch
-        kernel = K.accumulate_gradient_kernel(K.FLAG_TEXTURE)
+        flags = K.FLAG_TEXTURE | K.FLAG_COUPLED | self.loss_flag()
+        kernel = self._g_kernel(flags)
         self.backend.dispatch(
             kernel, kernel.groups(self.width, self.height),
             images={"grad_pos": scratch, "count_pos": scratch, "grad_tex": group.grad, "count_tex": group.counts,
@@ -559,8 +562,7 @@ class Engine:
                       "uv_plus": plus["uv"], "uv_minus": minus["uv"],
                       "target": target, "triangles": self.triangles},
             constants={"key_pos": 0, "key_tex": group.key(s.seed, substep), "slot": slot,
-                       "flags": K.FLAG_TEXTURE | K.FLAG_COUPLED | self.loss_flag(),
-                       "image_size": (self.width, self.height), "tex_size": (group.width, group.rows),
+                       "flags": flags, "image_size": (self.width, self.height), "tex_size": (group.width, group.rows),
                        "pos_width": self.positions_group.width, "tex_stratum": stratum,
                        "tex_channels": channels})
 
@@ -647,12 +649,15 @@ class Engine:
             return -1
         return (g.updates * self.settings.views_per_step + slot) % strata
 
+    def in_silhouette_phase(self, step_index: int) -> bool:
+        """Whether step `step_index` lies in the first `silhouette_fraction` of the steps."""
+        return step_index < self.settings.silhouette_fraction * self.settings.steps
+
     def silhouette_only(self) -> bool:
         """Whether vertices are charged coverage differences only at this step:
-        during the first `silhouette_fraction` of a joint fit's steps."""
-        s = self.settings
+        during a joint fit's silhouette phase."""
         return (self.texture_group.enabled and self.positions_group in self.active
-                and self.step_index < s.silhouette_fraction * s.steps)
+                and self.in_silhouette_phase(self.step_index))
 
     def _laplacian_pass(self, source, result, transpose: int, rest) -> None:
         g = self.positions_group
@@ -703,7 +708,8 @@ class Engine:
             worklist = g is self.texture_group and self.worklist_groups is not None
             if worklist:
                 flags |= K.ADAM_WORKLIST
-            groups = self.worklist_groups if worklist else K.ADAM_STEP.groups(g.width, g.rows)
+            groups = ((self.visit_worklist_groups if visit else self.worklist_groups) if worklist
+                      else K.ADAM_STEP.groups(g.width, g.rows))
             self.backend.dispatch(
                 K.ADAM_STEP, groups,
                 images={"theta": g.theta, "moment1": g.moment1, "moment2": g.moment2,
@@ -722,10 +728,10 @@ class Engine:
         if s.estimator == "full_image":
             self.backend.clear(self.global_acc, 0)
 
-    def _worklist_groups(self) -> tuple:
-        """Work groups for adam_step over the worklist at its largest."""
+    @staticmethod
+    def _worklist_groups(entries: int) -> tuple:
+        """Work groups for adam_step over a worklist of at most `entries`."""
         lx, ly, _ = K.ADAM_STEP.local_size
-        entries = self.worklist_capacity
         invocations = math.ceil(entries / K.WORKLIST_PER_INVOCATION)
         groups = math.ceil(invocations / (lx * ly))
         columns = min(groups, 1024)
