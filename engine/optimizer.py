@@ -46,6 +46,12 @@ ANTIALIAS_OFFSETS = gaussian_offsets(8)
 CHECKPOINT_OFFSETS = gaussian_offsets(4)
 # Filtered renders leave out the faintest filter points weighing this share in all (without_faint_points).
 FAINT_WEIGHT = 1e-3
+# A SART visit's mean leaves out more: the faintest 19 of Workbench's 28
+# points, 7 % of the weight (9 renders, not 22). At the same time the
+# visits are more: on blob-stripes-1k 140 visits of 9 points gave 34.9 dB
+# held-out in 69 s, 130 of 14 34.9 in 73 s, 90 of 22 34.3 in 80 s; 6
+# points (9.5 % left out) gave 34.2 in 140 visits.
+VISIT_FAINT_WEIGHT = 7e-2
 # A joint fit keeps its fitted shape only if its coverage error is below the
 # start's divided by this: 4 filter samples score coverage to within a few
 # percent, and a coarse start's error falls several times over.
@@ -59,15 +65,20 @@ EARLY_SHAPE_MARGIN = 1.0
 FINISHED_PSNR = 30.0
 
 
-def without_faint_points(points: np.ndarray, weights: np.ndarray) -> tuple:
+def without_faint_points(points: np.ndarray, weights: np.ndarray, faint: float = FAINT_WEIGHT) -> tuple:
     """A pixel filter's (points, weights) less its faintest points, which
     together weigh at most FAINT_WEIGHT: Workbench's 8 samples have 6 of 28
     points at 1e-4 of the weight in all, so a filtered render costs 22 renders
     and errs by less than that share."""
     order = np.argsort(weights, kind="stable")
-    faint = set(order[np.cumsum(weights[order]) <= FAINT_WEIGHT * weights.sum()].tolist())
+    faint = set(order[np.cumsum(weights[order]) <= faint * weights.sum()].tolist())
     kept = [i for i in range(len(weights)) if i not in faint]
     return points[kept], weights[kept] / weights[kept].sum()
+
+
+def mean_steps(points: int) -> int:
+    """Steps of a SART visit's mean over `points` filter points: two a step."""
+    return (points + 1) // 2
 
 
 def jittered(view_projection: np.ndarray, dx: float, dy: float, width: int, height: int) -> np.ndarray:
@@ -232,6 +243,7 @@ class Engine:
         self.visits = (self.texture_group.sensitivity and settings.sart_visits and settings.optimize_texture
                        and (not settings.optimize_positions or self.shape_end() is not None))
         self._visit = None  # (view, its mean's filter, the points it charges, its first step)
+        self._visit_round = []  # the views still to visit this round (_next_visit_view)
         if settings.running_residual > 0 or self.visits:  # a mean per view (residual_target.glsl)
             self.running_means = [b.texture(self.width, self.height, "RGBA32F") for _ in scene.views]
             for mean in self.running_means:
@@ -272,14 +284,20 @@ class Engine:
             # The pixel reads c(p + d) at Workbench's points d; a render moved by -d shows it there.
             points, weights = without_faint_points(*workbench_points(settings.workbench_samples))
             self.jitter_points, self.jitter_weights = -points, weights
-            strongest = np.argsort(-weights, kind="stable")[:len(CHECKPOINT_OFFSETS)]
+            strongest = np.argsort(-weights, kind="stable")
             self.antialias_offsets, self.antialias_weights = tuple(map(tuple, -points)), tuple(weights)
-            self.checkpoint_samples = (tuple(tuple(-points[i]) for i in strongest), tuple(weights[strongest]))
+
+            def samples(count):
+                return (tuple(tuple(-points[i]) for i in strongest[:count]), tuple(weights[strongest[:count]]))
+            self.checkpoint_samples = samples(len(CHECKPOINT_OFFSETS))
+            points, weights = without_faint_points(*workbench_points(settings.workbench_samples), VISIT_FAINT_WEIGHT)
+            self.visit_samples = (tuple(map(tuple, -points)), tuple(weights))
         else:
             self.antialias_offsets = gaussian_offsets(len(ANTIALIAS_OFFSETS), settings.filter_sigma)
             self.antialias_weights = (1.0,) * len(self.antialias_offsets)
             self.checkpoint_samples = (gaussian_offsets(len(CHECKPOINT_OFFSETS), settings.filter_sigma),
                                        (1.0,) * len(CHECKPOINT_OFFSETS))
+            self.visit_samples = None  # the antialiasing ones
         self.timings = None  # set to a dict to collect per-pass times (synchronising)
         self.specialized_g = True  # G compiled per charge (False: the all-in kernel; tools/bench.py)
         self.stratum = -1  # the texel stratum of the current sub-step (texture_stratum)
@@ -526,7 +544,7 @@ class Engine:
                              plus, minus, self.targets[0], 0, 0)
 
     def _residual_target(self, view_index: int, plus: dict, minus: dict, rate: float | None = None,
-                         flags: int = 0):
+                         flags: int = 0, share: float = 0.5):
         """The target G compares with so that it charges the residual of the
         view's running mean (residual_target.glsl); the first visits average
         plainly, then each replaces `running_residual` of the mean. An
@@ -542,7 +560,8 @@ class Engine:
                     "loss_acc": self.loss_acc},
             samplers={"color_plus": plus["color"], "color_minus": minus["color"],
                       "target": self.targets[view_index]},
-            constants={"image_size": (self.width, self.height), "flags": self.loss_flag() | flags, "rate": rate})
+            constants={"image_size": (self.width, self.height), "flags": self.loss_flag() | flags, "rate": rate,
+                       "share": share})
         return self.effective_target
 
     def _coupled_gradient(self, group, stratum, channels, substep, slot, target, plus, minus) -> None:
@@ -688,12 +707,14 @@ class Engine:
             if visit:
                 # The exact residual asks nothing of a finished fit, and has no
                 # noise to average away: SART's relaxation stays whole.
-                rate = g.lr
+                rate = s.texture_rate(True, visit=True)
             flags = K.ADAM_CLAMP01 if g.clamp01 else 0
             if g is self.normal_group:
                 flags |= K.ADAM_UNIT_NORMAL
             if g.sensitivity:
                 flags |= K.FLAG_SENSITIVITY
+                if visit and s.visit_charge == "weights":
+                    flags |= K.ADAM_SHARED_SENSITIVITY
             scale = 1.0 / (2.0 * g.eps * substeps * pixels)
             if g is self.texture_group or (g in (self.material_group, self.normal_group) and g.count > 1):
                 scale *= s.texture_strata  # a texel is perturbed in 1 sub-step of `strata`
@@ -741,6 +762,14 @@ class Engine:
     def choose_view(self) -> int:
         return int(self._rng.integers(len(self.scene.views)))
 
+    def _next_visit_view(self) -> int:
+        """SART visits go round the views in shuffled rounds, each view once
+        a round: drawn independently, a view could wait dozens of visits
+        while others came twice (blob-stripes-1k: 33.8 -> 34.3 dB)."""
+        if not self._visit_round:
+            self._visit_round = [int(v) for v in self._rng.permutation(len(self.scene.views))]
+        return self._visit_round.pop()
+
     def substep(self, substep: int, slot: int, view_index: int, offset: tuple | None = None,
                 visit: bool = False) -> None:
         """P, R+, R-, G for one (view, perturbation) pair. With `antialias`,
@@ -780,7 +809,7 @@ class Engine:
         current texels into its running mean, a filter point a step (the
         weighted mean, in the loss's space, as its engine averages); the rest
         charge the mean's residual, a point a step."""
-        view = self.choose_view()
+        view = self._next_visit_view()
         offsets, weights, charges = self._visit_filter()
         p = np.asarray(weights, np.float64) / float(np.sum(weights))
         order = self._jitter_rng.choice(len(p), size=charges, p=p)
@@ -789,8 +818,16 @@ class Engine:
     def _visit_filter(self) -> tuple:
         """(offsets, weights) of a visit's mean (without antialias: the
         pixel centre), and how many of its points the visit charges."""
-        offsets, weights = self._sample_points(self.settings.antialias, None)
+        offsets, weights = self._sample_points(self.settings.antialias, self.visit_samples)
         return offsets, weights, min(self.settings.visit_points or len(offsets), len(offsets))
+
+    def checkpoint_interval(self) -> int:
+        """Steps between checkpoints: `check_every`, or about 10 a run; 5 for
+        a fit in SART visits throughout, whose texels improve steadily and
+        where a checkpoint (4 renders of each view) costs as much as 2-3
+        visits: 10 took a sixth of a 16-view fit's time."""
+        visits_only = self.visits and self.shape_end() is None
+        return self.settings.checkpoint_interval(5 if visits_only else 10)
 
     def visiting(self) -> bool:
         """Whether this step belongs to a SART visit: every step of a
@@ -800,26 +837,39 @@ class Engine:
 
     @property
     def visit_length(self) -> int:
-        """Steps a SART visit takes: one per filter point of its mean, then one per charged point."""
+        """Steps a SART visit takes: one per two filter points of its mean, then one per charged point."""
         offsets, _, charges = self._visit_filter()
-        return len(offsets) + charges
+        return mean_steps(len(offsets)) + charges
+
+    def _mean_step(self, view: int, offsets, weights, k: int) -> None:
+        """Filter points 2k and 2k + 1 of a visit's mean: two renders, one
+        pass mixing both into the view's running mean (a pass per point cost
+        ~5 ms more each at 256 x 256 on llvmpipe)."""
+        i = 2 * k
+        rates = [weights[j] / float(np.sum(weights[:j + 1])) for j in range(i, min(i + 2, len(offsets)))]
+        colors = []
+        for j, target in zip(range(i, i + len(rates)), (self.render_plus, self.render_minus)):
+            self._timed("R", self.rasterize, target, view, 0, 0, offsets[j])
+            colors.append({"color": self.backend.target_textures(target)["color"]})
+        # mix(mix(m, c1, r1), c2, r2) = mix(m, mix(c1, c2, share), rate)
+        rate = 1.0 - float(np.prod([1.0 - r for r in rates]))
+        share = rates[1] / rate if len(rates) == 2 else 0.0
+        self._residual_target(view, colors[0], colors[-1], rate=rate, flags=K.FLAG_MEAN_ONLY, share=share)
 
     def _visit_step(self) -> None:
-        """One step of a SART visit: a filter point of the view's mean, or a
-        charge of its residual; the visit's last step updates the texels.
-        Each step is one render, so a UI tick never waits on a whole filter."""
+        """One step of a SART visit: two filter points of the view's mean, or
+        a charge of its residual; the visit's last step updates the texels.
+        Each step is at most two renders, so a UI tick never waits on a whole filter."""
         if self._visit is None:
             self._visit = self._begin_visit()
         view, (offsets, weights), points, first = self._visit
         k = self.step_index - first
+        means = mean_steps(len(offsets))
         self.active = (self.texture_group,)
-        if k < len(offsets):
-            self._timed("R", self.rasterize, self.render_plus, view, 0, 0, offsets[k])
-            rendered = {"color": self.backend.target_textures(self.render_plus)["color"]}
-            rate = weights[k] / float(np.sum(weights[:k + 1]))
-            self._residual_target(view, rendered, rendered, rate=rate, flags=K.FLAG_MEAN_ONLY)
+        if k < means:
+            self._mean_step(view, offsets, weights, k)
         else:
-            j = k - len(offsets)
+            j = k - means
             if self.settings.visit_charge == "weights":
                 self.stratum = -1
                 self._timed("R", self.rasterize, self.render_plus, view, 0, 0, points[j])
@@ -827,9 +877,9 @@ class Engine:
             else:
                 self.substep(self.step_index, j, view, offset=points[j], visit=True)
         self.step_index += 1
-        if k + 1 == len(offsets) + len(points) or self.step_index >= self.settings.steps:
-            if k >= len(offsets):
-                self._timed("Adam", self.adam_step, first + len(offsets), k + 1 - len(offsets), True)
+        if k + 1 == means + len(points) or self.step_index >= self.settings.steps:
+            if k >= means:
+                self._timed("Adam", self.adam_step, first + means, k + 1 - means, True)
             self._visit = None
 
     def step(self) -> None:
@@ -938,11 +988,12 @@ class Engine:
 
     def evaluate(self, keep_color: bool = False) -> list:
         """Per-view MSE (mean over pixels and RGBA) and PSNR of the current
-        parameters, antialiased when the settings say so; with `keep_color`,
-        each view's render too ("color")."""
+        parameters as checkpoints score them (CHECKPOINT_OFFSETS: all of
+        Workbench's 22 filter points took 5 s of a 16-view fit's start and as
+        much at its end); with `keep_color`, each view's render too ("color")."""
         results = []
         for i, view in enumerate(self.scene.views):
-            mse = self.score_view(i, self.settings.antialias)
+            mse = self._checkpoint_mse(i)
             results.append({"view": view.name, "mse": mse, "psnr": psnr(mse)})
             if keep_color:
                 results[-1]["color"] = self.backend.read(self.score_sum)  # the render score_view left
@@ -973,11 +1024,14 @@ class Engine:
         return max(error, 0.0) / (self.width * self.height * (1 if coverage else 4))
 
     # Keeping the best -----------------------------------------------------------
-    def checkpoint(self) -> float:
+    def checkpoint(self, scored: list | None = None) -> float:
         """Score the current parameters on every target view now; if they beat
         the best so far, they become each group's `best` (on the GPU).
-        Returns their loss."""
+        `scored`: their `evaluate()`, which scores as checkpoints do, so the
+        views are not rendered again. Returns their loss."""
         self.begin_checkpoint()
+        if scored is not None:
+            self._pending.update(mse=[m["mse"] for m in scored], view=len(self.scene.views))
         return self.continue_checkpoint(len(self.scene.views))
 
     def begin_checkpoint(self, on_done=None, coverage: bool = False) -> None:

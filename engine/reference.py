@@ -206,7 +206,7 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
     each charged texel channel's sum of |c+ - c-| ("texture_sensitivity").
     `texel_weights` (FLAG_TEXEL_WEIGHTS): one render (color_plus, id_plus,
     uv_plus); each texel of a pixel's footprint with bilinear weight w > 0 is
-    charged 2 w (c - target) and a sensitivity of w."""
+    charged 2 w (c - target) and a sensitivity of w (in channel 0 alone)."""
     tw, th = tex_size
     out = {"positions": np.zeros((vertex_count, 3), np.int64),
            "positions_count": np.zeros(vertex_count, np.int64),
@@ -280,20 +280,21 @@ def _charge_texel_weights(out, uv, tex_size, residual) -> None:
         weight = np.float32((f[0] if k & 1 else 1 - f[0]) * (f[1] if k & 2 else 1 - f[1]))
         if weight > 0:
             out["texture"][qy, qx] += to_fixed(np.float32(2) * weight * residual)
-            out["texture_sensitivity"][qy, qx] += to_fixed(np.full(3, weight, np.float32))
+            out["texture_sensitivity"][qy, qx, 0] += to_fixed(weight)  # shared by the channels
             out["texture_count"][qy, qx] += 1
 
 
 def residual_target(color_plus, color_minus, target, running_mean, rate, srgb_loss=False, log_loss=False,
-                    texel_srgb=None):
+                    texel_srgb=None, share=0.5):
     """The residual_target kernel: (new running mean, effective target, summed
     mean loss) for renders, a target in the loss's space and the view's mean.
     `texel_srgb` not None (FLAG_TEXEL_RESIDUAL): the residual in the texels'
     encoding (sRGB if True), from the log loss's space, and none where the
-    coverage misses the target's by more than COVERAGE_TOLERANCE."""
+    coverage misses the target's by more than COVERAGE_TOLERANCE. `share`:
+    color_minus's weight in the mean s (GLSL's mix)."""
     plus = loss_space(color_plus, srgb_loss, log_loss)
     minus = loss_space(color_minus, srgb_loss, log_loss)
-    s = np.float32(0.5) * (plus + minus)
+    s = plus * np.float32(1 - share) + minus * np.float32(share)
     mean = running_mean + np.float32(rate) * (s - running_mean)
     loss = np.float32(0.5) * np.sum((plus - target) ** 2 + (minus - target) ** 2, axis=-1, dtype=np.float32)
     residual = mean - target
@@ -340,16 +341,19 @@ def exact_texture_gradient(color, ids, uvs, target, albedo):
 # Adam ----------------------------------------------------------------------
 def adam_step(theta, m, v, grad, count, t, lr, grad_scale, beta1, beta2, clamp01,
               per_count=False, regularizer=None, reg_weight=0.0, full_image=False, unit_normal=False,
-              sensitivity=None):
+              sensitivity=None, shared_sensitivity=False):
     """grad (rows, width, 3) in dL units; returns new (theta, m, v).
     `unit_normal` (ADAM_UNIT_NORMAL): texels are stored normals, z rebuilt from x, y.
     `sensitivity` (FLAG_SENSITIVITY): G's sums of |c+ - c-| (rows, width, 3);
     the SART-style step -lr m / (2 v), with m and v running means (beta1) of
-    the gradient and of the sensitivity."""
+    the gradient and of the sensitivity; `shared_sensitivity`
+    (ADAM_SHARED_SENSITIVITY): channel 0's serves all three."""
     g = grad.astype(np.float32).copy()
     n = count.astype(np.float32)[..., None]
     touched = (count > 0) | full_image
     h = None if sensitivity is None else sensitivity.astype(np.float32).copy()
+    if h is not None and shared_sensitivity:
+        h = np.repeat(h[..., :1], 3, axis=-1)
     if per_count:
         g = np.where(n > 0, g / np.maximum(n, 1), g)
         h = None if h is None else np.where(n > 0, h / np.maximum(n, 1), h)

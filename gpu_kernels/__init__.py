@@ -68,6 +68,9 @@ FLAG_MEAN_ONLY = 1 << 20
 # accumulate_gradient: a SART visit's point from one plain render: every texel of each pixel's
 # bilinear footprint is charged its weight times the residual (no perturbation, no strata)
 FLAG_TEXEL_WEIGHTS = 1 << 21
+# ... whose sensitivity (the weight) is the same in the three channels: G sums it in channel 0
+# alone, and adam_step reads it there for all three (2 of a corner's 7 atomics fewer)
+ADAM_SHARED_SENSITIVITY = 1 << 22
 # A fitted normal-map texel tilts at most this far from its surface normal: z >= NORMAL_Z_MIN,
 # so it stays unit with z > 0 and sqrt(1 - x^2 - y^2) keeps float precision.
 NORMAL_Z_MIN = 0.05
@@ -149,7 +152,7 @@ _FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}", "NORMAL_XY_MAX": f"{NORMAL_XY_MAX
                                                 "SCORE_LOG_MEAN", "SCORE_FIRST", "SCORE_FINISH",
                                                 "SCORE_COVERAGE", "FLAG_SENSITIVITY",
                                                 "FLAG_TEXEL_RESIDUAL", "FLAG_TEXEL_SRGB", "FLAG_MEAN_ONLY",
-                                                "FLAG_TEXEL_WEIGHTS")}}
+                                                "FLAG_TEXEL_WEIGHTS", "ADAM_SHARED_SENSITIVITY")}}
 
 PERTURB = KernelSpec(
     name="perturb",
@@ -276,7 +279,7 @@ RESIDUAL_TARGET = KernelSpec(
             _img(2, "R32I", "loss_acc")),
     samplers=(Sampler(0, "FLOAT_2D", "color_plus"), Sampler(1, "FLOAT_2D", "color_minus"),
               Sampler(2, "FLOAT_2D", "target")),
-    push_constants=(("IVEC2", "image_size"), ("INT", "flags"), ("FLOAT", "rate")),
+    push_constants=(("IVEC2", "image_size"), ("INT", "flags"), ("FLOAT", "rate"), ("FLOAT", "share")),
     defines=_FIXED,
 )
 

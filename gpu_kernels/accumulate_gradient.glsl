@@ -55,7 +55,9 @@ void charge_vertices(int id_p, int id_m, float dl)
 // accumulator's second pair of row blocks; with one perturbed texel per
 // footprint (texture strata) it is that texel's own finite difference.
 // `signed_charge`: dl is a perturbed difference, so it is charged times the texel's
-// sign; a bilinear weight's charge (FLAG_TEXEL_WEIGHTS) is not.
+// sign; a bilinear weight's charge (FLAG_TEXEL_WEIGHTS) is not, and its
+// sensitivity, the same in every channel, is summed in channel 0 alone
+// (ADAM_SHARED_SENSITIVITY).
 void charge_texel(ivec2 q, vec3 dl, vec3 sensitivity, bool signed_charge)
 {
   int i = q.y * tex_size.x + q.x;
@@ -64,7 +66,7 @@ void charge_texel(ivec2 q, vec3 dl, vec3 sensitivity, bool signed_charge)
     ADD_FIXED(grad_tex, ivec2(3 * q.x + c, q.y), tex_size.y, dl[c] * s[c]);
   }
   if ((flags & FLAG_SENSITIVITY) != 0) {
-    for (int c = 0; c < 3; c++) {
+    for (int c = 0; c < (signed_charge ? 3 : 1); c++) {
       ADD_FIXED(grad_tex, ivec2(3 * q.x + c, q.y + 2 * tex_size.y), tex_size.y, sensitivity[c]);
     }
   }

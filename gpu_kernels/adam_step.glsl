@@ -22,6 +22,7 @@ void adam_update(ivec2 p, int i, ivec2 size)
   vec3 g = vec3(0.0);
   vec3 h = vec3(0.0);  // FLAG_SENSITIVITY: the summed |c+ - c-|, in G's rows 2..4 x height
   bool sensitivity = (flags & FLAG_SENSITIVITY) != 0;
+  bool one_sensitivity = (flags & ADAM_SHARED_SENSITIVITY) != 0;  // channel 0's for all three
   if (full_image) {
     for (int j = 0; j < substeps; j++) {
       float total = fixed_value(imageLoad(global_acc, ivec2(j, 0)).x,
@@ -42,7 +43,10 @@ void adam_update(ivec2 p, int i, ivec2 size)
       if (hi != 0) {
         imageStore(grad, q_hi, ivec4(0));
       }
-      if (sensitivity) {
+      if (sensitivity && one_sensitivity && c > 0) {
+        h[c] = h[0];
+      }
+      else if (sensitivity) {
         ivec2 r = q + ivec2(0, 2 * size.y);
         int h_lo = imageLoad(grad, r).x;
         int h_hi = imageLoad(grad, r + ivec2(0, size.y)).x;

@@ -37,7 +37,8 @@ void main()
   }
   vec4 c_plus = loss_space(texelFetch(color_plus, p, 0), flags);
   vec4 c_minus = loss_space(texelFetch(color_minus, p, 0), flags);
-  vec4 s = 0.5 * (c_plus + c_minus);
+  // `share` 0.5: the pair's mean; a visit's mean step weighs its two filter points.
+  vec4 s = mix(c_plus, c_minus, share);
   vec4 m = mix(imageLoad(running_mean, p), s, rate);
   imageStore(running_mean, p, m);
   if ((flags & FLAG_MEAN_ONLY) != 0) {

@@ -9,7 +9,7 @@ from sge_optimizer import gpu_kernels as K
 from sge_optimizer.engine import Engine, SceneArrays, Settings, View
 from sge_optimizer.engine import reference as ref
 from sge_optimizer.engine import synthetic
-from sge_optimizer.engine.optimizer import vertex_adjacency
+from sge_optimizer.engine.optimizer import mean_steps, vertex_adjacency
 
 def test_readback_layout_is_row_major_bottom_up(backend):
     """Guard against the transposed-buffer trap: a non-square texture
@@ -68,6 +68,27 @@ def test_the_pair_render_is_r_plus_and_r_minus_in_one_draw(backend):
     engine.stratum = 2
     assert_pair_draw_is_two_draws(engine, view_index=1, substep=5, min_difference=engine.texture_group.eps,
                                   offset=(0.3, -0.2))
+
+
+def test_a_draw_clears_what_the_last_draw_left(backend):
+    """Each draw starts from cleared attachments (one framebuffer clear where
+    the driver zeroes the integer id with it): a view drawn after another
+    equals its own first draw, background included, in every attachment."""
+    engine = small_engine(backend, optimize_positions=False)
+    assert backend._framebuffer_clears is not None
+    for target, pair in ((engine.render_plus, False), (engine.render_pair, True)):
+        first = None
+        for view in (1, 2, 1):
+            engine.rasterize(target, view, sign=1 if pair else 0, pair=pair)
+            now = {k: backend.read(t) for k, t in backend.target_textures(target).items()}
+            if first is None:
+                first = now
+                assert (now["id"] == 0).mean() > 0.2 and (now["id"] > 0).mean() > 0.2
+            elif view == 2:
+                assert np.any(now["id"] != first["id"])  # the other view covers other pixels
+        assert set(now) == ({"color", "id", "uv", "color_minus"} if pair else {"color", "id", "uv"})
+        for key in now:
+            np.testing.assert_array_equal(now[key], first[key], err_msg=key)
 
 
 @pytest.mark.parametrize("srgb", [False, True])
@@ -282,16 +303,20 @@ def test_a_sart_visit_charges_the_residual_of_the_filtered_render(backend, charg
     assert engine.visits and engine.texture_group.sensitivity
     texture = engine.texture()
     engine.step()
-    view, (offsets, _), points, first = engine._visit
+    view, (offsets, weights), points, first = engine._visit
     assert first == 0 and len(points) == engine.settings.visit_points > 1
-    # Filtered renders leave out Workbench's 6 faintest points (1e-4 of the weight); the charges draw some.
-    assert len(offsets) == len(engine.antialias_offsets) == 22 > len(points)
-    assert engine.visit_length == len(offsets) + len(points)
-    for _ in range(len(offsets) - 1):  # the mean: a filter point a step
+    # A visit's mean leaves out Workbench's faintest points (7 % of the
+    # weight; filtered renders keep 22); the charges draw some of the 9.
+    assert (offsets, weights) == engine.visit_samples
+    assert len(offsets) == 9 < len(engine.antialias_offsets) == 22 and len(offsets) > len(points)
+    assert engine.visit_length == mean_steps(len(offsets)) + len(points) == 5 + len(points)
+    for _ in range(mean_steps(len(offsets)) - 1):  # the mean: two filter points a step
         engine.step()
     mean = backend.read(engine.running_means[view])
-    filtered = engine.loss_encoded(engine.render_color(view, antialias=True))
+    filtered = engine.loss_encoded(engine.render_color(view, antialias=True, samples=engine.visit_samples))
     np.testing.assert_allclose(mean, filtered, atol=1e-5)
+    single = engine.loss_encoded(engine.render_color(view, antialias=True, samples=(offsets[:-1], weights[:-1])))
+    assert np.abs(single - mean).max() > 1e-3  # the last step's lone point counts
     np.testing.assert_array_equal(engine.texture(), texture)
     for k in range(len(points)):
         engine.step()
@@ -413,6 +438,38 @@ def test_adam_step_matches_reference(backend, texture_update):
     assert np.all(after["texture"] == 0) and np.all(after["texture_count"] == 0)
     assert np.all(after.get("texture_sensitivity", 0) == 0)
     assert np.all(after["positions"] == 0)
+
+
+def test_a_visits_update_matches_reference(backend):
+    """A SART visit's update: the whole relaxation, no running mean (beta1 0),
+    and the bilinear weights' sensitivity, summed in channel 0 alone, serving
+    all three channels (ADAM_SHARED_SENSITIVITY)."""
+    engine = small_engine(backend, optimize_positions=False)
+    assert engine.visits and engine.settings.visit_charge == "weights"
+    g = engine.texture_group
+    seen = {}
+    real = engine.adam_step
+
+    def adam_step(substep0, substeps, visit=False):
+        seen.update(grads=engine.read_gradients(), substeps=substeps, visit=visit,
+                    before=[backend.read(t) for t in (g.theta, g.moment1, g.moment2)])
+        real(substep0, substeps, visit)
+
+    engine.adam_step = adam_step
+    for _ in range(engine.visit_length):
+        engine.step()
+    assert seen["visit"] and seen["substeps"] == engine.settings.visit_points
+    sensitivity = seen["grads"]["texture_sensitivity"]
+    assert sensitivity[..., 0].max() > 0 and not sensitivity[..., 1:].any()  # one channel summed
+    theta, m, v = ref.adam_step(
+        *seen["before"], seen["grads"]["texture"], seen["grads"]["texture_count"], t=1,
+        lr=engine.settings.texture_rate(True, visit=True),
+        grad_scale=engine.settings.texture_strata / (2 * g.eps * seen["substeps"] * W * H),
+        beta1=0.0, beta2=engine.settings.beta2, clamp01=True, sensitivity=sensitivity, shared_sensitivity=True)
+    changed = np.abs(theta - seen["before"][0]).max(axis=-1) > 1e-3
+    assert changed.mean() > 0.05
+    np.testing.assert_allclose(backend.read(g.theta), theta, atol=5e-5)
+    np.testing.assert_allclose(backend.read(g.moment2), v, rtol=1e-3, atol=1e-16)
 
 
 def _pack(values, group):

@@ -236,6 +236,41 @@ def measure_g_variants(backend, mesh, tex_size, res, repeats, steps=24):
                                             for (kind, sp), t in times.items()}}
 
 
+def measure_clears(backend, mesh, tex_size, res, repeats, steps=24):
+    """A draw's attachments cleared by one framebuffer clear against a clear
+    of each texture (Blender backend): joint steps and a texture fit's SART
+    visits, timed in turn."""
+    vs = synthetic.render_targets(backend, mesh, synthetic.checker_texture(tex_size),
+                                  synthetic.orbit_cameras(8), res, res)
+    kinds = {"joint": {"silhouette_fraction": 0.0}, "visits": {"optimize_positions": False}}
+    engines = {kind: Engine(backend, SceneArrays(mesh, synthetic.flat_texture(tex_size), vs),
+                            Settings(steps=10**6, **settings)) for kind, settings in kinds.items()}
+    if backend._framebuffer_clears is None:
+        backend._framebuffer_clears = backend._framebuffer_clear_zeroes_integers()
+    fast = backend._framebuffer_clears
+
+    def use(name):
+        kind, how = name
+        backend._framebuffer_clears = fast and how == "framebuffer"
+        return engines[kind]
+
+    names = tuple((kind, how) for kind in kinds for how in ("each", "framebuffer"))
+    times = time_in_turn(backend, names, use, repeats, steps)
+    backend._framebuffer_clears = fast
+    return {"tex": tex_size, "res": res, **{f"{kind}_{how}": t for (kind, how), t in times.items()}}
+
+
+def print_clears_table(rows) -> None:
+    print("\n#### a draw's clear: each texture against one framebuffer clear  (ms a step)")
+    print("| tex | res | joint, each | joint, framebuffer | ratio | visits, each | visits, framebuffer | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['tex']}² | {r['res']}² | {r['joint_each'] * 1e3:.2f} | {r['joint_framebuffer'] * 1e3:.2f} "
+              f"| {r['joint_framebuffer'] / r['joint_each']:.2f} | {r['visits_each'] * 1e3:.2f} "
+              f"| {r['visits_framebuffer'] * 1e3:.2f} | {r['visits_framebuffer'] / r['visits_each']:.2f} |")
+    sys.stdout.flush()
+
+
 def print_g_variants_table(rows) -> None:
     print("\n#### G compiled per charge against the all-in kernel  (ms a step)")
     print("| tex | res | joint, all-in G | joint, G per charge | ratio | visits, all-in G | visits, G per charge | ratio |")
@@ -272,7 +307,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--quick", action="store_true", help="smaller sweeps (for a smoke run)")
-    p.add_argument("--only", choices=("paper", "texture", "pixels", "pair", "update", "variants"), action="append")
+    p.add_argument("--only", choices=("paper", "texture", "pixels", "pair", "update", "variants", "clears"),
+                   action="append")
     p.add_argument("--backend", choices=("blender", "pyopengl"), default="blender",
                    help="Blender's gpu module, or the Blender-free PyOpenGL/EGL backend")
     args = p.parse_args(argv)
@@ -281,7 +317,7 @@ def main(argv=None):
     print(f"# SGE Optimizer benchmark on {where}")
     print(f"mesh: {len(mesh.triangles)} triangles, {len(mesh.positions)} vertices")
     sync = sync_cost(backend)
-    sweeps = args.only or ["paper", "texture", "pixels", "pair", "update", "variants"]
+    sweeps = args.only or ["paper", "texture", "pixels", "pair", "update", "variants", "clears"]
     if "paper" in sweeps:
         res = 256 if args.quick else 512
         print_table(f"paper case: 1024² albedo + vertices at {res}²",
@@ -304,6 +340,9 @@ def main(argv=None):
     if "variants" in sweeps:
         sizes = ((512, 256),) if args.quick else ((512, 256), (1024, 256), (512, 512))
         print_g_variants_table([measure_g_variants(backend, mesh, t, r, args.repeats) for t, r in sizes])
+    if "clears" in sweeps and args.backend == "blender":
+        sizes = ((512, 256),) if args.quick else ((512, 256), (1024, 256), (512, 512))
+        print_clears_table([measure_clears(backend, mesh, t, r, args.repeats) for t, r in sizes])
 
 
 if __name__ == "__main__":

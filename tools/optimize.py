@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cameras", required=True, help="collection of target cameras (background images)")
     p.add_argument("--quality", choices=tuple(QUALITY_PRESETS), default="standard",
                    help="preset for --steps, --resolution and --views-per-step (default: standard: "
-                        "1200 steps for a joint fit, 2340 for a base-colour fit in SART visits, 900 for another "
+                        "1200 steps for a joint fit, 1260 for a base-colour fit in SART visits, 900 for another "
                         "one-group fit); those flags override it")
     p.add_argument("--steps", type=int, default=None, help="steps (default: from --quality)")
     p.add_argument("--optimize", choices=("both", "positions", "texture"), default="both",
