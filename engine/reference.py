@@ -341,13 +341,14 @@ def exact_texture_gradient(color, ids, uvs, target, albedo):
 # Adam ----------------------------------------------------------------------
 def adam_step(theta, m, v, grad, count, t, lr, grad_scale, beta1, beta2, clamp01,
               per_count=False, regularizer=None, reg_weight=0.0, full_image=False, unit_normal=False,
-              sensitivity=None, shared_sensitivity=False):
+              sensitivity=None, shared_sensitivity=False, damping=0.0):
     """grad (rows, width, 3) in dL units; returns new (theta, m, v).
     `unit_normal` (ADAM_UNIT_NORMAL): texels are stored normals, z rebuilt from x, y.
     `sensitivity` (FLAG_SENSITIVITY): G's sums of |c+ - c-| (rows, width, 3);
     the SART-style step -lr m / (2 v), with m and v running means (beta1) of
     the gradient and of the sensitivity; `shared_sensitivity`
-    (ADAM_SHARED_SENSITIVITY): channel 0's serves all three."""
+    (ADAM_SHARED_SENSITIVITY): channel 0's serves all three; `damping` is
+    added to the sensitivity sum (in its units) before the ratio."""
     g = grad.astype(np.float32).copy()
     n = count.astype(np.float32)[..., None]
     touched = (count > 0) | full_image
@@ -362,7 +363,8 @@ def adam_step(theta, m, v, grad, count, t, lr, grad_scale, beta1, beta2, clamp01
         theta, m, v = theta.copy(), m.copy(), v.copy()
         m_new = beta1 * m[..., :3] + (1 - beta1) * g
         v_new = beta1 * v[..., :3] + (1 - beta1) * h * np.float32(grad_scale)
-        nxt = theta[..., :3] - lr * m_new / np.maximum(2 * v_new, 1e-30)
+        damped = v_new + np.float32(damping) * np.float32(grad_scale)
+        nxt = theta[..., :3] - lr * m_new / np.maximum(2 * damped, 1e-30)
         if clamp01:
             nxt = np.clip(nxt, 0.0, 1.0)
         theta[touched, :3], m[touched, :3], v[touched, :3] = nxt[touched], m_new[touched], v_new[touched]

@@ -243,7 +243,7 @@ ADAM_STEP = KernelSpec(
     push_constants=(("INT", "seed"), ("INT", "substep0"), ("INT", "substeps"),
                     ("INT", "salt"), ("INT", "count_total"), ("INT", "flags"),
                     ("FLOAT", "bias1"), ("FLOAT", "bias2"), ("FLOAT", "lr"), ("FLOAT", "grad_scale"),
-                    ("FLOAT", "beta1"), ("FLOAT", "beta2"), ("FLOAT", "reg_weight")),
+                    ("FLOAT", "beta1"), ("FLOAT", "beta2"), ("FLOAT", "reg_weight"), ("FLOAT", "damping")),
     defines=_FIXED,
 )
 

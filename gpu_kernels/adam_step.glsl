@@ -81,7 +81,10 @@ void adam_update(ivec2 p, int i, ivec2 size)
     // with beta1: the step is the texel's sensitivity-weighted mean residual,
     // small when the fit is close, and never more than the largest residual.
     v.xyz = beta1 * v.xyz + (1.0 - beta1) * h;
-    next = value.xyz - lr * m.xyz / max(2.0 * v.xyz, vec3(1e-30));
+    // `damping` (a visit's, Engine.adam_step) in h's units: a texel its
+    // pixels barely see (h small) would take their whole residual, and
+    // drift with whatever the targets cannot agree on.
+    next = value.xyz - lr * m.xyz / max(2.0 * (v.xyz + damping * grad_scale), vec3(1e-30));
   }
   else {
     v.xyz = beta2 * v.xyz + (1.0 - beta2) * g * g;

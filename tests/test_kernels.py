@@ -442,8 +442,8 @@ def test_adam_step_matches_reference(backend, texture_update):
 
 def test_a_visits_update_matches_reference(backend):
     """A SART visit's update: the whole relaxation, no running mean (beta1 0),
-    and the bilinear weights' sensitivity, summed in channel 0 alone, serving
-    all three channels (ADAM_SHARED_SENSITIVITY)."""
+    the bilinear weights' sensitivity, summed in channel 0 alone, serving
+    all three channels (ADAM_SHARED_SENSITIVITY), and damped (SART_DAMPING)."""
     engine = small_engine(backend, optimize_positions=False)
     assert engine.visits and engine.settings.visit_charge == "weights"
     g = engine.texture_group
@@ -465,10 +465,16 @@ def test_a_visits_update_matches_reference(backend):
         *seen["before"], seen["grads"]["texture"], seen["grads"]["texture_count"], t=1,
         lr=engine.settings.texture_rate(True, visit=True),
         grad_scale=engine.settings.texture_strata / (2 * g.eps * seen["substeps"] * W * H),
-        beta1=0.0, beta2=engine.settings.beta2, clamp01=True, sensitivity=sensitivity, shared_sensitivity=True)
+        beta1=0.0, beta2=engine.settings.beta2, clamp01=True, sensitivity=sensitivity, shared_sensitivity=True,
+        damping=engine.visit_damping(g))
     changed = np.abs(theta - seen["before"][0]).max(axis=-1) > 1e-3
     assert changed.mean() > 0.05
     np.testing.assert_allclose(backend.read(g.theta), theta, atol=5e-5)
+    undamped, _, _ = ref.adam_step(
+        *seen["before"], seen["grads"]["texture"], seen["grads"]["texture_count"], t=1,
+        lr=engine.settings.texture_rate(True, visit=True), grad_scale=1.0, beta1=0.0, beta2=engine.settings.beta2,
+        clamp01=True, sensitivity=sensitivity, shared_sensitivity=True)
+    assert np.abs(undamped - theta).max() > 1e-2  # the damping holds back barely seen texels
     np.testing.assert_allclose(backend.read(g.moment2), v, rtol=1e-3, atol=1e-16)
 
 
