@@ -80,7 +80,7 @@ class OptimizationRun:
         self.engine.warm_up()  # no compile hitch in the middle of a run
         self.before = self.engine.evaluate()
         if self.settings.keep_best:
-            self.engine.checkpoint(self.before)  # the start is the first candidate
+            self.engine.checkpoint()  # the start is the first candidate
         self._started = time.perf_counter()
 
     @property
@@ -171,12 +171,11 @@ class OptimizationRun:
         back, evaluate, and return the summary."""
         self.sample_loss()
         self.kept_step = self.step
-        self.after = self.engine.evaluate(keep_color=True)  # the overlay shows the renders
         if self.settings.keep_best:
-            self.engine.checkpoint(self.after)  # scored as evaluate() did: no second rendering
-            if self.engine.restore_best():
-                self.after = self.engine.evaluate(keep_color=True)
+            self.engine.checkpoint()
+            self.engine.restore_best()
             self.kept_step = self.engine.best_step
+        self.after = self.engine.evaluate(keep_color=True)  # the overlay shows the renders
         self.write_back()
         if self.settings.optimize_texture:  # last: abort() undoes it with _storage_before
             self._storage_before = scene_io.storage_state(self.inputs.image)

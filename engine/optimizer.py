@@ -1001,12 +1001,13 @@ class Engine:
 
     def evaluate(self, keep_color: bool = False) -> list:
         """Per-view MSE (mean over pixels and RGBA) and PSNR of the current
-        parameters as checkpoints score them (CHECKPOINT_OFFSETS: all of
-        Workbench's 22 filter points took 5 s of a 16-view fit's start and as
-        much at its end); with `keep_color`, each view's render too ("color")."""
+        parameters, antialiased when the settings say so (Workbench's filter:
+        the 9 points a visit's mean renders; all 22 took 5 s of a 16-view
+        fit's start and as much at its end); with `keep_color`, each view's
+        render too ("color")."""
         results = []
         for i, view in enumerate(self.scene.views):
-            mse = self._checkpoint_mse(i)
+            mse = self.score_view(i, self.settings.antialias, self.visit_samples)
             results.append({"view": view.name, "mse": mse, "psnr": psnr(mse)})
             if keep_color:
                 results[-1]["color"] = self.backend.read(self.score_sum)  # the render score_view left
@@ -1037,14 +1038,11 @@ class Engine:
         return max(error, 0.0) / (self.width * self.height * (1 if coverage else 4))
 
     # Keeping the best -----------------------------------------------------------
-    def checkpoint(self, scored: list | None = None) -> float:
+    def checkpoint(self) -> float:
         """Score the current parameters on every target view now; if they beat
         the best so far, they become each group's `best` (on the GPU).
-        `scored`: their `evaluate()`, which scores as checkpoints do, so the
-        views are not rendered again. Returns their loss."""
+        Returns their loss."""
         self.begin_checkpoint()
-        if scored is not None:
-            self._pending.update(mse=[m["mse"] for m in scored], view=len(self.scene.views))
         return self.continue_checkpoint(len(self.scene.views))
 
     def begin_checkpoint(self, on_done=None, coverage: bool = False) -> None:

@@ -260,25 +260,18 @@ def measure_clears(backend, mesh, tex_size, res, repeats, steps=24):
     return {"tex": tex_size, "res": res, **{f"{kind}_{how}": t for (kind, how), t in times.items()}}
 
 
-def print_clears_table(rows) -> None:
-    print("\n#### a draw's clear: each texture against one framebuffer clear  (ms a step)")
-    print("| tex | res | joint, each | joint, framebuffer | ratio | visits, each | visits, framebuffer | ratio |")
+def print_joint_visits_table(title, rows, before, after, before_name, after_name) -> None:
+    """A side-by-side table of joint steps and visits' steps, `before` against `after`."""
+    print(f"\n#### {title}  (ms a step)")
+    print(f"| tex | res | joint, {before_name} | joint, {after_name} | ratio "
+          f"| visits, {before_name} | visits, {after_name} | ratio |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['tex']}² | {r['res']}² | {r['joint_each'] * 1e3:.2f} | {r['joint_framebuffer'] * 1e3:.2f} "
-              f"| {r['joint_framebuffer'] / r['joint_each']:.2f} | {r['visits_each'] * 1e3:.2f} "
-              f"| {r['visits_framebuffer'] * 1e3:.2f} | {r['visits_framebuffer'] / r['visits_each']:.2f} |")
-    sys.stdout.flush()
-
-
-def print_g_variants_table(rows) -> None:
-    print("\n#### G compiled per charge against the all-in kernel  (ms a step)")
-    print("| tex | res | joint, all-in G | joint, G per charge | ratio | visits, all-in G | visits, G per charge | ratio |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['tex']}² | {r['res']}² | {r['joint_all'] * 1e3:.2f} | {r['joint_variant'] * 1e3:.2f} "
-              f"| {r['joint_variant'] / r['joint_all']:.2f} | {r['visits_all'] * 1e3:.2f} "
-              f"| {r['visits_variant'] * 1e3:.2f} | {r['visits_variant'] / r['visits_all']:.2f} |")
+        cells = []
+        for kind in ("joint", "visits"):
+            a, b = r[f"{kind}_{before}"], r[f"{kind}_{after}"]
+            cells += [f"{a * 1e3:.2f}", f"{b * 1e3:.2f}", f"{b / a:.2f}"]
+        print(f"| {r['tex']}² | {r['res']}² | " + " | ".join(cells) + " |")
     sys.stdout.flush()
 
 
@@ -339,10 +332,14 @@ def main(argv=None):
         print_update_table([measure_update(backend, mesh, t, r, args.repeats) for t, r in sizes])
     if "variants" in sweeps:
         sizes = ((512, 256),) if args.quick else ((512, 256), (1024, 256), (512, 512))
-        print_g_variants_table([measure_g_variants(backend, mesh, t, r, args.repeats) for t, r in sizes])
+        print_joint_visits_table("G compiled per charge against the all-in kernel",
+                                 [measure_g_variants(backend, mesh, t, r, args.repeats) for t, r in sizes],
+                                 "all", "variant", "all-in G", "G per charge")
     if "clears" in sweeps and args.backend == "blender":
         sizes = ((512, 256),) if args.quick else ((512, 256), (1024, 256), (512, 512))
-        print_clears_table([measure_clears(backend, mesh, t, r, args.repeats) for t, r in sizes])
+        print_joint_visits_table("a draw's clear: each texture against one framebuffer clear",
+                                 [measure_clears(backend, mesh, t, r, args.repeats) for t, r in sizes],
+                                 "each", "framebuffer", "each", "framebuffer")
 
 
 if __name__ == "__main__":
