@@ -91,7 +91,7 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
     lr_texture: FloatProperty(
         name="Learning Rate", default=0.0, min=0.0, soft_max=2.0, precision=4,
         step=0.1, description="Base-colour step size per step; 0: automatic "
-                              "(1.0, SART's relaxation, or 0.1, Adam's rate)")
+                              "(1.0, SART's relaxation, 1.5 in SART visits, or 0.1, Adam's rate)")
     eps_texture: FloatProperty(
         name="\u03b5", default=_DEFAULTS.eps_texture, min=1e-6, soft_max=0.5, precision=4, step=0.1,
         description="Base-colour perturbation size")

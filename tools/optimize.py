@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="filter points a SART visit charges, a step each after its mean's renders "
                         "(default: %(default)s)")
     p.add_argument("--lr-texture", type=float, default=None,
-                   help="texel step size (default: 1.0, SART's relaxation, or 0.1, Adam's rate)")
+                   help="texel step size (default: 1.0, SART's relaxation, 1.5 in SART visits, or 0.1, Adam's rate)")
     p.add_argument("--eps-positions", type=float, default=None,
                    help="perturbation of positions in world units (default: one pixel at the object)")
     p.add_argument("--eps-texture", type=float, default=d.eps_texture)
