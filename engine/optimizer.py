@@ -72,13 +72,13 @@ EARLY_SHAPE_MARGIN = 1.0
 FINISHED_PSNR = 30.0
 
 
-def without_faint_points(points: np.ndarray, weights: np.ndarray, faint: float = FAINT_WEIGHT) -> tuple:
+def without_faint_points(points: np.ndarray, weights: np.ndarray, share: float = FAINT_WEIGHT) -> tuple:
     """A pixel filter's (points, weights) less its faintest points, which
-    together weigh at most FAINT_WEIGHT: Workbench's 8 samples have 6 of 28
+    together weigh at most `share` of it: Workbench's 8 samples have 6 of 28
     points at 1e-4 of the weight in all, so a filtered render costs 22 renders
     and errs by less than that share."""
     order = np.argsort(weights, kind="stable")
-    faint = set(order[np.cumsum(weights[order]) <= faint * weights.sum()].tolist())
+    faint = set(order[np.cumsum(weights[order]) <= share * weights.sum()].tolist())
     kept = [i for i in range(len(weights)) if i not in faint]
     return points[kept], weights[kept] / weights[kept].sum()
 
@@ -289,15 +289,13 @@ class Engine:
         # Antialiased renders: (offsets, weights) of their sub-pixel samples.
         if self.workbench:
             # The pixel reads c(p + d) at Workbench's points d; a render moved by -d shows it there.
-            points, weights = without_faint_points(*workbench_points(settings.workbench_samples))
+            filter_points = workbench_points(settings.workbench_samples)
+            points, weights = without_faint_points(*filter_points)
             self.jitter_points, self.jitter_weights = -points, weights
-            strongest = np.argsort(-weights, kind="stable")
+            strongest = np.argsort(-weights, kind="stable")[:len(CHECKPOINT_OFFSETS)]
             self.antialias_offsets, self.antialias_weights = tuple(map(tuple, -points)), tuple(weights)
-
-            def samples(count):
-                return (tuple(tuple(-points[i]) for i in strongest[:count]), tuple(weights[strongest[:count]]))
-            self.checkpoint_samples = samples(len(CHECKPOINT_OFFSETS))
-            points, weights = without_faint_points(*workbench_points(settings.workbench_samples), VISIT_FAINT_WEIGHT)
+            self.checkpoint_samples = (tuple(tuple(-points[i]) for i in strongest), tuple(weights[strongest]))
+            points, weights = without_faint_points(*filter_points, VISIT_FAINT_WEIGHT)
             self.visit_samples = (tuple(map(tuple, -points)), tuple(weights))
         else:
             self.antialias_offsets = gaussian_offsets(len(ANTIALIAS_OFFSETS), settings.filter_sigma)
