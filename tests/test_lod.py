@@ -55,6 +55,8 @@ def test_fit_lod_makes_a_baked_decimated_copy_and_hands_back_no_worse(empty_scen
     # The engine's own renders judge: held-out is reported for the kept maps, never below the bake
     # when the bake was kept, and the decision follows the target views.
     assert math.isfinite(summary["psnr_held_out_before"]) and summary["psnr_held_out_before"] > 20
+    # No render of the copy beats what any maps could (its silhouettes' error alone).
+    assert summary["psnr_held_out_ceiling"] >= max(summary["psnr_held_out_before"], summary["psnr_held_out_after"])
     if summary["kept"] == "baked":
         assert summary["psnr_held_out_after"] == summary["psnr_held_out_before"]
     else:
@@ -66,6 +68,24 @@ def test_fit_lod_makes_a_baked_decimated_copy_and_hands_back_no_worse(empty_scen
     assert (bake.use_selected_to_active, bake.cage_extrusion, bake.max_ray_distance, bake.margin) == bake_before
     assert len(bpy.data.collections[summary["target_cameras"]].objects) == 3
     assert summary["lod"] in lod.summary_text(summary)
+
+
+def test_coverage_ceiling_leaves_only_what_the_silhouette_decides():
+    truth = np.zeros((4, 4, 4))
+    truth[...] = (0.8, 0.8, 0.8, 1.0)  # opaque everywhere
+    render = np.zeros((4, 4, 4))
+    render[:, :2] = (0.1, 0.2, 0.3, 1.0)  # left half covered whole: any colour there is reachable
+    render[:, 2:3, 3] = 0.5  # half covered: at most 0.5 of colour, alpha 0.5 short
+    # The right column is uncovered: colour and alpha all missed.
+    right = 3 * 0.8 ** 2 + 1.0
+    half = 3 * 0.3 ** 2 + 0.5 ** 2
+    mse = (half + right) / 4 / 4  # a quarter of the pixels each, four channels
+    assert lod.coverage_ceiling([render], [truth]) == pytest.approx(-10 * math.log10(mse))
+    # Mean over views, like the held-out PSNR it bounds.
+    full = truth.copy()
+    full[:, 2:] = 0.0
+    both = lod.coverage_ceiling([render, render], [truth, full])
+    assert both == pytest.approx((lod.coverage_ceiling([render], [truth]) + lod.coverage_ceiling([render], [full])) / 2)
 
 
 @pytest.mark.parametrize("case", ["not a mesh", "ratio", "dark scene", "hidden"])
