@@ -179,13 +179,25 @@ class BlenderGPUBackend:
             out["color_minus"] = target.color_minus
         return out
 
+    @property
+    def framebuffer_clears(self) -> bool:
+        """Whether draws clear their attachments with one framebuffer clear
+        (where the driver zeroes the integer id with it, probed at the first
+        use) rather than a clear of each texture; tools/bench.py sets it to
+        compare the two."""
+        if self._framebuffer_clears is None:
+            self._framebuffer_clears = self._framebuffer_clear_zeroes_integers()
+        return self._framebuffer_clears
+
+    @framebuffer_clears.setter
+    def framebuffer_clears(self, value: bool) -> None:
+        self._framebuffer_clears = bool(value)
+
     def draw(self, spec, target, batch, samplers, constants):
         shader = self.shader(spec)
         width, height = target.size
-        if self._framebuffer_clears is None:
-            self._framebuffer_clears = self._framebuffer_clear_zeroes_integers()
         with target.framebuffer.bind():
-            if self._framebuffer_clears:
+            if self.framebuffer_clears:
                 # One clear, which llvmpipe bins with the draw; a clear of
                 # each texture ends its binning first. Back to back a 256 x 256
                 # draw took 11 -> 6 ms; in a fit's steps, where compute passes

@@ -249,8 +249,11 @@ class Engine:
         # inexact silhouette's pixels ask nothing of the texels (COVERAGE_TOLERANCE).
         self.visits = (self.texture_group.sensitivity and settings.sart_visits and settings.optimize_texture
                        and (not settings.optimize_positions or self.shape_end() is not None))
+        # A visit charges its texels their bilinear weights from one plain render
+        # (FLAG_TEXEL_WEIGHTS), or the ± renders' differences (perturbation).
+        self.visits_by_weights = self.visits and settings.visit_charge == "weights"
         self._visit = None  # (view, its mean's filter, the points it charges, its first step)
-        self._visit_round = []  # the views still to visit this round (_next_visit_view)
+        self._visit_round = []  # the views still to visit this round (choose_view)
         if settings.running_residual > 0 or self.visits:  # a mean per view (residual_target.glsl)
             self.running_means = [b.texture(self.width, self.height, "RGBA32F") for _ in scene.views]
             for mean in self.running_means:
@@ -480,7 +483,7 @@ class Engine:
         target = self.targets[view_index]
         if tex in self.active and tex.sensitivity:
             flags |= K.FLAG_SENSITIVITY
-        if visit and s.visit_charge == "weights":  # one plain render (_visit_step)
+        if visit and self.visits_by_weights:  # one plain render (_visit_step)
             minus = plus
             flags |= K.FLAG_TEXEL_WEIGHTS
         if visit:
@@ -539,7 +542,7 @@ class Engine:
             kinds = ({K.FLAG_POSITIONS} if positions else set()) | ({K.FLAG_TEXTURE} if texels else set())
             if positions and texels and not s.alternate_groups:
                 kinds.add(K.FLAG_POSITIONS | K.FLAG_TEXTURE)
-            if self.visits and s.visit_charge == "weights":
+            if self.visits_by_weights:
                 kinds.add(K.FLAG_TEXTURE | K.FLAG_TEXEL_WEIGHTS)
         if self.render_pair is not None:
             self.rasterize(self.render_pair, 0, 0, 0, (0.0, 0.0), False, True)
@@ -718,7 +721,7 @@ class Engine:
                 flags |= K.ADAM_UNIT_NORMAL
             if g.sensitivity:
                 flags |= K.FLAG_SENSITIVITY
-                if visit and s.visit_charge == "weights":
+                if visit and self.visits_by_weights:
                     flags |= K.ADAM_SHARED_SENSITIVITY
             scale = 1.0 / (2.0 * g.eps * substeps * pixels)
             if g is self.texture_group or (g in (self.material_group, self.normal_group) and g.count > 1):
@@ -758,7 +761,7 @@ class Engine:
     def visit_damping(self, group) -> float:
         """SART_DAMPING in the units of the visit's sensitivity sums: a
         bilinear weight (charged by weights) or |c+ - c-|, 2 eps times it."""
-        return SART_DAMPING * (1.0 if self.settings.visit_charge == "weights" else 2.0 * group.eps)
+        return SART_DAMPING * (1.0 if self.visits_by_weights else 2.0 * group.eps)
 
     @staticmethod
     def _worklist_groups(entries: int) -> tuple:
@@ -771,12 +774,9 @@ class Engine:
 
     # One step -----------------------------------------------------------------
     def choose_view(self) -> int:
-        return int(self._rng.integers(len(self.scene.views)))
-
-    def _next_visit_view(self) -> int:
-        """SART visits go round the views in shuffled rounds, each view once
-        a round: drawn independently, a view could wait dozens of visits
-        while others came twice (blob-stripes-1k: 33.8 -> 34.3 dB)."""
+        """Steps and SART visits go round the views in shuffled rounds, each
+        view once a round: drawn independently, a view could wait dozens of
+        visits while others came twice (blob-stripes-1k: 33.8 -> 34.3 dB)."""
         if not self._visit_round:
             self._visit_round = [int(v) for v in self._rng.permutation(len(self.scene.views))]
         return self._visit_round.pop()
@@ -820,7 +820,7 @@ class Engine:
         current texels into its running mean, a filter point a step (the
         weighted mean, in the loss's space, as its engine averages); the rest
         charge the mean's residual, a point a step."""
-        view = self._next_visit_view()
+        view = self.choose_view()
         offsets, weights, charges = self._visit_filter()
         p = np.asarray(weights, np.float64) / float(np.sum(weights))
         order = self._jitter_rng.choice(len(p), size=charges, p=p)
@@ -881,7 +881,7 @@ class Engine:
             self._mean_step(view, offsets, weights, k)
         else:
             j = k - means
-            if self.settings.visit_charge == "weights":
+            if self.visits_by_weights:
                 self.stratum = -1
                 self._timed("R", self.rasterize, self.render_plus, view, 0, 0, points[j])
                 self._timed("G", self.accumulate_gradient, self.step_index, j, view, False, True)

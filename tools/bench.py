@@ -245,18 +245,16 @@ def measure_clears(backend, mesh, tex_size, res, repeats, steps=24):
     kinds = {"joint": {"silhouette_fraction": 0.0}, "visits": {"optimize_positions": False}}
     engines = {kind: Engine(backend, SceneArrays(mesh, synthetic.flat_texture(tex_size), vs),
                             Settings(steps=10**6, **settings)) for kind, settings in kinds.items()}
-    if backend._framebuffer_clears is None:
-        backend._framebuffer_clears = backend._framebuffer_clear_zeroes_integers()
-    fast = backend._framebuffer_clears
+    fast = backend.framebuffer_clears
 
     def use(name):
         kind, how = name
-        backend._framebuffer_clears = fast and how == "framebuffer"
+        backend.framebuffer_clears = fast and how == "framebuffer"
         return engines[kind]
 
     names = tuple((kind, how) for kind in kinds for how in ("each", "framebuffer"))
     times = time_in_turn(backend, names, use, repeats, steps)
-    backend._framebuffer_clears = fast
+    backend.framebuffer_clears = fast
     return {"tex": tex_size, "res": res, **{f"{kind}_{how}": t for (kind, how), t in times.items()}}
 
 
