@@ -59,7 +59,7 @@ class OptimizationRun:
         self.normal_before = None if self.normal_image is None else scene_io.stored_pixels(self.normal_image)
         self.normal_storage = None  # set by finish(), as image_storage
         self._normal_storage_before = None
-        self.warnings = preflight.check(self.inputs)  # refuses what cannot work; the rest: one line each
+        self.warnings = preflight.check(self.inputs, scene)  # refuses what cannot work; the rest: one line each
         self.engine = None
         self.backend = None
         self.loss_history = []  # (step, mean pixel loss)

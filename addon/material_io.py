@@ -428,7 +428,7 @@ def read_light(obj) -> Light:
     power = float(light.energy) * 2.0 ** float(getattr(light, "exposure", 0.0))
     color = tuple(float(c) for c in light.color)
     common = dict(kind=kind, color=color, power=power, position=tuple(matrix[:3, 3]),
-                  direction=tuple(direction), cast_shadow=bool(light.use_shadow))
+                  direction=tuple(direction), cast_shadow=bool(light.use_shadow), name=obj.name)
     if kind == "SUN":
         return Light(radius=float(light.angle), **common)
     if kind == "POINT":

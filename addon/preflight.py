@@ -67,8 +67,26 @@ def coverage_warnings(inputs: SceneInputs) -> list:
     return warnings
 
 
-def check(inputs: SceneInputs) -> list:
+def shadow_warnings(inputs: SceneInputs, scene) -> list:
+    """A lit fit's shading has no shadows: one warning naming the lights that
+    cast them (none where the scene renders with EEVEE and its shadows off)."""
+    lit = inputs.arrays.lit
+    if lit is None:
+        return []
+    if scene.render.engine.startswith("BLENDER_EEVEE") and not getattr(scene.eevee, "use_shadows", True):
+        return []
+    names = [light.name for light in lit.lighting.lights if light.cast_shadow]
+    if not names:
+        return []
+    which = ", ".join(f"'{n}'" for n in names)
+    return [f"{'lights' if len(names) > 1 else 'light'} {which} cast{'' if len(names) > 1 else 's'} shadows, "
+            f"which a lit fit does not model: where '{inputs.obj.name}' shadows itself in the targets, the "
+            "fitted maps come out dark there; if it does, untick Shadow on the "
+            f"{'lights' if len(names) > 1 else 'light'} and render the targets again"]
+
+
+def check(inputs: SceneInputs, scene=None) -> list:
     """Every check above; returns the warnings."""
     check_shared_data(inputs)
     check_extent(inputs)
-    return coverage_warnings(inputs)
+    return coverage_warnings(inputs) + shadow_warnings(inputs, scene or bpy.context.scene)

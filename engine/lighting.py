@@ -26,6 +26,7 @@ class Light:
     area_size: tuple = (0.0, 0.0)  # area: (size, size_y) in world units, after the lamp's scale
     area_shape: str = "SQUARE"  # area: SQUARE, RECTANGLE, DISK or ELLIPSE
     axis_x: tuple = ()  # area: world unit vector of the lamp's X (the `size` side); () = any
+    name: str = ""  # the light object's, for messages
 
 
 @dataclass

@@ -158,6 +158,30 @@ def test_a_lit_run_reads_the_lights_and_writes_back(backend, empty_scene):
     assert np.all(np.isfinite(pixels)) and pixels.min() >= 0.0 and pixels.max() <= 1.0
 
 
+def test_a_lit_run_warns_of_the_lights_that_cast_shadows(empty_scene):
+    import bpy
+
+    from sge_optimizer.addon.api import OptimizationRun
+    from sge_optimizer.addon.lod import eevee_id
+
+    source, cameras, sun = _lit_blender_scene()
+    settings = Settings(optimize_positions=False, lit=True, steps=1)
+
+    def shadow_warnings():
+        return [w for w in OptimizationRun(source, cameras, settings, resolution=32).warnings if "shadows" in w]
+
+    assert sun.data.use_shadow  # a new light's default
+    warned = shadow_warnings()
+    assert len(warned) == 1 and "light 'Sun' casts shadows" in warned[0] and "'Source'" in warned[0]
+    sun.data.use_shadow = False
+    assert shadow_warnings() == []
+    sun.data.use_shadow = True
+    scene = bpy.context.scene
+    scene.render.engine = eevee_id()
+    scene.eevee.use_shadows = False  # EEVEE renders no shadows at all
+    assert shadow_warnings() == []
+
+
 def test_a_lit_run_in_the_dark_is_refused_and_changes_nothing(backend, empty_scene):
     import bpy
 
