@@ -1,7 +1,7 @@
 """Evaluate fits as a user would judge them: Workbench-rendered targets,
 scored on views that were not targets (see tools/evaluation.py).
 
-    bash tools/dev.sh python tools/evaluate.py [--cases a,b] [--set steps=N] [--json out.json]
+    bash tools/dev.sh python tools/evaluate.py [--cases a,b] [--quality draft] [--set steps=N] [--json out.json]
     bash tools/dev.sh python tools/evaluate.py --lit      # the lit cases (EEVEE, Cycles)
     bash tools/dev.sh python tools/evaluate.py --lod      # Fit LOD to Reference (EEVEE, Cycles)
 
@@ -40,6 +40,8 @@ def main(argv=None) -> int:
     p.add_argument("--lod", action="store_true",
                    help="the Fit LOD to Reference case (a subdivided, displaced sphere decimated to 10%%; EEVEE)")
     p.add_argument("--snapshots", type=int, default=8, help="held-out scorings during a fit")
+    p.add_argument("--quality", default="standard", choices=("draft", "standard", "high"),
+                   help="the preset whose steps (and views a step) each case gets; its resolution stays the case's")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a Settings field, e.g. --set steps=500 (repeatable)")
@@ -64,8 +66,8 @@ def main(argv=None) -> int:
     for case in chosen:
         print(f"{case.name}: {case.describe}", file=sys.stderr, flush=True)
         # The defaults as tools/optimize.py gives them for the case's kind of
-        # fit (the Standard preset's steps), then the --set overrides.
-        settings = evaluation.settings_for(case, None)
+        # fit (the --quality preset's steps), then the --set overrides.
+        settings = evaluation.settings_for(case, None, args.quality)
         for key, value in overrides.items():
             setattr(settings, key, value)
         results.append(evaluation.run_case(case, settings, args.snapshots,

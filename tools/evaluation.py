@@ -399,12 +399,14 @@ def principled(obj):
     return next(n for n in obj.active_material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
 
 
-def settings_for(case: Case, settings: Settings | None) -> Settings:
-    """`settings` (the Standard defaults when None, with the preset's steps
-    for the case's kind of fit, as tools/optimize.py gives) for `case`."""
+def settings_for(case: Case, settings: Settings | None, quality: str = "standard") -> Settings:
+    """`settings` (the defaults when None, with the `quality` preset's steps
+    and views a step for the case's kind of fit, as tools/optimize.py gives;
+    the working resolution stays the case's) for `case`."""
     joint = case.optimize == "both"
     visits = not joint and not case.lit
-    s = settings or Settings(steps=quality_preset("standard", joint, visits)["steps"])
+    preset = quality_preset(quality, joint, visits)
+    s = settings or Settings(steps=preset["steps"], views_per_step=preset["views_per_step"])
     s.optimize_positions = joint
     s.optimize_texture = True
     s.lit = case.lit
