@@ -335,14 +335,12 @@ def coverage_ceiling(renders: list, truths: list) -> float:
     pixel's colour chosen freely in [0, 1], only its coverage (the render's
     alpha) kept, so what is left is the silhouettes' error. Maps cannot move
     an edge: a fit of maps alone scores at most this."""
-    scores = []
+    nearest = []
     for render, truth in zip(renders, truths):
-        truth = np.asarray(truth, np.float64)
         alpha = np.asarray(render, np.float64)[..., 3:]
-        best = np.clip(truth[..., :3] / np.maximum(alpha, 1e-12), 0.0, 1.0) * alpha  # the nearest colour
-        error = np.concatenate([truth[..., :3] - best, truth[..., 3:] - alpha], -1)
-        scores.append(psnr(float(np.mean(error ** 2))))
-    return float(np.mean(scores))
+        colour = np.clip(np.asarray(truth, np.float64)[..., :3] / np.maximum(alpha, 1e-12), 0.0, 1.0)
+        nearest.append(np.concatenate([colour * alpha, alpha], -1))
+    return _score(nearest, truths)
 
 
 # The whole job ------------------------------------------------------------------

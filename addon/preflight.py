@@ -79,10 +79,10 @@ def shadow_warnings(inputs: SceneInputs, scene) -> list:
     if not names:
         return []
     which = ", ".join(f"'{n}'" for n in names)
-    return [f"{'lights' if len(names) > 1 else 'light'} {which} cast{'' if len(names) > 1 else 's'} shadows, "
-            f"which a lit fit does not model: where '{inputs.obj.name}' shadows itself in the targets, the "
-            "fitted maps come out dark there; if it does, untick Shadow on the "
-            f"{'lights' if len(names) > 1 else 'light'} and render the targets again"]
+    lights, casts = ("lights", "cast") if len(names) > 1 else ("light", "casts")
+    return [f"{lights} {which} {casts} shadows, which a lit fit does not model: where '{inputs.obj.name}' "
+            "shadows itself in the targets, the fitted maps come out dark there; if it does, untick Shadow "
+            f"on the {lights} and render the targets again"]
 
 
 def check(inputs: SceneInputs, scene=None) -> list:

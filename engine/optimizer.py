@@ -253,7 +253,7 @@ class Engine:
         # (FLAG_TEXEL_WEIGHTS), or the ± renders' differences (perturbation).
         self.visits_by_weights = self.visits and settings.visit_charge == "weights"
         self._visit = None  # (view, its mean's filter, the points it charges, its first step)
-        self._visit_round = []  # the views still to visit this round (choose_view)
+        self._view_round = []  # the views still to come this round (choose_view)
         if settings.running_residual > 0 or self.visits:  # a mean per view (residual_target.glsl)
             self.running_means = [b.texture(self.width, self.height, "RGBA32F") for _ in scene.views]
             for mean in self.running_means:
@@ -777,9 +777,9 @@ class Engine:
         """Steps and SART visits go round the views in shuffled rounds, each
         view once a round: drawn independently, a view could wait dozens of
         visits while others came twice (blob-stripes-1k: 33.8 -> 34.3 dB)."""
-        if not self._visit_round:
-            self._visit_round = [int(v) for v in self._rng.permutation(len(self.scene.views))]
-        return self._visit_round.pop()
+        if not self._view_round:
+            self._view_round = [int(v) for v in self._rng.permutation(len(self.scene.views))]
+        return self._view_round.pop()
 
     def substep(self, substep: int, slot: int, view_index: int, offset: tuple | None = None,
                 visit: bool = False) -> None:

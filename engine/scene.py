@@ -290,7 +290,7 @@ class Settings:
             return self.lr_texture
         return 1.5 if visit else 1.0 if sart else 0.1
 
-    def checkpoint_interval(self, per_run: int = 10) -> int:
+    def checkpoint_interval(self, per_run: int) -> int:
         return self.check_every or max(5, self.steps // per_run)
 
     @classmethod

@@ -28,7 +28,7 @@ _bootstrap.load_package()
 
 import evaluation  # noqa: E402
 
-from sge_optimizer.engine import Settings  # noqa: E402
+from sge_optimizer.engine import QUALITY_PRESETS, Settings  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     p.add_argument("--lod", action="store_true",
                    help="the Fit LOD to Reference case (a subdivided, displaced sphere decimated to 10%%; EEVEE)")
     p.add_argument("--snapshots", type=int, default=8, help="held-out scorings during a fit")
-    p.add_argument("--quality", default="standard", choices=("draft", "standard", "high"),
+    p.add_argument("--quality", default="standard", choices=tuple(QUALITY_PRESETS),
                    help="the preset whose steps (and views a step) each case gets; its resolution stays the case's")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
