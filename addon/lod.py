@@ -23,6 +23,7 @@ import numpy as np
 from mathutils import Matrix
 
 from ..engine import Settings, psnr, quality_preset
+from ..engine.color import linear_to_srgb
 from . import material_io, scene_io, scene_setup
 from .scene_io import InputError
 
@@ -222,7 +223,7 @@ def premultiplied(image) -> np.ndarray:
     (a 16-bit one loads as a float buffer, kept scene-linear: encoded here)."""
     w, h = image.size
     px = scene_io.stored_pixels(image).reshape(h, w, 4)
-    rgb = scene_io.linear_to_srgb(np.clip(px[..., :3], 0, 1)) if image.is_float else px[..., :3]
+    rgb = linear_to_srgb(np.clip(px[..., :3], 0, 1)) if image.is_float else px[..., :3]
     return np.concatenate([rgb * px[..., 3:], px[..., 3:]], -1)
 
 

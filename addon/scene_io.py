@@ -19,6 +19,7 @@ import bpy
 import numpy as np
 
 from ..engine import MeshArrays, SceneArrays, View, memory
+from ..engine.color import linear_to_srgb, srgb_to_linear
 from ..engine.scene import LitScene
 from . import shape_keys
 
@@ -28,15 +29,6 @@ class InputError(ValueError):
 
 
 # Colour encoding --------------------------------------------------------------
-def srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def linear_to_srgb(c: np.ndarray) -> np.ndarray:
-    c = np.maximum(c, 0.0)
-    return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055).astype(np.float32)
-
-
 def image_encoding(image) -> str:
     """'srgb' or 'linear': how `image.pixels` values are encoded."""
     if image.is_float:

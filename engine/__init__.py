@@ -2,7 +2,8 @@
 
 It never imports `bpy`; it drives any object with the `backend.Backend` shape.
 """
-from .optimizer import Engine, image_metrics, mean_psnr, psnr
+from .color import image_metrics, mean_psnr, psnr
+from .optimizer import Engine
 from .scene import QUALITY_PRESETS, MeshArrays, SceneArrays, Settings, View, quality_preset
 
 __all__ = ["Engine", "MeshArrays", "SceneArrays", "Settings", "View", "image_metrics", "mean_psnr", "psnr",

@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from .. import gpu_kernels as K
+from .color import psnr
 from .lit_reference import pack_lights
 from .pixel_filter import workbench_points
 from .reference import as_int32, loss_space, perturbation_key
@@ -1128,16 +1129,3 @@ class Engine:
                               images={"source": source, "destination": destination},
                               samplers={}, constants={})
 
-
-def image_metrics(color: np.ndarray, target: np.ndarray, name: str = "") -> dict:
-    mse = float(np.mean((color.astype(np.float64) - target) ** 2))
-    return {"view": name, "mse": mse, "psnr": psnr(mse)}
-
-
-def mean_psnr(metrics: list) -> float:
-    """The mean PSNR of `Engine.evaluate()`'s per-view metrics."""
-    return float(np.mean([m["psnr"] for m in metrics]))
-
-
-def psnr(mse: float) -> float:
-    return float("inf") if mse <= 0 else float(-10.0 * math.log10(mse))

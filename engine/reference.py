@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..gpu_kernels import COVERAGE_TOLERANCE, FIXED_SCALE, NORMAL_XY_MAX
+from .color import srgb_to_linear
 from .pixel_filter import log_space
 
 _U = np.uint64
@@ -119,9 +120,6 @@ def encode_srgb(c):
     return np.concatenate([s * a, a], -1).astype(np.float32) * (a > 0)
 
 
-def srgb_to_linear(c):
-    c = np.asarray(c, np.float32)
-    return np.where(c <= 0.04045, c / np.float32(12.92), ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
 def sample_albedo(albedo: np.ndarray, uv: np.ndarray, srgb: bool = False) -> np.ndarray:

@@ -52,7 +52,7 @@ def test_the_model_reproduces_workbench_on_a_random_texture(empty_scene, tmp_pat
     import evaluation  # tools/ is on sys.path (conftest)
 
     from sge_optimizer.addon import scene_setup
-    from sge_optimizer.addon.scene_io import linear_to_srgb, srgb_to_linear
+    from sge_optimizer.engine.color import linear_to_srgb, srgb_to_linear
 
     size = 64
     scene = bpy.context.scene

@@ -16,6 +16,7 @@ from mathutils import Vector
 
 import demo
 from sge_optimizer.addon import gpu_context, scene_io, scene_setup
+from sge_optimizer.engine.color import linear_to_srgb
 from sge_optimizer.addon.api import OptimizationRun, optimize
 from sge_optimizer.addon.scene_io import InputError
 from sge_optimizer.engine import Settings, memory
@@ -116,7 +117,7 @@ def test_target_flip_and_encoding(small_scene):
     cam.data.background_images[0].image = scene_setup.new_image("linear target", lin, linear=True)
     cam.data.background_images[0].use_flip_x = True
     target = scene_io.read_target(cam, bpy.context.scene, 32, 32, "srgb")
-    want = scene_io.linear_to_srgb(lin[:, ::-1, 0])
+    want = linear_to_srgb(lin[:, ::-1, 0])
     np.testing.assert_allclose(target[..., 0], want, atol=1e-4)
 
 

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from sge_optimizer.addon import scene_io, scene_setup  # noqa: E402
 from sge_optimizer.addon.api import OptimizationRun, progress_text  # noqa: E402
 from sge_optimizer.engine import Settings  # noqa: E402
+from sge_optimizer.engine.color import linear_to_srgb  # noqa: E402
 from sge_optimizer.engine.synthetic import checker_texture, flat_texture  # noqa: E402
 
 
@@ -114,7 +115,7 @@ def over_white(premultiplied: np.ndarray) -> np.ndarray:
     """A linear premultiplied render over white, sRGB-encoded for a PNG."""
     out = premultiplied.copy()
     out[..., :3] += 1.0 - premultiplied[..., 3:4]
-    out[..., :3] = scene_io.linear_to_srgb(np.clip(out[..., :3], 0, 1))
+    out[..., :3] = linear_to_srgb(np.clip(out[..., :3], 0, 1))
     out[..., 3] = 1.0
     return np.clip(out, 0, 1)
 

@@ -32,7 +32,7 @@ import evaluation  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sge_optimizer.addon import scene_setup  # noqa: E402
-from sge_optimizer.addon.scene_io import linear_to_srgb, srgb_to_linear  # noqa: E402
+from sge_optimizer.engine.color import linear_to_srgb, srgb_to_linear  # noqa: E402
 from sge_optimizer.engine.optimizer import gaussian_offsets  # noqa: E402
 from sge_optimizer.engine.pixel_filter import log_space, workbench_points  # noqa: E402
 
