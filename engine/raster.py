@@ -1,0 +1,100 @@
+"""R: the rasterizer of the fit's parameters into colour, triangle-ID and
+UV targets, plain or perturbed (theta+ / theta-), unlit or lit."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import gpu_kernels as K
+from .lit_reference import pack_lights
+from .samples import jittered
+from .schedule import SubStep
+
+
+class Rasterizer:
+    """The mesh batch, the lit fit's fixed inputs (lights, shading frames,
+    cameras) and the render targets: `plus`, `minus`, and `pair` (R+ and R-
+    in one draw, RASTERIZE_PAIR, for a sub-step whose positions do not move)."""
+
+    def __init__(self, backend, scene, params, seed: int, with_pair: bool, material_channels: int = 0):
+        self.backend, self.scene, self.params, self.seed = backend, scene, params, seed
+        self.width, self.height = scene.resolution
+        mesh, lit = scene.mesh, scene.lit
+        self.lit = lit
+        self.material_channels = material_channels
+        if lit is None:
+            self.spec, self.pair_spec = K.RASTERIZE, K.RASTERIZE_PAIR
+            self.batch = backend.mesh_batch(mesh.triangles.reshape(-1), mesh.corner_uvs.reshape(-1, 2))
+        else:
+            corners = 3 * len(mesh.triangles)
+            normals = np.asarray(lit.frames.normals, np.float32).reshape(corners, 3)
+            tangents = np.asarray(lit.frames.tangents, np.float32).reshape(corners, 4)
+            self.spec, self.pair_spec = K.RASTERIZE_LIT_FIT, K.RASTERIZE_LIT_FIT_PAIR
+            self.batch = backend.mesh_batch(mesh.triangles.reshape(-1), mesh.corner_uvs.reshape(-1, 2),
+                                            normals, tangents)
+            lights = pack_lights(lit.lighting)
+            self.lights = backend.texture(lights.shape[1], lights.shape[0], "RGBA32F", lights)
+        self.plus = backend.render_target(self.width, self.height)
+        self.minus = backend.render_target(self.width, self.height)
+        self.pair = backend.render_target(self.width, self.height, pair=True) if with_pair else None
+        # Whether sub-steps that can (positions not perturbed) draw R+ and R- at once; bench compares.
+        self.pair_draw = with_pair
+
+    def pair_applies(self, sub: SubStep) -> bool:
+        """Whether this sub-step's R+ and R- can be one draw: the positions
+        are not perturbed, so both share their coverage."""
+        return self.pair_draw and self.pair is not None and "positions" not in sub.groups
+
+    def draw(self, target, view: int, sign: int = 0, sub: SubStep | None = None, offset: tuple = (0.0, 0.0),
+             snapshot=None, pair: bool = False) -> None:
+        """Render the parameters (sign 0), theta+ (+1) or theta- (-1) of
+        sub-step `sub` into `target`, moved by `offset` pixels on screen;
+        `snapshot`: a checkpoint's copy instead of theta; `pair` (sign +1,
+        positions not perturbed): theta+ and theta- in one draw."""
+        p = self.params
+        pos, tex = p.positions, p.texture
+        groups = sub.groups if sub is not None else ()
+        index, seed = (sub.index if sub is not None else 0), self.seed
+
+        def eps(group):
+            return sign * group.eps if group is not None and group.name in groups else 0.0
+
+        def source(group):
+            return snapshot.source(group) if snapshot is not None else group.theta
+
+        view_projection = self.scene.views[view].view_projection
+        if offset != (0.0, 0.0):
+            view_projection = jittered(view_projection, *offset, self.width, self.height)
+        positions = {0: pos.theta, 1: pos.plus, -1: pos.minus}[sign if "positions" in groups else 0]
+        samplers = {"positions": snapshot.source(pos) if snapshot is not None else positions,
+                    "albedo": source(tex)}
+        constants = {"view_projection": view_projection,
+                     "texture_key": tex.key(seed, index), "texture_eps": eps(tex),
+                     "texture_srgb": int(self.scene.texture_srgb),
+                     "texture_stratum": sub.stratum("texture") if sub is not None else -1}
+        if self.lit is not None:
+            mat, nrm = p.material, p.normal
+            samplers.update(lights=self.lights, normal_map=source(nrm), material=source(mat))
+            constants.update(camera_position=np.asarray(self.lit.camera_positions[view], np.float32),
+                             normal_strength=float(self.lit.normal_strength),
+                             material_key=mat.key(seed, index), material_eps=eps(mat),
+                             material_stratum=sub.stratum("material") if sub is not None else -1,
+                             material_channels=self.material_channels,
+                             normal_key=nrm.key(seed, index), normal_eps=eps(nrm),
+                             normal_stratum=sub.stratum("normal") if sub is not None else -1)
+        self.backend.draw(self.pair_spec if pair else self.spec, target, self.batch, samplers=samplers,
+                          constants=constants)
+
+    def textures(self, pair: bool) -> tuple:
+        """(plus, minus) textures of a sub-step's renders, for G."""
+        if pair:
+            both = self.backend.target_textures(self.pair)
+            return both, {**both, "color": both["color_minus"]}
+        return self.backend.target_textures(self.plus), self.backend.target_textures(self.minus)
+
+    def render(self, view: int, snapshot=None) -> dict:
+        """The current parameters' plain render: colour (H, W, 4), id (H, W) int, uv (H, W, 2)."""
+        self.draw(self.plus, view, snapshot=snapshot)
+        tex = self.backend.target_textures(self.plus)
+        read = self.backend.read
+        return {"color": read(tex["color"]), "id": np.rint(read(tex["id"])[..., 0]).astype(np.int64),
+                "uv": read(tex["uv"])[..., :2]}

@@ -1,0 +1,143 @@
+"""The update: Adam (or SART's relaxation in a visit) on each group's
+accumulated gradient, and the smoothness term that keeps vertices apart."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import gpu_kernels as K
+from .params import PARAM_WIDTH, ParamGroup, pack_rows
+
+# A SART visit's update divides by the texel's summed weights plus this: a
+# texel its pixels barely see no longer takes their whole residual (docs/decisions/sart-damping.md).
+SART_DAMPING = 0.1
+
+
+def vertex_adjacency(triangles: np.ndarray, vertex_count: int):
+    """CSR adjacency of the vertex graph: (start, degree) per vertex, neighbours."""
+    edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+    edges = np.concatenate([edges, edges[:, ::-1]])
+    edges = np.unique(edges, axis=0)
+    edges = edges[edges[:, 0] != edges[:, 1]]
+    degree = np.bincount(edges[:, 0], minlength=vertex_count)
+    start = np.concatenate([[0], np.cumsum(degree)[:-1]])
+    return start.astype(np.int64), degree.astype(np.int64), edges[:, 1].astype(np.int64)
+
+
+class Smoothness:
+    """The uniform-Laplacian term on positions: loss w / (V diag^2) sum_v
+    |L x - L x0|_v^2 (x0: the start, which it keeps: no shrinking), whose
+    gradient 2 w / (V diag^2) L^T (L x - L x0) goes into `grad`."""
+
+    def __init__(self, backend, group: ParamGroup, mesh, weight: float):
+        b, g = backend, group
+        self.backend, self.group = backend, group
+        start, degree, neighbours = vertex_adjacency(mesh.triangles, g.count)
+        ranges = np.stack([start, degree], axis=1).astype(np.float32)
+        self.adjacency_range = b.texture(g.width, g.rows, "RGBA32F", pack_rows(ranges, PARAM_WIDTH))
+        adj = pack_rows(neighbours.astype(np.float32)[:, None], PARAM_WIDTH, channels=1)
+        self.adjacency = b.texture(PARAM_WIDTH, adj.shape[0], "R32F", adj)
+        self.delta = b.texture(g.width, g.rows, "RGBA32F")
+        self.grad = b.texture(g.width, g.rows, "RGBA32F")
+        self.zero = b.texture(g.width, g.rows, "RGBA32F")
+        self.rest = b.texture(g.width, g.rows, "RGBA32F")
+        self._pass(g.theta, self.rest, 0, self.zero)  # the start's own L x0
+        diag = mesh.bounding_diagonal
+        self.weight = 2.0 * weight / (g.count * diag * diag)
+
+    def _pass(self, source, result, transpose: int, rest) -> None:
+        g = self.group
+        self.backend.dispatch(K.LAPLACIAN, K.LAPLACIAN.groups(g.width, g.rows),
+                              images={"result": result},
+                              samplers={"values": source, "adjacency_range": self.adjacency_range,
+                                        "adjacency": self.adjacency, "rest": rest},
+                              constants={"count_total": g.count, "transpose": transpose})
+
+    def gradient(self) -> None:
+        """The smoothness gradient L^T (L x - L x0) into `grad`."""
+        self._pass(self.group.theta, self.delta, 0, self.rest)
+        self._pass(self.delta, self.grad, 1, self.zero)
+
+
+def worklist_groups(entries: int) -> tuple:
+    """Work groups for adam_step over a worklist of at most `entries`."""
+    lx, ly, _ = K.ADAM_STEP.local_size
+    invocations = math.ceil(entries / K.WORKLIST_PER_INVOCATION)
+    groups = math.ceil(invocations / (lx * ly))
+    columns = min(groups, 1024)
+    return (columns, math.ceil(groups / columns), 1)
+
+
+class Update:
+    """Adam on each updated group (one invocation a parameter, or a texel of
+    the worklist G left); in a SART visit, SART's relaxed exact step."""
+
+    def __init__(self, backend, settings, params, gradient, pixels: int, smoothness: Smoothness | None,
+                 worklist_groups: tuple | None, visit_worklist_groups: tuple | None, visits_by_weights: bool):
+        self.backend, self.settings, self.params, self.gradient = backend, settings, params, gradient
+        self.pixels = float(pixels)
+        self.smoothness = smoothness
+        self.worklist_groups, self.visit_worklist_groups = worklist_groups, visit_worklist_groups
+        self.visits_by_weights = visits_by_weights
+
+    def visit_damping(self, group: ParamGroup) -> float:
+        """SART_DAMPING in the units of the visit's sensitivity sums: a
+        bilinear weight (charged by weights) or |c+ - c-|, 2 eps times it."""
+        return SART_DAMPING * (1.0 if self.visits_by_weights else 2.0 * group.eps)
+
+    def adam_step(self, groups: tuple, substep0: int, substeps: int, lr_scale: float, visit: bool = False) -> None:
+        """Update the groups named in `groups` from the sums of sub-steps
+        substep0 .. substep0 + substeps - 1; `lr_scale`: the schedule's decay."""
+        s, p, G = self.settings, self.params, self.gradient
+        for name in groups:
+            g = p.by_name[name]
+            g.updates += 1  # Adam's step count, for the bias corrections
+            t = g.updates
+            # Warm-up: Adam's first updates move every touched parameter by
+            # about the full rate whatever its gradient, which wrecks a fit that was already right.
+            warmup = min(1.0, t / s.warmup_steps) if s.warmup_steps > 0 else 1.0
+            rate = g.lr * lr_scale * warmup
+            if visit:  # the exact residual asks nothing of a finished fit, and has no noise to average away
+                rate = s.texture_rate(True, visit=True)
+            flags = K.ADAM_CLAMP01 if g.clamp01 else 0
+            if name == "normal":
+                flags |= K.ADAM_UNIT_NORMAL
+            if g.sensitivity:
+                flags |= K.FLAG_SENSITIVITY
+                if visit and self.visits_by_weights:
+                    flags |= K.ADAM_SHARED_SENSITIVITY
+            scale = 1.0 / (2.0 * g.eps * substeps * self.pixels)
+            if g.stratified():
+                scale *= s.texture_strata  # a texel is perturbed in 1 sub-step of `strata`
+            if s.estimator == "full_image":
+                flags |= K.FLAG_FULL_IMAGE
+            elif s.normalize == "count":
+                flags |= K.ADAM_PER_COUNT
+                scale = 1.0 / (2.0 * g.eps)
+            regularized = name == "positions" and self.smoothness is not None
+            if regularized:
+                flags |= K.ADAM_REGULARIZER
+            worklist = name == "texture" and self.worklist_groups is not None
+            if worklist:
+                flags |= K.ADAM_WORKLIST
+            dispatch = ((self.visit_worklist_groups if visit else self.worklist_groups) if worklist
+                        else K.ADAM_STEP.groups(g.width, g.rows))
+            self.backend.dispatch(
+                K.ADAM_STEP, dispatch,
+                images={"theta": g.theta, "moment1": g.moment1, "moment2": g.moment2,
+                        "grad": g.grad, "count": g.counts, "global_acc": G.global_acc,
+                        "worklist": G.worklist, "worklist_length": G.worklist_length},
+                samplers={"regularizer_grad": self.smoothness.grad if regularized else g.theta},
+                constants={"seed": s.seed, "substep0": substep0, "substeps": substeps,
+                           "salt": g.salt, "count_total": g.count, "flags": flags,
+                           "bias1": 1.0 / (1.0 - s.beta1 ** t), "bias2": 1.0 / (1.0 - s.beta2 ** t),
+                           "lr": rate, "grad_scale": scale,
+                           # A visit's residual is exact: its update is its own, not a running mean.
+                           "beta1": 0.0 if visit else s.beta1, "beta2": s.beta2,
+                           "reg_weight": self.smoothness.weight if regularized else 0.0,
+                           "damping": self.visit_damping(g) if visit else 0.0})
+            if worklist:
+                self.backend.clear(G.worklist_length, 0)
+        if s.estimator == "full_image":
+            self.backend.clear(G.global_acc, 0)
