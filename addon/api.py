@@ -77,10 +77,8 @@ class OptimizationRun:
         ensure_gpu()
         self.backend = BlenderGPUBackend()
         self.engine = Engine(self.backend, self.inputs.arrays, self.settings)
-        self.engine.warm_up()  # no compile hitch in the middle of a run
         self.before = self.engine.evaluate()
-        if self.settings.keep_best:
-            self.engine.checkpoint()  # the start is the first candidate
+        self.engine.start()  # no compile hitch mid-run; with keep-best the start is the first candidate
         self._started = time.perf_counter()
 
     @property
@@ -97,14 +95,9 @@ class OptimizationRun:
         t0 = time.perf_counter()
         ran = 0
         every = self.settings.write_back_every
-        check = self.engine.checkpoint_interval()
         while not self.done:
-            self.engine.step()
+            self.engine.step()  # keep-best's checkpoints are queued and scored within
             ran += 1
-            # A checkpoint is scored a view per step (Engine.step) on a copy.
-            if (self.settings.keep_best and self.step % check == 0 and not self.done
-                    and not self.engine.checkpoint_pending):
-                self.engine.begin_checkpoint()
             if every and self.step % every == 0:
                 self.write_back()
             if max_steps is not None and ran >= max_steps:
@@ -170,11 +163,7 @@ class OptimizationRun:
         """Keep the best parameters seen (never worse than the start), write
         back, evaluate, and return the summary."""
         self.sample_loss()
-        self.kept_step = self.step
-        if self.settings.keep_best:
-            self.engine.checkpoint()
-            self.engine.restore_best()
-            self.kept_step = self.engine.best_step
+        self.kept_step = self.engine.finish()  # with keep-best: the best checkpoint put back
         self.after = self.engine.evaluate(keep_color=True)  # the overlay shows the renders
         self.write_back()
         if self.settings.optimize_texture:  # last: abort() undoes it with _storage_before
@@ -235,7 +224,7 @@ class OptimizationRun:
             "kept_step": self.kept_step,
             "shape_kept": self.engine.shape_kept,
             # Joint fits: each shape choice's step and coverage errors (start's, fitted's; early check or end)
-            "shape_checks": list(self.engine.shape_scores),
+            "shape_checks": self.engine.shape_checks,
             "seconds": self._elapsed,
             "parameters": self.engine.parameter_count,
             "resolution": list(self.engine.scene.resolution),

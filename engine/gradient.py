@@ -39,7 +39,7 @@ class Gradient:
                  worklist_capacity: int, running_means: bool):
         b = self.backend = backend
         self.settings, self.params, self.loss, self.targets = settings, params, loss, targets
-        self.texture_srgb = scene.texture_srgb
+        self.scene = scene
         self.width, self.height = scene.resolution
         mesh = scene.mesh
         self.triangles = b.texture(PARAM_WIDTH, max(1, math.ceil(len(mesh.triangles) / PARAM_WIDTH)),
@@ -83,7 +83,7 @@ class Gradient:
             minus = plus
             flags |= K.FLAG_TEXEL_WEIGHTS
         if sub.visit:
-            texel = K.FLAG_TEXEL_RESIDUAL | (K.FLAG_TEXEL_SRGB if self.texture_srgb else 0)
+            texel = K.FLAG_TEXEL_RESIDUAL | (K.FLAG_TEXEL_SRGB if self.scene.texture_srgb else 0)
             target = self.residual_target(sub.view, plus, minus, rate=0.0, flags=texel)
             flags |= K.FLAG_EFFECTIVE_TARGET
         elif s.running_residual > 0:
@@ -171,6 +171,22 @@ class Gradient:
         mean = total / (self.loss_substeps * self.width * self.height)
         self.loss_substeps = 0
         return mean
+
+    def read_sums(self) -> dict:
+        """The raw accumulators of every enabled group (sum of dL * s per
+        parameter, counts, and sensitivities), and the full-image sums."""
+        b, out = self.backend, {}
+        for g in self.params.enabled():
+            grad = b.read_fixed(g.grad, g.rows)[..., 0].reshape(g.rows, g.width, 3)
+            counts = b.read(g.counts)[..., 0]
+            if g.name == "positions":
+                grad, counts = grad.reshape(-1, 3)[: g.count], counts.reshape(-1)[: g.count]
+            out[g.name], out[g.name + "_count"] = grad, counts
+            if g.sensitivity:
+                sens = b.read_fixed(g.grad, g.rows, row0=2 * g.rows)[..., 0]
+                out[g.name + "_sensitivity"] = sens.reshape(g.rows, g.width, 3)
+        out["global"] = b.read_fixed(self.global_acc, 1)[0, :, 0]
+        return out
 
     def clear(self) -> None:
         """Every accumulator back to zero (the groups' sums too)."""

@@ -9,7 +9,7 @@ import numpy as np
 from .. import gpu_kernels as K
 from .gradient import Gradient, LossSpace
 from .params import (PARAM_WIDTH, SALT_MATERIAL, SALT_NORMAL, SALT_POSITIONS, SALT_TEXTURE, ParamGroup, Parameters,
-                     pack_rows, stored_unit_normals)
+                     pack_rows, perturb, stored_unit_normals)
 from .raster import Rasterizer
 from .samples import FilterSamples
 from .schedule import Schedule, SubStep, ViewOrder
@@ -130,10 +130,22 @@ class Engine:
         self.keep_best = KeepBest(p, s.start_margin_db)
         self.shape = (ShapeChoice(backend, p, self.schedule, self.queue, lambda: self.step_index)
                       if self.schedule.shape_end() is not None else None)
+        # Snapshots at once: the best, a checkpoint's and a shape choice's (none allocated mid-run).
+        p.reserve_snapshots((3 if self.shape is not None else 2) if s.keep_best else 1 if self.shape else 0)
 
     @property
     def parameter_count(self) -> int:
         return self.params.parameter_count
+
+    @property
+    def shape_kept(self) -> str | None:
+        """A joint fit's shape choice: "fitted", "start", or None (none made)."""
+        return self.shape.kept if self.shape is not None else None
+
+    @property
+    def shape_checks(self) -> list:
+        """Each shape choice's step and coverage errors (start's, fitted's; early check or end)."""
+        return list(self.shape.scores) if self.shape is not None else []
 
     # One step -----------------------------------------------------------------
     def make_substep(self, index: int, slot: int, view: int, offset: tuple | None = None, groups: tuple | None = None,
@@ -151,19 +163,10 @@ class Engine:
         return SubStep(index, slot, view, tuple(groups), strata, tuple(offset),
                        self.schedule.silhouette_only(self.step_index, groups), visit)
 
-    def perturb(self, sub: SubStep) -> None:
-        """P: theta+ and theta- of the vertex positions, if `sub` perturbs them."""
-        g = self.params.positions
-        if g.name in sub.groups:
-            self.backend.dispatch(
-                K.PERTURB, K.PERTURB.groups(g.width, g.rows),
-                images={"theta_plus": g.plus, "theta_minus": g.minus}, samplers={"theta": g.theta},
-                constants={"key": g.key(self.settings.seed, sub.index), "count": g.count, "eps": g.eps})
-
     def substep(self, sub: SubStep) -> None:
         """P, R+, R-, G for one (view, perturbation) pair."""
         r = self.raster
-        self.timer("P", self.perturb, sub)
+        self.timer("P", perturb, self.backend, self.params.positions, self.settings.seed, sub)
         pair = r.pair_applies(sub)
         if pair:
             self.timer("R±", r.draw, r.pair, sub.view, 1, sub, sub.offset, None, True)
@@ -274,6 +277,8 @@ class Engine:
     def finish(self) -> int:
         """After the last step (or a cancel): with keep-best, score the end
         and put the best checkpoint back. Returns the step kept."""
+        if self.shape is not None:
+            self.shape.cancel()  # a shape choice the run ended before is not made: the checkpoints decide
         if not self.settings.keep_best:
             return self.step_index
         self.checkpoint()
@@ -320,18 +325,7 @@ class Engine:
 
     def read_gradients(self) -> dict:
         """The raw accumulators (sum of dL * s per parameter, counts, sensitivities); for tests."""
-        out = {}
-        for g in self.params.enabled():
-            grad = self.backend.read_fixed(g.grad, g.rows)[..., 0].reshape(g.rows, g.width, 3)
-            counts = self.backend.read(g.counts)[..., 0]
-            if g.name == "positions":
-                grad, counts = grad.reshape(-1, 3)[: g.count], counts.reshape(-1)[: g.count]
-            out[g.name], out[g.name + "_count"] = grad, counts
-            if g.sensitivity:
-                sens = self.backend.read_fixed(g.grad, g.rows, row0=2 * g.rows)[..., 0]
-                out[g.name + "_sensitivity"] = sens.reshape(g.rows, g.width, 3)
-        out["global"] = self.backend.read_fixed(self.gradient.global_acc, 1)[0, :, 0]
-        return out
+        return self.gradient.read_sums()
 
     def positions(self) -> np.ndarray:
         return self.params.positions.read(self.backend)

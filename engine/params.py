@@ -111,6 +111,16 @@ class Snapshot:
         return self.textures.get(group.name, group.theta)
 
 
+def perturb(backend, group: ParamGroup, seed: int, sub) -> None:
+    """P: theta+ and theta- of a group with perturbed copies (the vertex
+    positions), if sub-step `sub` perturbs it."""
+    if group.name in sub.groups:
+        backend.dispatch(
+            K.PERTURB, K.PERTURB.groups(group.width, group.rows),
+            images={"theta_plus": group.plus, "theta_minus": group.minus}, samplers={"theta": group.theta},
+            constants={"key": group.key(seed, sub.index), "count": group.count, "eps": group.eps})
+
+
 def copy_texture(backend, group: ParamGroup, source, destination) -> None:
     """Copy one of `group`'s parameter textures into another (COPY)."""
     backend.dispatch(K.COPY, K.COPY.groups(group.width, group.rows),
@@ -146,6 +156,11 @@ class Parameters:
         for g in self.enabled():
             copy_texture(self.backend, g, g.theta, snap.textures[g.name])
         return snap
+
+    def reserve_snapshots(self, count: int) -> None:
+        """Allocate `count` snapshots for the pool now."""
+        while len(self._free_snapshots) < count:
+            self._free_snapshots.append(Snapshot(self.backend, self.enabled()))
 
     def release(self, snap: Snapshot | None) -> None:
         """Give a snapshot back to the pool."""

@@ -72,6 +72,7 @@ class ScoringJob:
     step: int
     done: object
     coverage: bool = False
+    owner: object = None  # who queued it (ScoringQueue.cancel)
     mse: list = field(default_factory=list)
 
 
@@ -87,10 +88,14 @@ class ScoringQueue:
     def __len__(self) -> int:
         return len(self.jobs)
 
-    def submit(self, snapshot, step: int, done, coverage: bool = False) -> ScoringJob:
-        job = ScoringJob(snapshot, step, done, coverage)
+    def submit(self, snapshot, step: int, done, coverage: bool = False, owner=None) -> ScoringJob:
+        job = ScoringJob(snapshot, step, done, coverage, owner)
         self.jobs.append(job)
         return job
+
+    def cancel(self, owner) -> None:
+        """Take `owner`'s jobs out unscored (a choice made moot; not keep-best's)."""
+        self.jobs = deque(job for job in self.jobs if job.owner is not owner)
 
     def advance(self, views: int = 1) -> float | None:
         """Score `views` more views of the oldest job; when its last is

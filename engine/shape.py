@@ -25,16 +25,19 @@ class ShapeChoice:
         copy_texture(backend, g, g.theta, self.start)
         self.scores = []  # each choice's coverage errors (start, fitted)
         self.kept = None  # "fitted" or "start", once chosen
+        self.pending = None  # the snapshot of the choice being scored
 
     def begin(self, step: int, early: bool = False) -> None:
         """Queue the fitted vertices' coverage scoring, then the start's (same
         texture copy); `early`: a fitted shape that wins goes on moving, a
-        start that wins ends the shape phase now."""
+        start that wins ends the shape phase now. The shape's end supersedes
+        an early check still being scored."""
+        self.cancel()
         g = self.params.positions
-        snapshot = self.params.snapshot()
+        snapshot = self.pending = self.params.snapshot()
 
         def chosen(start: float, fitted: float) -> None:
-            self.params.release(snapshot)
+            self.cancel()
             keep_start = start <= (EARLY_SHAPE_MARGIN if early else SHAPE_MARGIN) * fitted
             now = self.clock()
             self.scores.append({"step": now, "start": start, "fitted": fitted, "early": early})
@@ -48,6 +51,13 @@ class ShapeChoice:
 
         def fitted_scored(fitted: float, at: int) -> None:
             copy_texture(self.backend, g, self.start, snapshot.textures[g.name])
-            self.queue.submit(snapshot, at, lambda start, _step: chosen(start, fitted), coverage=True)
+            self.queue.submit(snapshot, at, lambda start, _step: chosen(start, fitted), coverage=True, owner=self)
 
-        self.queue.submit(snapshot, step, fitted_scored, coverage=True)
+        self.queue.submit(snapshot, step, fitted_scored, coverage=True, owner=self)
+
+    def cancel(self) -> None:
+        """Drop the choice being scored, if any (superseded, or the run ended before it was made)."""
+        if self.pending is not None:
+            self.queue.cancel(self)
+            self.params.release(self.pending)
+            self.pending = None

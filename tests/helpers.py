@@ -18,24 +18,23 @@ def small_engine(backend, **settings):
     return Engine(backend, SceneArrays(start, flat_texture(8, 0.4), views), Settings(**settings))
 
 
-def read_renders(engine) -> tuple:
-    """(plus, minus): the last sub-step's renders as arrays, from the two
-    draws or from the pair draw (Engine.renders)."""
+def read_renders(engine, sub) -> tuple:
+    """(plus, minus): sub-step `sub`'s renders as arrays, from the two draws
+    or from the pair draw (Rasterizer.textures)."""
     return tuple({k: engine.backend.read(t) for k, t in d.items()}
-                 for d in engine.renders(engine.pair_render_applies()))
+                 for d in engine.raster.textures(engine.raster.pair_applies(sub)))
 
 
-def assert_pair_draw_is_two_draws(engine, view_index: int, substep: int, min_difference: float,
-                                  groups=("texture",), offset=(0.0, 0.0)) -> None:
+def assert_pair_draw_is_two_draws(engine, sub, min_difference: float, groups=("texture",)) -> None:
     """The pair draw (RASTERIZE_PAIR / RASTERIZE_LIT_FIT_PAIR) gives the two
-    draws' R+ and R- colours, IDs and UVs, and a sub-step charges `groups`
-    the same gradients and counts either way. Needs no jitter and no running
+    draws' R+ and R- colours, IDs and UVs, and sub-step `sub` charges
+    `groups` the same gradients and counts either way. Needs no running
     mean (two sub-steps alike)."""
-    backend = engine.backend
-    engine.rasterize(engine.render_pair, view_index, 1, substep, offset=offset, pair=True)
-    both = {k: backend.read(t) for k, t in backend.target_textures(engine.render_pair).items()}
-    for sign, target, key in ((1, engine.render_plus, "color"), (-1, engine.render_minus, "color_minus")):
-        engine.rasterize(target, view_index, sign, substep, offset=offset)
+    backend, r = engine.backend, engine.raster
+    r.draw(r.pair, sub.view, 1, sub, sub.offset, pair=True)
+    both = {k: backend.read(t) for k, t in backend.target_textures(r.pair).items()}
+    for sign, target, key in ((1, r.plus, "color"), (-1, r.minus, "color_minus")):
+        r.draw(target, sub.view, sign, sub, sub.offset)
         single = {k: backend.read(t) for k, t in backend.target_textures(target).items()}
         np.testing.assert_array_equal(both[key], single["color"])
         np.testing.assert_array_equal(both["id"], single["id"])
@@ -44,11 +43,11 @@ def assert_pair_draw_is_two_draws(engine, view_index: int, substep: int, min_dif
     grads = []
     for pair in (True, False):
         engine.clear_gradients()
-        assert engine.pair_render_applies()
-        if not pair:
-            engine.render_pair = None  # the two-draw path
-        engine.substep(substep=substep, slot=2, view_index=view_index)
+        r.pair_draw = pair  # False: the two-draw path
+        assert r.pair_applies(sub) == pair
+        engine.substep(sub)
         grads.append(engine.read_gradients())
+    r.pair_draw = True
     for name in groups:
         np.testing.assert_array_equal(grads[0][name], grads[1][name])
         np.testing.assert_array_equal(grads[0][name + "_count"], grads[1][name + "_count"])

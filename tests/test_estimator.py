@@ -34,8 +34,8 @@ def test_per_pixel_texel_gradient_points_along_exact_gradient(backend, strata):
     engine.clear_gradients()
     samples = 400
     for j in range(samples):
-        engine.texture_group.updates = j  # the stratum cycles with the texture's steps
-        engine.substep(j, 0, 0)
+        engine.params.texture.updates = j  # the stratum cycles with the texture's steps
+        engine.substep(engine.make_substep(j, 0, 0))
     # E[sum_p dL_p s_i] = 2 eps dL/dtheta_i
     estimate = engine.read_gradients()["texture"] * strata / (2 * 0.02 * samples)
     touched = np.abs(exact).sum(-1) > 0

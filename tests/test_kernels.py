@@ -9,7 +9,9 @@ from sge_optimizer import gpu_kernels as K
 from sge_optimizer.engine import Engine, SceneArrays, Settings, View
 from sge_optimizer.engine import reference as ref
 from sge_optimizer.engine import synthetic
-from sge_optimizer.engine.optimizer import mean_steps, vertex_adjacency
+from sge_optimizer.engine.params import perturb
+from sge_optimizer.engine.update import vertex_adjacency
+from sge_optimizer.engine.visits import mean_steps
 
 def test_readback_layout_is_row_major_bottom_up(backend):
     """Guard against the transposed-buffer trap: a non-square texture
@@ -23,13 +25,13 @@ def test_readback_layout_is_row_major_bottom_up(backend):
 
 def test_perturb_matches_reference_and_hash(backend):
     engine = small_engine(backend)
-    engine.perturb(substep=5)
-    g = engine.positions_group
+    g = engine.params.positions
+    perturb(backend, g, 0, engine.make_substep(5, 0, 0))
     plus, minus = ref.perturb(backend.read(g.theta), g.count, g.eps, ref.perturbation_key(0, 5, g.salt))
     np.testing.assert_allclose(backend.read(g.plus), plus, atol=1e-6)
     np.testing.assert_allclose(backend.read(g.minus), minus, atol=1e-6)
     # Textures get no copies: R perturbs texels as it fetches them.
-    assert engine.texture_group.plus is engine.texture_group.theta
+    assert engine.params.texture.plus is engine.params.texture.theta
 
 
 def test_perturbation_signs_are_balanced_and_independent():
@@ -46,9 +48,9 @@ def test_perturbation_signs_are_balanced_and_independent():
 def test_rasterize_perturbs_texels_as_p_would(backend, sign):
     """R+ / R- fetch theta +- eps * s: the render of P's reference output."""
     engine = small_engine(backend, optimize_positions=False)
-    tex = engine.texture_group
-    engine.rasterize(engine.render_plus, 1, sign=sign, substep=7)
-    gpu = backend.read(backend.target_textures(engine.render_plus)["color"])
+    tex = engine.params.texture
+    engine.raster.draw(engine.raster.plus, 1, sign=sign, sub=engine.make_substep(7, 0, 1, stratum=-1))
+    gpu = backend.read(backend.target_textures(engine.raster.plus)["color"])
     plus, minus = ref.perturb(engine.texture(), tex.count, tex.eps, ref.perturbation_key(0, 7, tex.salt))
     mesh, view = engine.scene.mesh, engine.scene.views[1]
     color, ids, _ = ref.rasterize(mesh.positions, mesh.triangles, mesh.corner_uvs, view.view_projection,
@@ -65,9 +67,8 @@ def test_the_pair_render_is_r_plus_and_r_minus_in_one_draw(backend):
     what the two draws give, and G charges the same from it (no jitter, no
     running mean: two sub-steps alike)."""
     engine = small_engine(backend, optimize_positions=False, antialias=False, running_residual=0.0)
-    engine.stratum = 2
-    assert_pair_draw_is_two_draws(engine, view_index=1, substep=5, min_difference=engine.texture_group.eps,
-                                  offset=(0.3, -0.2))
+    sub = engine.make_substep(5, 2, 1, offset=(0.3, -0.2), stratum=2)
+    assert_pair_draw_is_two_draws(engine, sub, min_difference=engine.params.texture.eps)
 
 
 def test_a_draw_clears_what_the_last_draw_left(backend):
@@ -76,10 +77,11 @@ def test_a_draw_clears_what_the_last_draw_left(backend):
     equals its own first draw, background included, in every attachment."""
     engine = small_engine(backend, optimize_positions=False)
     assert backend._framebuffer_clears is not None
-    for target, pair in ((engine.render_plus, False), (engine.render_pair, True)):
+    sub = engine.make_substep(0, 0, 0, groups=("texture",))
+    for target, pair in ((engine.raster.plus, False), (engine.raster.pair, True)):
         first = None
         for view in (1, 2, 1):
-            engine.rasterize(target, view, sign=1 if pair else 0, pair=pair)
+            engine.raster.draw(target, view, sign=1 if pair else 0, sub=sub, pair=pair)
             now = {k: backend.read(t) for k, t in backend.target_textures(target).items()}
             if first is None:
                 first = now
@@ -120,33 +122,34 @@ def test_rasterize_matches_reference(backend, srgb):
 def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, loss, strata):
     engine = small_engine(backend, estimator=estimator, silhouette_fraction=1.0 if silhouette else 0.0,
                           texture_strata=strata, pixel_filter="workbench" if loss == "log" else "gaussian")
-    assert engine.silhouette_only() == silhouette
+    sub = engine.make_substep(3, 0, 2)
+    assert sub.silhouette_only == silhouette
     srgb = loss == "srgb"
     target = engine.scene.views[2].target
     if srgb:  # the loss of an sRGB texture's fit compares sRGB-encoded values
-        engine.loss_srgb = True
+        engine.loss.srgb = True
         target = ref.encode_srgb(target)
         engine.targets[2] = backend.texture(W, H, "RGBA32F", target)
     if loss == "log":  # Workbench's space: the target is uploaded as log2(c + 1)
-        assert engine.loss_flag() == K.FLAG_LOG_LOSS
+        assert engine.loss.flag() == K.FLAG_LOG_LOSS
         target = engine.loss_targets[2]
         np.testing.assert_allclose(target, np.log2(np.clip(engine.scene.views[2].target, 0, 1) + 1), atol=1e-6)
     engine.clear_gradients()
-    engine.substep(substep=3, slot=0, view_index=2)
+    engine.substep(sub)
     got = engine.read_gradients()
-    plus, minus = read_renders(engine)
-    mesh = engine.scene.mesh
+    plus, minus = read_renders(engine, sub)
+    mesh, tex = engine.scene.mesh, engine.params.texture
     want = ref.accumulate_gradient(
         plus["color"], minus["color"], np.rint(plus["id"][..., 0]).astype(int),
         np.rint(minus["id"][..., 0]).astype(int), plus["uv"][..., :2], minus["uv"][..., :2],
-        target, mesh.triangles, len(mesh.positions), engine.texture_size,
-        key_pos=ref.perturbation_key(0, 3, engine.positions_group.salt),
-        key_tex=ref.perturbation_key(0, 3, engine.texture_group.salt),
+        target, mesh.triangles, len(mesh.positions), (tex.width, tex.rows),
+        key_pos=ref.perturbation_key(0, 3, engine.params.positions.salt),
+        key_tex=ref.perturbation_key(0, 3, tex.salt),
         full_image=(estimator == "full_image"), silhouette=silhouette, srgb_loss=srgb,
-        tex_stratum=engine.stratum, log_loss=(loss == "log"), sensitivity=engine.texture_group.sensitivity)
-    assert engine.stratum == (0 if strata == 4 else -1)
+        tex_stratum=sub.stratum("texture"), log_loss=(loss == "log"), sensitivity=tex.sensitivity)
+    assert sub.stratum("texture") == (0 if strata == 4 else -1)
     # SART's sensitivities need one perturbed texel a footprint: strata 4.
-    assert engine.texture_group.sensitivity == (strata == 4 and estimator == "per_pixel")
+    assert tex.sensitivity == (strata == 4 and estimator == "per_pixel")
     resolution = 4.0 / K.FIXED_SCALE  # a few counts per contribution (float32 dL rounding)
     if estimator == "full_image":
         assert got["global"][0] == pytest.approx(want["full"], abs=W * H * resolution)
@@ -157,7 +160,7 @@ def test_accumulate_gradient_matches_reference(backend, estimator, silhouette, l
         np.testing.assert_array_equal(got[name + "_count"], want[name + "_count"])
         tol = (want[name + "_count"] + 1)[..., None] * resolution
         assert np.all(np.abs(got[name] - want[name]) <= tol)
-    if engine.texture_group.sensitivity:
+    if tex.sensitivity:
         assert want["texture_sensitivity"].max() > 1e-3
         tol = (want["texture_count"] + 1)[..., None] * resolution
         assert np.all(np.abs(got["texture_sensitivity"] - want["texture_sensitivity"]) <= tol)
@@ -175,11 +178,11 @@ def test_warm_up_compiles_without_charging(backend, settings):
     warmed.warm_up()
     got = warmed.read_gradients()
     assert all(not np.any(v) for v in got.values()), {k: float(np.abs(v).max()) for k, v in got.items()}
-    assert backend.read(warmed.worklist_length)[0, 0, 0] == 0
+    assert backend.read(warmed.gradient.worklist_length)[0, 0, 0] == 0
     for _ in range(3):
         warmed.step()
         cold.step()
-    for a, b in zip(warmed.groups, cold.groups):
+    for a, b in zip(warmed.params.all, cold.params.all):
         np.testing.assert_array_equal(backend.read(a.theta), backend.read(b.theta))
 
 
@@ -200,28 +203,28 @@ def test_g_compiled_per_charge_matches_the_reference(backend, group):
     (accumulate_gradient_kernel): it charges what the reference does, and
     what the all-in kernel does."""
     engine = small_engine(backend)
-    pos, tex = engine.positions_group, engine.texture_group
-    engine.active = (pos,) if group == "positions" else (tex,)
+    pos, tex = engine.params.positions, engine.params.texture
+    sub = engine.make_substep(3, 0, 2, offset=(0.25, -0.125), groups=(group,))
     flag = K.FLAG_POSITIONS if group == "positions" else K.FLAG_TEXTURE
     kernel = K.accumulate_gradient_kernel(flag | K.FLAG_SENSITIVITY | K.FLAG_EFFECTIVE_TARGET)
     assert kernel.defines == {**K.ACCUMULATE_GRADIENT.defines, "G_POSITIONS": int(group == "positions"),
                               "G_TEXELS": int(group == "texture"), "G_TEXEL_WEIGHTS": 0, "G_FULL_IMAGE": 0}
     results = []
     for specialized in (True, False):
-        engine.specialized_g = specialized
+        engine.gradient.specialized = specialized
         engine.clear_gradients()
-        engine.substep(substep=3, slot=0, view_index=2, offset=(0.25, -0.125))  # the same renders
+        engine.substep(sub)  # the same renders
         results.append(engine.read_gradients())
     got, all_in = results
-    plus, minus = read_renders(engine)
+    plus, minus = read_renders(engine, sub)
     mesh = engine.scene.mesh
     want = ref.accumulate_gradient(
         plus["color"], minus["color"], np.rint(plus["id"][..., 0]).astype(int),
         np.rint(minus["id"][..., 0]).astype(int), plus["uv"][..., :2], minus["uv"][..., :2],
-        engine.scene.views[2].target, mesh.triangles, len(mesh.positions), engine.texture_size,
+        engine.scene.views[2].target, mesh.triangles, len(mesh.positions), (tex.width, tex.rows),
         key_pos=ref.perturbation_key(0, 3, pos.salt), key_tex=ref.perturbation_key(0, 3, tex.salt),
-        positions=group == "positions", texture=group == "texture", tex_stratum=engine.stratum,
-        sensitivity=tex.sensitivity, silhouette=engine.silhouette_only())
+        positions=group == "positions", texture=group == "texture", tex_stratum=sub.stratum("texture"),
+        sensitivity=tex.sensitivity, silhouette=sub.silhouette_only)
     resolution = 4.0 / K.FIXED_SCALE
     assert np.abs(want[group]).max() > 1e-3, "the test scene must produce gradients"
     np.testing.assert_array_equal(got[group + "_count"], want[group + "_count"])
@@ -241,27 +244,27 @@ def test_score_matches_reference(backend, pixel_filter, antialias, space, covera
     numpy computes it from the read-back sample renders; the filtered render
     it leaves is render_color's."""
     engine = small_engine(backend, pixel_filter=pixel_filter, antialias=antialias)
-    engine.loss_srgb = space == "srgb"
-    engine.loss_targets[1] = engine.loss_encoded(np.clip(engine.scene.views[1].target, 0, 1))
+    engine.loss.srgb = space == "srgb"
+    engine.loss_targets[1] = engine.loss.encoded(np.clip(engine.scene.views[1].target, 0, 1))
     engine.targets[1] = backend.texture(W, H, "RGBA32F", engine.loss_targets[1])
-    assert engine.workbench == (space == "log")
-    offsets, weights = engine._sample_points(antialias, None)
+    assert engine.loss.workbench == (space == "log")
+    offsets, weights = engine.samples.points(antialias)
     assert len(offsets) == (1 if not antialias else 22 if pixel_filter == "workbench" else 8)
     samples = []
     for offset in offsets:
-        engine.rasterize(engine.render_plus, 1, offset=offset)
-        samples.append(backend.read(backend.target_textures(engine.render_plus)["color"]))
-    filtered = ref.filtered_render(samples, weights, log=engine.workbench and antialias)
+        engine.raster.draw(engine.raster.plus, 1, offset=offset)
+        samples.append(backend.read(backend.target_textures(engine.raster.plus)["color"]))
+    filtered = ref.filtered_render(samples, weights, log=engine.loss.workbench and antialias)
     np.testing.assert_allclose(engine.render_color(1, antialias), filtered, atol=1e-5)
-    color = engine.loss_encoded(filtered)
+    color = engine.loss.encoded(filtered)
     target = engine.loss_targets[1]
     if coverage:
         color, target = color[..., 3:], target[..., 3:]
     want = float(np.mean((color.astype(np.float64) - target) ** 2))
-    got = engine.score_view(1, antialias, coverage=coverage)
+    got = engine.scorer.score_view(1, antialias, coverage=coverage)
     assert want > 1e-4  # the start differs from the target
     assert got == pytest.approx(want, rel=1e-4)
-    assert engine.score_view(1, antialias, coverage=coverage) == pytest.approx(got, rel=1e-9)  # starts afresh
+    assert engine.scorer.score_view(1, antialias, coverage=coverage) == pytest.approx(got, rel=1e-9)  # starts afresh
 
 
 @pytest.mark.parametrize("pixel_filter", ["gaussian", "workbench"])
@@ -269,25 +272,27 @@ def test_residual_target_matches_reference(backend, pixel_filter):
     """The running mean of a view's visits and the target G then compares
     with: s - (mean - t), so G charges (c+ - c-) 2 (mean - t)."""
     engine = small_engine(backend, running_residual=0.25, pixel_filter=pixel_filter, residual_follows_lr=False)
-    engine.scene.texture_srgb = engine.loss_srgb = pixel_filter == "gaussian"
+    engine.scene.texture_srgb = engine.loss.srgb = pixel_filter == "gaussian"
+    G = engine.gradient
     mean = np.zeros((H, W, 4), np.float32)
     for visit in range(3):
         engine.clear_gradients()
-        before = backend.read(engine.running_means[2])
+        before = backend.read(G.running_means[2])
         np.testing.assert_allclose(before, mean, atol=1e-5)
-        engine.substep(substep=visit, slot=0, view_index=2)
-        plus, minus = (r["color"] for r in read_renders(engine))
+        sub = engine.make_substep(visit, 0, 2)
+        engine.substep(sub)
+        plus, minus = (r["color"] for r in read_renders(engine, sub))
         rate = max(1.0 / (visit + 1), 0.25)
         mean, effective, loss = ref.residual_target(plus, minus, engine.loss_targets[2], mean, rate,
-                                                    srgb_loss=engine.loss_srgb, log_loss=engine.workbench)
-        np.testing.assert_allclose(backend.read(engine.running_means[2]), mean, atol=1e-5)
-        np.testing.assert_allclose(backend.read(engine.effective_target), effective, atol=1e-5)
-        got_loss = float(backend.read_fixed(engine.loss_acc, 1)[0, 0, 0])
+                                                    srgb_loss=engine.loss.srgb, log_loss=engine.loss.workbench)
+        np.testing.assert_allclose(backend.read(G.running_means[2]), mean, atol=1e-5)
+        np.testing.assert_allclose(backend.read(G.effective_target), effective, atol=1e-5)
+        got_loss = float(backend.read_fixed(G.loss_acc, 1)[0, 0, 0])
         assert got_loss == pytest.approx(loss, rel=1e-4, abs=W * H * 4.0 / K.FIXED_SCALE)
-        backend.clear(engine.loss_acc, 0)
-    assert engine.view_visits == [0, 0, 3]
+        backend.clear(G.loss_acc, 0)
+    assert G.view_visits == [0, 0, 3]
     if visit:  # after the first visit the residual is no longer the step's own
-        s = 0.5 * (engine.loss_encoded(plus) + engine.loss_encoded(minus))
+        s = 0.5 * (engine.loss.encoded(plus) + engine.loss.encoded(minus))
         assert np.abs(effective - engine.loss_targets[2]).max() > 1e-3
         assert np.abs(s - mean).max() > 1e-4
 
@@ -300,48 +305,50 @@ def test_a_sart_visit_charges_the_residual_of_the_filtered_render(backend, charg
     weights, a point's G matches the reference: every footprint texel, 2 w r."""
     engine = small_engine(backend, optimize_positions=False, pixel_filter="workbench", visit_charge=charge)
     engine.scene.texture_srgb = True
-    assert engine.visits and engine.texture_group.sensitivity
+    G, raster = engine.gradient, engine.raster
+    assert engine.visits_enabled and engine.params.texture.sensitivity
     texture = engine.texture()
     engine.step()
-    view, (offsets, weights), points, first = engine._visit
-    assert first == 0 and len(points) == engine.settings.visit_points > 1
+    visit = engine.visits.current
+    view, offsets, weights, points = visit.view, visit.offsets, visit.weights, visit.points
+    assert visit.first == 0 and len(points) == engine.settings.visit_points > 1
     # A visit's mean leaves out Workbench's faintest points (7 % of the
     # weight; filtered renders keep 22); the charges draw some of the 9.
-    assert (offsets, weights) == engine.visit_samples
-    assert len(offsets) == 9 < len(engine.antialias_offsets) == 22 and len(offsets) > len(points)
-    assert engine.visit_length == mean_steps(len(offsets)) + len(points) == 5 + len(points)
+    assert (offsets, weights) == engine.samples.visit
+    assert len(offsets) == 9 < len(engine.samples.antialias[0]) == 22 and len(offsets) > len(points)
+    assert engine.visits.length == mean_steps(len(offsets)) + len(points) == 5 + len(points)
     for _ in range(mean_steps(len(offsets)) - 1):  # the mean: two filter points a step
         engine.step()
-    mean = backend.read(engine.running_means[view])
-    filtered = engine.loss_encoded(engine.render_color(view, antialias=True, samples=engine.visit_samples))
+    mean = backend.read(G.running_means[view])
+    filtered = engine.loss.encoded(engine.render_color(view, antialias=True, samples=engine.samples.visit))
     np.testing.assert_allclose(mean, filtered, atol=1e-5)
-    single = engine.loss_encoded(engine.render_color(view, antialias=True, samples=(offsets[:-1], weights[:-1])))
+    single = engine.loss.encoded(engine.render_color(view, antialias=True, samples=(offsets[:-1], weights[:-1])))
     assert np.abs(single - mean).max() > 1e-3  # the last step's lone point counts
     np.testing.assert_array_equal(engine.texture(), texture)
     for k in range(len(points)):
         engine.step()
         if k == 0:
-            plus, minus = read_renders(engine)
-            if charge == "weights":  # one plain render, no strata
-                plus = minus = {k: backend.read(t) for k, t in backend.target_textures(engine.render_plus).items()}
-                assert engine.stratum == -1
+            plus, minus = read_renders(engine, engine.make_substep(0, 0, view, (0.0, 0.0), ("texture",)))
+            if charge == "weights":  # one plain render
+                plus = minus = {k: backend.read(t) for k, t in backend.target_textures(raster.plus).items()}
             _, want, _ = ref.residual_target(plus["color"], minus["color"], engine.loss_targets[view], mean, 0.0,
                                              log_loss=True, texel_srgb=True)
-            effective = backend.read(engine.effective_target)
+            effective = backend.read(G.effective_target)
             np.testing.assert_allclose(effective, want, atol=1e-5)
             # The start (the sphere at 0.9x) misses the targets' silhouette: there the texels are asked nothing.
             coverage = np.exp2(mean[..., 3]) - 1, np.exp2(engine.loss_targets[view][..., 3]) - 1
             miss = np.abs(coverage[0] - coverage[1]) > K.COVERAGE_TOLERANCE
             assert 0 < miss.sum() < (coverage[1] > 0.5).sum() / 2
-            s = 0.5 * (engine.loss_encoded(plus["color"]) + engine.loss_encoded(minus["color"]))
+            s = 0.5 * (engine.loss.encoded(plus["color"]) + engine.loss.encoded(minus["color"]))
             np.testing.assert_allclose(effective[miss], s[miss], atol=1e-5)
-            np.testing.assert_allclose(backend.read(engine.running_means[view]), mean, atol=1e-6)  # kept
+            np.testing.assert_allclose(backend.read(G.running_means[view]), mean, atol=1e-6)  # kept
             if charge == "weights":
                 got = engine.read_gradients()
                 ids = np.rint(plus["id"][..., 0]).astype(int)
                 expected = ref.accumulate_gradient(
                     plus["color"], plus["color"], ids, ids, plus["uv"][..., :2], plus["uv"][..., :2], effective,
-                    engine.scene.mesh.triangles, len(engine.scene.mesh.positions), engine.texture_size, 0, 0,
+                    engine.scene.mesh.triangles, len(engine.scene.mesh.positions),
+                    (engine.params.texture.width, engine.params.texture.rows), 0, 0,
                     positions=False, log_loss=True, texel_weights=True)
                 touched = (ids > 0).sum()
                 assert expected["texture_count"].sum() > 3 * touched  # most pixels charge 4 texels
@@ -352,7 +359,7 @@ def test_a_sart_visit_charges_the_residual_of_the_filtered_render(backend, charg
                     assert np.all(np.abs(got[name] - expected[name]) <= tol)
         if k < len(points) - 1:
             np.testing.assert_array_equal(engine.texture(), texture)
-    assert engine._visit is None and engine.step_index == engine.visit_length
+    assert engine.visits.current is None and engine.step_index == engine.visits.length
     assert np.abs(engine.texture() - texture).max() > 0.01
 
 
@@ -360,28 +367,28 @@ def test_a_visit_without_antialias_renders_and_charges_the_pixel_centre(backend)
     """Targets of pixel-centre samples (antialias off): a visit's mean is the
     plain render, and its one point is charged once."""
     engine = small_engine(backend, optimize_positions=False, antialias=False)
-    assert engine.visits and engine.visit_length == 2
+    assert engine.visits_enabled and engine.visits.length == 2
     texture = engine.texture()
     engine.step()  # the mean: one render
-    view, _, points, _ = engine._visit
+    view, points = engine.visits.current.view, engine.visits.current.points
     assert points == [(0.0, 0.0)]
-    np.testing.assert_allclose(backend.read(engine.running_means[view]),
-                               engine.loss_encoded(engine.render_color(view)), atol=1e-6)
+    np.testing.assert_allclose(backend.read(engine.gradient.running_means[view]),
+                               engine.loss.encoded(engine.render_color(view)), atol=1e-6)
     engine.step()
-    assert engine._visit is None and np.abs(engine.texture() - texture).max() > 0.01
+    assert engine.visits.current is None and np.abs(engine.texture() - texture).max() > 0.01
 
 
 def test_residual_follows_the_learning_rate(backend):
     """With residual_follows_lr, each visit replaces at least the current
     learning-rate scale of the mean: at full rate the step's own sample, so
     G's target is the true one (the plain estimator), later a running mean."""
-    engine = small_engine(backend, running_residual=0.25, steps=100, lr_decay=0.01)
+    engine = small_engine(backend, running_residual=0.25, steps=100, lr_decay=0.01, keep_best=False)
     for visit in range(2):
-        engine.substep(substep=visit, slot=0, view_index=2)
-    np.testing.assert_allclose(backend.read(engine.effective_target), engine.loss_targets[2], atol=1e-5)
+        engine.substep(engine.make_substep(visit, 0, 2))
+    np.testing.assert_allclose(backend.read(engine.gradient.effective_target), engine.loss_targets[2], atol=1e-5)
     engine.step_index = 100  # lr scale 0.01: the running share, 0.25, rules
-    engine.substep(substep=2, slot=0, view_index=2)
-    assert np.abs(backend.read(engine.effective_target) - engine.loss_targets[2]).max() > 1e-3
+    engine.substep(engine.make_substep(2, 0, 2))
+    assert np.abs(backend.read(engine.gradient.effective_target) - engine.loss_targets[2]).max() > 1e-3
 
 
 def test_worklist_holds_each_touched_texel_once(backend):
@@ -389,33 +396,34 @@ def test_worklist_holds_each_touched_texel_once(backend):
     Adam step; the worklist Adam visits is exactly the touched set."""
     engine = small_engine(backend)
     engine.clear_gradients()
-    engine.substep(0, 0, 1)
-    engine.substep(1, 1, 2)  # a second view: texels seen twice are listed once
+    groups = ("positions", "texture")
+    engine.substep(engine.make_substep(0, 0, 1, groups=groups))
+    engine.substep(engine.make_substep(1, 1, 2, groups=groups))  # a second view: texels seen twice are listed once
     counts = engine.read_gradients()["texture_count"]
-    length = int(backend.read(engine.worklist_length)[0, 0, 0])
-    entries = backend.read(engine.worklist).reshape(-1)[:length].astype(np.int64)
+    G = engine.gradient
+    length = int(backend.read(G.worklist_length)[0, 0, 0])
+    entries = backend.read(G.worklist).reshape(-1)[:length].astype(np.int64)
     touched = np.flatnonzero(counts.reshape(-1) > 0)
     assert length == len(touched) > 0
     np.testing.assert_array_equal(np.sort(entries), touched)
-    engine.step_index = 1
-    engine.adam_step(0, 2)
-    assert backend.read(engine.worklist_length)[0, 0, 0] == 0
+    engine.update.adam_step(groups, 0, 2, engine.schedule.lr_scale(1))
+    assert backend.read(G.worklist_length)[0, 0, 0] == 0
 
 
 @pytest.mark.parametrize("texture_update", ["sart", "adam"])
 def test_adam_step_matches_reference(backend, texture_update):
     """Adam on positions; on texels Adam or the SART-style step (FLAG_SENSITIVITY)."""
     engine = small_engine(backend, smoothness=50.0, texture_update=texture_update)
-    assert engine.texture_group.sensitivity == (texture_update == "sart")
+    assert engine.params.texture.sensitivity == (texture_update == "sart")
     engine.clear_gradients()
-    engine.substep(0, 0, 1)
+    engine.substep(engine.make_substep(0, 0, 1, groups=("positions", "texture")))
     grads = engine.read_gradients()
-    engine.regularize()
-    regularizer = backend.read(engine.regularizer_grad)
-    groups = {"positions": engine.positions_group, "texture": engine.texture_group}
+    smoothness = engine.update.smoothness
+    smoothness.gradient()
+    regularizer = backend.read(smoothness.grad)
+    groups = {"positions": engine.params.positions, "texture": engine.params.texture}
     before = {name: [backend.read(t) for t in (g.theta, g.moment1, g.moment2)] for name, g in groups.items()}
-    engine.step_index = 1
-    engine.adam_step(substep0=0, substeps=1)
+    engine.update.adam_step(tuple(groups), substep0=0, substeps=1, lr_scale=engine.schedule.lr_scale(1))
     for name, g in groups.items():
         grad, count = grads[name], grads[name + "_count"]
         if name == "positions":
@@ -424,9 +432,9 @@ def test_adam_step_matches_reference(backend, texture_update):
         theta, m, v = ref.adam_step(
             *before[name], grad, count, t=1, lr=g.lr * engine.settings.lr_decay ** (1 / engine.settings.steps)
             / engine.settings.warmup_steps,
-            grad_scale=(engine.settings.texture_strata if g is engine.texture_group else 1) / (2 * g.eps * W * H),
+            grad_scale=(engine.settings.texture_strata if name == "texture" else 1) / (2 * g.eps * W * H),
             beta1=0.9, beta2=0.99, clamp01=g.clamp01, regularizer=reg,
-            reg_weight=engine.regularizer_weight if reg is not None else 0.0,
+            reg_weight=smoothness.weight if reg is not None else 0.0,
             sensitivity=grads.get(name + "_sensitivity"))
         # SART's steps are residual-sized: float32 rounding of the ratio shows a little more.
         np.testing.assert_allclose(backend.read(g.theta), theta, atol=1e-5 if g.lr < 1.0 else 5e-5)
@@ -445,18 +453,18 @@ def test_a_visits_update_matches_reference(backend):
     the bilinear weights' sensitivity, summed in channel 0 alone, serving
     all three channels (ADAM_SHARED_SENSITIVITY), and damped (SART_DAMPING)."""
     engine = small_engine(backend, optimize_positions=False)
-    assert engine.visits and engine.settings.visit_charge == "weights"
-    g = engine.texture_group
+    assert engine.visits_enabled and engine.settings.visit_charge == "weights"
+    g = engine.params.texture
     seen = {}
-    real = engine.adam_step
+    real = engine.update.adam_step
 
-    def adam_step(substep0, substeps, visit=False):
+    def adam_step(groups, substep0, substeps, lr_scale, visit=False):
         seen.update(grads=engine.read_gradients(), substeps=substeps, visit=visit,
                     before=[backend.read(t) for t in (g.theta, g.moment1, g.moment2)])
-        real(substep0, substeps, visit)
+        real(groups, substep0, substeps, lr_scale, visit)
 
-    engine.adam_step = adam_step
-    for _ in range(engine.visit_length):
+    engine.update.adam_step = adam_step  # sees the sums the update reads
+    for _ in range(engine.visits.length):
         engine.step()
     assert seen["visit"] and seen["substeps"] == engine.settings.visit_points
     sensitivity = seen["grads"]["texture_sensitivity"]
@@ -466,7 +474,7 @@ def test_a_visits_update_matches_reference(backend):
         lr=engine.settings.texture_rate(True, visit=True),
         grad_scale=engine.settings.texture_strata / (2 * g.eps * seen["substeps"] * W * H),
         beta1=0.0, beta2=engine.settings.beta2, clamp01=True, sensitivity=sensitivity, shared_sensitivity=True,
-        damping=engine.visit_damping(g))
+        damping=engine.update.visit_damping(g))
     changed = np.abs(theta - seen["before"][0]).max(axis=-1) > 1e-3
     assert changed.mean() > 0.05
     np.testing.assert_allclose(backend.read(g.theta), theta, atol=5e-5)
@@ -490,22 +498,23 @@ def _regularizer(engine, positions):
     start, degree, nb = vertex_adjacency(mesh.triangles, len(mesh.positions))
     rest = ref.laplacian(mesh.positions, start, degree, nb)
     delta = ref.laplacian(positions, start, degree, nb, rest=rest)
-    return _pack(ref.laplacian(delta, start, degree, nb, transpose=True), engine.positions_group)
+    return _pack(ref.laplacian(delta, start, degree, nb, transpose=True), engine.params.positions)
 
 
 def test_laplacian_matches_reference(backend):
     """The smoothness gradient keeps the start's shape: zero there, and the
     reference's L^T (L x - L x0) once the vertices moved."""
     engine = small_engine(backend, smoothness=1.0)
-    engine.regularize()
-    assert np.abs(backend.read(engine.regularizer_grad)[..., :3]).max() < 1e-5
+    smoothness = engine.update.smoothness
+    smoothness.gradient()
+    assert np.abs(backend.read(smoothness.grad)[..., :3]).max() < 1e-5
     rng = np.random.default_rng(4)
     moved = engine.scene.mesh.positions + rng.normal(0, 0.05, engine.scene.mesh.positions.shape)
-    g = engine.positions_group
+    g = engine.params.positions
     backend_theta = _pack(np.c_[moved, np.zeros(len(moved))], g).astype(np.float32)
     g.theta = backend.texture(g.width, g.rows, "RGBA32F", backend_theta)
-    engine.regularize()
-    got = backend.read(engine.regularizer_grad)[..., :3]
+    smoothness.gradient()
+    got = backend.read(smoothness.grad)[..., :3]
     want = _regularizer(engine, moved)[..., :3]
     assert np.abs(want).max() > 1e-3
     np.testing.assert_allclose(got, want, atol=1e-5)
@@ -513,11 +522,11 @@ def test_laplacian_matches_reference(backend):
 
 def test_copy_matches_reference(backend):
     """COPY keeps and restores the best parameters: a texel-exact copy."""
-    engine = small_engine(backend)
-    g = engine.texture_group
+    engine = small_engine(backend, keep_best=False)
+    g = engine.params.texture
     before = backend.read(g.theta)
     assert engine.checkpoint() == pytest.approx(engine.checkpoint_loss())
-    np.testing.assert_array_equal(backend.read(g.best), before)
+    np.testing.assert_array_equal(backend.read(engine.keep_best.best.textures["texture"]), before)
     engine.step()
     engine.step()
     assert not np.array_equal(backend.read(g.theta), before)
@@ -529,15 +538,15 @@ def test_alternate_groups_perturb_one_group_per_step(backend):
     """Joint fits perturb and update positions on even steps, texture on odd
     (after the silhouette phase)."""
     engine = small_engine(backend, alternate_groups=True, silhouette_fraction=0.0)
-    pos, tex = engine.positions_group, engine.texture_group
+    pos, tex = engine.params.positions, engine.params.texture
     start = {g: backend.read(g.theta) for g in (pos, tex)}
+    assert engine.schedule.groups(0, ("positions", "texture")) == ("positions",)
     engine.step()
-    assert engine.active == (pos,)
     assert not np.array_equal(backend.read(pos.theta), start[pos])
     np.testing.assert_array_equal(backend.read(tex.theta), start[tex])
     moved = backend.read(pos.theta)
+    assert engine.schedule.groups(1, ("positions", "texture")) == ("texture",)
     engine.step()
-    assert engine.active == (tex,)
     np.testing.assert_array_equal(backend.read(pos.theta), moved)
     assert not np.array_equal(backend.read(tex.theta), start[tex])
     assert (pos.updates, tex.updates) == (1, 1)
@@ -547,15 +556,15 @@ def test_the_silhouette_phase_moves_the_vertices_alone(backend):
     """Coverage does not depend on the texels: while vertices are charged
     coverage differences only, every step is theirs and the texels stay."""
     engine = small_engine(backend, alternate_groups=True, steps=10, silhouette_fraction=0.3, shape_fraction=0.8)
-    pos, tex = engine.positions_group, engine.texture_group
+    pos, tex = engine.params.positions, engine.params.texture
     texels = backend.read(tex.theta)
-    for _ in range(3):
+    for step in range(3):
+        assert engine.schedule.groups(step, ("positions", "texture")) == ("positions",)
         engine.step()
-        assert engine.active == (pos,)
     np.testing.assert_array_equal(backend.read(tex.theta), texels)
     assert pos.updates == 3 and tex.updates == 0
     engine.step()
-    assert engine.active == (tex,)  # then they take turns
+    assert (pos.updates, tex.updates) == (3, 1)  # then they take turns
 
 
 def test_kernels_fit_the_portable_image_limit():
@@ -573,7 +582,7 @@ def test_fixed_point_sum_carries_past_32_bits(backend):
     views = [View("away", behind.astype(np.float32), target)]
     engine = Engine(backend, SceneArrays(mesh, flat_texture(4), views),
                     Settings(optimize_positions=False))
-    engine.substep(0, 0, 0)
+    engine.substep(engine.make_substep(0, 0, 0))
     assert engine.take_loss_estimate() == pytest.approx(4.0, abs=1e-6)
 
 
@@ -583,6 +592,6 @@ def test_dispatch_sees_previous_pass_writes(backend):
     engine = small_engine(backend)
     for step in range(3):
         engine.clear_gradients()
-        engine.substep(step, 0, 0)
+        engine.substep(engine.make_substep(step, 0, 0))
         got = engine.read_gradients()
         assert np.abs(got["texture"]).sum() > 0

@@ -3,6 +3,7 @@
 lighting stays out of the albedo."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -229,20 +230,20 @@ def test_material_gradient_matches_reference(backend):
     scene = _rough_scene(backend, rough, truth_roughness=np.full((8, 8), 0.3, np.float32))
     engine = Engine(backend, scene, Settings(optimize_positions=False, optimize_texture=False, lit=True,
                                              optimize_roughness=True, antialias=False))
-    engine.active = engine.perturbed_groups(0)
-    assert engine.active == (engine.material_group,)
+    sub = engine.make_substep(5, 1, 3)
+    assert sub.groups == ("material",)
     engine.clear_gradients()
-    engine.substep(substep=5, slot=1, view_index=3)
+    engine.substep(sub)
     got = engine.read_gradients()
-    plus, minus = read_renders(engine)
-    mesh, g = scene.mesh, engine.material_group
+    plus, minus = read_renders(engine, sub)
+    mesh, g = scene.mesh, engine.params.material
     want = ref.accumulate_gradient(
         plus["color"], minus["color"], np.rint(plus["id"][..., 0]).astype(int),
         np.rint(minus["id"][..., 0]).astype(int), plus["uv"][..., :2], minus["uv"][..., :2],
         engine.loss_targets[3], mesh.triangles, len(mesh.positions), (g.width, g.rows),
         key_pos=0, key_tex=ref.perturbation_key(0, 5, g.salt), positions=False,
-        tex_stratum=engine.material_stratum, coupled_channels=1)
-    assert engine.material_stratum == 1
+        tex_stratum=sub.stratum("material"), coupled_channels=1)
+    assert sub.stratum("material") == 1
     assert np.abs(want["texture"][..., 0]).max() > 1e-3, "the scene must produce gradients"
     assert np.all(want["texture"][..., 1:] == 0)
     np.testing.assert_array_equal(got["material_count"], want["texture_count"])
@@ -257,11 +258,10 @@ def test_the_lit_pair_render_is_r_plus_and_r_minus_in_one_draw(backend):
     scene = _rough_scene(backend, rough, truth_roughness=np.full((8, 8), 0.3, np.float32))
     engine = Engine(backend, scene, Settings(optimize_positions=False, lit=True, optimize_roughness=True,
                                              alternate_groups=False, antialias=False, running_residual=0.0))
-    engine.active = engine.perturbed_groups(0)
-    assert set(engine.active) == {engine.texture_group, engine.material_group}
-    engine.stratum, engine.material_stratum = 1, 2
-    assert_pair_draw_is_two_draws(engine, view_index=3, substep=5, min_difference=1e-3,
-                                  groups=("texture", "material"))
+    sub = engine.make_substep(5, 2, 3, offset=(0.0, 0.0))
+    assert set(sub.groups) == {"texture", "material"}
+    sub = dataclasses.replace(sub, strata={**sub.strata, "texture": 1, "material": 2})
+    assert_pair_draw_is_two_draws(engine, sub, min_difference=1e-3, groups=("texture", "material"))
 
 
 def test_a_lit_fit_recovers_the_roughness(backend):
@@ -419,7 +419,7 @@ def test_normal_map_fit_needs_a_lit_scene_with_a_normal_map(backend):
 
 
 def test_stored_unit_normals_keep_directions_and_bound_the_tilt():
-    from sge_optimizer.engine.optimizer import stored_unit_normals
+    from sge_optimizer.engine.params import stored_unit_normals
 
     raw = np.array([[[0.5, 0.5, 1.0], [0.7, 0.4, 0.8], [1.0, 0.5, 0.5], [0.5, 0.5, 0.5], [0.6, 0.5, 0.0]]],
                    np.float32)
@@ -440,16 +440,16 @@ def test_normal_map_perturbation_gradient_and_adam_match_reference(backend):
 
     scene = _normal_scene(backend, bumpy_normal_map(8, tilt=0.3), truth_map=bumpy_normal_map(8, tilt=0.6), views=4)
     engine = Engine(backend, scene, _normal_settings(warmup_steps=0))
-    g = engine.normal_group
-    engine.active = engine.perturbed_groups(0)
-    assert engine.active == (g,)
+    g = engine.params.normal
+    sub = engine.make_substep(5, 1, 2)
+    assert sub.groups == (g.name,)
     engine.clear_gradients()
-    engine.substep(substep=5, slot=1, view_index=2)
+    engine.substep(sub)
     got = engine.read_gradients()
-    plus, minus = read_renders(engine)
+    plus, minus = read_renders(engine, sub)
     theta = engine.normal_map()
     key = ref.perturbation_key(0, 5, g.salt)
-    assert engine.normal_stratum == 1
+    assert sub.stratum("normal") == 1
 
     # G: x and y of each footprint texel get the whole dL, z nothing.
     mesh = scene.mesh
@@ -457,7 +457,7 @@ def test_normal_map_perturbation_gradient_and_adam_match_reference(backend):
         plus["color"], minus["color"], np.rint(plus["id"][..., 0]).astype(int),
         np.rint(minus["id"][..., 0]).astype(int), plus["uv"][..., :2], minus["uv"][..., :2],
         engine.loss_targets[2], mesh.triangles, len(mesh.positions), (g.width, g.rows),
-        key_pos=0, key_tex=key, positions=False, tex_stratum=engine.normal_stratum, coupled_channels=3)
+        key_pos=0, key_tex=key, positions=False, tex_stratum=sub.stratum("normal"), coupled_channels=3)
     assert np.abs(want["texture"][..., :2]).max() > 1e-3, "the scene must produce gradients"
     assert np.all(want["texture"][..., 2] == 0)
     np.testing.assert_array_equal(got["normal_count"], want["texture_count"])
@@ -466,9 +466,9 @@ def test_normal_map_perturbation_gradient_and_adam_match_reference(backend):
 
     # Adam: x, y by Adam, z rebuilt (ADAM_UNIT_NORMAL).
     state = [backend.read(t) for t in (g.theta, g.moment1, g.moment2)]
-    engine.adam_step(substep0=5, substeps=1)
+    engine.update.adam_step(sub.groups, substep0=5, substeps=1, lr_scale=engine.schedule.lr_scale(0))
     new_theta, m, v = ref.adam_step(
-        *state, got["normal"], got["normal_count"], t=1, lr=g.lr * engine.lr_scale(0),
+        *state, got["normal"], got["normal_count"], t=1, lr=g.lr * engine.schedule.lr_scale(0),
         grad_scale=engine.settings.texture_strata / (2 * g.eps * RES * RES), beta1=0.9, beta2=0.99,
         clamp01=False, unit_normal=True)
     np.testing.assert_allclose(engine.normal_map(), new_theta, atol=1e-5)

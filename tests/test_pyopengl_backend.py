@@ -18,6 +18,7 @@ from helpers import H, W, flat_texture, mean_psnr, render_targets, small_engine
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 from sge_optimizer import gpu_kernels as K  # noqa: E402
+from sge_optimizer.engine.params import perturb  # noqa: E402
 from sge_optimizer.engine import Engine, SceneArrays, Settings, View, synthetic  # noqa: E402
 from sge_optimizer.engine.lighting import Light, Lighting  # noqa: E402
 from sge_optimizer.engine.materials import LitMaterial, ScalarChannel  # noqa: E402
@@ -83,8 +84,8 @@ def test_readback_layout_and_integers(gl):
 def test_perturb_is_identical(backend, gl):
     engines = [small_engine(b) for b in (backend, gl)]
     for e in engines:
-        e.perturb(substep=5)
-    a, b = (e.positions_group for e in engines)
+        perturb(e.backend, e.params.positions, 0, e.make_substep(5, 0, 0))
+    a, b = (e.params.positions for e in engines)
     np.testing.assert_array_equal(backend.read(a.plus), gl.read(b.plus))
     np.testing.assert_array_equal(backend.read(a.minus), gl.read(b.minus))
 
@@ -108,7 +109,7 @@ def test_gradients_match(backend, gl, estimator):
     for b in (backend, gl):
         engine = small_engine(b, estimator=estimator)
         engine.clear_gradients()
-        engine.substep(substep=3, slot=0, view_index=2)
+        engine.substep(engine.make_substep(3, 0, 2))
         got.append(engine.read_gradients())
     theirs, ours = got
     resolution = 4.0 / K.FIXED_SCALE  # a few fixed-point counts per contribution
@@ -130,8 +131,8 @@ def test_adam_step_matches(backend, gl):
         start = engine.texture()
         engine.step()
         results.append({"positions": engine.positions(), "texture": engine.texture(),
-                        "moment1": b.read(engine.texture_group.moment1),
-                        "moment2": b.read(engine.texture_group.moment2)})
+                        "moment1": b.read(engine.params.texture.moment1),
+                        "moment2": b.read(engine.params.texture.moment2)})
     theirs, ours = results
     assert not np.array_equal(ours["texture"], start)
     np.testing.assert_allclose(ours["positions"], theirs["positions"], atol=1e-5)
@@ -173,9 +174,9 @@ def test_each_egl_platform_runs_the_kernels(gl, platform):
     assert other.platform.startswith("EGL device" if platform == "device" else "Mesa surfaceless")
     engines = [small_engine(b) for b in (gl, other)]
     for e in engines:
-        e.perturb(substep=2)
-    np.testing.assert_array_equal(gl.read(engines[0].positions_group.plus),
-                                  other.read(engines[1].positions_group.plus))
+        perturb(e.backend, e.params.positions, 0, e.make_substep(2, 0, 0))
+    np.testing.assert_array_equal(gl.read(engines[0].params.positions.plus),
+                                  other.read(engines[1].params.positions.plus))
     np.testing.assert_array_equal(engines[0].render(0)["id"], engines[1].render(0)["id"])
 
 

@@ -9,6 +9,7 @@ from helpers import flat_texture, mean_psnr
 from sge_optimizer.engine import Engine, MeshArrays, SceneArrays, Settings, View
 from sge_optimizer.engine import reference as ref
 from sge_optimizer.engine import synthetic
+from sge_optimizer.engine.scoring import KeepBest
 
 RES = 32  # pixels; the texture is minified about 4 texels per pixel
 TEX = 128
@@ -43,8 +44,8 @@ def touched_fraction(backend, antialias: bool, substeps: int = 1024) -> float:
                     Settings(optimize_positions=False, antialias=antialias, texture_strata=1))
     engine.clear_gradients()
     for j in range(substeps):
-        engine.texture_group.updates = j  # the texel stratum cycles with the texture's steps
-        engine.substep(j, 0, 0)
+        engine.params.texture.updates = j  # the texel stratum cycles with the texture's steps
+        engine.substep(engine.make_substep(j, 0, 0))
     counts = engine.read_gradients()["texture_count"]
     footprint = footprint_texels(backend, mesh, cams[0])
     return float(np.mean([counts[y, x] > 0 for x, y in footprint]))
@@ -74,14 +75,15 @@ def test_antialiased_render_is_the_mean_of_offset_renders(backend):
 def test_the_pixel_filter_follows_the_settings(backend):
     """Settings.filter_sigma (EEVEE's wider film filter) widens the antialiased
     silhouettes: the renders are the mean of offsets drawn from that filter."""
-    from sge_optimizer.engine.optimizer import gaussian_offsets
+    from sge_optimizer.engine.samples import gaussian_offsets
 
     mesh, cams, targets = minified_scene(backend, views=1)
     partial = {}
     for engine_name, sigma in (("CYCLES", 0.21), ("EEVEE", 0.45)):
         engine = Engine(backend, SceneArrays(mesh, synthetic.checker_texture(TEX, tiles=16), targets),
                         Settings(optimize_positions=False, filter_sigma=sigma))
-        assert engine.antialias_offsets == gaussian_offsets(len(engine.antialias_offsets), sigma)
+        offsets = engine.samples.antialias[0]
+        assert offsets == gaussian_offsets(len(offsets), sigma)
         alpha = engine.render_color(0, antialias=True)[..., 3]
         partial[engine_name] = int(((alpha > 0.01) & (alpha < 0.99)).sum())
     assert partial["EEVEE"] > 1.3 * partial["CYCLES"], partial
@@ -114,9 +116,9 @@ def test_sart_keeps_a_finished_fit_without_a_warmup(backend):
         engine = Engine(backend, SceneArrays(mesh, truth, targets),
                         Settings(optimize_positions=False, warmup_steps=0, steps=400, texture_update="sart",
                                  sart_visits=visits))
-        assert engine.texture_group.sensitivity and engine.texture_group.lr == 1.0
-        assert engine.visits == visits
-        for _ in range(7 * engine.visit_length):  # seven visits
+        assert engine.params.texture.sensitivity and engine.params.texture.lr == 1.0
+        assert engine.visits_enabled == visits
+        for _ in range(7 * engine.visits.length):  # seven visits
             engine.step()
         after[visits] = mean_psnr(engine)
     # A visit's residual is exact: nothing moves. A step's own sample's is not.
@@ -171,7 +173,7 @@ def test_a_checkpoint_scored_view_by_view_matches_one_scored_at_once(backend):
                     Settings(optimize_positions=False, sart_visits=False))  # an update every step
     engine.step()
     at_once = engine.checkpoint_loss()
-    engine.best_loss = np.inf
+    assert engine.best_step is None
     engine.begin_checkpoint()
     while engine.checkpoint_pending:
         engine.step()  # each step scores one more view
@@ -185,13 +187,13 @@ def test_a_joint_fit_from_the_true_shape_keeps_it_exactly(backend):
     the fitted ones with the same texture; the true shape wins and is kept."""
     mesh, _, targets = minified_scene(backend, views=4)
     engine = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets),
-                    Settings(steps=80, shape_fraction=0.5))
+                    Settings(steps=80, shape_fraction=0.5, keep_best=False))
     for _ in range(40):
         engine.step()
     assert not np.array_equal(engine.positions(), mesh.positions)  # the shape phase moved them
     for _ in range(40):
         engine.step()
-    assert engine.shape_kept == "start"
+    assert engine.shape.kept == "start"
     np.testing.assert_array_equal(engine.positions(), mesh.positions)
 
 
@@ -201,20 +203,21 @@ def test_a_joint_fit_from_the_true_shape_ends_its_shape_phase_early(backend):
     texture has the rest of the steps alone."""
     mesh, _, targets = minified_scene(backend, views=4)
     engine = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets),
-                    Settings(steps=100, shape_fraction=0.8, silhouette_fraction=0.4))
-    assert engine.early_shape_check() == 40 and engine.shape_end() == 80
+                    Settings(steps=100, shape_fraction=0.8, silhouette_fraction=0.4, keep_best=False))
+    schedule = engine.schedule
+    assert schedule.early_shape_check() == 40 and schedule.shape_end() == 80
     for _ in range(40):
         engine.step()
     assert not np.array_equal(engine.positions(), mesh.positions)  # the shape phase moved them
-    while engine.shape_kept is None:
+    while engine.shape.kept is None:
         engine.step()
     assert engine.step_index <= 50  # 4 views scored twice
-    assert engine.shape_end() == engine.step_index - 1 and engine.early_shape_check() is None
+    assert schedule.shape_end() == engine.step_index - 1 and schedule.early_shape_check() is None
     np.testing.assert_array_equal(engine.positions(), mesh.positions)
     for _ in range(10):
+        assert schedule.groups(engine.step_index, ("positions", "texture")) == ("texture",)
+        assert schedule.visiting(engine.step_index, engine.visits_enabled, False)  # the texture phase is SART visits
         engine.step()
-        assert engine.active == (engine.texture_group,)
-        assert engine.visiting()  # the texture phase is SART visits
     np.testing.assert_array_equal(engine.positions(), mesh.positions)
 
 
@@ -224,34 +227,73 @@ def test_a_coarse_start_goes_on_moving_after_the_early_shape_check(backend):
     mesh, _, targets = minified_scene(backend, views=4)
     coarse = MeshArrays(mesh.positions * np.float32(0.85), mesh.triangles, mesh.corner_uvs)
     engine = Engine(backend, SceneArrays(coarse, flat_texture(TEX), targets),
-                    Settings(steps=300, shape_fraction=0.8, silhouette_fraction=0.4))
+                    Settings(steps=300, shape_fraction=0.8, silhouette_fraction=0.4, keep_best=False))
     for _ in range(140):
         engine.step()
-    assert engine.shape_kept is None and engine.shape_end() == 240
-    (check,) = engine.shape_scores
+    assert engine.shape.kept is None and engine.schedule.shape_end() == 240
+    (check,) = engine.shape.scores
     assert check["early"] and check["start"] > 1.25 * check["fitted"]
-    assert engine.positions_group in engine.perturbed_groups(engine.step_index) + engine.perturbed_groups(
-        engine.step_index + 1)  # the vertices still move
+    groups = ("positions", "texture")
+    assert "positions" in engine.schedule.groups(engine.step_index, groups) + engine.schedule.groups(
+        engine.step_index + 1, groups)  # the vertices still move
 
 
 def test_a_finished_start_is_replaced_only_by_a_clear_gain(backend):
     """A start that already fits (40 dB here) needs a 2 dB gain to be replaced."""
     mesh, _, targets = minified_scene(backend, views=2)
     engine = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets), Settings(optimize_positions=False))
-    engine.checkpoint()
+    keep = KeepBest(engine.params, start_margin_db=2.0)
     start = 1e-4
-    engine.best_loss = start
-    engine._keep_if_best(start * 0.7, 7)  # within 2 dB: noise, or our renderer's own bias
-    assert engine.best_step == 0
-    engine._keep_if_best(start * 0.5, 8)
-    assert engine.best_step == 8
-    engine._keep_if_best(start * 0.49, 9)  # past the start, any gain counts
-    assert engine.best_step == 9
+    assert keep.offer(engine.params.snapshot(), start, 0) and keep.step == 0
+    assert not keep.offer(engine.params.snapshot(), start * 0.7, 7)  # within 2 dB: noise, or our renderer's own bias
+    assert keep.step == 0
+    assert keep.offer(engine.params.snapshot(), start * 0.5, 8) and keep.step == 8
+    assert keep.offer(engine.params.snapshot(), start * 0.49, 9)  # past the start, any gain counts
+    assert keep.step == 9 and keep.history == [(0, start), (7, start * 0.7), (8, start * 0.5), (9, start * 0.49)]
 
 
 def test_a_poor_start_is_replaced_by_any_gain(backend):
     mesh, _, targets = minified_scene(backend, views=2)
     engine = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets), Settings(optimize_positions=False))
     start = engine.checkpoint()
-    engine._keep_if_best(start * 0.99, 3)
+    assert engine.keep_best.offer(engine.params.snapshot(), start * 0.99, 3)
     assert engine.best_step == 3
+
+
+def test_a_checkpoint_begun_with_the_shape_choice_is_scored_too(backend):
+    """Keep-best's checkpoints and the shape choice share one scoring queue,
+    first in first out: a checkpoint begun where the early shape check
+    begins its scoring (as a run's keep-best did at step 480 of Standard's
+    1200) is scored too, and so is the shape choice. With one pending slot
+    the shape choice overwrote the checkpoint, which was never scored."""
+    mesh, _, targets = minified_scene(backend, views=4)
+    coarse = MeshArrays(mesh.positions * np.float32(0.85), mesh.triangles, mesh.corner_uvs)
+    engine = Engine(backend, SceneArrays(coarse, flat_texture(TEX), targets),
+                    Settings(steps=100, shape_fraction=0.8, silhouette_fraction=0.4, keep_best=False))
+    scored = []
+    for _ in range(40):
+        engine.step()
+    engine.begin_checkpoint(on_done=lambda loss, step: scored.append((step, loss)))
+    for _ in range(1 + 3 * len(targets)):  # the shape choice begins; the checkpoint, then its two scorings
+        engine.step()
+    assert [step for step, _ in scored] == [40] and scored[0][1] > 0
+    (check,) = engine.shape.scores
+    assert check["early"] and check["step"] == 40 + 3 * len(targets)
+
+
+def test_keep_best_checkpoints_go_on_through_the_shape_phases(backend):
+    """With keep-best the fit queues a checkpoint every interval itself; at
+    the early shape check and the shape's end both are scored, in order."""
+    mesh, _, targets = minified_scene(backend, views=4)
+    coarse = MeshArrays(mesh.positions * np.float32(0.85), mesh.triangles, mesh.corner_uvs)
+    engine = Engine(backend, SceneArrays(coarse, flat_texture(TEX), targets),
+                    Settings(steps=100, shape_fraction=0.8, silhouette_fraction=0.4, check_every=10))
+    engine.start()
+    for _ in range(100):
+        engine.step()
+    kept = engine.finish()
+    steps = [step for step, _ in engine.keep_best.history]
+    # 50 and 90 come while the shape's scorings (begun at 40 and 80) are still queued: none is begun then.
+    assert steps == [0, 10, 20, 30, 40, 60, 70, 80, 100], steps
+    assert [c["early"] for c in engine.shape.scores] == [True, False]
+    assert kept == engine.best_step and engine.keep_best.loss == min(loss for _, loss in engine.keep_best.history)

@@ -73,8 +73,8 @@ def write_back_time(engine, repeats=3):
     except ImportError:  # the PyOpenGL backend outside Blender
         return float("nan")
     mesh = bpy.data.meshes.new("bench")
-    mesh.vertices.add(engine.vertex_count)
-    tw, th = engine.texture_size
+    mesh.vertices.add(engine.params.positions.count)
+    tw, th = engine.params.texture.width, engine.params.texture.rows
     image = bpy.data.images.new("bench", tw, th, alpha=True, float_buffer=True)
     times = []
     for _ in range(repeats):
@@ -95,13 +95,13 @@ def measure(backend, mesh, tex_size, res, repeats):
     for _ in range(3):  # warm-up: shader compilation, first-touch allocation
         engine.step()
     # Per-pass, synchronised.
-    engine.timings = {}
+    engine.timer.timings = {}
     for _ in range(repeats):
         engine.step()
-    per_pass = {name: median(engine.timings.get(name, [])) for name in PASSES}
-    engine.timings = None
-    engine.substep(0, 0, 0)  # how many texels one step's Adam visits
-    touched = int(backend.read(engine.worklist_length)[0, 0, 0])
+    per_pass = {name: median(engine.timer.timings.get(name, [])) for name in PASSES}
+    engine.timer.timings = None
+    engine.substep(engine.make_substep(0, 0, 0))  # how many texels one step's Adam visits
+    touched = int(backend.read(engine.gradient.worklist_length)[0, 0, 0])
     engine.clear_gradients()
     # Whole steps, unsynchronised, one sync per run of steps.
     step_times = []
@@ -117,7 +117,7 @@ def measure(backend, mesh, tex_size, res, repeats):
     for _ in range(repeats):
         backend.finish()
         t = time.perf_counter()
-        engine.rasterize(engine.render_plus, 0)
+        engine.raster.draw(engine.raster.plus, 0)
         backend.finish()
         fwd.append(time.perf_counter() - t)
     return {"params": engine.parameter_count, "tris": len(mesh.triangles), "res": res,
@@ -168,14 +168,12 @@ def measure_pair(backend, mesh, tex_size, res, repeats, steps=8):
                                   synthetic.orbit_cameras(8), res, res)
     engine = Engine(backend, SceneArrays(mesh, synthetic.flat_texture(tex_size), vs),
                     Settings(steps=10**6, optimize_positions=False))
-    pair_target = engine.render_pair
 
     def use(kind):
-        engine.render_pair = pair_target if kind == "pair" else None
+        engine.raster.pair_draw = kind == "pair"
         return engine
 
     times = time_in_turn(backend, ("pair", "two"), use, repeats, steps)
-    engine.render_pair = pair_target
     return {"tex": tex_size, "res": res, **times}
 
 
@@ -229,7 +227,7 @@ def measure_g_variants(backend, mesh, tex_size, res, repeats, steps=24):
         for specialized in (True, False):
             engine = Engine(backend, SceneArrays(mesh, synthetic.flat_texture(tex_size), vs),
                             Settings(steps=10**6, **settings))
-            engine.specialized_g = specialized
+            engine.gradient.specialized = specialized
             engines[(kind, specialized)] = engine
     times = time_in_turn(backend, tuple(engines), engines.__getitem__, repeats, steps)
     return {"tex": tex_size, "res": res, **{f"{kind}_{'variant' if sp else 'all'}": t
