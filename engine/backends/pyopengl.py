@@ -46,41 +46,16 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
 import weakref
 
 import numpy as np
 
 from ... import gpu_kernels as K
-
+from .gl_context import EglContext, load_gl
 from .gl_shaders import GLSL_VERSION, glsl_declarations, glsl_source, image_access  # noqa: F401 (re-exported)
 
 _CHANNELS = {"R32F": 1, "RG32F": 2, "RGBA32F": 4, "R32I": 1, "RGBA32I": 4,
              "DEPTH_COMPONENT32F": 1}
-
-
-# OpenGL, loaded lazily ---------------------------------------------------------
-_GL = None
-
-
-def _load_gl():
-    global _GL
-    if _GL is None:
-        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-        try:
-            from OpenGL import EGL, GL
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "PyOpenGLBackend needs PyOpenGL (an optional, tools-only dependency): "
-                "pip install PyOpenGL") from exc
-        if os.environ.get("PYOPENGL_PLATFORM") != "egl":
-            raise RuntimeError("PyOpenGLBackend needs PYOPENGL_PLATFORM=egl before OpenGL is imported")
-        _GL = (GL, EGL)
-    return _GL
-
-
-_EGL_PLATFORM_SURFACELESS_MESA = 0x31DD
-_EGL_PLATFORM_DEVICE_EXT = 0x313F
 
 
 class _Texture:
@@ -110,7 +85,7 @@ class _RenderTarget:
         self.depth = backend._new_texture(width, height, "DEPTH_COMPONENT32F")
         self.attachments = (self.color, self.id, self.uv) + ((self.color_minus,) if pair else ())
         self.framebuffer = int(GL.glGenFramebuffers(1))
-        weakref.finalize(self, backend._garbage.append, ("framebuffer", self.framebuffer)).atexit = False
+        weakref.finalize(self, backend._gl_context.garbage.append, ("framebuffer", self.framebuffer)).atexit = False
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.framebuffer)
         for i, tex in enumerate(self.attachments):
             GL.glFramebufferTexture2D(GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0 + i,
@@ -127,7 +102,7 @@ class PyOpenGLBackend:
     name = "pyopengl"
 
     def __init__(self, timing: bool = False, platform: str = "auto"):
-        self.GL, self.EGL = _load_gl()
+        self.GL, self.EGL = load_gl()
         GL = self.GL
         self._format_table = {
             "R32F": (GL.GL_R32F, GL.GL_RED, GL.GL_FLOAT),
@@ -142,12 +117,8 @@ class PyOpenGLBackend:
         self._pending = []  # (name, begin query, end query)
         self._open = []  # stack of (name, begin query) for begin_timer/end_timer
         self._programs = {}
-        self._depth = 0
-        # GL objects of collected handles, deleted at the next call (GC may run
-        # while another context is current, so finalizers never call GL).
-        self._garbage = []
-        self._saved = None
-        self._create_context(platform)
+        self._gl_context = EglContext(self.GL, self.EGL, platform)
+        self.platform = self._gl_context.platform
         with self._current():
             GL = self.GL
             self.version = GL.glGetString(GL.GL_VERSION).decode()
@@ -155,113 +126,9 @@ class PyOpenGLBackend:
             GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
             GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 1)
 
-    # Context ------------------------------------------------------------------
-    def _displays(self, platform):
-        """Candidate EGL displays, best first: (description, display)."""
-        EGL = self.EGL
-        devices = []
-        if platform in ("auto", "device"):
-            try:
-                from OpenGL.EGL.EXT.device_enumeration import eglQueryDevicesEXT
-                from OpenGL.EGL.EXT.device_query import eglQueryDeviceStringEXT
-
-                found = (EGL.EGLDeviceEXT * 16)()
-                count = EGL.EGLint()
-                if eglQueryDevicesEXT(16, found, ctypes.pointer(count)):
-                    for i in range(count.value):
-                        extensions = eglQueryDeviceStringEXT(found[i], EGL.EGL_EXTENSIONS) or b""
-                        software = b"EGL_MESA_device_software" in extensions
-                        if platform == "device" or not software:
-                            devices.append((software, i, found[i]))
-            except Exception:  # no device enumeration: surfaceless only
-                devices = []
-        for software, i, device in sorted(devices, key=lambda d: d[:2]):
-            yield f"EGL device {i}", lambda device=device: EGL.eglGetPlatformDisplayEXT(
-                _EGL_PLATFORM_DEVICE_EXT, device, None)
-        if platform in ("auto", "surfaceless"):
-            yield "Mesa surfaceless", lambda: EGL.eglGetPlatformDisplayEXT(
-                _EGL_PLATFORM_SURFACELESS_MESA, EGL.EGL_DEFAULT_DISPLAY, None)
-
-    def _create_context(self, platform):
-        if platform not in ("auto", "device", "surfaceless"):
-            raise ValueError(f"platform must be 'auto', 'device' or 'surfaceless', got {platform!r}")
-        errors = []
-        for description, get_display in self._displays(platform):
-            try:
-                self._display, self._context = self._context_on(get_display())
-                self.platform = description
-                return
-            except Exception as exc:  # try the next display
-                errors.append(f"{description}: {exc}")
-        raise RuntimeError("EGL: no OpenGL 4.3+ core context; " + ("; ".join(errors) or "no display"))
-
-    def _context_on(self, display):
-        EGL = self.EGL
-        if not display:
-            raise RuntimeError("no display")
-        major, minor = EGL.EGLint(), EGL.EGLint()
-        if not EGL.eglInitialize(display, ctypes.pointer(major), ctypes.pointer(minor)):
-            raise RuntimeError("eglInitialize failed")
-        if not EGL.eglBindAPI(EGL.EGL_OPENGL_API):
-            raise RuntimeError("no desktop OpenGL API")
-        config, count = EGL.EGLConfig(), EGL.EGLint()
-        attrs = (EGL.EGLint * 5)(EGL.EGL_RENDERABLE_TYPE, EGL.EGL_OPENGL_BIT,
-                                 EGL.EGL_SURFACE_TYPE, 0, EGL.EGL_NONE)
-        if not EGL.eglChooseConfig(display, attrs, ctypes.pointer(config), 1,
-                                   ctypes.pointer(count)) or count.value < 1:
-            raise RuntimeError("no OpenGL config")
-        for minor_version in (5, 4, 3):
-            ctx_attrs = (EGL.EGLint * 7)(
-                EGL.EGL_CONTEXT_MAJOR_VERSION, 4, EGL.EGL_CONTEXT_MINOR_VERSION, minor_version,
-                EGL.EGL_CONTEXT_OPENGL_PROFILE_MASK, EGL.EGL_CONTEXT_OPENGL_CORE_PROFILE_BIT,
-                EGL.EGL_NONE)
-            context = EGL.eglCreateContext(display, config, EGL.EGL_NO_CONTEXT, ctx_attrs)
-            if context:
-                return display, context
-        raise RuntimeError("cannot create an OpenGL 4.3+ core context")
-
-    def _is_current(self, current=None) -> bool:
-        if current is None:
-            current = self.EGL.eglGetCurrentContext()
-        return bool(current) and ctypes.cast(current, ctypes.c_void_p).value == \
-            ctypes.cast(self._context, ctypes.c_void_p).value
-
-    @contextlib.contextmanager
     def _current(self):
         """Make this backend's context current; restore the previous one after."""
-        if self._depth == 0:
-            EGL = self.EGL
-            previous = EGL.eglGetCurrentContext()
-            self._saved = None
-            if not self._is_current(previous):
-                if previous:
-                    self._saved = (EGL.eglGetCurrentDisplay(), EGL.eglGetCurrentSurface(EGL.EGL_DRAW),
-                                   EGL.eglGetCurrentSurface(EGL.EGL_READ), previous)
-                if not EGL.eglMakeCurrent(self._display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE,
-                                          self._context):
-                    raise RuntimeError("EGL: eglMakeCurrent failed")
-            self._collect_garbage()
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-            if self._depth == 0 and self._saved is not None:
-                self.EGL.eglMakeCurrent(*self._saved)
-                self._saved = None
-
-    def _collect_garbage(self):
-        GL = self.GL
-        while self._garbage:
-            kind, name = self._garbage.pop()
-            if kind == "texture":
-                GL.glDeleteTextures([name])
-            elif kind == "framebuffer":
-                GL.glDeleteFramebuffers(1, [name])
-            elif kind == "batch":
-                vao, buffers = name
-                GL.glDeleteVertexArrays(1, [vao])
-                GL.glDeleteBuffers(len(buffers), buffers)
+        return self._gl_context.current()
 
     # Textures -----------------------------------------------------------------
     def _formats(self, fmt):
@@ -280,7 +147,7 @@ class PyOpenGLBackend:
             GL.glTexParameteri(GL.GL_TEXTURE_2D, param, GL.GL_CLAMP_TO_EDGE)
         GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
         tex = _Texture(tex_id, width, height, fmt)
-        weakref.finalize(tex, self._garbage.append, ("texture", tex_id)).atexit = False
+        weakref.finalize(tex, self._gl_context.garbage.append, ("texture", tex_id)).atexit = False
         return tex
 
     def texture(self, width, height, fmt, data=None):
@@ -474,7 +341,7 @@ class PyOpenGLBackend:
             GL.glBindVertexArray(0)
             GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
         batch = _Batch(vao, buffers, len(index))
-        weakref.finalize(batch, self._garbage.append, ("batch", (vao, buffers))).atexit = False
+        weakref.finalize(batch, self._gl_context.garbage.append, ("batch", (vao, buffers))).atexit = False
         return batch
 
     def render_target(self, width, height, pair=False):
