@@ -44,7 +44,6 @@ unlike `GL_TIME_ELAPSED` may nest; they are resolved lazily (on reading
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import weakref
 
@@ -53,6 +52,7 @@ import numpy as np
 from ... import gpu_kernels as K
 from .gl_context import EglContext, load_gl
 from .gl_shaders import GLSL_VERSION, glsl_declarations, glsl_source, image_access  # noqa: F401 (re-exported)
+from .gl_timing import GpuTimer
 
 _CHANNELS = {"R32F": 1, "RG32F": 2, "RGBA32F": 4, "R32I": 1, "RGBA32I": 4,
              "DEPTH_COMPONENT32F": 1}
@@ -112,13 +112,10 @@ class PyOpenGLBackend:
             "RGBA32I": (GL.GL_RGBA32I, GL.GL_RGBA_INTEGER, GL.GL_INT),
             "DEPTH_COMPONENT32F": (GL.GL_DEPTH_COMPONENT32F, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT),
         }
-        self.timing = timing
-        self._timings = {}
-        self._pending = []  # (name, begin query, end query)
-        self._open = []  # stack of (name, begin query) for begin_timer/end_timer
         self._programs = {}
         self._gl_context = EglContext(self.GL, self.EGL, platform)
         self.platform = self._gl_context.platform
+        self._timer = GpuTimer(self.GL, self._gl_context, timing)
         with self._current():
             GL = self.GL
             self.version = GL.glGetString(GL.GL_VERSION).decode()
@@ -309,7 +306,7 @@ class PyOpenGLBackend:
             self._set_constants(spec, program, locations, constants)
             self._bind_samplers(spec, samplers)
             self._bind_images(spec, images)
-            with self._auto_timer(spec.name):
+            with self._timer.auto(spec.name):
                 GL.glDispatchCompute(*[int(g) for g in groups])
                 GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
             GL.glUseProgram(0)
@@ -370,7 +367,7 @@ class PyOpenGLBackend:
             GL.glDepthFunc(GL.GL_LESS)
             GL.glDepthMask(GL.GL_TRUE)
             GL.glColorMask(GL.GL_TRUE, GL.GL_TRUE, GL.GL_TRUE, GL.GL_TRUE)
-            with self._auto_timer(spec.name):
+            with self._timer.auto(spec.name):
                 GL.glClearBufferfv(GL.GL_COLOR, 0, np.zeros(4, np.float32))
                 GL.glClearBufferiv(GL.GL_COLOR, 1, np.zeros(4, np.int32))
                 GL.glClearBufferfv(GL.GL_COLOR, 2, np.zeros(4, np.float32))
@@ -391,65 +388,32 @@ class PyOpenGLBackend:
     def finish(self):
         with self._current():
             self.GL.glFinish()
-            self._resolve_timings()
+            self._timer.resolve()
 
-    # GPU timings --------------------------------------------------------------
-    def _timestamp(self):
-        GL = self.GL
-        query = int(np.ravel(GL.glGenQueries(1))[0])
-        GL.glQueryCounter(query, GL.GL_TIMESTAMP)
-        return query
+    # GPU timings (gl_timing.GpuTimer) ----------------------------------------
+    @property
+    def timing(self) -> bool:
+        """Time every dispatch and draw under its spec's name."""
+        return self._timer.enabled
+
+    @timing.setter
+    def timing(self, on: bool):
+        self._timer.enabled = on
 
     def begin_timer(self, name):
-        with self._current():
-            self._open.append((name, self._timestamp()))
+        self._timer.begin(name)
 
     def end_timer(self):
-        if not self._open:
-            raise RuntimeError("end_timer() without begin_timer()")
-        with self._current():
-            name, begin = self._open.pop()
-            self._pending.append((name, begin, self._timestamp()))
+        self._timer.end()
 
-    @contextlib.contextmanager
     def timer(self, name):
-        """Time the GPU work submitted inside the block under `name`."""
-        self.begin_timer(name)
-        try:
-            yield
-        finally:
-            self.end_timer()
-
-    @contextlib.contextmanager
-    def _auto_timer(self, name):
-        if not self.timing:
-            yield
-            return
-        begin = self._timestamp()
-        yield
-        self._pending.append((name, begin, self._timestamp()))
-
-    def _resolve_timings(self):
-        if not self._pending:
-            return
-        GL = self.GL
-        with self._current():
-            for name, begin, end in self._pending:
-                values = []
-                for query in (begin, end):
-                    result = ctypes.c_uint64()
-                    GL.glGetQueryObjectui64v(query, GL.GL_QUERY_RESULT, ctypes.byref(result))
-                    values.append(result.value)
-                self._timings.setdefault(name, []).append((values[1] - values[0]) * 1e-9)
-                GL.glDeleteQueries(2, [begin, end])
-            self._pending = []
+        """Time the GPU work submitted inside the `with` block under `name`."""
+        return self._timer.span(name)
 
     @property
     def gpu_timings(self) -> dict:
         """{name: [seconds, ...]} of the finished timers (waits for pending ones)."""
-        self._resolve_timings()
-        return self._timings
+        return self._timer.timings
 
     def reset_timings(self):
-        self._resolve_timings()
-        self._timings = {}
+        self._timer.reset()
