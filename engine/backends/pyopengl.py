@@ -52,21 +52,8 @@ import numpy as np
 from ... import gpu_kernels as K
 from .gl_context import EglContext, load_gl
 from .gl_shaders import GLSL_VERSION, glsl_declarations, glsl_source, image_access  # noqa: F401 (re-exported)
+from .gl_textures import Textures
 from .gl_timing import GpuTimer
-
-_CHANNELS = {"R32F": 1, "RG32F": 2, "RGBA32F": 4, "R32I": 1, "RGBA32I": 4,
-             "DEPTH_COMPONENT32F": 1}
-
-
-class _Texture:
-    __slots__ = ("id", "width", "height", "format", "__weakref__")
-
-    def __init__(self, tex_id, width, height, fmt):
-        self.id, self.width, self.height, self.format = tex_id, width, height, fmt
-
-    def __repr__(self):
-        return f"<GL texture {self.id} {self.format} {self.width}x{self.height}>"
-
 
 class _Batch:
     def __init__(self, vao, buffers, count):
@@ -77,12 +64,12 @@ class _RenderTarget:
     def __init__(self, backend, width, height, pair=False):
         GL = backend.GL
         self.size = (width, height)
-        self.color = backend._new_texture(width, height, "RGBA32F")
-        self.id = backend._new_texture(width, height, "R32I")
-        self.uv = backend._new_texture(width, height, "RGBA32F")
+        self.color = backend._textures.new(width, height, "RGBA32F")
+        self.id = backend._textures.new(width, height, "R32I")
+        self.uv = backend._textures.new(width, height, "RGBA32F")
         # A pair target (RASTERIZE_PAIR) also holds R-'s colour.
-        self.color_minus = backend._new_texture(width, height, "RGBA32F") if pair else None
-        self.depth = backend._new_texture(width, height, "DEPTH_COMPONENT32F")
+        self.color_minus = backend._textures.new(width, height, "RGBA32F") if pair else None
+        self.depth = backend._textures.new(width, height, "DEPTH_COMPONENT32F")
         self.attachments = (self.color, self.id, self.uv) + ((self.color_minus,) if pair else ())
         self.framebuffer = int(GL.glGenFramebuffers(1))
         weakref.finalize(self, backend._gl_context.garbage.append, ("framebuffer", self.framebuffer)).atexit = False
@@ -103,19 +90,11 @@ class PyOpenGLBackend:
 
     def __init__(self, timing: bool = False, platform: str = "auto"):
         self.GL, self.EGL = load_gl()
-        GL = self.GL
-        self._format_table = {
-            "R32F": (GL.GL_R32F, GL.GL_RED, GL.GL_FLOAT),
-            "RG32F": (GL.GL_RG32F, GL.GL_RG, GL.GL_FLOAT),
-            "RGBA32F": (GL.GL_RGBA32F, GL.GL_RGBA, GL.GL_FLOAT),
-            "R32I": (GL.GL_R32I, GL.GL_RED_INTEGER, GL.GL_INT),
-            "RGBA32I": (GL.GL_RGBA32I, GL.GL_RGBA_INTEGER, GL.GL_INT),
-            "DEPTH_COMPONENT32F": (GL.GL_DEPTH_COMPONENT32F, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT),
-        }
         self._programs = {}
         self._gl_context = EglContext(self.GL, self.EGL, platform)
         self.platform = self._gl_context.platform
         self._timer = GpuTimer(self.GL, self._gl_context, timing)
+        self._textures = Textures(self.GL, self._gl_context)
         with self._current():
             GL = self.GL
             self.version = GL.glGetString(GL.GL_VERSION).decode()
@@ -127,72 +106,15 @@ class PyOpenGLBackend:
         """Make this backend's context current; restore the previous one after."""
         return self._gl_context.current()
 
-    # Textures -----------------------------------------------------------------
-    def _formats(self, fmt):
-        """(internal format, layout, type) of a texture format name."""
-        return self._format_table[fmt]
-
-    def _new_texture(self, width, height, fmt):
-        GL = self.GL
-        internal, _, _ = self._formats(fmt)
-        tex_id = int(GL.glGenTextures(1))
-        GL.glBindTexture(GL.GL_TEXTURE_2D, tex_id)
-        GL.glTexStorage2D(GL.GL_TEXTURE_2D, 1, internal, width, height)
-        for param in (GL.GL_TEXTURE_MIN_FILTER, GL.GL_TEXTURE_MAG_FILTER):
-            GL.glTexParameteri(GL.GL_TEXTURE_2D, param, GL.GL_NEAREST)
-        for param in (GL.GL_TEXTURE_WRAP_S, GL.GL_TEXTURE_WRAP_T):
-            GL.glTexParameteri(GL.GL_TEXTURE_2D, param, GL.GL_CLAMP_TO_EDGE)
-        GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
-        tex = _Texture(tex_id, width, height, fmt)
-        weakref.finalize(tex, self._gl_context.garbage.append, ("texture", tex_id)).atexit = False
-        return tex
-
+    # Textures (gl_textures.Textures) -------------------------------------------
     def texture(self, width, height, fmt, data=None):
-        if fmt not in _CHANNELS:
-            raise ValueError(f"unsupported texture format {fmt}")
-        if data is not None and fmt.endswith("I"):
-            raise ValueError("integer textures cannot be uploaded; they start at 0")
-        if data is not None:
-            flat = np.ascontiguousarray(data, dtype=np.float32).reshape(-1)
-            expected = width * height * _CHANNELS[fmt]
-            if flat.size != expected:
-                raise ValueError(f"texture data has {flat.size} values, {fmt} {width}x{height} needs {expected}")
-        with self._current():
-            tex = self._new_texture(width, height, fmt)
-            if data is None:
-                self.clear(tex, 0)
-            else:
-                GL = self.GL
-                _, layout, kind = self._formats(fmt)
-                GL.glBindTexture(GL.GL_TEXTURE_2D, tex.id)
-                GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, 0, 0, width, height, layout, kind, flat)
-                GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
-        return tex
+        return self._textures.texture(width, height, fmt, data)
 
     def clear(self, texture, value=0):
-        GL = self.GL
-        _, layout, kind = self._formats(texture.format)
-        channels = _CHANNELS[texture.format]
-        if texture.format.endswith("I"):
-            data = np.full(channels, int(value), np.int32)
-        else:
-            data = np.full(channels, float(value), np.float32)
-        with self._current():
-            GL.glClearTexImage(texture.id, 0, layout, kind, data)
-            GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
+        self._textures.clear(texture, value)
 
     def read(self, texture):
-        GL = self.GL
-        _, layout, kind = self._formats(texture.format)
-        channels = _CHANNELS[texture.format]
-        integer = texture.format.endswith("I")
-        out = np.empty((texture.height, texture.width, channels), np.int32 if integer else np.float32)
-        with self._current():
-            GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
-            GL.glBindTexture(GL.GL_TEXTURE_2D, texture.id)
-            GL.glGetTexImage(GL.GL_TEXTURE_2D, 0, layout, kind, out)
-            GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
-        return out.astype(np.float32) if integer else out
+        return self._textures.read(texture)
 
     def read_fixed(self, texture, rows, fixed=True, row0=0):
         """Read `rows` rows of an R32I accumulator as floats, through the
@@ -202,7 +124,7 @@ class PyOpenGLBackend:
         `row0`: the first row read (a block of a taller accumulator).
         """
         with self._current():
-            out = self._new_texture(texture.width, rows, "R32F")
+            out = self._textures.new(texture.width, rows, "R32F")
             self.dispatch(K.FIXED_TO_FLOAT, K.FIXED_TO_FLOAT.groups(texture.width, rows),
                           images={"accumulator": texture, "result": out}, samplers={},
                           constants={"hi_offset": rows if fixed else 0, "row0": row0})
@@ -295,7 +217,7 @@ class PyOpenGLBackend:
             image = declared[name]
             access = {"readonly": GL.GL_READ_ONLY, "writeonly": GL.GL_WRITE_ONLY}.get(
                 image_access(image), GL.GL_READ_WRITE)
-            internal, _, _ = self._formats(image.format)
+            internal, _, _ = self._textures.formats(image.format)
             GL.glBindImageTexture(image.slot, tex.id, 0, GL.GL_FALSE, 0, access, internal)
 
     def dispatch(self, spec, groups, images, samplers, constants):
