@@ -51,7 +51,8 @@ import numpy as np
 
 from ... import gpu_kernels as K
 from .gl_context import EglContext, load_gl
-from .gl_shaders import GLSL_VERSION, glsl_declarations, glsl_source, image_access  # noqa: F401 (re-exported)
+from .gl_programs import Programs
+from .gl_shaders import GLSL_VERSION, glsl_declarations, glsl_source  # noqa: F401 (re-exported)
 from .gl_textures import Textures
 from .gl_timing import GpuTimer
 
@@ -90,11 +91,11 @@ class PyOpenGLBackend:
 
     def __init__(self, timing: bool = False, platform: str = "auto"):
         self.GL, self.EGL = load_gl()
-        self._programs = {}
         self._gl_context = EglContext(self.GL, self.EGL, platform)
         self.platform = self._gl_context.platform
         self._timer = GpuTimer(self.GL, self._gl_context, timing)
         self._textures = Textures(self.GL, self._gl_context)
+        self._programs = Programs(self.GL, self._gl_context, self._textures, self._timer)
         with self._current():
             GL = self.GL
             self.version = GL.glGetString(GL.GL_VERSION).decode()
@@ -130,108 +131,12 @@ class PyOpenGLBackend:
                           constants={"hi_offset": rows if fixed else 0, "row0": row0})
             return self.read(out)
 
-    # Kernels ------------------------------------------------------------------
-    def _compile(self, spec):
-        GL = self.GL
-        stages = ([("compute", GL.GL_COMPUTE_SHADER)] if spec.is_compute else
-                  [("vertex", GL.GL_VERTEX_SHADER), ("fragment", GL.GL_FRAGMENT_SHADER)])
-        program = GL.glCreateProgram()
-        shaders = []
-        for stage, kind in stages:
-            source = glsl_source(spec, stage)
-            shader = GL.glCreateShader(kind)
-            GL.glShaderSource(shader, source)
-            GL.glCompileShader(shader)
-            if not GL.glGetShaderiv(shader, GL.GL_COMPILE_STATUS):
-                log = GL.glGetShaderInfoLog(shader)
-                log = log.decode() if isinstance(log, bytes) else str(log)
-                numbered = "\n".join(f"{i + 1:4d} {line}" for i, line in enumerate(source.splitlines()))
-                raise RuntimeError(f"{spec.name} ({stage}) does not compile:\n{log}\n{numbered}")
-            GL.glAttachShader(program, shader)
-            shaders.append(shader)
-        GL.glLinkProgram(program)
-        for shader in shaders:
-            GL.glDetachShader(program, shader)
-            GL.glDeleteShader(shader)
-        if not GL.glGetProgramiv(program, GL.GL_LINK_STATUS):
-            log = GL.glGetProgramInfoLog(program)
-            raise RuntimeError(f"{spec.name} does not link:\n{log}")
-        locations = {name: GL.glGetUniformLocation(program, name) for _, name in spec.push_constants}
-        return program, locations
-
+    # Kernels (gl_programs.Programs) --------------------------------------------
     def shader(self, spec):
-        program = self._programs.get(spec.name)
-        if program is None:
-            with self._current():
-                program = self._programs[spec.name] = self._compile(spec)
-        return program
-
-    def _set_constants(self, spec, program, locations, constants):
-        GL = self.GL
-        kinds = {n: k for k, n in spec.push_constants}
-        for name, value in constants.items():
-            if name not in kinds:
-                raise KeyError(f"{spec.name} has no push constant {name!r}")
-            location = locations[name]
-            if location < 0:
-                continue  # optimised away by the compiler
-            kind = kinds[name]
-            if kind == "MAT4":
-                # Row-major numpy, transposed by GL: the same matrix as in Blender.
-                GL.glProgramUniformMatrix4fv(program, location, 1, GL.GL_TRUE,
-                                             np.ascontiguousarray(value, np.float32))
-            elif kind == "MAT3":
-                GL.glProgramUniformMatrix3fv(program, location, 1, GL.GL_TRUE,
-                                             np.ascontiguousarray(value, np.float32))
-            elif kind in ("INT", "BOOL"):
-                GL.glProgramUniform1i(program, location, int(value))
-            elif kind == "UINT":
-                GL.glProgramUniform1ui(program, location, int(value))
-            elif kind.startswith("IVEC"):
-                values = [int(v) for v in value]
-                getattr(GL, f"glProgramUniform{len(values)}i")(program, location, *values)
-            elif kind == "FLOAT":
-                GL.glProgramUniform1f(program, location, float(value))
-            elif kind.startswith("VEC"):
-                values = [float(v) for v in value]
-                getattr(GL, f"glProgramUniform{len(values)}f")(program, location, *values)
-            else:
-                raise ValueError(f"unsupported push constant type {kind}")
-
-    def _bind_samplers(self, spec, samplers):
-        GL = self.GL
-        slots = {s.name: s.slot for s in spec.samplers}
-        for name, tex in samplers.items():
-            if name not in slots:
-                raise KeyError(f"{spec.name} has no sampler {name!r}")
-            GL.glActiveTexture(GL.GL_TEXTURE0 + slots[name])
-            GL.glBindTexture(GL.GL_TEXTURE_2D, tex.id)
-        GL.glActiveTexture(GL.GL_TEXTURE0)
-
-    def _bind_images(self, spec, images):
-        GL = self.GL
-        declared = {i.name: i for i in spec.images}
-        for name, tex in images.items():
-            if name not in declared:
-                raise KeyError(f"{spec.name} has no image {name!r}")
-            image = declared[name]
-            access = {"readonly": GL.GL_READ_ONLY, "writeonly": GL.GL_WRITE_ONLY}.get(
-                image_access(image), GL.GL_READ_WRITE)
-            internal, _, _ = self._textures.formats(image.format)
-            GL.glBindImageTexture(image.slot, tex.id, 0, GL.GL_FALSE, 0, access, internal)
+        return self._programs.shader(spec)
 
     def dispatch(self, spec, groups, images, samplers, constants):
-        GL = self.GL
-        with self._current():
-            program, locations = self.shader(spec)
-            GL.glUseProgram(program)
-            self._set_constants(spec, program, locations, constants)
-            self._bind_samplers(spec, samplers)
-            self._bind_images(spec, images)
-            with self._timer.auto(spec.name):
-                GL.glDispatchCompute(*[int(g) for g in groups])
-                GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
-            GL.glUseProgram(0)
+        self._programs.dispatch(spec, groups, images, samplers, constants)
 
     # Raster -------------------------------------------------------------------
     def mesh_batch(self, vertex_index, corner_uv, corner_normal=None, corner_tangent=None):
@@ -297,8 +202,8 @@ class PyOpenGLBackend:
                     GL.glClearBufferfv(GL.GL_COLOR, 3, np.zeros(4, np.float32))
                 GL.glClearBufferfv(GL.GL_DEPTH, 0, np.ones(1, np.float32))
                 GL.glUseProgram(program)
-                self._set_constants(spec, program, locations, constants)
-                self._bind_samplers(spec, samplers)
+                self._programs.set_constants(spec, program, locations, constants)
+                self._programs.bind_samplers(spec, samplers)
                 GL.glBindVertexArray(batch.vao)
                 GL.glDrawArrays(GL.GL_TRIANGLES, 0, batch.count)
                 GL.glBindVertexArray(0)
