@@ -1,27 +1,24 @@
 """The engine's backend on plain OpenGL 4.5 through PyOpenGL, without Blender.
 
-A headless context, OpenGL 4.5 core (4.3 is enough: compute shaders, image
-load/store), made current with no surface. `platform="auto"` (default) uses
-a hardware EGL device (EGL_EXT_platform_device) if one is enumerated, else
-Mesa's surfaceless platform (EGL_PLATFORM_SURFACELESS_MESA: llvmpipe on a
-machine without a GPU); "surfaceless" and "device" force one (a forced
-"device" accepts Mesa's software device too). `backend.platform` says which
-was used. Only Mesa llvmpipe has been tested (both platforms).
-The kernels are the `gpu_kernels` specs, compiled from the same GLSL bodies
-as in Blender; only the declarations that Blender's `GPUShaderCreateInfo`
-would generate are generated here (`glsl_declarations`). It never imports
-`bpy`. PyOpenGL is an optional dependency (tools, tests): it is imported when
-a `PyOpenGLBackend` is created, and a missing PyOpenGL raises ImportError
-with the pip line. `PYOPENGL_PLATFORM=egl` is set here if unset; it must be
-set before anything imports `OpenGL` in the process.
-
 Same interface as `addon.gpu_backend.BlenderGPUBackend` (see
-`engine/backend.py`), plus `read_fixed`. Conventions kept from Blender:
-image units and texture units are separate namespaces (`Image.slot` is the
-image unit, `Sampler.slot` the texture unit); push constants are plain
-uniforms; integer textures start at 0; samplers filter NEAREST (the kernels
-use `texelFetch`). Every dispatch ends with `glMemoryBarrier(ALL)`, and
-every draw is followed by one too, so each pass sees the previous one's writes.
+`engine/backend.py`), plus `read_fixed`, `shader`, the GPU timers below and
+the context's `platform`, `version` and `renderer`. The kernels are the
+`gpu_kernels` specs, compiled from the same GLSL bodies as in Blender. It
+never imports `bpy`. PyOpenGL is an optional dependency (tools, tests): it is
+imported when a `PyOpenGLBackend` is created, and a missing PyOpenGL raises
+ImportError with the pip line.
+
+`PyOpenGLBackend` composes one part per job:
+
+- `gl_context`: loading PyOpenGL; the headless EGL context (`platform`:
+  "auto", "device" or "surfaceless"); making it current; deleting the GL
+  objects of dropped handles;
+- `gl_shaders`: a spec's GLSL source (`glsl_declarations`, `glsl_source`,
+  re-exported here);
+- `gl_programs`: compiled programs, push constants, bindings, dispatches;
+- `gl_textures`: textures, upload, clear and read-back;
+- `gl_raster`: vertex batches, render targets and draws;
+- `gl_timing`: GPU timestamp timers.
 
 Sharing a process with Blender (whose gpu module also uses EGL): each public
 method makes this backend's context current and restores the previously
@@ -36,179 +33,32 @@ GPU timings, for benchmarks::
     backend.gpu_timings                     # {"perturb": [s, ...], "step": [s, ...], ...}
     backend.reset_timings()
 
-Timings use `GL_TIMESTAMP` queries (`glQueryCounter` before and after), which
-unlike `GL_TIME_ELAPSED` may nest; they are resolved lazily (on reading
-`gpu_timings` or on `finish()`), so timing does not stall the pipeline.
-`timer()` works whether or not `timing` is on; `begin_timer(name)` /
-`end_timer()` are the same without `with`.
+They are resolved lazily (on reading `gpu_timings` or on `finish()`), so
+timing does not stall the pipeline. `timer()` works whether or not `timing`
+is on; `begin_timer(name)` / `end_timer()` are the same without `with`.
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
-import weakref
-
-import numpy as np
-
 from ... import gpu_kernels as K
-
-# GLSL type names of the spec's type names (Blender's create-info names).
-_GLSL_TYPES = {
-    "FLOAT": "float", "VEC2": "vec2", "VEC3": "vec3", "VEC4": "vec4",
-    "MAT3": "mat3", "MAT4": "mat4", "INT": "int", "IVEC2": "ivec2", "IVEC3": "ivec3",
-    "IVEC4": "ivec4", "UINT": "uint", "UVEC2": "uvec2", "UVEC3": "uvec3", "UVEC4": "uvec4",
-    "BOOL": "bool",
-}
-_SAMPLER_TYPES = {"FLOAT_2D": "sampler2D", "INT_2D": "isampler2D", "UINT_2D": "usampler2D"}
-_IMAGE_TYPES = {"FLOAT_2D": "image2D", "INT_2D": "iimage2D", "UINT_2D": "uimage2D"}
-_INTERPOLATION = {"flat": "flat", "smooth": "smooth", "no_perspective": "noperspective"}
-_CHANNELS = {"R32F": 1, "RG32F": 2, "RGBA32F": 4, "R32I": 1, "RGBA32I": 4,
-             "DEPTH_COMPONENT32F": 1}
-GLSL_VERSION = "#version 450 core\n"
-
-
-def _access(image) -> str:
-    """'readonly', 'writeonly' or '' (both) from an image's qualifiers."""
-    return {frozenset({"READ"}): "readonly", frozenset({"WRITE"}): "writeonly"}.get(
-        frozenset(image.qualifiers), "")
-
-
-def _qualifier(image) -> str:
-    access = _access(image)
-    return access + " " if access else ""
-
-
-def glsl_declarations(spec, stage: str) -> str:
-    """The declarations Blender's create-info generates, as GLSL 4.50 text.
-
-    stage: 'compute', 'vertex' or 'fragment'. The defines are not repeated
-    here: `spec.*_source()` starts with them.
-    """
-    if stage not in ("compute", "vertex", "fragment"):
-        raise ValueError(f"unknown stage {stage!r}")
-    if (stage == "compute") != spec.is_compute:
-        raise ValueError(f"kernel {spec.name} has no {stage} stage")
-    lines = []
-    if stage == "compute":
-        x, y, z = spec.local_size
-        lines.append(f"layout(local_size_x = {x}, local_size_y = {y}, local_size_z = {z}) in;")
-    for image in spec.images:
-        lines.append(f"layout(binding = {image.slot}, {image.format.lower()}) {_qualifier(image)}"
-                     f"uniform {_IMAGE_TYPES[image.type]} {image.name};")
-    for sampler in spec.samplers:
-        lines.append(f"layout(binding = {sampler.slot}) uniform "
-                     f"{_SAMPLER_TYPES[sampler.type]} {sampler.name};")
-    for kind, name in spec.push_constants:
-        lines.append(f"uniform {_GLSL_TYPES[kind]} {name};")
-    if stage == "vertex":
-        for slot, kind, name in spec.vertex_inputs:
-            lines.append(f"layout(location = {slot}) in {_GLSL_TYPES[kind]} {name};")
-    for qualifier, kind, name in spec.interface if stage != "compute" else ():
-        direction = "out" if stage == "vertex" else "in"
-        lines.append(f"{_INTERPOLATION[qualifier]} {direction} {_GLSL_TYPES[kind]} {name};")
-    if stage == "fragment":
-        for slot, kind, name in spec.fragment_outputs:
-            lines.append(f"layout(location = {slot}) out {_GLSL_TYPES[kind]} {name};")
-    return "\n".join(lines) + "\n"
-
-
-def glsl_source(spec, stage: str) -> str:
-    """A complete shader: version, declarations, then the spec's body."""
-    body = {"compute": spec.compute_source, "vertex": spec.vertex_source,
-            "fragment": spec.fragment_source}[stage]()
-    return GLSL_VERSION + glsl_declarations(spec, stage) + "#line 1\n" + body
-
-
-# OpenGL, loaded lazily ---------------------------------------------------------
-_GL = None
-
-
-def _load_gl():
-    global _GL
-    if _GL is None:
-        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-        try:
-            from OpenGL import EGL, GL
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "PyOpenGLBackend needs PyOpenGL (an optional, tools-only dependency): "
-                "pip install PyOpenGL") from exc
-        if os.environ.get("PYOPENGL_PLATFORM") != "egl":
-            raise RuntimeError("PyOpenGLBackend needs PYOPENGL_PLATFORM=egl before OpenGL is imported")
-        _GL = (GL, EGL)
-    return _GL
-
-
-_EGL_PLATFORM_SURFACELESS_MESA = 0x31DD
-_EGL_PLATFORM_DEVICE_EXT = 0x313F
-
-
-class _Texture:
-    __slots__ = ("id", "width", "height", "format", "__weakref__")
-
-    def __init__(self, tex_id, width, height, fmt):
-        self.id, self.width, self.height, self.format = tex_id, width, height, fmt
-
-    def __repr__(self):
-        return f"<GL texture {self.id} {self.format} {self.width}x{self.height}>"
-
-
-class _Batch:
-    def __init__(self, vao, buffers, count):
-        self.vao, self.buffers, self.count = vao, buffers, count
-
-
-class _RenderTarget:
-    def __init__(self, backend, width, height, pair=False):
-        GL = backend.GL
-        self.size = (width, height)
-        self.color = backend._new_texture(width, height, "RGBA32F")
-        self.id = backend._new_texture(width, height, "R32I")
-        self.uv = backend._new_texture(width, height, "RGBA32F")
-        # A pair target (RASTERIZE_PAIR) also holds R-'s colour.
-        self.color_minus = backend._new_texture(width, height, "RGBA32F") if pair else None
-        self.depth = backend._new_texture(width, height, "DEPTH_COMPONENT32F")
-        self.attachments = (self.color, self.id, self.uv) + ((self.color_minus,) if pair else ())
-        self.framebuffer = int(GL.glGenFramebuffers(1))
-        weakref.finalize(self, backend._garbage.append, ("framebuffer", self.framebuffer)).atexit = False
-        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.framebuffer)
-        for i, tex in enumerate(self.attachments):
-            GL.glFramebufferTexture2D(GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0 + i,
-                                      GL.GL_TEXTURE_2D, tex.id, 0)
-        GL.glFramebufferTexture2D(GL.GL_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT,
-                                  GL.GL_TEXTURE_2D, self.depth.id, 0)
-        status = GL.glCheckFramebufferStatus(GL.GL_FRAMEBUFFER)
-        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
-        if status != GL.GL_FRAMEBUFFER_COMPLETE:
-            raise RuntimeError(f"incomplete framebuffer: 0x{int(status):x}")
+from .gl_context import EglContext, load_gl
+from .gl_programs import Programs
+from .gl_raster import Raster
+from .gl_shaders import GLSL_VERSION, glsl_declarations, glsl_source  # noqa: F401 (re-exported)
+from .gl_textures import Textures
+from .gl_timing import GpuTimer
 
 
 class PyOpenGLBackend:
     name = "pyopengl"
 
     def __init__(self, timing: bool = False, platform: str = "auto"):
-        self.GL, self.EGL = _load_gl()
-        GL = self.GL
-        self._format_table = {
-            "R32F": (GL.GL_R32F, GL.GL_RED, GL.GL_FLOAT),
-            "RG32F": (GL.GL_RG32F, GL.GL_RG, GL.GL_FLOAT),
-            "RGBA32F": (GL.GL_RGBA32F, GL.GL_RGBA, GL.GL_FLOAT),
-            "R32I": (GL.GL_R32I, GL.GL_RED_INTEGER, GL.GL_INT),
-            "RGBA32I": (GL.GL_RGBA32I, GL.GL_RGBA_INTEGER, GL.GL_INT),
-            "DEPTH_COMPONENT32F": (GL.GL_DEPTH_COMPONENT32F, GL.GL_DEPTH_COMPONENT, GL.GL_FLOAT),
-        }
-        self.timing = timing
-        self._timings = {}
-        self._pending = []  # (name, begin query, end query)
-        self._open = []  # stack of (name, begin query) for begin_timer/end_timer
-        self._programs = {}
-        self._depth = 0
-        # GL objects of collected handles, deleted at the next call (GC may run
-        # while another context is current, so finalizers never call GL).
-        self._garbage = []
-        self._saved = None
-        self._create_context(platform)
+        self.GL, self.EGL = load_gl()
+        self._gl_context = EglContext(self.GL, self.EGL, platform)
+        self.platform = self._gl_context.platform
+        self._timer = GpuTimer(self.GL, self._gl_context, timing)
+        self._textures = Textures(self.GL, self._gl_context)
+        self._programs = Programs(self.GL, self._gl_context, self._textures, self._timer)
+        self._raster = Raster(self.GL, self._gl_context, self._textures, self._programs, self._timer)
         with self._current():
             GL = self.GL
             self.version = GL.glGetString(GL.GL_VERSION).decode()
@@ -216,180 +66,19 @@ class PyOpenGLBackend:
             GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
             GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 1)
 
-    # Context ------------------------------------------------------------------
-    def _displays(self, platform):
-        """Candidate EGL displays, best first: (description, display)."""
-        EGL = self.EGL
-        devices = []
-        if platform in ("auto", "device"):
-            try:
-                from OpenGL.EGL.EXT.device_enumeration import eglQueryDevicesEXT
-                from OpenGL.EGL.EXT.device_query import eglQueryDeviceStringEXT
-
-                found = (EGL.EGLDeviceEXT * 16)()
-                count = EGL.EGLint()
-                if eglQueryDevicesEXT(16, found, ctypes.pointer(count)):
-                    for i in range(count.value):
-                        extensions = eglQueryDeviceStringEXT(found[i], EGL.EGL_EXTENSIONS) or b""
-                        software = b"EGL_MESA_device_software" in extensions
-                        if platform == "device" or not software:
-                            devices.append((software, i, found[i]))
-            except Exception:  # no device enumeration: surfaceless only
-                devices = []
-        for software, i, device in sorted(devices, key=lambda d: d[:2]):
-            yield f"EGL device {i}", lambda device=device: EGL.eglGetPlatformDisplayEXT(
-                _EGL_PLATFORM_DEVICE_EXT, device, None)
-        if platform in ("auto", "surfaceless"):
-            yield "Mesa surfaceless", lambda: EGL.eglGetPlatformDisplayEXT(
-                _EGL_PLATFORM_SURFACELESS_MESA, EGL.EGL_DEFAULT_DISPLAY, None)
-
-    def _create_context(self, platform):
-        if platform not in ("auto", "device", "surfaceless"):
-            raise ValueError(f"platform must be 'auto', 'device' or 'surfaceless', got {platform!r}")
-        errors = []
-        for description, get_display in self._displays(platform):
-            try:
-                self._display, self._context = self._context_on(get_display())
-                self.platform = description
-                return
-            except Exception as exc:  # try the next display
-                errors.append(f"{description}: {exc}")
-        raise RuntimeError("EGL: no OpenGL 4.3+ core context; " + ("; ".join(errors) or "no display"))
-
-    def _context_on(self, display):
-        EGL = self.EGL
-        if not display:
-            raise RuntimeError("no display")
-        major, minor = EGL.EGLint(), EGL.EGLint()
-        if not EGL.eglInitialize(display, ctypes.pointer(major), ctypes.pointer(minor)):
-            raise RuntimeError("eglInitialize failed")
-        if not EGL.eglBindAPI(EGL.EGL_OPENGL_API):
-            raise RuntimeError("no desktop OpenGL API")
-        config, count = EGL.EGLConfig(), EGL.EGLint()
-        attrs = (EGL.EGLint * 5)(EGL.EGL_RENDERABLE_TYPE, EGL.EGL_OPENGL_BIT,
-                                 EGL.EGL_SURFACE_TYPE, 0, EGL.EGL_NONE)
-        if not EGL.eglChooseConfig(display, attrs, ctypes.pointer(config), 1,
-                                   ctypes.pointer(count)) or count.value < 1:
-            raise RuntimeError("no OpenGL config")
-        for minor_version in (5, 4, 3):
-            ctx_attrs = (EGL.EGLint * 7)(
-                EGL.EGL_CONTEXT_MAJOR_VERSION, 4, EGL.EGL_CONTEXT_MINOR_VERSION, minor_version,
-                EGL.EGL_CONTEXT_OPENGL_PROFILE_MASK, EGL.EGL_CONTEXT_OPENGL_CORE_PROFILE_BIT,
-                EGL.EGL_NONE)
-            context = EGL.eglCreateContext(display, config, EGL.EGL_NO_CONTEXT, ctx_attrs)
-            if context:
-                return display, context
-        raise RuntimeError("cannot create an OpenGL 4.3+ core context")
-
-    def _is_current(self, current=None) -> bool:
-        if current is None:
-            current = self.EGL.eglGetCurrentContext()
-        return bool(current) and ctypes.cast(current, ctypes.c_void_p).value == \
-            ctypes.cast(self._context, ctypes.c_void_p).value
-
-    @contextlib.contextmanager
     def _current(self):
         """Make this backend's context current; restore the previous one after."""
-        if self._depth == 0:
-            EGL = self.EGL
-            previous = EGL.eglGetCurrentContext()
-            self._saved = None
-            if not self._is_current(previous):
-                if previous:
-                    self._saved = (EGL.eglGetCurrentDisplay(), EGL.eglGetCurrentSurface(EGL.EGL_DRAW),
-                                   EGL.eglGetCurrentSurface(EGL.EGL_READ), previous)
-                if not EGL.eglMakeCurrent(self._display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE,
-                                          self._context):
-                    raise RuntimeError("EGL: eglMakeCurrent failed")
-            self._collect_garbage()
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-            if self._depth == 0 and self._saved is not None:
-                self.EGL.eglMakeCurrent(*self._saved)
-                self._saved = None
+        return self._gl_context.current()
 
-    def _collect_garbage(self):
-        GL = self.GL
-        while self._garbage:
-            kind, name = self._garbage.pop()
-            if kind == "texture":
-                GL.glDeleteTextures([name])
-            elif kind == "framebuffer":
-                GL.glDeleteFramebuffers(1, [name])
-            elif kind == "batch":
-                vao, buffers = name
-                GL.glDeleteVertexArrays(1, [vao])
-                GL.glDeleteBuffers(len(buffers), buffers)
-
-    # Textures -----------------------------------------------------------------
-    def _formats(self, fmt):
-        """(internal format, layout, type) of a texture format name."""
-        return self._format_table[fmt]
-
-    def _new_texture(self, width, height, fmt):
-        GL = self.GL
-        internal, _, _ = self._formats(fmt)
-        tex_id = int(GL.glGenTextures(1))
-        GL.glBindTexture(GL.GL_TEXTURE_2D, tex_id)
-        GL.glTexStorage2D(GL.GL_TEXTURE_2D, 1, internal, width, height)
-        for param in (GL.GL_TEXTURE_MIN_FILTER, GL.GL_TEXTURE_MAG_FILTER):
-            GL.glTexParameteri(GL.GL_TEXTURE_2D, param, GL.GL_NEAREST)
-        for param in (GL.GL_TEXTURE_WRAP_S, GL.GL_TEXTURE_WRAP_T):
-            GL.glTexParameteri(GL.GL_TEXTURE_2D, param, GL.GL_CLAMP_TO_EDGE)
-        GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
-        tex = _Texture(tex_id, width, height, fmt)
-        weakref.finalize(tex, self._garbage.append, ("texture", tex_id)).atexit = False
-        return tex
-
+    # Textures (gl_textures.Textures) -------------------------------------------
     def texture(self, width, height, fmt, data=None):
-        if fmt not in _CHANNELS:
-            raise ValueError(f"unsupported texture format {fmt}")
-        if data is not None and fmt.endswith("I"):
-            raise ValueError("integer textures cannot be uploaded; they start at 0")
-        if data is not None:
-            flat = np.ascontiguousarray(data, dtype=np.float32).reshape(-1)
-            expected = width * height * _CHANNELS[fmt]
-            if flat.size != expected:
-                raise ValueError(f"texture data has {flat.size} values, {fmt} {width}x{height} needs {expected}")
-        with self._current():
-            tex = self._new_texture(width, height, fmt)
-            if data is None:
-                self.clear(tex, 0)
-            else:
-                GL = self.GL
-                _, layout, kind = self._formats(fmt)
-                GL.glBindTexture(GL.GL_TEXTURE_2D, tex.id)
-                GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, 0, 0, width, height, layout, kind, flat)
-                GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
-        return tex
+        return self._textures.texture(width, height, fmt, data)
 
     def clear(self, texture, value=0):
-        GL = self.GL
-        _, layout, kind = self._formats(texture.format)
-        channels = _CHANNELS[texture.format]
-        if texture.format.endswith("I"):
-            data = np.full(channels, int(value), np.int32)
-        else:
-            data = np.full(channels, float(value), np.float32)
-        with self._current():
-            GL.glClearTexImage(texture.id, 0, layout, kind, data)
-            GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
+        self._textures.clear(texture, value)
 
     def read(self, texture):
-        GL = self.GL
-        _, layout, kind = self._formats(texture.format)
-        channels = _CHANNELS[texture.format]
-        integer = texture.format.endswith("I")
-        out = np.empty((texture.height, texture.width, channels), np.int32 if integer else np.float32)
-        with self._current():
-            GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
-            GL.glBindTexture(GL.GL_TEXTURE_2D, texture.id)
-            GL.glGetTexImage(GL.GL_TEXTURE_2D, 0, layout, kind, out)
-            GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
-        return out.astype(np.float32) if integer else out
+        return self._textures.read(texture)
 
     def read_fixed(self, texture, rows, fixed=True, row0=0):
         """Read `rows` rows of an R32I accumulator as floats, through the
@@ -399,251 +88,61 @@ class PyOpenGLBackend:
         `row0`: the first row read (a block of a taller accumulator).
         """
         with self._current():
-            out = self._new_texture(texture.width, rows, "R32F")
+            out = self._textures.new(texture.width, rows, "R32F")
             self.dispatch(K.FIXED_TO_FLOAT, K.FIXED_TO_FLOAT.groups(texture.width, rows),
                           images={"accumulator": texture, "result": out}, samplers={},
                           constants={"hi_offset": rows if fixed else 0, "row0": row0})
             return self.read(out)
 
-    # Kernels ------------------------------------------------------------------
-    def _compile(self, spec):
-        GL = self.GL
-        stages = ([("compute", GL.GL_COMPUTE_SHADER)] if spec.is_compute else
-                  [("vertex", GL.GL_VERTEX_SHADER), ("fragment", GL.GL_FRAGMENT_SHADER)])
-        program = GL.glCreateProgram()
-        shaders = []
-        for stage, kind in stages:
-            source = glsl_source(spec, stage)
-            shader = GL.glCreateShader(kind)
-            GL.glShaderSource(shader, source)
-            GL.glCompileShader(shader)
-            if not GL.glGetShaderiv(shader, GL.GL_COMPILE_STATUS):
-                log = GL.glGetShaderInfoLog(shader)
-                log = log.decode() if isinstance(log, bytes) else str(log)
-                numbered = "\n".join(f"{i + 1:4d} {line}" for i, line in enumerate(source.splitlines()))
-                raise RuntimeError(f"{spec.name} ({stage}) does not compile:\n{log}\n{numbered}")
-            GL.glAttachShader(program, shader)
-            shaders.append(shader)
-        GL.glLinkProgram(program)
-        for shader in shaders:
-            GL.glDetachShader(program, shader)
-            GL.glDeleteShader(shader)
-        if not GL.glGetProgramiv(program, GL.GL_LINK_STATUS):
-            log = GL.glGetProgramInfoLog(program)
-            raise RuntimeError(f"{spec.name} does not link:\n{log}")
-        locations = {name: GL.glGetUniformLocation(program, name) for _, name in spec.push_constants}
-        return program, locations
-
+    # Kernels (gl_programs.Programs) --------------------------------------------
     def shader(self, spec):
-        program = self._programs.get(spec.name)
-        if program is None:
-            with self._current():
-                program = self._programs[spec.name] = self._compile(spec)
-        return program
-
-    def _set_constants(self, spec, program, locations, constants):
-        GL = self.GL
-        kinds = {n: k for k, n in spec.push_constants}
-        for name, value in constants.items():
-            if name not in kinds:
-                raise KeyError(f"{spec.name} has no push constant {name!r}")
-            location = locations[name]
-            if location < 0:
-                continue  # optimised away by the compiler
-            kind = kinds[name]
-            if kind == "MAT4":
-                # Row-major numpy, transposed by GL: the same matrix as in Blender.
-                GL.glProgramUniformMatrix4fv(program, location, 1, GL.GL_TRUE,
-                                             np.ascontiguousarray(value, np.float32))
-            elif kind == "MAT3":
-                GL.glProgramUniformMatrix3fv(program, location, 1, GL.GL_TRUE,
-                                             np.ascontiguousarray(value, np.float32))
-            elif kind in ("INT", "BOOL"):
-                GL.glProgramUniform1i(program, location, int(value))
-            elif kind == "UINT":
-                GL.glProgramUniform1ui(program, location, int(value))
-            elif kind.startswith("IVEC"):
-                values = [int(v) for v in value]
-                getattr(GL, f"glProgramUniform{len(values)}i")(program, location, *values)
-            elif kind == "FLOAT":
-                GL.glProgramUniform1f(program, location, float(value))
-            elif kind.startswith("VEC"):
-                values = [float(v) for v in value]
-                getattr(GL, f"glProgramUniform{len(values)}f")(program, location, *values)
-            else:
-                raise ValueError(f"unsupported push constant type {kind}")
-
-    def _bind_samplers(self, spec, samplers):
-        GL = self.GL
-        slots = {s.name: s.slot for s in spec.samplers}
-        for name, tex in samplers.items():
-            if name not in slots:
-                raise KeyError(f"{spec.name} has no sampler {name!r}")
-            GL.glActiveTexture(GL.GL_TEXTURE0 + slots[name])
-            GL.glBindTexture(GL.GL_TEXTURE_2D, tex.id)
-        GL.glActiveTexture(GL.GL_TEXTURE0)
-
-    def _bind_images(self, spec, images):
-        GL = self.GL
-        declared = {i.name: i for i in spec.images}
-        for name, tex in images.items():
-            if name not in declared:
-                raise KeyError(f"{spec.name} has no image {name!r}")
-            image = declared[name]
-            access = {"readonly": GL.GL_READ_ONLY, "writeonly": GL.GL_WRITE_ONLY}.get(
-                _access(image), GL.GL_READ_WRITE)
-            internal, _, _ = self._formats(image.format)
-            GL.glBindImageTexture(image.slot, tex.id, 0, GL.GL_FALSE, 0, access, internal)
+        return self._programs.shader(spec)
 
     def dispatch(self, spec, groups, images, samplers, constants):
-        GL = self.GL
-        with self._current():
-            program, locations = self.shader(spec)
-            GL.glUseProgram(program)
-            self._set_constants(spec, program, locations, constants)
-            self._bind_samplers(spec, samplers)
-            self._bind_images(spec, images)
-            with self._auto_timer(spec.name):
-                GL.glDispatchCompute(*[int(g) for g in groups])
-                GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
-            GL.glUseProgram(0)
+        self._programs.dispatch(spec, groups, images, samplers, constants)
 
-    # Raster -------------------------------------------------------------------
+    # Raster (gl_raster.Raster) -------------------------------------------------
     def mesh_batch(self, vertex_index, corner_uv, corner_normal=None, corner_tangent=None):
-        """Locations 0 (vertex_index), 1 (corner_uv) and, for a lit fit, 2
-        (corner_normal) and 3 (corner_tangent), as the raster specs declare them."""
-        GL = self.GL
-        index = np.ascontiguousarray(vertex_index, np.int32).reshape(-1)
-        floats = [(1, 2, corner_uv), (2, 3, corner_normal), (3, 4, corner_tangent)]
-        floats = [(loc, width, np.ascontiguousarray(values, np.float32).reshape(-1, width))
-                  for loc, width, values in floats if values is not None]
-        if any(len(values) != len(index) for _, _, values in floats):
-            raise ValueError("vertex_index and the corner attributes must have one row per corner")
-        with self._current():
-            vao = int(GL.glGenVertexArrays(1))
-            buffers = [int(b) for b in np.atleast_1d(GL.glGenBuffers(1 + len(floats)))]
-            GL.glBindVertexArray(vao)
-            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, buffers[0])
-            GL.glBufferData(GL.GL_ARRAY_BUFFER, index.nbytes, index, GL.GL_STATIC_DRAW)
-            GL.glVertexAttribIPointer(0, 1, GL.GL_INT, 0, ctypes.c_void_p(0))
-            GL.glEnableVertexAttribArray(0)
-            for buffer, (location, width, values) in zip(buffers[1:], floats):
-                GL.glBindBuffer(GL.GL_ARRAY_BUFFER, buffer)
-                GL.glBufferData(GL.GL_ARRAY_BUFFER, values.nbytes, values, GL.GL_STATIC_DRAW)
-                GL.glVertexAttribPointer(location, width, GL.GL_FLOAT, GL.GL_FALSE, 0, ctypes.c_void_p(0))
-                GL.glEnableVertexAttribArray(location)
-            GL.glBindVertexArray(0)
-            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
-        batch = _Batch(vao, buffers, len(index))
-        weakref.finalize(batch, self._garbage.append, ("batch", (vao, buffers))).atexit = False
-        return batch
+        return self._raster.mesh_batch(vertex_index, corner_uv, corner_normal, corner_tangent)
 
     def render_target(self, width, height, pair=False):
-        with self._current():
-            return _RenderTarget(self, width, height, pair)
+        return self._raster.render_target(width, height, pair)
 
     def target_textures(self, target):
-        out = {"color": target.color, "id": target.id, "uv": target.uv}
-        if target.color_minus is not None:
-            out["color_minus"] = target.color_minus
-        return out
+        return self._raster.target_textures(target)
 
     def draw(self, spec, target, batch, samplers, constants):
-        GL = self.GL
-        width, height = target.size
-        with self._current():
-            program, locations = self.shader(spec)
-            GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, target.framebuffer)
-            n = len(target.attachments)
-            GL.glDrawBuffers(n, [GL.GL_COLOR_ATTACHMENT0 + i for i in range(n)])
-            GL.glViewport(0, 0, width, height)
-            GL.glDisable(GL.GL_BLEND)
-            GL.glDisable(GL.GL_CULL_FACE)
-            GL.glDisable(GL.GL_SCISSOR_TEST)
-            GL.glEnable(GL.GL_DEPTH_TEST)
-            GL.glDepthFunc(GL.GL_LESS)
-            GL.glDepthMask(GL.GL_TRUE)
-            GL.glColorMask(GL.GL_TRUE, GL.GL_TRUE, GL.GL_TRUE, GL.GL_TRUE)
-            with self._auto_timer(spec.name):
-                GL.glClearBufferfv(GL.GL_COLOR, 0, np.zeros(4, np.float32))
-                GL.glClearBufferiv(GL.GL_COLOR, 1, np.zeros(4, np.int32))
-                GL.glClearBufferfv(GL.GL_COLOR, 2, np.zeros(4, np.float32))
-                if target.color_minus is not None:
-                    GL.glClearBufferfv(GL.GL_COLOR, 3, np.zeros(4, np.float32))
-                GL.glClearBufferfv(GL.GL_DEPTH, 0, np.ones(1, np.float32))
-                GL.glUseProgram(program)
-                self._set_constants(spec, program, locations, constants)
-                self._bind_samplers(spec, samplers)
-                GL.glBindVertexArray(batch.vao)
-                GL.glDrawArrays(GL.GL_TRIANGLES, 0, batch.count)
-                GL.glBindVertexArray(0)
-                GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
-            GL.glUseProgram(0)
-            GL.glDisable(GL.GL_DEPTH_TEST)
-            GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
+        self._raster.draw(spec, target, batch, samplers, constants)
 
     def finish(self):
         with self._current():
             self.GL.glFinish()
-            self._resolve_timings()
+            self._timer.resolve()
 
-    # GPU timings --------------------------------------------------------------
-    def _timestamp(self):
-        GL = self.GL
-        query = int(np.ravel(GL.glGenQueries(1))[0])
-        GL.glQueryCounter(query, GL.GL_TIMESTAMP)
-        return query
+    # GPU timings (gl_timing.GpuTimer) ----------------------------------------
+    @property
+    def timing(self) -> bool:
+        """Time every dispatch and draw under its spec's name."""
+        return self._timer.enabled
+
+    @timing.setter
+    def timing(self, on: bool):
+        self._timer.enabled = on
 
     def begin_timer(self, name):
-        with self._current():
-            self._open.append((name, self._timestamp()))
+        self._timer.begin(name)
 
     def end_timer(self):
-        if not self._open:
-            raise RuntimeError("end_timer() without begin_timer()")
-        with self._current():
-            name, begin = self._open.pop()
-            self._pending.append((name, begin, self._timestamp()))
+        self._timer.end()
 
-    @contextlib.contextmanager
     def timer(self, name):
-        """Time the GPU work submitted inside the block under `name`."""
-        self.begin_timer(name)
-        try:
-            yield
-        finally:
-            self.end_timer()
-
-    @contextlib.contextmanager
-    def _auto_timer(self, name):
-        if not self.timing:
-            yield
-            return
-        begin = self._timestamp()
-        yield
-        self._pending.append((name, begin, self._timestamp()))
-
-    def _resolve_timings(self):
-        if not self._pending:
-            return
-        GL = self.GL
-        with self._current():
-            for name, begin, end in self._pending:
-                values = []
-                for query in (begin, end):
-                    result = ctypes.c_uint64()
-                    GL.glGetQueryObjectui64v(query, GL.GL_QUERY_RESULT, ctypes.byref(result))
-                    values.append(result.value)
-                self._timings.setdefault(name, []).append((values[1] - values[0]) * 1e-9)
-                GL.glDeleteQueries(2, [begin, end])
-            self._pending = []
+        """Time the GPU work submitted inside the `with` block under `name`."""
+        return self._timer.span(name)
 
     @property
     def gpu_timings(self) -> dict:
         """{name: [seconds, ...]} of the finished timers (waits for pending ones)."""
-        self._resolve_timings()
-        return self._timings
+        return self._timer.timings
 
     def reset_timings(self):
-        self._resolve_timings()
-        self._timings = {}
+        self._timer.reset()
