@@ -145,7 +145,7 @@ class Settings:
     eps_positions: float | None = setting(None, "perturbation of positions, in world units", category="advanced",
                                           auto="about one pixel at the object", soft_max=0.1, **POSITIVE)
     lr_texture: float | None = setting(None, "texel step: SART's relaxation or Adam's rate", category="advanced",
-                                       auto="1.0 (SART), 1.5 (SART visits), 0.1 (Adam)", soft_max=2.0,
+                                       auto="SART 1.0, 1.5 in SART visits; Adam 0.1", soft_max=2.0,
                                        doc="sart-relaxation", **POSITIVE)
     eps_texture: float = setting(0.02, "perturbation of texels", category="advanced", soft_max=0.5, **POSITIVE)
     lr_decay: float = setting(0.05, "fraction of the learning rates left at the last step (of each phase "
@@ -186,22 +186,25 @@ class Settings:
                                 category="advanced", **POSITIVE)
 
     # Research: the paper's baselines and the experiment switches
-    estimator: str = setting("per_pixel", "per_pixel: each pixel credits the parameters it sees; full_image: "
-                                          "the whole image's loss difference (SPSA, the paper's baseline)",
+    estimator: str = setting("per_pixel", "the gradient estimate: per_pixel (each pixel credits the parameters "
+                                          "it sees) or full_image (the whole image's loss difference: SPSA, the "
+                                          "paper's baseline)",
                              category="research", choices=ESTIMATORS)
     texture_update: str = setting("sart", "how texels step: sart (the residual their pixels ask of them, "
                                           "weighed by their finite differences) or adam (pure SGE, as the "
                                           "paper); a lit fit's texels use Adam",
                                   category="research", choices=TEXTURE_UPDATES)
-    normalize: str = setting("pixels", "pixels: the gradient of the mean pixel loss; count: the mean over "
-                                       "each parameter's contributors", category="research", choices=NORMALIZATIONS)
+    normalize: str = setting("pixels", "the gradient's scale: pixels (of the mean pixel loss) or count (the mean "
+                                       "over each parameter's contributors)", category="research",
+                             choices=NORMALIZATIONS)
     sart_visits: bool = setting(True, "SART texture fits (and a joint fit's texture phase) visit one view at a "
                                       "time: its exact residual, a step per filter point, one update a visit",
                                 category="research")
     visit_charge: str = setting("weights", "how a visit's point charges the residual: weights (every texel of a "
                                            "pixel's bilinear footprint by its weight) or perturbation (R+ and R-)",
                                 category="research", choices=VISIT_CHARGES)
-    alternate_groups: bool = setting(True, "joint fits: positions on even steps, texture on odd ones",
+    alternate_groups: bool = setting(True, "joint fits: perturb positions on even steps, texture on odd ones (a "
+                                           "vertex's nudge otherwise drowns the texels' signal)",
                                      category="research", doc="alternate-groups")
     running_residual: float = setting(0.2, "share of a view's running mean render each visit replaces; the "
                                            "gradient charges that mean's residual (0: the step's own sample's)",

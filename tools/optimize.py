@@ -89,8 +89,10 @@ def add_settings_arguments(groups: dict) -> None:
         help = f"{flag.help.replace('%', '%%')} ({bounds + ', ' if bounds else ''}default: {default})"
         kind = ({"action": argparse.BooleanOptionalAction} if f.type == "bool" else
                 {"type": int} if f.type == "int" else {"type": float} if "float" in f.type else {})
+        if flag.choices is not None:
+            kind["choices"] = flag.choices
         groups[flag.category].add_argument(name, dest=f.name, default=None if flag.preset else f.default,
-                                           choices=flag.choices, help=help, **kind)
+                                           help=help, **kind)
 
 
 def apply_quality(args) -> None:
