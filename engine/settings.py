@@ -218,7 +218,8 @@ class Settings:
         if not (self.optimize_positions or self.optimize_texture or self.optimize_roughness
                 or self.optimize_metallic or self.optimize_normal):
             raise ValueError("nothing to optimize: enable positions, texture or both")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
+        if isinstance(self.seed, bool) or not (isinstance(self.seed, numbers.Integral)
+                                               and flag_of("seed").in_range(self.seed)):
             raise ValueError(f"seed must be a whole number in 0..{self.SEED_MAX}, got {self.seed}")
         for f in fields(self):
             flag, value, label = f.metadata["flag"], getattr(self, f.name), f.name.replace("_", " ")
