@@ -20,8 +20,9 @@ from .pixel_filter import WORKBENCH_SAMPLES
 # Quality presets: steps, working resolution and views per step set together
 # (docs/decisions/quality-presets.md). A joint fit (positions and texture)
 # gets `joint_steps`, its groups taking turns; an unlit texture-only fit with
-# SART texels gets `visit_steps` (its steps are SART visits'); another
-# single-group fit `steps`.
+# SART texels gets `visit_steps` (its steps are SART visits': Workbench's 9
+# filter points two a step, then 4 charged points one a step, so Standard's
+# 1260 are 140 visits); another single-group fit `steps`.
 QUALITY_PRESETS = {
     "draft": {"steps": 400, "joint_steps": 600, "visit_steps": 540, "resolution": 256, "views_per_step": 1},
     "standard": {"steps": 900, "joint_steps": 1200, "visit_steps": 1260, "resolution": 256, "views_per_step": 1},
@@ -63,7 +64,7 @@ class Flag:
     soft_max: float | None = None  # where the panel's slider stops
     auto: str | None = None  # the default is None, which means this
     preset: str | None = None  # --quality (the panel's Quality) sets it
-    doc: str | None = None  # the page that says how it was chosen
+    doc: str | None = None  # docs/decisions/<doc>.md: how its default was chosen
 
     def __post_init__(self):
         assert self.category in CATEGORIES, self.category
