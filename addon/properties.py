@@ -7,10 +7,31 @@ from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty,
                        PointerProperty)
 
 from ..engine import QUALITY_PRESETS, Settings, quality_preset
-from ..engine.scene import DEFAULT_QUALITY
+from ..engine.settings import DEFAULT_QUALITY, flag_of
 
-_DEFAULTS = Settings()
 _STANDARD = quality_preset(DEFAULT_QUALITY)
+_WRITTEN_BACK = "a constant input, or a Non-Color image written back where it is read; undo puts its pixels back"
+
+
+def _field(name: str, label: str, note: str = "", **panel) -> dict:
+    """A panel property's keywords for Settings field `name`: default, range
+    and description from its Flag (engine/settings.py); `panel` adds the
+    panel's own (update, precision, items) or narrows the range (Steps from
+    1). An automatic field (None) shows 0. tests/test_settings_flags.py
+    checks that they agree."""
+    flag, default = flag_of(name), Settings.__dataclass_fields__[name].default
+    text = flag.help[0].upper() + flag.help[1:]
+    if flag.auto:
+        default, text = 0.0, f"{text}; 0: automatic ({flag.auto})"
+    keywords = {"name": label, "description": f"{text}; {note}" if note else text}
+    if "items" in panel:  # the panel's identifiers, in any case: "SART" for "sart"
+        keywords["default"] = next(i[0] for i in panel["items"] if i[0].lower() == default)
+    else:
+        keywords["default"] = default
+        bounds = {"min": flag.min, "max": None if flag.max_open else flag.max, "soft_max": flag.soft_max}
+        keywords.update({k: v for k, v in bounds.items() if v is not None and not isinstance(default, bool)})
+    keywords.update(panel)
+    return keywords
 
 
 def _fit_kind(self) -> dict:
@@ -52,49 +73,21 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
         name="Reference", type=bpy.types.Object, poll=_is_mesh,
         description="Textured mesh rendered into the cameras' backgrounds by Capture Targets")
 
-    lit: BoolProperty(
-        name="Lit by the Scene", default=_DEFAULTS.lit, update=_follow_quality,
-        description="Render the base colour under the scene's lights, world and the rest of the "
-                    "Principled material (roughness, metallic, normal map), for lit targets such as "
-                    "EEVEE or Cycles renders; positions are not optimized then")
-    optimize_roughness: BoolProperty(
-        name="Roughness", default=_DEFAULTS.optimize_roughness,
-        description="Lit fits: also fit the material's Roughness (a constant input, or a Non-Color image "
-                    "written back where it is read; undo puts its pixels back)")
-    optimize_metallic: BoolProperty(
-        name="Metallic", default=_DEFAULTS.optimize_metallic,
-        description="Lit fits: also fit the material's Metallic (a constant input, or a Non-Color image "
-                    "written back where it is read; undo puts its pixels back)")
-    optimize_normal: BoolProperty(
-        name="Normal Map", default=_DEFAULTS.optimize_normal,
-        description="Lit fits: also fit the tangent-space normal-map image (Image Texture, Non-Color, "
-                    "through a Normal Map node); undo puts its pixels back")
-    optimize_positions: BoolProperty(
-        name="Positions", default=_DEFAULTS.optimize_positions, update=_follow_quality,
-        description="Optimize the vertex positions")
-    lr_positions: FloatProperty(
-        name="Learning Rate", default=0.0, min=0.0, soft_max=0.1, precision=5, step=0.01,
-        description="Position step size in world units per step; 0: automatic "
-                    "(0.2 % of the bounding-box diagonal)")
-    eps_positions: FloatProperty(
-        name="\u03b5", default=0.0, min=0.0, soft_max=0.1, precision=5, step=0.01,
-        description="Position perturbation size in world units; 0: automatic (about one pixel)")
-    optimize_texture: BoolProperty(
-        name="Base Color", default=_DEFAULTS.optimize_texture, update=_follow_quality,
-        description="Optimize the base-colour image")
-    texture_update: EnumProperty(
-        name="Update", default=_DEFAULTS.texture_update.upper(), update=_follow_quality,
-        description="How base-colour texels step (a lit fit's always use Adam)",
+    lit: BoolProperty(**_field("lit", "Lit by the Scene", update=_follow_quality))
+    optimize_roughness: BoolProperty(**_field("optimize_roughness", "Roughness", note=_WRITTEN_BACK))
+    optimize_metallic: BoolProperty(**_field("optimize_metallic", "Metallic", note=_WRITTEN_BACK))
+    optimize_normal: BoolProperty(**_field("optimize_normal", "Normal Map", note="undo puts its pixels back"))
+    optimize_positions: BoolProperty(**_field("optimize_positions", "Positions", update=_follow_quality))
+    lr_positions: FloatProperty(**_field("lr_positions", "Learning Rate", precision=5, step=0.01))
+    eps_positions: FloatProperty(**_field("eps_positions", "\u03b5", precision=5, step=0.01))
+    optimize_texture: BoolProperty(**_field("optimize_texture", "Base Color", update=_follow_quality))
+    texture_update: EnumProperty(**_field(
+        "texture_update", "Update", update=_follow_quality,
         items=(("SART", "SART", "Each texel moves by the residual its pixels ask of it, weighed by "
                                 "their finite differences: fast, and still where the fit is right"),
-               ("ADAM", "Adam", "Adam on the estimated gradient, as the paper")))
-    lr_texture: FloatProperty(
-        name="Learning Rate", default=0.0, min=0.0, soft_max=2.0, precision=4,
-        step=0.1, description="Base-colour step size per step; 0: automatic "
-                              "(1.0, SART's relaxation, 1.5 in SART visits, or 0.1, Adam's rate)")
-    eps_texture: FloatProperty(
-        name="\u03b5", default=_DEFAULTS.eps_texture, min=1e-6, soft_max=0.5, precision=4, step=0.1,
-        description="Base-colour perturbation size")
+               ("ADAM", "Adam", "Adam on the estimated gradient, as the paper"))))
+    lr_texture: FloatProperty(**_field("lr_texture", "Learning Rate", precision=4, step=0.1))
+    eps_texture: FloatProperty(**_field("eps_texture", "\u03b5", min=1e-6, precision=4, step=0.1))
 
     quality: EnumProperty(
         name="Quality", default=DEFAULT_QUALITY.upper(), update=_apply_quality,
@@ -103,31 +96,22 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
                      f"colour fit, {v['steps']} for another one-group fit) at "
                      f"{v['resolution']} px, {v['views_per_step']} view(s) per step")
                     for k, v in QUALITY_PRESETS.items()))
-    steps: IntProperty(name="Steps", default=_DEFAULTS.steps, min=1, soft_max=5000,
-                       description="Number of optimization steps")
-    lr_decay: FloatProperty(
-        name="Learning-Rate Decay", default=_DEFAULTS.lr_decay, min=0.001, max=1.0, precision=3,
-        description="Fraction of the learning rates left at the last step (1: constant)")
+    steps: IntProperty(**_field("steps", "Steps", min=1, soft_max=5000))
+    lr_decay: FloatProperty(**_field("lr_decay", "Learning-Rate Decay", min=0.001, precision=3))
     resolution: IntProperty(name="Resolution", default=_STANDARD["resolution"], min=8, max=16384,
                             soft_max=2048,
                             description="Working resolution (longest side, in pixels); "
                                         "the aspect follows the render settings")
-    views_per_step: IntProperty(name="Views per Step", default=_DEFAULTS.views_per_step, min=1, max=64,
-                                description="Cameras used per step (gradients are averaged)")
-    estimator: EnumProperty(
-        name="Estimator", default=_DEFAULTS.estimator,
+    views_per_step: IntProperty(**_field("views_per_step", "Views per Step"))
+    estimator: EnumProperty(**_field(
+        "estimator", "Estimator",
         items=(("per_pixel", "Per Pixel", "Per-pixel gradient estimation: each pixel only "
                 "credits the parameters it sees (lower variance)"),
                ("full_image", "Full Image", "Classic SPSA: the whole-image loss difference "
-                "scales every perturbation")))
-    smoothness: FloatProperty(name="Smoothness", default=_DEFAULTS.smoothness, min=0.0, soft_max=1000.0,
-                              description="Weight of the Laplacian smoothness term on positions")
-    alternate_groups: BoolProperty(
-        name="Alternate Groups", default=_DEFAULTS.alternate_groups,
-        description="When fitting shape and colour together, perturb the shape on even steps and "
-                    "the colour on odd ones (a vertex's nudge otherwise drowns the texels' signal)")
-    seed: IntProperty(name="Seed", default=_DEFAULTS.seed, min=0,
-                      description="Random seed; the same seed gives the same result")
+                "scales every perturbation"))))
+    smoothness: FloatProperty(**_field("smoothness", "Smoothness"))
+    alternate_groups: BoolProperty(**_field("alternate_groups", "Alternate Groups"))
+    seed: IntProperty(**_field("seed", "Seed"))
 
     overlay: EnumProperty(
         name="Overlay", default="OFF",
@@ -169,6 +153,8 @@ def preferences():
 
 
 classes = (SGE_PG_settings, SGE_AP_preferences)
+# The panel's properties that are Settings fields, in the panel's order.
+PANEL_FIELDS = tuple(name for name in SGE_PG_settings.__annotations__ if name in Settings.__dataclass_fields__)
 
 
 def get(context_or_scene) -> SGE_PG_settings:
@@ -177,28 +163,18 @@ def get(context_or_scene) -> SGE_PG_settings:
 
 
 def to_settings(props, **overrides) -> Settings:
-    """The engine `Settings` for the panel's property group (0 = automatic
-    for the position learning rate and epsilon)."""
-    values = dict(
-        optimize_positions=props.optimize_positions,
-        optimize_texture=props.optimize_texture,
-        steps=props.steps,
-        lr_decay=props.lr_decay,
-        lr_positions=props.lr_positions or None,
-        texture_update=props.texture_update.lower(),
-        lr_texture=props.lr_texture or None,
-        eps_positions=props.eps_positions or None,
-        eps_texture=props.eps_texture,
-        estimator=props.estimator,
-        views_per_step=props.views_per_step,
-        smoothness=props.smoothness,
-        alternate_groups=props.alternate_groups,
-        seed=props.seed,
-        lit=props.lit,
-        optimize_roughness=props.lit and props.optimize_roughness,
-        optimize_metallic=props.lit and props.optimize_metallic,
-        optimize_normal=props.lit and props.optimize_normal,
-    )
+    """The engine `Settings` for the panel's property group (0: automatic,
+    where the field's default is; the maps of a lit fit only when lit)."""
+    values = {}
+    for name in PANEL_FIELDS:
+        value = getattr(props, name)
+        if flag_of(name).auto:
+            value = value or None  # 0: automatic
+        elif isinstance(value, str):
+            value = value.lower()  # the enum's identifier: "SART" is "sart"
+        values[name] = value
+    for name in ("optimize_roughness", "optimize_metallic", "optimize_normal"):
+        values[name] = props.lit and values[name]
     values.update(overrides)
     return Settings(**values)
 

@@ -4,7 +4,8 @@ It never imports `bpy`; it drives any object with the `backend.Backend` shape.
 """
 from .color import image_metrics, mean_psnr, psnr
 from .optimizer import Engine
-from .scene import QUALITY_PRESETS, MeshArrays, SceneArrays, Settings, View, quality_preset
+from .scene import MeshArrays, SceneArrays, View
+from .settings import QUALITY_PRESETS, Settings, quality_preset
 
 __all__ = ["Engine", "MeshArrays", "SceneArrays", "Settings", "View", "image_metrics", "mean_psnr", "psnr",
            "QUALITY_PRESETS", "quality_preset"]

@@ -35,94 +35,64 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports after Ctrl+C
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sge_optimizer.engine import QUALITY_PRESETS, Settings
+    """The CLI: its own flags by hand, every Settings field's from its Flag
+    (engine/settings.py), in groups: main, Advanced, Research."""
+    from sge_optimizer.engine import QUALITY_PRESETS
 
-    d = Settings()
     p = argparse.ArgumentParser(prog="optimize.py", description=__doc__.split("\n")[0],
                                 epilog="Ctrl+C stops the run, keeps the result so far, still writes "
                                        "--save and --summary, and exits 130.")
     p.add_argument("blend", nargs="?", type=Path, help="the .blend file to open (bpy-module mode)")
     p.add_argument("--object", required=True, help="the mesh object to optimize")
     p.add_argument("--cameras", required=True, help="collection of target cameras (background images)")
+    steps = "; ".join(f"{name}: {v['joint_steps']} steps for a joint fit, {v['visit_steps']} for a base-colour "
+                      f"fit in SART visits, {v['steps']} for another one-group fit, at {v['resolution']} px"
+                      for name, v in QUALITY_PRESETS.items())
     p.add_argument("--quality", choices=tuple(QUALITY_PRESETS), default="standard",
-                   help="preset for --steps, --resolution and --views-per-step (default: standard: "
-                        "1200 steps for a joint fit, 1260 for a base-colour fit in SART visits, 900 for another "
-                        "one-group fit); those flags override it")
-    p.add_argument("--steps", type=int, default=None, help="steps (default: from --quality)")
+                   help=f"preset for --steps, --resolution and --views-per-step ({steps}); those flags "
+                        "override it (default: %(default)s)")
     p.add_argument("--optimize", choices=("both", "positions", "texture"), default="both",
-                   help="what to optimize (default: both)")
-    p.add_argument("--lr-positions", type=float, default=None,
-                   help="Adam step for positions in world units (default: 0.2%% of the bounding diagonal)")
-    p.add_argument("--texture-update", choices=Settings.TEXTURE_UPDATES, default=d.texture_update,
-                   help="how texels step: sart (the residual their pixels ask, weighed by their finite "
-                        "differences) or adam (default: %(default)s; a lit fit's texture uses Adam)")
-    p.add_argument("--sart-visits", action=argparse.BooleanOptionalAction, default=d.sart_visits,
-                   help="a SART texture-only fit (and a joint fit's texture phase) visits one view at a "
-                        "time: the exact residual of its "
-                        "filtered render, charged through a step per filter point, one update a visit "
-                        "(default: on)")
-    p.add_argument("--visit-points", type=int, default=d.visit_points,
-                   help="filter points a SART visit charges, a step each after its mean's renders "
-                        "(default: %(default)s)")
-    p.add_argument("--lr-texture", type=float, default=None,
-                   help="texel step size (default: 1.0, SART's relaxation, 1.5 in SART visits, or 0.1, Adam's rate)")
-    p.add_argument("--eps-positions", type=float, default=None,
-                   help="perturbation of positions in world units (default: one pixel at the object)")
-    p.add_argument("--eps-texture", type=float, default=d.eps_texture)
-    p.add_argument("--lr-decay", type=float, default=d.lr_decay,
-                   help="fraction of the learning rates left at the last step")
+                   help="what to optimize (default: %(default)s)")
     p.add_argument("--resolution", type=int, default=None,
                    help="working resolution, longest side in pixels (default: from --quality)")
-    p.add_argument("--views-per-step", type=int, default=None, help="(default: from --quality)")
-    p.add_argument("--estimator", choices=Settings.ESTIMATORS, default=d.estimator)
-    p.add_argument("--smoothness", type=float, default=d.smoothness,
-                   help="weight of the uniform-Laplacian term on positions (0: off)")
-    p.add_argument("--alternate-groups", action=argparse.BooleanOptionalAction, default=d.alternate_groups,
-                   help="joint fits: positions on even steps, texture on odd ones (default: on)")
-    p.add_argument("--lit", action=argparse.BooleanOptionalAction, default=d.lit,
-                   help="render the base colour under the scene's lights and the rest of its Principled "
-                        "material (roughness, metallic, normal map), for lit targets such as EEVEE or "
-                        "Cycles renders; needs --optimize texture (default: off, flat texture colour)")
-    p.add_argument("--fit-roughness", action=argparse.BooleanOptionalAction, default=d.optimize_roughness,
-                   help="with --lit: also fit the Principled Roughness (a constant) (default: off)")
-    p.add_argument("--fit-metallic", action=argparse.BooleanOptionalAction, default=d.optimize_metallic,
-                   help="with --lit: also fit the Principled Metallic (a constant) (default: off)")
-    p.add_argument("--fit-normal", action=argparse.BooleanOptionalAction, default=d.optimize_normal,
-                   help="with --lit: also fit the tangent-space normal-map image (Non-Color, through a "
-                        "Normal Map node), written back into that image (default: off)")
-    p.add_argument("--filter-sigma", type=float, default=d.filter_sigma,
-                   help="pixel filter (Gaussian sigma, pixels) of the jitter and antialiasing, with "
-                        "--pixel-filter gaussian (default: %(default)s, Cycles'); with auto the scene's "
-                        "engine sets it")
-    p.add_argument("--pixel-filter", choices=Settings.PIXEL_FILTERS, default=d.pixel_filter,
-                   help="how the targets' engine forms a pixel: auto (default: Workbench's antialiasing when "
-                        "the scene renders with Workbench, else the Gaussian), gaussian, workbench")
-    p.add_argument("--running-residual", type=float, default=d.running_residual,
-                   help="share of a view's running mean render each visit replaces; the gradient charges "
-                        "its residual, not the step's own sample's (0: off; default: %(default)s)")
-    p.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=d.antialias,
-                   help="sub-pixel jitter per step and antialiased scoring (default: on)")
-    p.add_argument("--texture-strata", type=int, choices=(1, 4), default=d.texture_strata,
-                   help="4: each sub-step perturbs one texel parity class of four; 1: every texel")
-    p.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=d.keep_best,
-                   help="hand back the best parameters seen, never worse than the start (default: on)")
-    p.add_argument("--start-margin-db", type=float, default=d.start_margin_db,
-                   help="with --keep-best, replace the start only when this much better on the targets")
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
-                   help="learning rates rise linearly over this many updates")
-    p.add_argument("--shape-fraction", type=float, default=d.shape_fraction,
-                   help="joint fits: positions move during this first fraction of the steps, "
-                        "then the texture settles alone, in SART visits")
-    p.add_argument("--silhouette-fraction", type=float, default=d.silhouette_fraction,
-                   help="joint fits: vertices alone, following silhouettes only, during this first "
-                        "fraction of the steps, then colour too, taking turns with the texture")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--write-back-every", type=int, default=0,
-                   help="write to the Blender data every N steps (default: only at the end)")
-    p.add_argument("--report-every", type=int, default=25, help="progress line every N steps")
+    groups = {"user": p, "advanced": p.add_argument_group(
+        "Advanced", "step sizes, schedule and pixel filter; their defaults were measured (docs/decisions/)"),
+        "research": p.add_argument_group(
+            "Research", "the paper's baselines (--estimator full_image; --texture-update adam, pure SGE for "
+                        "texels) and experiment switches; the defaults are the product's")}
+    add_settings_arguments(groups)
+    p.add_argument("--report-every", type=int, default=25, help="progress line every N steps (default: %(default)s)")
     p.add_argument("--save", type=Path, help="save the result as this .blend (the texture is packed)")
     p.add_argument("--summary", type=Path, help="write the JSON summary here")
     return p
+
+
+def add_settings_arguments(groups: dict) -> None:
+    """A flag for each Settings field that has one, in its category's group."""
+    from dataclasses import fields
+
+    from sge_optimizer.engine.settings import Settings, cli_flag
+
+    for f in fields(Settings):
+        flag, name = f.metadata["flag"], cli_flag(f.name)
+        if name is None:
+            continue
+        if flag.auto:
+            default = flag.auto.replace("%", "%%")
+        elif flag.preset:
+            default = "from --quality"
+        elif f.type == "bool":
+            default = "on" if f.default else "off"
+        else:
+            default = "%(default)s"
+        bounds = flag.range_text() if flag.choices is None else ""
+        help = f"{flag.help.replace('%', '%%')} ({bounds + ', ' if bounds else ''}default: {default})"
+        kind = ({"action": argparse.BooleanOptionalAction} if f.type == "bool" else
+                {"type": int} if f.type == "int" else {"type": float} if "float" in f.type else {})
+        if flag.choices is not None:
+            kind["choices"] = flag.choices
+        groups[flag.category].add_argument(name, dest=f.name, default=None if flag.preset else f.default,
+                                           help=help, **kind)
 
 
 def apply_quality(args) -> None:
@@ -137,23 +107,12 @@ def apply_quality(args) -> None:
 
 
 def settings_from_args(args):
-    from sge_optimizer.engine import Settings
+    from sge_optimizer.engine.settings import Settings, cli_flag
 
     apply_quality(args)
-    return Settings(
-        optimize_positions=args.optimize in ("both", "positions"),
-        optimize_texture=args.optimize in ("both", "texture"),
-        steps=args.steps, lr_positions=args.lr_positions, lr_texture=args.lr_texture,
-        texture_update=args.texture_update, sart_visits=args.sart_visits, visit_points=args.visit_points,
-        eps_positions=args.eps_positions, eps_texture=args.eps_texture, lr_decay=args.lr_decay,
-        estimator=args.estimator, views_per_step=args.views_per_step, smoothness=args.smoothness,
-        seed=args.seed, write_back_every=args.write_back_every, alternate_groups=args.alternate_groups,
-        antialias=args.antialias, keep_best=args.keep_best, lit=args.lit,
-        filter_sigma=args.filter_sigma, pixel_filter=args.pixel_filter, running_residual=args.running_residual,
-        optimize_roughness=args.fit_roughness, optimize_metallic=args.fit_metallic,
-        optimize_normal=args.fit_normal, warmup_steps=args.warmup_steps,
-        start_margin_db=args.start_margin_db, texture_strata=args.texture_strata,
-        shape_fraction=args.shape_fraction, silhouette_fraction=args.silhouette_fraction)
+    return Settings(optimize_positions=args.optimize in ("both", "positions"),
+                    optimize_texture=args.optimize in ("both", "texture"),
+                    **{name: getattr(args, name) for name in Settings.field_names() if cli_flag(name)})
 
 
 def open_blend(path: Path) -> str | None:
