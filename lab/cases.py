@@ -10,7 +10,7 @@ material (base-colour image, constant roughness), a sun and a point light
 (`Settings.lit`), also scored on how close its base colour comes to the
 true albedo (the lighting must not be baked into it).
 
-`tools/evaluate.py` prints the table; `tests/test_evaluation.py` runs a
+`lab/evaluate.py` prints the table; `tests/test_evaluation.py` runs a
 small case. Nothing here uses the optimizer's rasterizer to judge it.
 """
 from __future__ import annotations
@@ -186,7 +186,7 @@ LIT_WORLD = (0.15, 0.16, 0.18)  # bright enough that the unlit sides still show 
 
 
 def setup_lit(scene, case) -> list:
-    """EEVEE or Cycles (tools/lit_scene.py: shadows off, no indirect light,
+    """EEVEE or Cycles (lab/lit_scene.py: shadows off, no indirect light,
     Standard), a sun and a point light from two sides and a grey world.
     Returns the lights."""
     setup_output(scene, case.resolution)
@@ -486,7 +486,7 @@ CASES = (
     Case("torus-rerun", "torus", "noise", 512, 12, optimize="both", start="answer"),
 )
 
-# Lit fits judged by EEVEE and Cycles (tools/evaluate.py --lit). A 256² texture:
+# Lit fits judged by EEVEE and Cycles (lab/evaluate.py --lit). A 256² texture:
 # about a texel a pixel, so the albedo is resolvable and the texture filtering
 # gap (see "What Workbench does to a texture") stays small.
 LIT_CASES = (

@@ -4,18 +4,18 @@ how close is our lit render (gpu_kernels/lit_shading.glsl) to EEVEE's?
 Builds a smooth UV sphere with a Principled BSDF (base-colour image, constant
 roughness/metallic, a tangent-space normal map), a sun, a point, a spot and an
 area light and a grey world; renders it with EEVEE (film transparent, shadows
-off, a low light threshold; see tools/lit_scene.py) from a few cameras, and with
+off, a low light threshold; see lab/lit_scene.py) from a few cameras, and with
 the rasterize_lit kernel (jittered renders averaged), then prints PSNR per
 light kind alone and all together, per material, with and without the normal
 map.
 
-    bash tools/dev.sh python tools/lit_ceiling.py [--size 128] [--out out/lit_ceiling]
-    bash tools/dev.sh python tools/lit_ceiling.py --engine cycles [--cycles-samples 1024]
+    bash tools/dev.sh python lab/lit_ceiling.py [--size 128] [--out out/lit_ceiling]
+    bash tools/dev.sh python lab/lit_ceiling.py --engine cycles [--cycles-samples 1024]
 
 With --engine cycles the reference is Cycles (CPU) instead: light shadows off,
 diffuse/glossy/transmission/volume bounces 0 (direct light and the world only,
 since we have no indirect light), denoising off, a small adaptive threshold;
-see tools/lit_scene.py. Reference frames are cached in --out (delete them to
+see lab/lit_scene.py. Reference frames are cached in --out (delete them to
 re-render).
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _paths  # noqa: E402,F401 (tools/ on sys.path)
 import _bootstrap  # noqa: E402
 
 _bootstrap.load_package()
@@ -152,7 +153,7 @@ def build_scene(size: int, engine: str = "eevee", cycles_samples: int = 1024, cy
     return scene, obj, lights, cams, nmap, bsdf
 
 
-# The engines' settings (shadows off, no indirect light, ...): tools/lit_scene.py.
+# The engines' settings (shadows off, no indirect light, ...): lab/lit_scene.py.
 EEVEE_SETTINGS, CYCLES_SETTINGS = ls.EEVEE_SETTINGS, ls.CYCLES_SETTINGS
 
 

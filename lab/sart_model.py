@@ -1,7 +1,7 @@
 """A numpy model of SART on an evaluation case: the upper bound the GPU's SART
 visits aim at (README, "SART for texels, in view visits").
 
-    bash tools/dev.sh python tools/sart_model.py CASE SWEEPS RELAXATION [os]
+    bash tools/dev.sh python lab/sart_model.py CASE SWEEPS RELAXATION [os]
 
 Our rasterizer gives each view's UVs at every point of the pixel filter; the
 texels then move by the bilinear-weighted mean of the filtered residual (in
@@ -12,15 +12,16 @@ import sys, time, tempfile
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _paths  # noqa: E402,F401 (tools/ on sys.path)
 import _bootstrap
 _bootstrap.load_package()
-import evaluation
-from evaluation import OptimizationRun, Scene
+import cases
+from cases import OptimizationRun, Scene
 api = sys.modules[OptimizationRun.__module__]
 scene_io = api.scene_io
 name = sys.argv[1]; iters = int(sys.argv[2]); lam = float(sys.argv[3])
-case = [c for c in evaluation.ALL_CASES if c.name == name][0]
-settings = evaluation.settings_for(case, None)
+case = [c for c in cases.ALL_CASES if c.name == name][0]
+settings = cases.settings_for(case, None)
 settings.steps = 0
 
 def srgb_encode(c):
