@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _paths  # noqa: E402,F401 (tools/ on sys.path)
+import _paths  # noqa: E402,F401 (tools/ and tests/ on sys.path)
 import _bootstrap  # noqa: E402
 
 _bootstrap.load_package()

@@ -22,12 +22,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _paths  # noqa: E402,F401 (tools/ on sys.path)
+import _paths  # noqa: E402,F401 (tools/ and tests/ on sys.path)
 import _bootstrap  # noqa: E402
 
 _bootstrap.load_package()
 
 import cases  # noqa: E402
+import scenes  # noqa: E402
 
 from sge_optimizer.engine import QUALITY_PRESETS, Settings  # noqa: E402
 
@@ -68,10 +69,10 @@ def main(argv=None) -> int:
         print(f"{case.name}: {case.describe}", file=sys.stderr, flush=True)
         # The defaults as tools/optimize.py gives them for the case's kind of
         # fit (the --quality preset's steps), then the --set overrides.
-        settings = cases.settings_for(case, None, args.quality)
+        settings = scenes.settings_for(case, None, args.quality)
         for key, value in overrides.items():
             setattr(settings, key, value)
-        results.append(cases.run_case(case, settings, args.snapshots,
+        results.append(scenes.run_case(case, settings, args.snapshots,
                                            log=lambda m: print(m, file=sys.stderr, flush=True)))
         print(cases.any_table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     print(cases.any_table(results))
@@ -90,7 +91,7 @@ def run_lod() -> int:
     summaries = []
     for engine in ("EEVEE", "CYCLES"):
         bpy.ops.wm.read_homefile(use_empty=True, app_template="")
-        reference = cases.lod_reference(bpy.context.scene)
+        reference = scenes.lod_reference(bpy.context.scene)
         pictures = Path("out") / "lod" / engine.lower()
         summary = fit_lod(reference, LodOptions(render_engine=engine, pictures=str(pictures)),
                           progress=lambda m: print(m, file=sys.stderr, flush=True))

@@ -23,13 +23,13 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _paths  # noqa: E402,F401 (tools/ on sys.path)
+import _paths  # noqa: E402,F401 (tools/ and tests/ on sys.path)
 import _bootstrap  # noqa: E402
 
 _bootstrap.load_package()
 
 import bpy  # noqa: E402
-import cases  # noqa: E402
+import scenes  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sge_optimizer.addon import scene_setup  # noqa: E402
@@ -43,7 +43,7 @@ SIZE = 256
 def plane_scene(render_aa: str, shift_px: float = 0.0):
     bpy.ops.wm.read_homefile(use_empty=True, app_template="")
     scene = bpy.context.scene
-    cases.setup_workbench(scene, SIZE)
+    scenes.setup_workbench(scene, SIZE)
     scene.display.render_aa = render_aa
     bpy.ops.mesh.primitive_plane_add(size=2.0)
     cam_data = bpy.data.cameras.new("Camera")
@@ -58,7 +58,7 @@ def render_linear(scene, plane, cam, texture: np.ndarray) -> np.ndarray:
     plane.data.materials.clear()
     plane.data.materials.append(scene_setup.textured_material("M", scene_setup.new_image("T", texture)))
     with tempfile.TemporaryDirectory() as tmp:
-        px = cases.render_pixels(scene, cam, Path(tmp))
+        px = scenes.render_pixels(scene, cam, Path(tmp))
     return srgb_to_linear(np.clip(px[..., :3], 0, 1))
 
 
@@ -106,7 +106,7 @@ def random_texture_render(texels: int, eevee: bool = False) -> tuple:
         links.new(emission.outputs["Emission"], next(nd for nd in nodes if nd.type == "OUTPUT_MATERIAL").inputs["Surface"])
         plane.data.materials.append(mat)
         with tempfile.TemporaryDirectory() as tmp:
-            px = cases.render_pixels(scene, cam, Path(tmp))
+            px = scenes.render_pixels(scene, cam, Path(tmp))
         truth = px[..., :3][8:-8, 8:-8]
     else:
         truth = linear_to_srgb(render_linear(scene, plane, cam, tex))[8:-8, 8:-8]

@@ -12,16 +12,18 @@ import sys, time, tempfile
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _paths  # noqa: E402,F401 (tools/ on sys.path)
+import _paths  # noqa: E402,F401 (tools/ and tests/ on sys.path)
 import _bootstrap
 _bootstrap.load_package()
 import cases
-from cases import OptimizationRun, Scene
+import scenes
+from scenes import Scene
+from sge_optimizer.addon.api import OptimizationRun
 api = sys.modules[OptimizationRun.__module__]
 scene_io = api.scene_io
 name = sys.argv[1]; iters = int(sys.argv[2]); lam = float(sys.argv[3])
 case = [c for c in cases.ALL_CASES if c.name == name][0]
-settings = cases.settings_for(case, None)
+settings = scenes.settings_for(case, None)
 settings.steps = 0
 
 def srgb_encode(c):

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-sys.path.insert(1, str(ROOT / "lab"))  # the evaluation cases (lab/cases.py), until they move
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))  # _bootstrap; demo.py
 import _bootstrap  # noqa: E402
 
 _bootstrap.load_package()

@@ -49,14 +49,14 @@ def test_the_model_reproduces_workbench_on_a_random_texture(empty_scene, tmp_pat
     colours: Workbench's render (8 samples) against the model's log-space
     mean of bilinear point samples, and against a plain linear mean."""
     import bpy
-    import cases  # lab/ is on sys.path (conftest)
+    import scenes
 
     from sge_optimizer.addon import scene_setup
     from sge_optimizer.engine.color import linear_to_srgb, srgb_to_linear
 
     size = 64
     scene = bpy.context.scene
-    cases.setup_workbench(scene, size)
+    scenes.setup_workbench(scene, size)
     assert scene.display.render_aa == "8"
     bpy.ops.mesh.primitive_plane_add(size=2.0)
     plane = bpy.context.active_object
@@ -69,7 +69,7 @@ def test_the_model_reproduces_workbench_on_a_random_texture(empty_scene, tmp_pat
     cam = bpy.data.objects.new("Camera", cam_data)
     scene.collection.objects.link(cam)
     cam.location = (0.0, 0.0, 5.0)
-    truth = cases.render_pixels(scene, cam, tmp_path)[..., :3][4:-4, 4:-4]
+    truth = scenes.render_pixels(scene, cam, tmp_path)[..., :3][4:-4, 4:-4]
 
     linear = srgb_to_linear(tex[..., :3].astype(np.float64))
     ys, xs = np.mgrid[0:size, 0:size] + 0.5

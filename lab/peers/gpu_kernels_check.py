@@ -16,7 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import _paths  # noqa: E402,F401 (tools/ on sys.path)
+import _paths  # noqa: E402,F401 (tools/ and tests/ on sys.path)
 import _bootstrap  # noqa: E402
 
 _bootstrap.load_package()

@@ -3,7 +3,8 @@
 shadows off, a uniform world colour, the Standard view transform.
 
 Shared by lab/lit_ceiling.py (the model against EEVEE/Cycles with the true
-maps) and lab/cases.py (lit fits judged on held-out views).
+maps) and tests/scenes.py (lit fits judged on held-out views, by the tests and
+lab/evaluate.py).
 """
 from __future__ import annotations
 
