@@ -1,5 +1,6 @@
 """Evaluate fits as a user would judge them: Workbench-rendered targets,
-scored on views that were not targets (see lab/cases.py).
+scored on views that were not targets (the cases: lab/cases.py; the scenes and
+the scoring: tests/scenes.py).
 
     bash tools/dev.sh python lab/evaluate.py [--cases a,b] [--quality draft] [--set steps=N] [--json out.json]
     bash tools/dev.sh python lab/evaluate.py --lit      # the lit cases (EEVEE, Cycles)

@@ -33,7 +33,7 @@ import scenes  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sge_optimizer.addon import scene_setup  # noqa: E402
-from sge_optimizer.engine.color import linear_to_srgb, srgb_to_linear  # noqa: E402
+from sge_optimizer.engine.color import linear_to_srgb, psnr, srgb_to_linear  # noqa: E402
 from sge_optimizer.engine.optimizer import gaussian_offsets  # noqa: E402
 from sge_optimizer.engine.pixel_filter import log_space, workbench_points  # noqa: E402
 
@@ -141,7 +141,7 @@ def eevee_match(texels: int, sigmas=(0.21, 0.43, 0.6)) -> list:
 
 def _psnr(model: np.ndarray, truth: np.ndarray) -> float:
     err = linear_to_srgb(model)[8:-8, 8:-8] - truth
-    return float(-10 * np.log10(np.mean(err ** 2)))
+    return psnr(float(np.mean(err ** 2)))
 
 
 def gaussian_match(texels: int, sigmas=(0.0, 0.21, 0.35, 0.5, 0.6)) -> list:

@@ -30,7 +30,8 @@ import numpy as np
 
 from sge_optimizer.addon import lod, scene_io, scene_setup
 from sge_optimizer.addon.api import OptimizationRun
-from sge_optimizer.engine import Settings, psnr, quality_preset
+from sge_optimizer.engine import Settings, quality_preset
+from sge_optimizer.engine.color import image_metrics
 from sge_optimizer.engine.synthetic import flat_texture
 
 # Textures ----------------------------------------------------------------------
@@ -188,7 +189,7 @@ LIT_WORLD = (0.15, 0.16, 0.18)  # bright enough that the unlit sides still show 
 
 
 def setup_lit(scene, case) -> list:
-    """EEVEE or Cycles (lab/lit_scene.py: shadows off, no indirect light,
+    """EEVEE or Cycles (tests/lit_scene.py: shadows off, no indirect light,
     Standard), a sun and a point light from two sides and a grey world.
     Returns the lights."""
     setup_output(scene, case.resolution)
@@ -228,7 +229,7 @@ def silhouette_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def image_psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR over premultiplied RGBA, as the tool's own reports."""
-    return psnr(float(np.mean((a.astype(np.float64) - b) ** 2)))
+    return image_metrics(a, b)["psnr"]
 
 
 # Cameras ------------------------------------------------------------------------
