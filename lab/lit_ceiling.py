@@ -43,7 +43,8 @@ from sge_optimizer.addon.gpu_backend import BlenderGPUBackend  # noqa: E402
 from sge_optimizer.addon.gpu_context import ensure_gpu  # noqa: E402
 from sge_optimizer.addon.scene_io import view_projection  # noqa: E402
 from sge_optimizer.engine import lit_reference as lit  # noqa: E402
-from sge_optimizer.engine.color import linear_to_srgb, psnr  # noqa: E402
+from sge_optimizer.engine.color import psnr  # noqa: E402
+from sge_optimizer.engine.reference import encode_srgb  # noqa: E402
 from sge_optimizer.engine.lighting import Light, Lighting  # noqa: E402
 from sge_optimizer.engine.optimizer import gaussian_offsets, jittered  # noqa: E402
 
@@ -283,16 +284,10 @@ def render_ours(backend, batch, scene, cams, lights, size, offsets, textures) ->
     return frames
 
 
-def encode(c):
-    """Premultiplied linear RGBA -> premultiplied sRGB-encoded RGB in [0, 1]."""
-    a = c[..., 3:4]
-    s = np.clip(np.where(a > 0, c[..., :3] / np.maximum(a, 1e-6), 0), 0, 1)
-    return linear_to_srgb(s) * np.clip(a, 0, 1)
-
-
 def frame_psnr(a, b, mask=None):
-    """PSNR of two premultiplied linear frames, sRGB-encoded (over `mask`'s pixels)."""
-    d = (encode(a) - encode(b)) ** 2
+    """PSNR of two premultiplied linear frames, sRGB-encoded as the kernels
+    encode (premultiplied RGB), over `mask`'s pixels."""
+    d = (encode_srgb(a)[..., :3] - encode_srgb(b)[..., :3]) ** 2
     return psnr(d.mean() if mask is None else d[mask].mean())
 
 
