@@ -26,7 +26,6 @@ _bootstrap.load_package()
 
 import cases  # noqa: E402
 import scenes  # noqa: E402
-from scenes import Scene  # noqa: E402
 
 from sge_optimizer.addon import scene_io  # noqa: E402
 from sge_optimizer.addon.api import OptimizationRun  # noqa: E402
@@ -53,7 +52,7 @@ def main(argv=None) -> int:
     settings = scenes.settings_for(case, None)
     settings.steps = 0
     with tempfile.TemporaryDirectory() as tmp:
-        scene = Scene(case, Path(tmp))
+        scene = scenes.Scene(case, Path(tmp))
         run = OptimizationRun(scene.source, scene.targets, settings, resolution=case.resolution, scene=scene.scene)
         run.start()
         e = run.engine; b = e.backend
