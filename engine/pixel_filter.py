@@ -9,7 +9,7 @@ weighted by a 2-pixel Blackman-Harris window of their distance from that
 offset, accumulating log2(colour + 1). So a pixel is the log-space weighted
 mean of 9 × samples point samples within 1.5 px. This model scores 54.8 dB
 against Workbench's own render of a random texture at 1 and at 2 texels per
-pixel (tools/judge_filter.py); the best Gaussian scored 31 dB.
+pixel (lab/judge_filter.py); the best Gaussian scored 31 dB.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))  # _bootstrap; demo.py
 import _bootstrap  # noqa: E402
 
 _bootstrap.load_package()

@@ -90,7 +90,7 @@ def test_zip_contents(extension_zip):
     names = set(zipfile.ZipFile(extension_zip).namelist())
     assert {"blender_manifest.toml", "__init__.py", "addon/__init__.py", "addon/operators.py",
             "engine/optimizer.py", "gpu_kernels/__init__.py"} <= names
-    assert not any(n.startswith(("tests/", "tools/", ".venv", ".git")) or "__pycache__" in n for n in names)
+    assert not any(n.startswith(("tests/", "tools/", "lab/", ".venv", ".git")) or "__pycache__" in n for n in names)
     # Only what the extension imports: the Blender-free PyOpenGL backend stays out.
     assert not any(n.startswith("engine/backends/") for n in names)
     modules = {str(p.relative_to(build_extension.ROOT)) for p in build_extension.needed_modules()}

@@ -115,5 +115,5 @@ def test_light_units():
 
 
 def test_rasterize_lit_compiles(backend):
-    """The lit raster pass (tools/lit_ceiling.py drives it) compiles on this Blender."""
+    """The lit raster pass (lab/lit_ceiling.py drives it) compiles on this Blender."""
     assert backend.shader(K.RASTERIZE_LIT) is not None

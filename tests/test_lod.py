@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import bpy
-import evaluation
+import scenes
 import numpy as np
 import pytest
 
@@ -14,7 +14,7 @@ from sge_optimizer.addon.scene_io import InputError
 
 
 def lit_reference(scene, sun: bool = True, world=(0.25, 0.25, 0.3)):
-    ref = evaluation.lod_reference(scene, segments=32, rings=16, texture=128, sun=sun, world=world)
+    ref = scenes.lod_reference(scene, segments=32, rings=16, texture=128, sun=sun, world=world)
     scene.eevee.taa_render_samples = 4
     return ref
 

@@ -5,8 +5,8 @@ packager, the `blender_ext.py` shipped in the bpy wheel.
 
 The package is staged in a temporary folder holding exactly what the
 extension needs: the manifest, the Python modules that `__init__.py` reaches
-through relative imports (the PyOpenGL backend, the tools and the tests are
-not among them), and the GLSL kernels beside them. So
+through relative imports (the PyOpenGL backend, the tools, the lab and the
+tests are not among them), and the GLSL kernels beside them. So
 untracked files in the working tree never end up in the zip. Prints the
 zip's path.
 """

@@ -2,6 +2,7 @@
 # Set up a virtual environment with the bpy wheel and run the tests or the demo.
 #   bash tools/dev.sh test [pytest args]     # the test suite (Blender 5.2 LTS)
 #   bash tools/dev.sh demo [demo args]       # the demo, writes out/
+#   bash tools/dev.sh python lab/evaluate.py # a lab script (lab/README.md)
 #   BLENDER=4.5 bash tools/dev.sh test       # the same on Blender 4.5 LTS
 set -euo pipefail
 cd "$(dirname "$0")/.."

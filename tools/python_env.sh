@@ -1,4 +1,4 @@
-# Sourced by tools/dev.sh and tools/peers/setup_mitsuba.sh.
+# Sourced by tools/dev.sh and lab/peers/setup_mitsuba.sh.
 
 # find_python VERSION: print a Python VERSION interpreter with venv (pyenv's
 # first), or fail with a message.

@@ -1,7 +1,7 @@
 """How Workbench reconstructs a texture, measured: the numbers behind the
 README's "What Workbench does to a texture".
 
-    bash tools/dev.sh python tools/judge_filter.py     # about 30 s
+    bash tools/dev.sh python lab/judge_filter.py     # about 30 s
 
 A plane fills an orthographic camera's 256² frame, square-on, so texel
 (x, y) of a 256² texture sits exactly on pixel (x, y). It prints
@@ -23,16 +23,17 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _paths  # noqa: E402,F401 (tools/ and tests/ on sys.path)
 import _bootstrap  # noqa: E402
 
 _bootstrap.load_package()
 
 import bpy  # noqa: E402
-import evaluation  # noqa: E402
+import scenes  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sge_optimizer.addon import scene_setup  # noqa: E402
-from sge_optimizer.engine.color import linear_to_srgb, srgb_to_linear  # noqa: E402
+from sge_optimizer.engine.color import linear_to_srgb, psnr, srgb_to_linear  # noqa: E402
 from sge_optimizer.engine.optimizer import gaussian_offsets  # noqa: E402
 from sge_optimizer.engine.pixel_filter import log_space, workbench_points  # noqa: E402
 
@@ -42,7 +43,7 @@ SIZE = 256
 def plane_scene(render_aa: str, shift_px: float = 0.0):
     bpy.ops.wm.read_homefile(use_empty=True, app_template="")
     scene = bpy.context.scene
-    evaluation.setup_workbench(scene, SIZE)
+    scenes.setup_workbench(scene, SIZE)
     scene.display.render_aa = render_aa
     bpy.ops.mesh.primitive_plane_add(size=2.0)
     cam_data = bpy.data.cameras.new("Camera")
@@ -57,7 +58,7 @@ def render_linear(scene, plane, cam, texture: np.ndarray) -> np.ndarray:
     plane.data.materials.clear()
     plane.data.materials.append(scene_setup.textured_material("M", scene_setup.new_image("T", texture)))
     with tempfile.TemporaryDirectory() as tmp:
-        px = evaluation.render_pixels(scene, cam, Path(tmp))
+        px = scenes.render_pixels(scene, cam, Path(tmp))
     return srgb_to_linear(np.clip(px[..., :3], 0, 1))
 
 
@@ -105,7 +106,7 @@ def random_texture_render(texels: int, eevee: bool = False) -> tuple:
         links.new(emission.outputs["Emission"], next(nd for nd in nodes if nd.type == "OUTPUT_MATERIAL").inputs["Surface"])
         plane.data.materials.append(mat)
         with tempfile.TemporaryDirectory() as tmp:
-            px = evaluation.render_pixels(scene, cam, Path(tmp))
+            px = scenes.render_pixels(scene, cam, Path(tmp))
         truth = px[..., :3][8:-8, 8:-8]
     else:
         truth = linear_to_srgb(render_linear(scene, plane, cam, tex))[8:-8, 8:-8]
@@ -140,7 +141,7 @@ def eevee_match(texels: int, sigmas=(0.21, 0.43, 0.6)) -> list:
 
 def _psnr(model: np.ndarray, truth: np.ndarray) -> float:
     err = linear_to_srgb(model)[8:-8, 8:-8] - truth
-    return float(-10 * np.log10(np.mean(err ** 2)))
+    return psnr(float(np.mean(err ** 2)))
 
 
 def gaussian_match(texels: int, sigmas=(0.0, 0.21, 0.35, 0.5, 0.6)) -> list:

@@ -2,8 +2,9 @@
 (gpu_kernels/lit_shading.glsl) can match them: EEVEE or Cycles, lights with
 shadows off, a uniform world colour, the Standard view transform.
 
-Shared by tools/lit_ceiling.py (the model against EEVEE/Cycles with the true
-maps) and tools/evaluation.py (lit fits judged on held-out views).
+Shared by lab/lit_ceiling.py (the model against EEVEE/Cycles with the true
+maps) and tests/scenes.py (lit fits judged on held-out views, by the tests and
+lab/evaluate.py).
 """
 from __future__ import annotations
 

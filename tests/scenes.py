@@ -1,17 +1,20 @@
-"""An evaluation that cannot flatter us: scenes built in code, targets and
-scoring views rendered by Blender's own Workbench engine (flat lighting,
-texture colour, Standard view transform, its own antialiasing), targets
-attached as camera background images as a user would, and the fit scored
-on cameras that were not targets, again rendered by Workbench.
+"""Scenes built in code and scored as a user would judge a fit, shared by the
+tests and the lab (lab/cases.py holds the evaluation's cases and tables).
 
-Lit cases (`LIT_CASES`) do the same with EEVEE or Cycles: a Principled
-material (base-colour image, constant roughness), a sun and a point light
-(shadows off: the lit model has none), a world colour; the fit is a lit one
-(`Settings.lit`), also scored on how close its base colour comes to the
-true albedo (the lighting must not be baked into it).
+An evaluation that cannot flatter us: targets and scoring views rendered by
+Blender's own Workbench engine (flat lighting, texture colour, Standard view
+transform, its own antialiasing), targets attached as camera background
+images as a user would, and the fit scored on cameras that were not targets,
+again rendered by Workbench.
 
-`tools/evaluate.py` prints the table; `tests/test_evaluation.py` runs a
-small case. Nothing here uses the optimizer's rasterizer to judge it.
+Lit cases do the same with EEVEE or Cycles: a Principled material
+(base-colour image, constant roughness), a sun and a point light (shadows
+off: the lit model has none), a world colour; the fit is a lit one
+(`Settings.lit`), also scored on how close its base colour comes to the true
+albedo (the lighting must not be baked into it).
+
+`run_case` builds, fits and scores one `Case`; `lod_reference` is Fit LOD's
+high-poly reference. Nothing here uses the optimizer's rasterizer to judge it.
 """
 from __future__ import annotations
 
@@ -24,11 +27,11 @@ from pathlib import Path
 import bpy
 import lit_scene
 import numpy as np
-from mathutils import Matrix, Vector
 
 from sge_optimizer.addon import lod, scene_io, scene_setup
 from sge_optimizer.addon.api import OptimizationRun
-from sge_optimizer.engine import Settings, psnr, quality_preset
+from sge_optimizer.engine import Settings, quality_preset
+from sge_optimizer.engine.color import image_metrics
 from sge_optimizer.engine.synthetic import flat_texture
 
 # Textures ----------------------------------------------------------------------
@@ -186,7 +189,7 @@ LIT_WORLD = (0.15, 0.16, 0.18)  # bright enough that the unlit sides still show 
 
 
 def setup_lit(scene, case) -> list:
-    """EEVEE or Cycles (tools/lit_scene.py: shadows off, no indirect light,
+    """EEVEE or Cycles (tests/lit_scene.py: shadows off, no indirect light,
     Standard), a sun and a point light from two sides and a grey world.
     Returns the lights."""
     setup_output(scene, case.resolution)
@@ -226,7 +229,7 @@ def silhouette_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def image_psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR over premultiplied RGBA, as the tool's own reports."""
-    return psnr(float(np.mean((a.astype(np.float64) - b) ** 2)))
+    return image_metrics(a, b)["psnr"]
 
 
 # Cameras ------------------------------------------------------------------------
@@ -474,81 +477,6 @@ def run_case(case: Case, settings: Settings | None = None, snapshots: int = 8, l
                       (summary["mean_psnr_before"], summary["mean_psnr_after"]), trace, albedo, rough, normal)
 
 
-# The benchmark's cases: meshes, textures, minification, camera counts, starts.
-CASES = (
-    Case("torus-noise", "torus", "noise", 512, 12),
-    Case("suzanne-text", "suzanne", "text", 512, 8),
-    Case("blob-stripes-1k", "blob", "stripes", 1024, 16),
-    Case("torus-4-views", "torus", "noise", 256, 4),
-    Case("suzanne-24-views", "suzanne", "stripes", 256, 24),
-    Case("torus-joint-exact", "torus", "noise", 512, 12, optimize="both"),
-    Case("blob-joint-coarse", "blob", "noise", 256, 12, optimize="both", start="coarse"),
-    Case("torus-rerun", "torus", "noise", 512, 12, optimize="both", start="answer"),
-)
-
-# Lit fits judged by EEVEE and Cycles (tools/evaluate.py --lit). A 256² texture:
-# about a texel a pixel, so the albedo is resolvable and the texture filtering
-# gap (see "What Workbench does to a texture") stays small.
-LIT_CASES = (
-    Case("torus-noise-lit", "torus", "noise", 256, 12, render="eevee", lit=True),
-    Case("torus-rough-lit", "torus", "noise", 256, 12, render="eevee", lit=True, roughness=0.35,
-         start_roughness=0.7),
-    Case("torus-noise-cycles", "torus", "noise", 256, 12, render="cycles", lit=True),
-    # Normal-map only (the issue's aim: >= 30 dB held-out): true albedo, flat start.
-    Case("torus-normal-lit", "torus", "noise", 256, 12, render="eevee", lit=True, normal_bumps=12, fit_normal=True),
-    # The control: an unlit fit of the same EEVEE targets bakes the light into the albedo.
-    Case("torus-noise-baked", "torus", "noise", 256, 12, render="eevee", lit=False),
-)
-ALL_CASES = CASES + LIT_CASES
-
-
-def table(results: list) -> str:
-    def fmt(x, spec=".1f"):
-        return "-" if x is None else format(x, spec)
-
-    lines = ["| case | what | steps | s | PSNR targets before → after | PSNR held-out before → after "
-             "| IoU held-out before → after | s to 30 dB | s to 35 dB | kept step (shape) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        lines.append(
-            f"| {r.case.name} | {r.case.describe} | {r.steps} | {r.seconds:.0f} "
-            f"| {r.target_before:.1f} → {r.target_after:.1f} | {r.held_before:.1f} → **{r.held_after:.1f}** "
-            f"| {r.iou_before:.3f} → {r.iou_after:.3f} | {fmt(r.seconds_to(30))} | {fmt(r.seconds_to(35))} "
-            f"| {fmt(r.kept_step, 'd')}{f' ({r.shape_kept})' if r.shape_kept else ''} |")
-    return "\n".join(lines)
-
-
-def lit_table(results: list) -> str:
-    """The lit cases' table: `table`'s columns plus the albedo error and a fitted
-    roughness; seconds to 40 dB (a flat grey start under these lights already
-    scores about 30)."""
-    def fmt(x, spec=".1f"):
-        return "-" if x is None else format(x, spec)
-
-    lines = ["| case | what | steps | s | PSNR targets before → after | PSNR held-out before → after "
-             "| IoU held-out before → after | s to 40 dB | albedo RMSE before → after "
-             "| roughness before → after (truth) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        albedo = f"{r.albedo_rmse[0]:.3f} → **{r.albedo_rmse[1]:.3f}**" if r.albedo_rmse else "-"
-        rough = (f"{r.roughness[0]:.2f} → **{r.roughness[1]:.3f}** ({r.roughness[2]:.2f})"
-                 if r.roughness else "-")
-        if r.normal_degrees:  # a normal-map fit: its angle error in the roughness column's place
-            rough = f"normals {r.normal_degrees[0]:.1f}° → **{r.normal_degrees[1]:.1f}°**"
-        lines.append(
-            f"| {r.case.name} | {r.case.describe} | {r.steps} | {r.seconds:.0f} "
-            f"| {r.target_before:.1f} → {r.target_after:.1f} | {r.held_before:.1f} → **{r.held_after:.1f}** "
-            f"| {r.iou_before:.3f} → {r.iou_after:.3f} | {fmt(r.seconds_to(40))} | {albedo} | {rough} |")
-    return "\n".join(lines)
-
-
-def any_table(results: list) -> str:
-    """`table` for the Workbench cases and `lit_table` for the lit ones."""
-    unlit = [r for r in results if r.case.render == "workbench"]
-    lit = [r for r in results if r.case.render != "workbench"]
-    return "\n\n".join(t for t in (table(unlit) if unlit else "", lit_table(lit) if lit else "") if t)
-
-
 # Fit LOD to Reference ----------------------------------------------------------------
 def lod_reference(scene, segments: int = 48, rings: int = 24, texture: int = 256, sun: bool = True,
                   world=(0.25, 0.25, 0.3)):
@@ -576,29 +504,3 @@ def lod_reference(scene, segments: int = 48, rings: int = 24, texture: int = 256
     lit_scene.set_world(scene, world)
     scene.eevee.taa_render_samples = 16
     return ref
-
-
-def lod_table(summaries: list) -> str:
-    rows = ["| case | triangles | held-out PSNR, baked copy | held-out PSNR, after the fit | kept | "
-            "held-out ceiling, any maps | our render vs the targets, before → after | fit s | all s |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for name, s in summaries:
-        fit = s.get("fit", {})
-        rows.append(f"| {name} | {s['triangles_reference']} → {s['triangles_lod']} | "
-                    f"{s['psnr_held_out_before']:.1f} | {s['psnr_held_out_after']:.1f} | {s['kept']} | "
-                    f"{s['psnr_held_out_ceiling']:.1f} | "
-                    f"{fit.get('mean_psnr_before', float('nan')):.1f} → {fit.get('mean_psnr_after', float('nan')):.1f}"
-                    f" | {fit.get('seconds', 0):.0f} | {s['seconds']:.0f} |")
-    return "\n".join(rows)
-
-
-def side_by_side(paths: list, out: Path) -> None:
-    """The PNGs at `paths` (same height) next to each other, into `out`."""
-    pictures = []
-    for path in paths:
-        image = bpy.data.images.load(str(path), check_existing=False)
-        w, h = image.size
-        pictures.append(scene_io.stored_pixels(image).reshape(h, w, 4))
-        bpy.data.images.remove(image)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(scene_setup.encode_png(np.concatenate(pictures, axis=1)))

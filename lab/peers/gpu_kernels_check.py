@@ -4,7 +4,7 @@ and two point lights) and an unlit texture fit, each against targets our own
 renderer made from the truth. Prints what compiled, the PSNR before and after,
 and the time per step. A portability check for drivers the tests never see.
 
-    PYOPENGL_PLATFORM=egl python tools/peers/gpu_kernels_check.py [--platform device]
+    PYOPENGL_PLATFORM=egl python lab/peers/gpu_kernels_check.py [--platform device]
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _paths  # noqa: E402,F401 (tools/ and tests/ on sys.path)
 import _bootstrap  # noqa: E402
 
 _bootstrap.load_package()

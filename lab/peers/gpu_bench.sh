@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures in the README: tools/bench.py and tools/compare_mitsuba.py on an
+# The GPU figures in the README: lab/bench.py and lab/compare_mitsuba.py on an
 # NVIDIA machine with no Blender (the bpy wheel is too big to carry), so SGE runs
 # on the PyOpenGL/EGL backend and Mitsuba on cuda_ad_rgb. Benchmark only.
 #
@@ -23,9 +23,9 @@ mkdir -p /tmp/site && tar xJf .whl/site.tar.xz -C /tmp/site
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 PYOPENGL_PLATFORM=egl SGE_PEER_PYTHON=python3
 nvidia-smi -L | tee "$OUT/machine.txt"
 python3 tools/engine_standalone.py --steps 20 --platform device 2>&1 | tee "$OUT/standalone.txt" || exit 1
-python3 tools/peers/gpu_kernels_check.py --platform device 2>&1 | tee "$OUT/gpu_kernels_check.txt"
-timeout "${BENCH_SECONDS:-150}" python3 tools/bench.py --backend pyopengl 2>&1 | tee "$OUT/bench.txt"
-timeout "${COMPARE_SECONDS:-300}" python3 tools/compare_mitsuba.py --backend pyopengl \
+python3 lab/peers/gpu_kernels_check.py --platform device 2>&1 | tee "$OUT/gpu_kernels_check.txt"
+timeout "${BENCH_SECONDS:-150}" python3 lab/bench.py --backend pyopengl 2>&1 | tee "$OUT/bench.txt"
+timeout "${COMPARE_SECONDS:-300}" python3 lab/compare_mitsuba.py --backend pyopengl \
   --mitsuba-variant cuda_ad_rgb --seconds "${FIT_SECONDS:-30}" 2>&1 | tee "$OUT/compare_mitsuba.txt"
 cp out/peers/results.json out/peers/psnr_time.png "$OUT/" 2>/dev/null
 exit 0

@@ -1,9 +1,10 @@
 """Evaluate fits as a user would judge them: Workbench-rendered targets,
-scored on views that were not targets (see tools/evaluation.py).
+scored on views that were not targets (the cases: lab/cases.py; the scenes and
+the scoring: tests/scenes.py).
 
-    bash tools/dev.sh python tools/evaluate.py [--cases a,b] [--quality draft] [--set steps=N] [--json out.json]
-    bash tools/dev.sh python tools/evaluate.py --lit      # the lit cases (EEVEE, Cycles)
-    bash tools/dev.sh python tools/evaluate.py --lod      # Fit LOD to Reference (EEVEE, Cycles)
+    bash tools/dev.sh python lab/evaluate.py [--cases a,b] [--quality draft] [--set steps=N] [--json out.json]
+    bash tools/dev.sh python lab/evaluate.py --lit      # the lit cases (EEVEE, Cycles)
+    bash tools/dev.sh python lab/evaluate.py --lod      # Fit LOD to Reference (EEVEE, Cycles)
 
 Prints a markdown table: PSNR on the target views and on held-out views
 (before -> after, both rendered by Blender's Workbench), held-out silhouette
@@ -22,17 +23,19 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _paths  # noqa: E402,F401 (tools/ and tests/ on sys.path)
 import _bootstrap  # noqa: E402
 
 _bootstrap.load_package()
 
-import evaluation  # noqa: E402
+import cases  # noqa: E402
+import scenes  # noqa: E402
 
 from sge_optimizer.engine import QUALITY_PRESETS, Settings  # noqa: E402
 
 
 def main(argv=None) -> int:
-    names = [c.name for c in evaluation.ALL_CASES]
+    names = [c.name for c in cases.ALL_CASES]
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cases", help=f"comma-separated, of: {', '.join(names)} "
                    "(default: the Workbench ones)")
@@ -53,9 +56,9 @@ def main(argv=None) -> int:
         unknown = sorted(set(wanted) - set(names))
         if unknown:
             p.error(f"unknown case(s) {', '.join(unknown)}")
-        chosen = [c for c in evaluation.ALL_CASES if c.name in wanted]
+        chosen = [c for c in cases.ALL_CASES if c.name in wanted]
     else:
-        chosen = list(evaluation.LIT_CASES if args.lit else evaluation.CASES)
+        chosen = list(cases.LIT_CASES if args.lit else cases.CASES)
     overrides = {}
     for item in args.set:
         key, _, value = item.partition("=")
@@ -67,13 +70,13 @@ def main(argv=None) -> int:
         print(f"{case.name}: {case.describe}", file=sys.stderr, flush=True)
         # The defaults as tools/optimize.py gives them for the case's kind of
         # fit (the --quality preset's steps), then the --set overrides.
-        settings = evaluation.settings_for(case, None, args.quality)
+        settings = scenes.settings_for(case, None, args.quality)
         for key, value in overrides.items():
             setattr(settings, key, value)
-        results.append(evaluation.run_case(case, settings, args.snapshots,
+        results.append(scenes.run_case(case, settings, args.snapshots,
                                            log=lambda m: print(m, file=sys.stderr, flush=True)))
-        print(evaluation.any_table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
-    print(evaluation.any_table(results))
+        print(cases.any_table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+    print(cases.any_table(results))
     if args.json:
         args.json.write_text(json.dumps([{**dataclasses.asdict(r), "case": dataclasses.asdict(r.case)}
                                          for r in results], indent=2))
@@ -89,16 +92,16 @@ def run_lod() -> int:
     summaries = []
     for engine in ("EEVEE", "CYCLES"):
         bpy.ops.wm.read_homefile(use_empty=True, app_template="")
-        reference = evaluation.lod_reference(bpy.context.scene)
+        reference = scenes.lod_reference(bpy.context.scene)
         pictures = Path("out") / "lod" / engine.lower()
         summary = fit_lod(reference, LodOptions(render_engine=engine, pictures=str(pictures)),
                           progress=lambda m: print(m, file=sys.stderr, flush=True))
         montage = Path("docs") / f"lod_{engine.lower()}.png"
-        evaluation.side_by_side([pictures / f"{n}.png" for n in ("reference", "baked", "fitted")], montage)
+        cases.side_by_side([pictures / f"{n}.png" for n in ("reference", "baked", "fitted")], montage)
         print(f"wrote {montage}", file=sys.stderr)
         summaries.append((f"lod-{engine.lower()}", summary))
-        print(evaluation.lod_table(summaries[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
-    print(evaluation.lod_table(summaries))
+        print(cases.lod_table(summaries[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+    print(cases.lod_table(summaries))
     return 0
 
 

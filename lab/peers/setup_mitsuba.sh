@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Benchmark-only setup for the Mitsuba 3 peer (tools/peers/mitsuba_fit.py).
+# Benchmark-only setup for the Mitsuba 3 peer (lab/peers/mitsuba_fit.py).
 # Never run by the extension, tools/dev.sh, the tests or CI. Idempotent.
-#   bash tools/peers/setup_mitsuba.sh
+#   bash lab/peers/setup_mitsuba.sh
 # Mitsuba's llvm_ad_rgb variant needs LLVM >= 16 at run time (with LLVM 15 it aborts with
 # "Cannot select fmaximum"); Debian's libllvm19 works. mitsuba_fit.py finds libLLVM-19.so itself.
 set -euo pipefail

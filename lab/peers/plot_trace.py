@@ -1,8 +1,8 @@
 """PSNR against wall-clock time, one panel per task, one line per system.
 
-    .venv-peers/bin/python tools/peers/plot_trace.py RESULTS.json OUT.png
+    .venv-peers/bin/python lab/peers/plot_trace.py RESULTS.json OUT.png
 
-RESULTS.json (written by tools/compare_mitsuba.py):
+RESULTS.json (written by lab/compare_mitsuba.py):
     {"machine": str, "tasks": [{"name": str, "systems": [{"name": str, "times": [...],
                                                           "psnr": [...]}, ...]}, ...]}
 Needs only matplotlib (in .venv-peers).

@@ -1,13 +1,13 @@
 """Side by side with Mitsuba 3: PSNR against wall-clock time on the same task.
 
-    bash tools/peers/setup_mitsuba.sh          # once: libLLVM 19 + .venv-peers (Mitsuba)
-    bash tools/dev.sh python tools/compare_mitsuba.py [--seconds 60] [--tasks texture joint]
+    bash lab/peers/setup_mitsuba.sh          # once: libLLVM 19 + .venv-peers (Mitsuba)
+    bash tools/dev.sh python lab/compare_mitsuba.py [--seconds 60] [--tasks texture joint]
 
 A benchmark, not a test. For each task it
 1. builds the task (a textured sphere seen by orbiting cameras; targets are
    renders of the truth) and writes it to out/peers/<task>.npz;
 2. runs SGE Optimizer on it (Blender's `gpu` module), taking snapshots;
-3. runs Mitsuba 3 (`llvm_ad_rgb`, tools/peers/mitsuba_fit.py) on the same file in
+3. runs Mitsuba 3 (`llvm_ad_rgb`, lab/peers/mitsuba_fit.py) on the same file in
    a subprocess of its own (its LLVM must not share a process with Mesa's),
    one after the other so neither competes for the cores;
 4. renders every snapshot of both with one evaluator (the SGE rasterizer, so
@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _paths  # noqa: E402,F401 (tools/ and tests/ on sys.path)
 import _bootstrap  # noqa: E402
 
 _bootstrap.load_package()
@@ -159,9 +160,9 @@ def run_sge(backend, task: dict, kind: str, seconds: float, snapshots: int) -> d
 
 def run_mitsuba(task_path: Path, kind: str, seconds: float, snapshots: int, variant: str) -> dict:
     if not PEER_PYTHON.exists():
-        raise SystemExit("Mitsuba is not set up: run `bash tools/peers/setup_mitsuba.sh` first")
+        raise SystemExit("Mitsuba is not set up: run `bash lab/peers/setup_mitsuba.sh` first")
     out = task_path.with_name(f"{task_path.stem}_mitsuba.npz")
-    cmd = [str(PEER_PYTHON), str(ROOT / "tools" / "peers" / "mitsuba_fit.py"), "--scene", str(task_path),
+    cmd = [str(PEER_PYTHON), str(ROOT / "lab" / "peers" / "mitsuba_fit.py"), "--scene", str(task_path),
            "--mode", kind, "--seconds", str(seconds), "--snapshots", str(snapshots), "--out", str(out)]
     subprocess.run(cmd, check=True, env=dict(os.environ, SGE_MITSUBA_VARIANT=variant))
     with np.load(out) as data:
@@ -265,7 +266,7 @@ def main(argv=None) -> int:
         return 0
     (OUT / "results.json").write_text(json.dumps(results, indent=1))
     if PEER_PYTHON.exists():
-        subprocess.run([str(PEER_PYTHON), str(ROOT / "tools" / "peers" / "plot_trace.py"),
+        subprocess.run([str(PEER_PYTHON), str(ROOT / "lab" / "peers" / "plot_trace.py"),
                         str(OUT / "results.json"), str(OUT / "psnr_time.png")], check=False)
     return 0
 

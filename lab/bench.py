@@ -1,7 +1,7 @@
 """Benchmark: per-step time split into passes, against one forward render.
 
-    bash tools/dev.sh python tools/bench.py [--quick] [--repeats N]
-    python tools/bench.py --backend pyopengl     # no Blender: numpy + PyOpenGL + EGL
+    bash tools/dev.sh python lab/bench.py [--quick] [--repeats N]
+    python lab/bench.py --backend pyopengl     # no Blender: numpy + PyOpenGL + EGL
 
 Prints one table per sweep (a benchmark, not a test):
   paper     the paper's mesh + albedo case (~3K triangles, 1024^2 texture)
@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _paths  # noqa: E402,F401 (tools/ and tests/ on sys.path)
 import _bootstrap  # noqa: E402
 
 _bootstrap.load_package()

@@ -4,18 +4,18 @@ how close is our lit render (gpu_kernels/lit_shading.glsl) to EEVEE's?
 Builds a smooth UV sphere with a Principled BSDF (base-colour image, constant
 roughness/metallic, a tangent-space normal map), a sun, a point, a spot and an
 area light and a grey world; renders it with EEVEE (film transparent, shadows
-off, a low light threshold; see tools/lit_scene.py) from a few cameras, and with
+off, a low light threshold; see tests/lit_scene.py) from a few cameras, and with
 the rasterize_lit kernel (jittered renders averaged), then prints PSNR per
 light kind alone and all together, per material, with and without the normal
 map.
 
-    bash tools/dev.sh python tools/lit_ceiling.py [--size 128] [--out out/lit_ceiling]
-    bash tools/dev.sh python tools/lit_ceiling.py --engine cycles [--cycles-samples 1024]
+    bash tools/dev.sh python lab/lit_ceiling.py [--size 128] [--out out/lit_ceiling]
+    bash tools/dev.sh python lab/lit_ceiling.py --engine cycles [--cycles-samples 1024]
 
 With --engine cycles the reference is Cycles (CPU) instead: light shadows off,
 diffuse/glossy/transmission/volume bounces 0 (direct light and the world only,
 since we have no indirect light), denoising off, a small adaptive threshold;
-see tools/lit_scene.py. Reference frames are cached in --out (delete them to
+see tests/lit_scene.py. Reference frames are cached in --out (delete them to
 re-render).
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _paths  # noqa: E402,F401 (tools/ and tests/ on sys.path)
 import _bootstrap  # noqa: E402
 
 _bootstrap.load_package()
@@ -42,6 +43,8 @@ from sge_optimizer.addon.gpu_backend import BlenderGPUBackend  # noqa: E402
 from sge_optimizer.addon.gpu_context import ensure_gpu  # noqa: E402
 from sge_optimizer.addon.scene_io import view_projection  # noqa: E402
 from sge_optimizer.engine import lit_reference as lit  # noqa: E402
+from sge_optimizer.engine.color import psnr  # noqa: E402
+from sge_optimizer.engine.reference import encode_srgb  # noqa: E402
 from sge_optimizer.engine.lighting import Light, Lighting  # noqa: E402
 from sge_optimizer.engine.optimizer import gaussian_offsets, jittered  # noqa: E402
 
@@ -152,7 +155,7 @@ def build_scene(size: int, engine: str = "eevee", cycles_samples: int = 1024, cy
     return scene, obj, lights, cams, nmap, bsdf
 
 
-# The engines' settings (shadows off, no indirect light, ...): tools/lit_scene.py.
+# The engines' settings (shadows off, no indirect light, ...): tests/lit_scene.py.
 EEVEE_SETTINGS, CYCLES_SETTINGS = ls.EEVEE_SETTINGS, ls.CYCLES_SETTINGS
 
 
@@ -281,18 +284,11 @@ def render_ours(backend, batch, scene, cams, lights, size, offsets, textures) ->
     return frames
 
 
-def encode(c):
-    """Premultiplied linear RGBA -> premultiplied sRGB-encoded RGB in [0, 1]."""
-    a = c[..., 3:4]
-    s = np.clip(np.where(a > 0, c[..., :3] / np.maximum(a, 1e-6), 0), 0, 1)
-    s = np.where(s <= 0.0031308, s * 12.92, 1.055 * s ** (1 / 2.4) - 0.055)
-    return s * np.clip(a, 0, 1)
-
-
-def psnr(a, b, mask=None):
-    d = (encode(a) - encode(b)) ** 2
-    mse = d.mean() if mask is None else d[mask].mean()
-    return float("inf") if mse <= 0 else -10 * math.log10(mse)
+def frame_psnr(a, b, mask=None):
+    """PSNR of two premultiplied linear frames, sRGB-encoded as the kernels
+    encode (premultiplied RGB), over `mask`'s pixels."""
+    d = (encode_srgb(a)[..., :3] - encode_srgb(b)[..., :3]) ** 2
+    return psnr(d.mean() if mask is None else d[mask].mean())
 
 
 def interior(a, b):
@@ -342,8 +338,8 @@ def main(argv=None):
         for i in range(len(cams)):
             a, b = ours[(name, material, strength, i)], eevee[(name, material, strength, i)]
             m = interior(a, b)
-            full.append(psnr(a, b))
-            inner.append(psnr(a, b, m))
+            full.append(frame_psnr(a, b))
+            inner.append(frame_psnr(a, b, m))
             ratio.append(a[m][:, :3].mean() / max(b[m][:, :3].mean(), 1e-8))
             np.save(out / f"ours_{name}_{material}_n{strength:g}_cam{i}.npy", a)
         print(f"| {name} | {material} | {'on' if strength else 'off'} | {np.mean(full):.1f} | "

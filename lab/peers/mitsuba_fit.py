@@ -1,11 +1,11 @@
 """Mitsuba 3 peer of the SGE Optimizer benchmark: fit the task of a scene file.
 
-    .venv-peers/bin/python tools/peers/mitsuba_fit.py --scene S.npz --mode texture|joint \
+    .venv-peers/bin/python lab/peers/mitsuba_fit.py --scene S.npz --mode texture|joint \
         --seconds 60 --out TRACE.npz [--snapshots 24] [tuning flags]
-    .venv-peers/bin/python tools/peers/mitsuba_fit.py --scene S.npz --check        # conventions
-    .venv-peers/bin/python tools/peers/mitsuba_fit.py --scene S.npz --evaluate TRACE.npz
+    .venv-peers/bin/python lab/peers/mitsuba_fit.py --scene S.npz --check        # conventions
+    .venv-peers/bin/python lab/peers/mitsuba_fit.py --scene S.npz --evaluate TRACE.npz
 
-Benchmark only (set up by tools/peers/setup_mitsuba.sh); imports numpy, Mitsuba/Dr.Jit
+Benchmark only (set up by lab/peers/setup_mitsuba.sh); imports numpy, Mitsuba/Dr.Jit
 and scene_file.py, never bpy or the extension.
 
 SGE's unlit albedo renderer rebuilt in Mitsuba (variant llvm_ad_rgb): the texture is the
@@ -67,7 +67,7 @@ import mitsuba as mi  # noqa: E402
 
 import scene_file  # noqa: E402
 
-# cuda_ad_rgb on a machine with an NVIDIA GPU (tools/compare_mitsuba.py --mitsuba-variant).
+# cuda_ad_rgb on a machine with an NVIDIA GPU (lab/compare_mitsuba.py --mitsuba-variant).
 mi.set_variant(os.environ.get("SGE_MITSUBA_VARIANT", "llvm_ad_rgb"))
 
 TEX_KEY = "mesh.emitter.radiance.data"
