@@ -25,7 +25,8 @@ from mathutils import Matrix
 from ..engine import Settings, psnr, quality_preset
 from ..engine.color import linear_to_srgb
 from . import material_io, scene_io, scene_setup
-from .scene_io import InputError
+from .errors import InputError
+from .image_pixels import stored_pixels
 
 RENDER_ENGINES = ("EEVEE", "CYCLES")
 
@@ -222,7 +223,7 @@ def premultiplied(image) -> np.ndarray:
     """(h, w, 4) premultiplied sRGB-encoded RGBA of a straight-alpha PNG image
     (a 16-bit one loads as a float buffer, kept scene-linear: encoded here)."""
     w, h = image.size
-    px = scene_io.stored_pixels(image).reshape(h, w, 4)
+    px = stored_pixels(image).reshape(h, w, 4)
     rgb = linear_to_srgb(np.clip(px[..., :3], 0, 1)) if image.is_float else px[..., :3]
     return np.concatenate([rgb * px[..., 3:], px[..., 3:]], -1)
 
@@ -448,7 +449,7 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
         reference.hide_render, lod.hide_render = True, False
         # The keep-or-revert decision is the engine's own, on the target
         # views; held-out views only report.
-        baked = {k: scene_io.stored_pixels(v) for k, v in images.items()}
+        baked = {k: stored_pixels(v) for k, v in images.items()}
         report("rendering the baked copy")
         baked_renders = yield from _each(view, target_cams)
         summary["psnr_targets_before"] = _score(baked_renders, target_truths)

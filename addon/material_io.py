@@ -13,7 +13,8 @@ from ..engine.environment import equirect_to_sh9
 from ..engine.lighting import Light, Lighting
 from ..engine.materials import ColorChannel, CornerFrames, LitMaterial, NormalChannel, ScalarChannel
 from . import shape_keys
-from .scene_io import InputError, convert_encoding, image_encoding, read_image_pixels
+from .errors import InputError
+from .image_pixels import convert_encoding, image_encoding, read_image_pixels
 
 # Principled inputs the model does not reproduce: (input, neutral value). A
 # linked one, or one away from its neutral value, is refused.

@@ -12,7 +12,8 @@ from bpy.app.handlers import persistent
 from . import api, image_undo, modes, overlay, properties, run_checks, scene_io
 from .api import OptimizationRun, run_to_end
 from .gpu_context import ensure_gpu
-from .scene_io import InputError
+from .errors import InputError
+from .image_pixels import storage_note
 
 RUNNING, FINISHED, CANCELLED = "RUNNING_MODAL", "FINISHED", "CANCELLED"
 
@@ -70,16 +71,23 @@ def end_of_run(run: OptimizationRun) -> None:
         modes.enter_edit_mode_later(run.inputs.obj)
 
 
+def undo_limit_bytes() -> int:
+    """The preference "Undo Memory" in bytes (its default without the add-on
+    installed, as in the tests): what `image_undo.record` may keep."""
+    prefs = properties.preferences()
+    return int((prefs.undo_memory_mb if prefs is not None else image_undo.DEFAULT_LIMIT_MB) * 2 ** 20)
+
+
 def complete(run: OptimizationRun, summary: dict) -> dict:
     """Bookkeeping after a run that kept its result: image undo snapshot,
     overlay images, panel history."""
     global last_history, last_summary
     if run.settings.optimize_texture:
-        image_undo.record(run.inputs.image, run.inputs.original_pixels)
+        image_undo.record(run.inputs.image, run.inputs.original_pixels, undo_limit_bytes())
     if run.normal_image is not None:
-        image_undo.record(run.normal_image, run.normal_before)
+        image_undo.record(run.normal_image, run.normal_before, undo_limit_bytes())
     for image, _, before in run.material_images.values():
-        image_undo.record(image, before)
+        image_undo.record(image, before, undo_limit_bytes())
     overlay.capture_run(run)
     last_history = list(run.loss_history)
     last_summary = summary
@@ -101,7 +109,7 @@ def report_line(summary: dict) -> str:
     stopped = " (stopped)" if summary.get("stopped") else ""
     line = (f"SGE: {summary['steps']} steps{stopped} in {summary['seconds']:.1f} s, PSNR "
             f"{summary['mean_psnr_before']:.2f} -> {summary['mean_psnr_after']:.2f} dB")
-    notes = [scene_io.storage_note(summary["image"], summary.get("image_storage") or "")]
+    notes = [storage_note(summary["image"], summary.get("image_storage") or "")]
     if summary.get("kept_step") == 0 and summary["steps"] > 0:
         notes.append("kept the start: the run found no clear gain on the targets")
     elif summary.get("kept_step") not in (None, summary["steps"]):

@@ -8,7 +8,7 @@ import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty
 
 from . import api, lod, modal, properties, scene_io, scene_setup
-from .scene_io import InputError
+from .errors import InputError
 
 
 def _print_progress(progress: dict) -> None:

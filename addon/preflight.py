@@ -6,7 +6,8 @@ import bpy
 import numpy as np
 
 from ..engine.visibility import triangles_in_frame
-from .scene_io import InputError, SceneInputs, target_background
+from .errors import InputError
+from .scene_io import SceneInputs, target_background
 
 # float32 positions resolve about 1e-7 of their magnitude; past 1e7 units a
 # step is lost to rounding, and Blender stores an infinite coordinate as 3.4e38.

@@ -16,6 +16,7 @@ from mathutils import Vector
 from ..engine import Engine, SceneArrays, Settings, View
 from ..engine.synthetic import fibonacci_sphere
 from . import scene_io
+from .image_pixels import image_encoding, read_image_pixels, straight_from_linear
 from .gpu_backend import BlenderGPUBackend
 from .gpu_context import ensure_gpu
 
@@ -148,9 +149,9 @@ def capture_targets(reference, cameras, scene=None, hide=()) -> list:
     scene = scene or bpy.context.scene
     scene_io.check_mesh_object(reference)
     image, uv_map = scene_io.find_base_color_image(reference)
-    encoding = scene_io.image_encoding(image)
+    encoding = image_encoding(image)
     mesh = scene_io.read_mesh(reference, uv_map)
-    texture = scene_io.read_image_pixels(image, "base-colour image")
+    texture = read_image_pixels(image, "base-colour image")
     r = scene.render
     width = max(1, r.resolution_x * r.resolution_percentage // 100)
     height = max(1, r.resolution_y * r.resolution_percentage // 100)
@@ -166,7 +167,7 @@ def capture_targets(reference, cameras, scene=None, hide=()) -> list:
         images = []
         for i, cam in enumerate(cameras):
             # Linear, premultiplied, alpha is coverage: stored straight, in the texture's encoding.
-            pixels = scene_io.straight_from_linear(engine.render_color(i, antialias=True), encoding)
+            pixels = straight_from_linear(engine.render_color(i, antialias=True), encoding)
             name = f"Target {cam.name}"
             old = bpy.data.images.get(name)
             if old is not None:

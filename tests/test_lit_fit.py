@@ -186,7 +186,7 @@ def test_a_lit_run_in_the_dark_is_refused_and_changes_nothing(backend, empty_sce
     import bpy
 
     from sge_optimizer.addon.api import OptimizationRun
-    from sge_optimizer.addon.scene_io import InputError
+    from sge_optimizer.addon.errors import InputError
 
     source, cameras, sun = _lit_blender_scene(sun_strength=0.0, world=(0.0, 0.0, 0.0))
     image = bpy.data.images["Source Albedo"]
@@ -562,7 +562,7 @@ def test_a_normal_map_fit_without_one_is_refused_before_anything_changes(backend
     import bpy
 
     from sge_optimizer.addon.api import OptimizationRun
-    from sge_optimizer.addon.scene_io import InputError
+    from sge_optimizer.addon.errors import InputError
 
     source, cameras, _ = _lit_blender_scene()
     before = image_pixels(bpy.data.images["Source Albedo"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sge_optimizer.addon import lod
-from sge_optimizer.addon.scene_io import InputError
+from sge_optimizer.addon.errors import InputError
 
 
 def lit_reference(scene, sun: bool = True, world=(0.25, 0.25, 0.3)):

@@ -11,7 +11,7 @@ import pytest
 from mathutils import Euler, Matrix, Vector
 
 from sge_optimizer.addon import material_io, scene_io, scene_setup
-from sge_optimizer.addon.scene_io import InputError
+from sge_optimizer.addon.errors import InputError
 from sge_optimizer.engine.environment import equirect_to_sh9, sh9_basis, sh9_eval
 
 

@@ -110,7 +110,7 @@ def test_a_file_saved_in_edit_mode_runs(scene, tmp_path):
 
 def test_run_built_in_edit_mode_is_refused_by_name(scene):
     from sge_optimizer.addon.api import OptimizationRun
-    from sge_optimizer.addon.scene_io import InputError
+    from sge_optimizer.addon.errors import InputError
     from sge_optimizer.engine import Settings
 
     obj = bpy.data.objects["Source"]
@@ -198,7 +198,7 @@ def test_shape_keys_active_key_at_full_value_gets_the_result(scene):
 
 
 def test_shape_key_weighted_by_vertex_group_is_refused_by_name(scene):
-    from sge_optimizer.addon.scene_io import InputError
+    from sge_optimizer.addon.errors import InputError
 
     obj = bpy.data.objects["Source"]
     bulge = add_bulge_key(obj, 0.5)
@@ -388,7 +388,7 @@ def test_undo_snapshots_are_capped_by_bytes_oldest_first(registered, empty_scene
     assert image[image_undo.TOKEN] in image_undo._snapshots
     image_undo.record(image, before, limit=1)  # the last run's pair stays, even over the limit
     assert len(image_undo._snapshots) == 2
-    assert image_undo.limit_bytes() == 1024 * 2 ** 20  # the preference's default
+    assert modal.undo_limit_bytes() == 1024 * 2 ** 20  # the preference's default
     assert properties.SGE_AP_preferences.bl_idname == "sge_optimizer"
     assert properties.SGE_AP_preferences.is_registered
     image_undo.clear()

@@ -15,10 +15,10 @@ from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
 import demo
-from sge_optimizer.addon import gpu_context, scene_io, scene_setup
+from sge_optimizer.addon import gpu_context, image_pixels, scene_io, scene_setup
 from sge_optimizer.engine.color import linear_to_srgb
 from sge_optimizer.addon.api import OptimizationRun, optimize
-from sge_optimizer.addon.scene_io import InputError
+from sge_optimizer.addon.errors import InputError
 from sge_optimizer.engine import Settings, memory
 
 
@@ -278,7 +278,7 @@ def test_resampling_up_keeps_float32_temporaries():
     small = np.random.default_rng(0).random((8, 8, 4), dtype=np.float32)
     tracemalloc.start()
     try:
-        out = scene_io.resample(small, 512, 512)
+        out = image_pixels.resample(small, 512, 512)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -8,7 +8,7 @@ import bpy
 import numpy as np
 import pytest
 
-from sge_optimizer.addon import scene_io, scene_setup
+from sge_optimizer.addon import image_pixels, scene_setup
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -46,14 +46,14 @@ def test_new_image_is_packed_and_survives_a_save(empty_scene, tmp_path, linear):
     pixels = rng.random((6, 9, 4)).astype(np.float32)
     image = scene_setup.new_image("Saved", pixels, linear=linear)
     assert image.packed_file is not None and tuple(image.size) == (9, 6)
-    assert scene_io.image_encoding(image) == ("linear" if linear else "srgb")
+    assert image_pixels.image_encoding(image) == ("linear" if linear else "srgb")
     tolerance = 1e-4 if linear else 0.5 / 255 + 1e-6
-    np.testing.assert_allclose(scene_io.read_image_pixels(image, "image"), pixels, atol=tolerance)
+    np.testing.assert_allclose(image_pixels.read_image_pixels(image, "image"), pixels, atol=tolerance)
     image.use_fake_user = True  # an image with no users is not saved
     path = tmp_path / "saved.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True)
     bpy.ops.wm.read_homefile(use_empty=True, app_template="")
     bpy.ops.wm.open_mainfile(filepath=str(path))
     image = bpy.data.images["Saved"]
-    assert scene_io.image_encoding(image) == ("linear" if linear else "srgb")
-    np.testing.assert_allclose(scene_io.read_image_pixels(image, "image"), pixels, atol=tolerance)
+    assert image_pixels.image_encoding(image) == ("linear" if linear else "srgb")
+    np.testing.assert_allclose(image_pixels.read_image_pixels(image, "image"), pixels, atol=tolerance)
