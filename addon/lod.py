@@ -26,6 +26,7 @@ from ..engine import Settings, psnr, quality_preset
 from ..engine.color import linear_to_srgb
 from . import material_io, scene_io, scene_setup
 from .errors import InputError
+from .fit_run import OptimizationRun, drive, progress_text, run_stages
 from .image_pixels import stored_pixels
 
 RENDER_ENGINES = ("EEVEE", "CYCLES")
@@ -354,15 +355,6 @@ def fit_lod(reference, options: LodOptions | None = None, scene=None, progress=N
     return run_stages(fit_lod_stages(reference, options, scene, progress))
 
 
-def run_stages(stages) -> dict:
-    """Drive a stages generator (`fit_lod_stages`) to its end; its return value."""
-    while True:
-        try:
-            next(stages)
-        except StopIteration as done:
-            return done.value
-
-
 def fit_lod_stages(reference, options: LodOptions | None = None, scene=None, progress=None,
                    fit_budget_s: float | None = None):
     """`fit_lod` as a generator: validates at the first `next()` (raising
@@ -413,8 +405,6 @@ def _remove_new(existing: dict) -> None:
 def _make_and_fit(reference, options, scene, folder, setup, summary, report, roughness, metallic, name,
                   width, height, fit_budget_s):
     """The job's body, a generator (see `fit_lod_stages`)."""
-    from .api import OptimizationRun, progress_text
-
     report("making the copy")
     yield
     lod = make_lod_object(reference, options.ratio, name)
@@ -473,13 +463,8 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
             settings.steps = options.steps
         run = OptimizationRun(lod, targets, settings, resolution=options.resolution, scene=scene)
         try:
-            run.start()
-            yield
-            while not run.advance(max_steps=None if fit_budget_s else 25, budget_s=fit_budget_s):
-                run.sample_loss()
-                report(progress_text(run.progress()))
-                yield
-            fit = run.finish()
+            fit = yield from drive(run, max_steps=None if fit_budget_s else 25, budget_s=fit_budget_s,
+                                   between=lambda: report(progress_text(run.progress())))
         except BaseException:  # an error, or the generator closed (Esc): the copy is removed anyway
             run.abort()
             raise

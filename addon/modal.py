@@ -10,7 +10,7 @@ import bpy
 from bpy.app.handlers import persistent
 
 from . import api, image_undo, modes, overlay, properties, run_checks, scene_io
-from .api import OptimizationRun, run_to_end
+from .fit_run import OptimizationRun, drive, progress_text, run_to_end
 from .gpu_context import ensure_gpu
 from .errors import InputError
 from .image_pixels import storage_note
@@ -82,11 +82,7 @@ def complete(run: OptimizationRun, summary: dict) -> dict:
     """Bookkeeping after a run that kept its result: image undo snapshot,
     overlay images, panel history."""
     global last_history, last_summary
-    if run.settings.optimize_texture:
-        image_undo.record(run.inputs.image, run.inputs.original_pixels, undo_limit_bytes())
-    if run.normal_image is not None:
-        image_undo.record(run.normal_image, run.normal_before, undo_limit_bytes())
-    for image, _, before in run.material_images.values():
+    for image, before in run.undo_snapshots():
         image_undo.record(image, before, undo_limit_bytes())
     overlay.capture_run(run)
     last_history = list(run.loss_history)
@@ -148,7 +144,7 @@ def loss_lines(values) -> list:
 
 
 def status_line(progress: dict) -> str:
-    return f"SGE Optimizer  {api.progress_text(progress)}  (Esc / right-click: stop and keep)"
+    return f"SGE Optimizer  {progress_text(progress)}  (Esc / right-click: stop and keep)"
 
 
 # The modal operator's work ---------------------------------------------------------
@@ -169,11 +165,13 @@ class ModalDriver:
         self.error = None
         self.tick_times: list = []
         self.steps_per_tick: list = []
+        # The run's one loop, a slice per tick, written back each time (the viewport shows progress).
+        self._slices = drive(run, max_steps=max_steps_per_tick, budget_s=budget_s, write_back=True)
 
     def start(self) -> None:
         global active_driver
         try:
-            self.run.start()
+            next(self._slices)  # run.start()
         except BaseException:
             self.run.abort()
             end_of_run(self.run)
@@ -192,14 +190,14 @@ class ModalDriver:
             if changed is not None:  # the user deleted or reshaped what we write into
                 return self._cancel(changed)
             if self.stop_requested:
-                return self._finish(stopped=True)
+                return self._finish(self.run.cancel(), stopped=True)
             step0 = self.run.step
-            done = self.run.advance(max_steps=self.max_steps_per_tick, budget_s=self.budget_s)
-            self.run.write_back()
-            self.run.sample_loss()
+            try:
+                next(self._slices)
+            except StopIteration as end:
+                self.steps_per_tick.append(self.run.step - step0)
+                return self._finish(end.value, stopped=False)
             self.steps_per_tick.append(self.run.step - step0)
-            if done:
-                return self._finish(stopped=False)
             overlay.update_current(self.run)
             return RUNNING
         except Exception as exc:  # noqa: BLE001 - reported by the operator
@@ -211,14 +209,7 @@ class ModalDriver:
         """End with CANCELLED, restoring whatever still fits; never raises."""
         self.state = CANCELLED
         self._end()
-        try:
-            left = run_checks.restore_what_remains(self.run.inputs)
-        except Exception as exc:  # noqa: BLE001
-            left = [f"restore failed: {type(exc).__name__}: {exc}"]
-        try:
-            self.run.restore_material()
-        except Exception as exc:  # noqa: BLE001 - e.g. the normal-map image was deleted
-            left.append(f"material not restored: {type(exc).__name__}: {exc}")
+        left = self.run.restore_what_remains()
         self.error = reason + (f" (not restored: {'; '.join(left)})" if left else " (scene restored)")
         return CANCELLED
 
@@ -228,8 +219,8 @@ class ModalDriver:
             self.state, self.error = CANCELLED, reason
             self._end()
 
-    def _finish(self, stopped: bool) -> str:
-        summary = self.run.finish()
+    def _finish(self, summary: dict, stopped: bool) -> str:
+        """`summary`: the run's, kept (finished or stopped)."""
         summary["stopped"] = stopped
         self.summary = complete(self.run, summary)
         self._end()
@@ -238,6 +229,7 @@ class ModalDriver:
 
     def _end(self) -> None:
         global active_driver
+        self._slices.close()  # the loop ends where it stands
         if active_driver is self:
             active_driver = None
         end_of_run(self.run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import modes, scene_io
+from . import scene_io
 
 
 def _alive(id_block) -> bool:
@@ -45,21 +45,3 @@ def image_changed(inputs: scene_io.SceneInputs) -> str | None:
 def inputs_changed(inputs: scene_io.SceneInputs) -> str | None:
     """Why a running optimization cannot go on, or None."""
     return mesh_changed(inputs) or image_changed(inputs)
-
-
-def restore_what_remains(inputs: scene_io.SceneInputs) -> list:
-    """`restore` for whichever of the mesh and image still fit (after a change
-    mid-run); returns the reasons for what was left as it is."""
-    left = []
-    reason = mesh_changed(inputs)
-    if reason is None or reason.endswith("entered Edit Mode"):
-        with modes.out_of_edit_mode(inputs.obj):  # Edit Mode would discard the positions
-            scene_io.restore_mesh(inputs)
-    else:
-        left.append(reason)
-    reason = image_changed(inputs)
-    if reason is None:
-        scene_io.restore_image(inputs)
-    else:
-        left.append(reason)
-    return left

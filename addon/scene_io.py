@@ -336,12 +336,6 @@ def read_lit_parts(obj, scene) -> tuple:
     return material, lighting, material_io.corner_frames(obj, material.uv_map)
 
 
-def restore(inputs: SceneInputs) -> None:
-    """Put the mesh and image back exactly as they were read."""
-    restore_mesh(inputs)
-    restore_image(inputs)
-
-
 def restore_mesh(inputs: SceneInputs) -> None:
     mesh = inputs.obj.data
     mesh.vertices.foreach_set("co", inputs.original_positions.ravel())

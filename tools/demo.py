@@ -28,7 +28,7 @@ import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sge_optimizer.addon import scene_io, scene_setup  # noqa: E402
-from sge_optimizer.addon.api import OptimizationRun, progress_text  # noqa: E402
+from sge_optimizer.addon.fit_run import OptimizationRun, drive, progress_text, run_stages  # noqa: E402
 from sge_optimizer.engine import Settings  # noqa: E402
 from sge_optimizer.engine.color import linear_to_srgb  # noqa: E402
 from sge_optimizer.engine.synthetic import checker_texture, flat_texture  # noqa: E402
@@ -245,16 +245,17 @@ def main(argv=None) -> int:
     source, collection = build_scene(args.cameras, args.resolution, args.texture_size, smoothed=True)
     settings = Settings(steps=args.steps)  # otherwise the defaults a user gets
     run = OptimizationRun(source, collection, settings, resolution=args.resolution)
-    run.start()
+    def report():
+        print(progress_text(run.progress()), file=sys.stderr)
+
+    stages = drive(run, max_steps=25, between=report)
+    next(stages)  # run.start()
     before = [run.engine.render_color(i, antialias=True) for i in range(len(run.inputs.arrays.views))]
     print(f"demo: {len(source.data.vertices)} vertices, {args.texture_size}^2 texture, "
           f"{args.cameras} cameras, PSNR before {np.mean([m['psnr'] for m in run.before]):.2f} dB",
           file=sys.stderr)
-    while not run.advance(max_steps=25):
-        run.sample_loss()
-        print(progress_text(run.progress()), file=sys.stderr)
-    summary = run.finish()
-    print(progress_text(run.progress()), file=sys.stderr)  # the last step, after its loss was read
+    summary = run_stages(stages)
+    report()  # the last step, after its loss was read
     summary["demo_seconds"] = time.perf_counter() - t0
     write_outputs(run, before, args.out)
     with open(args.out / "summary.json", "w") as f:
