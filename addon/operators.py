@@ -7,12 +7,12 @@ import sys
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty
 
-from . import api, lod, modal, properties, scene_io, scene_setup
+from . import api, fit_run, lod, modal, properties, scene_io, scene_setup
 from .errors import InputError
 
 
 def _print_progress(progress: dict) -> None:
-    print(f"SGE Optimizer: {api.progress_text(progress)}", file=sys.stderr, flush=True)
+    print(f"SGE Optimizer: {fit_run.progress_text(progress)}", file=sys.stderr, flush=True)
 
 
 class SGE_OT_optimize_to_targets(bpy.types.Operator):

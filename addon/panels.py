@@ -5,7 +5,7 @@ import math
 
 import bpy
 
-from . import api, modal, properties
+from . import fit_run, modal, properties
 
 
 def draw_panel(layout, context) -> None:
@@ -65,7 +65,7 @@ def draw_panel(layout, context) -> None:
         progress = driver.progress()
         col = layout.column(align=True)
         col.label(text=f"Step {progress['step']}/{progress['steps']}  "
-                       f"{progress['steps_per_s']:.1f} steps/s  ETA {api.format_eta(progress['eta_s'])}",
+                       f"{progress['steps_per_s']:.1f} steps/s  ETA {fit_run.format_eta(progress['eta_s'])}",
                   icon="TIME")
         _draw_loss(col, driver.run.loss_history)
         layout.operator("sge.stop", icon="CANCEL")
