@@ -26,7 +26,7 @@ import lit_scene
 import numpy as np
 from mathutils import Matrix, Vector
 
-from sge_optimizer.addon import lod, scene_io, scene_setup
+from sge_optimizer.addon import image_pixels, lod, scene_io, scene_setup
 from sge_optimizer.addon.api import OptimizationRun
 from sge_optimizer.engine import Settings, psnr, quality_preset
 from sge_optimizer.engine.synthetic import flat_texture
@@ -355,7 +355,7 @@ class Scene:
         def normals(obj):
             image = next(n.image for n in obj.active_material.node_tree.nodes
                          if n.type == "TEX_IMAGE" and n.image.colorspace_settings.name == "Non-Color")
-            flat = scene_io.stored_pixels(image)
+            flat = image_pixels.stored_pixels(image)
             n = flat.reshape(image.size[1], image.size[0], -1)[..., :3].astype(np.float64) * 2 - 1
             return n / np.linalg.norm(n, axis=-1, keepdims=True)
         cos = np.clip((normals(self.source) * normals(self.reference)).sum(-1)[seen], -1, 1)
@@ -366,7 +366,7 @@ class Scene:
         `seen` texels (stored values: sRGB-encoded for these 8-bit images)."""
         def rgb(obj):
             image = next(n.image for n in obj.active_material.node_tree.nodes if n.type == "TEX_IMAGE")
-            return scene_io.stored_pixels(image).reshape(image.size[1], image.size[0], 4)[..., :3]
+            return image_pixels.stored_pixels(image).reshape(image.size[1], image.size[0], 4)[..., :3]
 
         return float(np.sqrt(np.mean((rgb(self.source)[seen] - rgb(self.reference)[seen]) ** 2)))
 
@@ -598,7 +598,7 @@ def side_by_side(paths: list, out: Path) -> None:
     for path in paths:
         image = bpy.data.images.load(str(path), check_existing=False)
         w, h = image.size
-        pictures.append(scene_io.stored_pixels(image).reshape(h, w, 4))
+        pictures.append(image_pixels.stored_pixels(image).reshape(h, w, 4))
         bpy.data.images.remove(image)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(scene_setup.encode_png(np.concatenate(pictures, axis=1)))

@@ -16,8 +16,7 @@ import _bootstrap
 _bootstrap.load_package()
 import evaluation
 from evaluation import OptimizationRun, Scene
-api = sys.modules[OptimizationRun.__module__]
-scene_io = api.scene_io
+from sge_optimizer.addon import image_pixels
 name = sys.argv[1]; iters = int(sys.argv[2]); lam = float(sys.argv[3])
 case = [c for c in evaluation.ALL_CASES if c.name == name][0]
 settings = evaluation.settings_for(case, None)
@@ -69,7 +68,7 @@ with tempfile.TemporaryDirectory() as tmp:
     theta = b.read(e.texture_group.theta).reshape(-1, 4)[:, :3].astype(np.float64)
     def score():
         tex = np.concatenate([theta, np.ones((len(theta), 1))], 1).reshape(th, tw, 4).astype(np.float32)
-        scene_io.write_image_pixels(run.inputs.image, tex)
+        image_pixels.write_image_pixels(run.inputs.image, tex)
         return scene.held_psnr()
     os_mode = len(sys.argv) > 4 and sys.argv[4] == "os"
     for it in range(iters):
