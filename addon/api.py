@@ -10,7 +10,7 @@ through `OptimizationRun` (addon/fit_run.py); this module is their face.
 from __future__ import annotations
 
 from ..engine import Settings
-from . import lod, modes
+from . import edit_mode, lod
 from .errors import InputError
 from .fit_run import OptimizationRun, progress_text, run_stages, run_to_end
 
@@ -21,7 +21,7 @@ def optimize(obj, camera_collection, settings: Settings | None = None, resolutio
              progress=None, report_every: int = 25, scene=None) -> dict:
     """Blocking run from Blender objects; see `run_to_end`. An object in Edit
     Mode is run in Object Mode and put back."""
-    with modes.out_of_edit_mode(obj):
+    with edit_mode.out_of_edit_mode(obj):
         run = OptimizationRun(obj, camera_collection, settings or Settings(), resolution, scene)
         return run_to_end(run, progress, report_every)
 
@@ -36,5 +36,5 @@ def fit_lod(reference, options=None, scene=None, progress=None) -> dict:
 def fit_lod_stages(reference, options=None, scene=None, progress=None, fit_budget_s=None):
     """`fit_lod` as a generator of its units of work (`lod.fit_lod_stages`),
     for a caller that runs it a tick at a time; returns the summary."""
-    with modes.out_of_edit_mode(reference):
+    with edit_mode.out_of_edit_mode(reference):
         return (yield from lod.fit_lod_stages(reference, options, scene, progress, fit_budget_s))

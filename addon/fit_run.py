@@ -14,7 +14,7 @@ import time
 import bpy
 
 from ..engine import Engine, Settings, mean_psnr
-from . import fitted_params, preflight, scene_io
+from . import fitted_params, input_checks, scene_inputs
 from .errors import InputError
 from .gpu_backend import BlenderGPUBackend
 from .gpu_context import ensure_gpu
@@ -32,15 +32,15 @@ class OptimizationRun:
         except ValueError as exc:
             raise InputError(str(exc)) from None
         self.resolution = resolution
-        self.inputs = scene_io.read_scene(obj, camera_collection, resolution, scene, lit=settings.lit)
+        self.inputs = scene_inputs.read_scene(obj, camera_collection, resolution, scene, lit=settings.lit)
         if settings.pixel_filter == "auto":  # the targets are taken as the scene's engine renders
-            settings = dataclasses.replace(settings, **scene_io.pixel_filter_for(scene or bpy.context.scene,
+            settings = dataclasses.replace(settings, **scene_inputs.pixel_filter_for(scene or bpy.context.scene,
                                                                                  self.inputs.cameras))
         self.settings = settings
         # What the run writes, each with its state before the run (abort()
         # and the operator's undo step put it back).
         self.params = fitted_params.for_run(self.inputs, settings)
-        self.warnings = preflight.check(self.inputs, scene)  # refuses what cannot work; the rest: one line each
+        self.warnings = input_checks.check(self.inputs, scene)  # refuses what cannot work; the rest: one line each
         self.engine = None
         self.backend = None
         self.loss_history = []  # (step, mean pixel loss)

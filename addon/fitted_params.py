@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import material_io, modes, run_checks, scene_io, shape_keys
+from . import change_checks, edit_mode, material_io, scene_inputs, shape_keys
 from .image_pixels import keep_in_blend, storage_state, stored_pixels, undo_keep_in_blend, write_image_pixels
 
 MATERIAL_MAP_CHANNELS = ("roughness", "metallic")  # channels 0 and 1 of Engine.material()
@@ -66,22 +66,22 @@ class MeshPositions(FittedParam):
 
     what = "mesh"
 
-    def __init__(self, inputs: scene_io.SceneInputs, fitted: bool):
+    def __init__(self, inputs: scene_inputs.SceneInputs, fitted: bool):
         self.inputs, self.fitted = inputs, fitted
 
     def write(self, read) -> None:
         if self.fitted:
-            scene_io.write_positions(self.inputs.obj, read("positions"))
+            scene_inputs.write_positions(self.inputs.obj, read("positions"))
 
     def restore(self) -> None:
-        scene_io.restore_mesh(self.inputs)
+        scene_inputs.restore_mesh(self.inputs)
 
     def restore_if_possible(self) -> str | None:
-        reason = run_checks.mesh_changed(self.inputs)
+        reason = change_checks.mesh_changed(self.inputs)
         if reason is not None and not reason.endswith("entered Edit Mode"):
             return reason
-        with modes.out_of_edit_mode(self.inputs.obj):  # Edit Mode would discard the positions
-            scene_io.restore_mesh(self.inputs)
+        with edit_mode.out_of_edit_mode(self.inputs.obj):  # Edit Mode would discard the positions
+            scene_inputs.restore_mesh(self.inputs)
         return None
 
     def summarize(self, summary: dict) -> None:
@@ -94,7 +94,7 @@ class BaseColorImage(FittedParam):
 
     what = "image"
 
-    def __init__(self, inputs: scene_io.SceneInputs, fitted: bool):
+    def __init__(self, inputs: scene_inputs.SceneInputs, fitted: bool):
         self.inputs, self.fitted = inputs, fitted
         self.storage = None  # set by keep_in_blend: see image_pixels.keep_in_blend
         self._storage_before = None  # what keep_in_blend changed, for restore
@@ -112,10 +112,10 @@ class BaseColorImage(FittedParam):
         if self._storage_before is not None:
             undo_keep_in_blend(self.inputs.image, self._storage_before)
             self._storage_before = self.storage = None
-        scene_io.restore_image(self.inputs)
+        scene_inputs.restore_image(self.inputs)
 
     def restore_if_possible(self) -> str | None:
-        reason = run_checks.image_changed(self.inputs)
+        reason = change_checks.image_changed(self.inputs)
         if reason is not None:
             return reason
         self.restore()
@@ -233,7 +233,7 @@ class MaterialConstant(FittedParam):
         summary["material"][self.channel] = {"before": self.before, "after": float(self.socket.default_value)}
 
 
-def for_run(inputs: scene_io.SceneInputs, settings) -> list:
+def for_run(inputs: scene_inputs.SceneInputs, settings) -> list:
     """What a run with `settings` writes, in the order it is written: the
     mesh, the base colour, the normal map, the roughness / metallic images,
     the roughness / metallic constants. Reads their state now; raises

@@ -26,7 +26,7 @@ import lit_scene
 import numpy as np
 from mathutils import Matrix, Vector
 
-from sge_optimizer.addon import image_pixels, lod, scene_io, scene_setup
+from sge_optimizer.addon import image_pixels, lod, scene_inputs, target_setup
 from sge_optimizer.addon.api import OptimizationRun
 from sge_optimizer.engine import Settings, psnr, quality_preset
 from sge_optimizer.engine.synthetic import flat_texture
@@ -132,7 +132,7 @@ def torus(name: str) -> object:
 
 def suzanne(name: str) -> object:
     obj = _new_object(name, lambda: bpy.ops.mesh.primitive_monkey_add(size=2.0, calc_uvs=True))
-    scene_setup.apply_subdivision(obj, 1)
+    target_setup.apply_subdivision(obj, 1)
     return obj
 
 
@@ -314,15 +314,15 @@ class Scene:
         size = case.texture_size
         truth = TEXTURES[case.texture](size)
         self.reference = MESHES[case.mesh]("Reference")
-        self.reference.data.materials.append(scene_setup.textured_material(
-            "Reference", scene_setup.new_image("Reference Albedo", truth)))
+        self.reference.data.materials.append(target_setup.textured_material(
+            "Reference", target_setup.new_image("Reference Albedo", truth)))
         if case.start == "coarse":
             self.source = COARSE[case.mesh]("Source")
         else:
             self.source = MESHES[case.mesh]("Source")
         start_texture = truth if case.start == "answer" or case.fit_normal else flat_texture(size)
-        self.source.data.materials.append(scene_setup.textured_material(
-            "Source", scene_setup.new_image("Source Albedo", start_texture)))
+        self.source.data.materials.append(target_setup.textured_material(
+            "Source", target_setup.new_image("Source Albedo", start_texture)))
         if case.render != "workbench":
             start = case.roughness if case.start_roughness is None else case.start_roughness
             for obj, rough in ((self.reference, case.roughness), (self.source, start)):
@@ -330,14 +330,14 @@ class Scene:
                 if case.render == "cycles":
                     lit_scene.unshadowed(obj)
         if case.normal_bumps:
-            scene_setup.add_normal_map(self.reference, bump_normals(size, case.normal_bumps), name="Reference Normal")
+            target_setup.add_normal_map(self.reference, bump_normals(size, case.normal_bumps), name="Reference Normal")
             start_normals = np.full((size, size, 3), (0.5, 0.5, 1.0), np.float32) if case.fit_normal else \
                 bump_normals(size, case.normal_bumps)
-            scene_setup.add_normal_map(self.source, start_normals, name="Source Normal")
-        self.targets = scene_setup.add_cameras_around(self.reference, case.targets, "Targets")
+            target_setup.add_normal_map(self.source, start_normals, name="Source Normal")
+        self.targets = target_setup.add_cameras_around(self.reference, case.targets, "Targets")
         self.held = held_out_cameras(self.reference, case.held_out, "Held Out")
-        self.target_cams = scene_io.collection_cameras(self.targets)
-        self.held_cams = scene_io.collection_cameras(self.held)
+        self.target_cams = scene_inputs.collection_cameras(self.targets)
+        self.held_cams = scene_inputs.collection_cameras(self.held)
         self._show(self.reference)
         for cam in self.target_cams:  # targets as background images, as a user would attach them
             path = render_to_png(self.scene, cam, folder / "target.png")
@@ -558,8 +558,8 @@ def lod_reference(scene, segments: int = 48, rings: int = 24, texture: int = 256
     bpy.ops.mesh.primitive_uv_sphere_add(segments=segments, ring_count=rings)
     ref = bpy.context.active_object
     ref.name = "Reference"
-    scene_setup.apply_subdivision(ref, 1)
-    co = scene_io.read_local_positions(ref).astype(np.float64)
+    target_setup.apply_subdivision(ref, 1)
+    co = scene_inputs.read_local_positions(ref).astype(np.float64)
     co *= 1 + 0.08 * np.sin(5 * co[:, :1]) * np.sin(4 * co[:, 1:2]) * np.cos(3 * co[:, 2:3])
     ref.data.vertices.foreach_set("co", co.astype(np.float32).ravel())
     ref.data.update()
@@ -567,7 +567,7 @@ def lod_reference(scene, segments: int = 48, rings: int = 24, texture: int = 256
         poly.use_smooth = True
     cells = np.random.default_rng(0).random((texture // 8, texture // 8, 3))
     albedo = _opaque(0.15 + 0.7 * np.kron(cells, np.ones((8, 8, 1))))
-    mat = scene_setup.textured_material("reference", scene_setup.new_image("reference base", albedo))
+    mat = target_setup.textured_material("reference", target_setup.new_image("reference base", albedo))
     principled_node = next(n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
     principled_node.inputs["Roughness"].default_value = 0.6
     ref.data.materials.append(mat)
@@ -601,4 +601,4 @@ def side_by_side(paths: list, out: Path) -> None:
         pictures.append(image_pixels.stored_pixels(image).reshape(h, w, 4))
         bpy.data.images.remove(image)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(scene_setup.encode_png(np.concatenate(pictures, axis=1)))
+    out.write_bytes(target_setup.encode_png(np.concatenate(pictures, axis=1)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import scene_io
+from . import scene_inputs
 
 
 def _alive(id_block) -> bool:
@@ -16,7 +16,7 @@ def _alive(id_block) -> bool:
         return False
 
 
-def mesh_changed(inputs: scene_io.SceneInputs) -> str | None:
+def mesh_changed(inputs: scene_inputs.SceneInputs) -> str | None:
     """Why the run's object can no longer take its positions, or None. Cheap."""
     obj = inputs.obj
     if not _alive(obj) or bpy.data.objects.get(obj.name) != obj:
@@ -32,7 +32,7 @@ def mesh_changed(inputs: scene_io.SceneInputs) -> str | None:
     return None
 
 
-def image_changed(inputs: scene_io.SceneInputs) -> str | None:
+def image_changed(inputs: scene_inputs.SceneInputs) -> str | None:
     """Why the run's image can no longer take its pixels, or None. Cheap."""
     image = inputs.image
     if not _alive(image) or bpy.data.images.get(image.name) != image:
@@ -42,6 +42,6 @@ def image_changed(inputs: scene_io.SceneInputs) -> str | None:
     return None
 
 
-def inputs_changed(inputs: scene_io.SceneInputs) -> str | None:
+def inputs_changed(inputs: scene_inputs.SceneInputs) -> str | None:
     """Why a running optimization cannot go on, or None."""
     return mesh_changed(inputs) or image_changed(inputs)

@@ -9,7 +9,7 @@ import time
 import bpy
 from bpy.app.handlers import persistent
 
-from . import api, image_undo, modes, overlay, properties, run_checks, scene_io
+from . import api, change_checks, edit_mode, image_undo, overlay, properties, scene_inputs
 from .fit_run import OptimizationRun, drive, progress_text, run_to_end
 from .gpu_context import ensure_gpu
 from .errors import InputError
@@ -35,10 +35,10 @@ def why_not(scene) -> str | None:
         lit_maps = props.lit and (props.optimize_roughness or props.optimize_metallic or props.optimize_normal)
         if not (props.optimize_positions or props.optimize_texture or lit_maps):
             raise InputError("nothing to optimize: enable Positions, Base Color or both")
-        scene_io.check_mesh_object(props.source)
-        scene_io.find_base_color_image(props.source)
-        for cam in scene_io.collection_cameras(props.cameras):
-            scene_io.target_background(cam)
+        scene_inputs.check_mesh_object(props.source)
+        scene_inputs.find_base_color_image(props.source)
+        for cam in scene_inputs.collection_cameras(props.cameras):
+            scene_inputs.target_background(cam)
     except InputError as exc:
         return str(exc)
     return None
@@ -50,12 +50,12 @@ def make_run(scene, **overrides) -> OptimizationRun:
     switched to Object Mode for the run; `end_of_run` switches it back."""
     props = properties.get(scene)
     settings = properties.to_settings(props, **overrides)
-    left = modes.leave_edit_mode(props.source)
+    left = edit_mode.leave_edit_mode(props.source)
     try:
         run = OptimizationRun(props.source, props.cameras, settings, resolution=props.resolution, scene=scene)
     except BaseException:
         if left:
-            modes.enter_edit_mode(props.source)
+            edit_mode.enter_edit_mode(props.source)
         raise
     run.left_edit_mode = left  # end_of_run() goes back
     # The overlay's shader is compiled before any kernel runs: compiled right
@@ -68,7 +68,7 @@ def make_run(scene, **overrides) -> OptimizationRun:
 def end_of_run(run: OptimizationRun) -> None:
     """Whatever the outcome: back to Edit Mode if the run left it."""
     if getattr(run, "left_edit_mode", False):
-        modes.enter_edit_mode_later(run.inputs.obj)
+        edit_mode.enter_edit_mode_later(run.inputs.obj)
 
 
 def undo_limit_bytes() -> int:
@@ -186,7 +186,7 @@ class ModalDriver:
             return self.state
         t0 = time.perf_counter()
         try:
-            changed = run_checks.inputs_changed(self.run.inputs)
+            changed = change_checks.inputs_changed(self.run.inputs)
             if changed is not None:  # the user deleted or reshaped what we write into
                 return self._cancel(changed)
             if self.stop_requested:
@@ -245,7 +245,7 @@ def _on_load_pre(*_args):
     try:
         if active_driver is not None:
             active_driver.abandon("another file was opened")
-        modes.forget_pending()
+        edit_mode.forget_pending()
     except Exception as exc:  # noqa: BLE001 - a handler must never raise
         print(f"SGE Optimizer: could not end the run before loading a file: {exc}")
 
