@@ -15,7 +15,7 @@ from test_operator import (assert_changed, assert_same, registered, saved_and_re
                            state)
 
 
-def edit_mode(obj, on: bool = True):
+def set_edit_mode(obj, on: bool = True):
     bpy.context.view_layer.objects.active = obj
     obj.select_set(True)
     bpy.ops.object.mode_set(mode="EDIT" if on else "OBJECT")
@@ -34,7 +34,7 @@ def state_any_mode():
 def test_operator_in_edit_mode_runs_and_goes_back(scene):
     obj = bpy.data.objects["Source"]
     bpy.ops.ed.undo_push(message="Before")
-    edit_mode(obj)
+    set_edit_mode(obj)
     import bmesh
     bm = bmesh.from_edit_mesh(obj.data)
     bm.verts.ensure_lookup_table()
@@ -56,13 +56,13 @@ def test_operator_in_edit_mode_runs_and_goes_back(scene):
     assert_same(state_any_mode(), original)
     assert bpy.ops.ed.redo() == {"FINISHED"}
     obj = bpy.data.objects["Source"]
-    edit_mode(obj, False)  # the result survives leaving Edit Mode
+    set_edit_mode(obj, False)  # the result survives leaving Edit Mode
     assert_same(state(), result)
 
 
 def test_modal_run_in_edit_mode_goes_back_when_it_ends(scene):
     obj = bpy.data.objects["Source"]
-    edit_mode(obj)
+    set_edit_mode(obj)
     original = state_any_mode()
     driver = operator_runs.ModalDriver(operator_runs.make_run(scene), budget_s=None, max_steps_per_tick=10)
     driver.start()
@@ -74,7 +74,7 @@ def test_modal_run_in_edit_mode_goes_back_when_it_ends(scene):
     assert obj.mode == "EDIT"
     result = state_any_mode()
     assert_changed(result, original)
-    edit_mode(obj, False)
+    set_edit_mode(obj, False)
     assert_same(state(), result)
 
 
@@ -83,14 +83,14 @@ def test_optimize_api_in_edit_mode_goes_back_at_once(scene):
     from sge_optimizer.engine import Settings
 
     obj = bpy.data.objects["Source"]
-    edit_mode(obj)
+    set_edit_mode(obj)
     original = state_any_mode()
     # No keep-best or warm-up: 5 steps must change the 8-bit pixels; this checks the mode round trip
     summary = optimize(obj, properties.get(scene).cameras, Settings(steps=5, keep_best=False, warmup_steps=0), resolution=32)
     assert summary["steps"] == 5 and obj.mode == "EDIT"
     result = state_any_mode()
     assert_changed(result, original)
-    edit_mode(obj, False)
+    set_edit_mode(obj, False)
     assert_same(state(), result)
 
 
@@ -98,7 +98,7 @@ def test_a_file_saved_in_edit_mode_runs(scene, tmp_path):
     from sge_optimizer.addon.api import optimize
     from sge_optimizer.engine import Settings
 
-    edit_mode(bpy.data.objects["Source"])
+    set_edit_mode(bpy.data.objects["Source"])
     path = tmp_path / "edit.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(path))
     bpy.ops.wm.open_mainfile(filepath=str(path))  # what tools/optimize.py does
@@ -114,7 +114,7 @@ def test_run_built_in_edit_mode_is_refused_by_name(scene):
     from sge_optimizer.engine import Settings
 
     obj = bpy.data.objects["Source"]
-    edit_mode(obj)
+    set_edit_mode(obj)
     with pytest.raises(InputError, match="'Source' is in Edit Mode"):
         OptimizationRun(obj, properties.get(scene).cameras, Settings(steps=5), resolution=32)
 
@@ -168,8 +168,8 @@ def test_shape_keys_basis_gets_the_result_and_keeps_it(scene):
     assert bpy.ops.ed.redo() == {"FINISHED"}
     obj = bpy.data.objects["Source"]
     assert np.array_equal(shown_positions(), result)
-    edit_mode(obj)
-    edit_mode(obj, False)
+    set_edit_mode(obj)
+    set_edit_mode(obj, False)
     assert np.allclose(shown_positions(), result, atol=1e-6), "Edit Mode threw the result away"
     bulge = obj.data.shape_keys.key_blocks["Bulge"]  # its offset from the Basis is kept
     assert np.allclose(key_positions(bulge) - key_positions(obj.data.shape_keys.key_blocks["Basis"]),
@@ -331,7 +331,7 @@ def test_entering_edit_mode_mid_run_cancels_and_restores(scene):
     original = state()
     driver = running_driver(scene)
     obj = bpy.data.objects["Source"]
-    edit_mode(obj)
+    set_edit_mode(obj)
     assert_cancelled(driver, "entered Edit Mode", "scene restored")
     assert obj.mode == "EDIT"
     assert_same(state_any_mode(), original)
