@@ -34,8 +34,8 @@ class OptimizationRun:
         self.resolution = resolution
         self.inputs = scene_inputs.read_scene(obj, camera_collection, resolution, scene, lit=settings.lit)
         if settings.pixel_filter == "auto":  # the targets are taken as the scene's engine renders
-            settings = dataclasses.replace(settings, **scene_inputs.pixel_filter_for(scene or bpy.context.scene,
-                                                                                 self.inputs.cameras))
+            pixel_filter = scene_inputs.pixel_filter_for(scene or bpy.context.scene, self.inputs.cameras)
+            settings = dataclasses.replace(settings, **pixel_filter)
         self.settings = settings
         # What the run writes, each with its state before the run (abort()
         # and the operator's undo step put it back).

@@ -174,7 +174,8 @@ def capture_targets(reference, cameras, scene=None, hide=()) -> list:
                 bpy.data.images.remove(old)
             target = new_image(name, pixels, linear=(encoding == "linear"))
             target.alpha_mode = "STRAIGHT"
-            target[scene_inputs.CAPTURED] = True  # made by our filter, not the scene's engine (scene_inputs.pixel_filter_for)
+            # Made by our filter, not the scene's engine (scene_inputs.pixel_filter_for).
+            target[scene_inputs.CAPTURED] = True
             backgrounds = cam.data.background_images
             bg = backgrounds[0] if len(backgrounds) else backgrounds.new()
             bg.image = target

@@ -196,7 +196,8 @@ def test_stop_after_k_steps_equals_k_step_run(scene):
     # so a run stopped at k and a k-step run take the same steps.
     same_schedule = {"lr_decay": 1.0, "shape_fraction": 1.0, "silhouette_fraction": 1.0}
     original = state()
-    driver = operator_runs.ModalDriver(operator_runs.make_run(scene, **same_schedule), budget_s=None, max_steps_per_tick=1)
+    driver = operator_runs.ModalDriver(operator_runs.make_run(scene, **same_schedule), budget_s=None,
+                                       max_steps_per_tick=1)
     driver.start()
     for _ in range(k):
         assert driver.tick() == operator_runs.RUNNING
@@ -225,7 +226,8 @@ def test_stop_operator_requests_stop(scene):
 def test_error_during_modal_run_restores_scene(scene):
     original = state()
     # No silhouette phase: the texels move from the second step too.
-    driver = operator_runs.ModalDriver(operator_runs.make_run(scene, silhouette_fraction=0.0), budget_s=None, max_steps_per_tick=2)
+    driver = operator_runs.ModalDriver(operator_runs.make_run(scene, silhouette_fraction=0.0), budget_s=None,
+                                       max_steps_per_tick=2)
     driver.start()
     assert driver.tick() == operator_runs.RUNNING
     assert_changed(state(), original)

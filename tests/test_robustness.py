@@ -277,7 +277,8 @@ def assert_cancelled(driver, *words):
     for word in words:
         assert word in driver.error, driver.error
     assert operator_runs.active_driver is None and not bpy.ops.sge.stop.poll()
-    assert operator_runs.why_not(bpy.context.scene) is None or "already running" not in operator_runs.why_not(bpy.context.scene)
+    reason = operator_runs.why_not(bpy.context.scene)
+    assert reason is None or "already running" not in reason
     assert driver.tick() == operator_runs.CANCELLED  # stays ended
 
 
