@@ -3,7 +3,7 @@
 Each UI module lists its classes in `classes`; they are registered in order
 (property groups first, panels last) and unregistered in reverse.
 """
-from . import image_undo, modal, operators, overlay, panels, properties
+from . import image_undo, operator_runs, operators, overlay, panels, properties
 
 _modules = (properties, operators, panels)
 
@@ -19,19 +19,19 @@ def register():
         bpy.utils.register_class(cls)
     properties.register_properties()
     image_undo.register_handlers()
-    modal.register_handlers()
+    operator_runs.register_handlers()
     overlay.register_draw_handler()
 
 
 def unregister():
     import bpy
 
-    from . import modes
+    from . import edit_mode
 
-    if modal.active_driver is not None:
-        modal.active_driver.abandon("the add-on was disabled")
-    modal.unregister_handlers()
-    modes.forget_pending()  # a timer left registered can hang the exit
+    if operator_runs.active_driver is not None:
+        operator_runs.active_driver.abandon("the add-on was disabled")
+    operator_runs.unregister_handlers()
+    edit_mode.forget_pending()  # a timer left registered can hang the exit
     overlay.unregister_draw_handler()
     image_undo.unregister_handlers()
     properties.unregister_properties()

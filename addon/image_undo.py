@@ -26,7 +26,7 @@ import bpy
 import numpy as np
 from bpy.app.handlers import persistent
 
-from . import scene_io
+from .image_pixels import stored_pixels
 
 TOKEN = "sge_pixels"
 DEFAULT_LIMIT_MB = 1024
@@ -38,15 +38,6 @@ _loaded: dict = {}  # image name -> key of the pixels it holds now
 def _key(image) -> str:
     token = image.get(TOKEN)
     return str(token) if token is not None else f"base:{image.name}"
-
-
-def limit_bytes() -> int:
-    """The preference "Undo Memory" in bytes (its default without the add-on
-    installed, as in the tests)."""
-    from .properties import preferences
-
-    prefs = preferences()
-    return int((prefs.undo_memory_mb if prefs is not None else DEFAULT_LIMIT_MB) * 2 ** 20)
 
 
 def memory_bytes() -> int:
@@ -67,18 +58,18 @@ def _trim(limit: int, keep: tuple) -> None:
             del _snapshots[key]
 
 
-def record(image, before: np.ndarray, limit: int | None = None) -> None:
+def record(image, before: np.ndarray, limit: int) -> None:
     """Call after a run wrote `image`: `before` is `image.pixels` as it was
     before the run (flat). Stamps the image with a new token. `limit`: bytes
-    kept (default: the preference)."""
+    kept (the caller passes the preference "Undo Memory")."""
     before_key = _key(image)
     _store(before_key, before)
-    after = scene_io.stored_pixels(image)
+    after = stored_pixels(image)
     token = uuid.uuid4().hex
     image[TOKEN] = token
     _store(token, after)
     _loaded[image.name] = token
-    _trim(limit_bytes() if limit is None else limit, keep=(before_key, token))
+    _trim(limit, keep=(before_key, token))
 
 
 def sync() -> list:

@@ -7,7 +7,7 @@ from it, then fitted to renders of the reference by Blender's own engine
 `fit_lod()` is the whole job, blocking; `tools/optimize.py lod` and the
 Python API call it. `fit_lod_stages()` is the same job as a generator that
 yields between units of work (a bake, a render, a slice of fit steps), which
-the operator runs a tick at a time from the UI (addon/modal.py `LodDriver`).
+the operator runs a tick at a time from the UI (addon/operator_runs.py `LodDriver`).
 Everything is validated before the scene is touched.
 """
 from __future__ import annotations
@@ -24,8 +24,10 @@ from mathutils import Matrix
 
 from ..engine import Settings, psnr, quality_preset
 from ..engine.color import linear_to_srgb
-from . import material_io, scene_io, scene_setup
-from .scene_io import InputError
+from . import material_io, scene_inputs, target_setup
+from .errors import InputError
+from .fit_run import OptimizationRun, drive, progress_text, run_stages
+from .image_pixels import stored_pixels
 
 RENDER_ENGINES = ("EEVEE", "CYCLES")
 
@@ -73,7 +75,7 @@ def check_reference(reference, scene) -> float | None:
         raise InputError("the reference must be a mesh object")
     if not reference.visible_get():
         raise InputError(f"'{reference.name}' is hidden: baking reads it from the view layer, so unhide it")
-    scene_io.check_mesh_object(reference)
+    scene_inputs.check_mesh_object(reference)
     if _triangles(reference, evaluated=True) < 8:
         raise InputError(f"'{reference.name}' has too few triangles to decimate")
     mats = [s.material for s in reference.material_slots if s.material is not None]
@@ -222,7 +224,7 @@ def premultiplied(image) -> np.ndarray:
     """(h, w, 4) premultiplied sRGB-encoded RGBA of a straight-alpha PNG image
     (a 16-bit one loads as a float buffer, kept scene-linear: encoded here)."""
     w, h = image.size
-    px = scene_io.stored_pixels(image).reshape(h, w, 4)
+    px = stored_pixels(image).reshape(h, w, 4)
     rgb = linear_to_srgb(np.clip(px[..., :3], 0, 1)) if image.is_float else px[..., :3]
     return np.concatenate([rgb * px[..., 3:], px[..., 3:]], -1)
 
@@ -316,8 +318,8 @@ class _render_setup:
 def held_out_cameras(reference, count: int, name: str, scene=None):
     """`count` cameras framing `reference` from between the targets'
     directions (their Fibonacci sphere turned 37 degrees about Z, tilted 23)."""
-    collection = scene_setup.add_cameras_around(reference, count, name, scene=scene)
-    centre, _ = scene_setup.bounding_sphere(reference)
+    collection = target_setup.add_cameras_around(reference, count, name, scene=scene)
+    centre, _ = target_setup.bounding_sphere(reference)
     turn = Matrix.Rotation(math.radians(37), 4, "Z") @ Matrix.Rotation(math.radians(23), 4, "X")
     for cam in collection.objects:
         offset = (turn @ (cam.location - centre).to_4d()).to_3d()
@@ -353,15 +355,6 @@ def fit_lod(reference, options: LodOptions | None = None, scene=None, progress=N
     return run_stages(fit_lod_stages(reference, options, scene, progress))
 
 
-def run_stages(stages) -> dict:
-    """Drive a stages generator (`fit_lod_stages`) to its end; its return value."""
-    while True:
-        try:
-            next(stages)
-        except StopIteration as done:
-            return done.value
-
-
 def fit_lod_stages(reference, options: LodOptions | None = None, scene=None, progress=None,
                    fit_budget_s: float | None = None):
     """`fit_lod` as a generator: validates at the first `next()` (raising
@@ -382,7 +375,7 @@ def fit_lod_stages(reference, options: LodOptions | None = None, scene=None, pro
     t_start = time.perf_counter()
     name = options.name or f"{reference.name} LOD"
     summary = {"reference": reference.name, "render_engine": options.render_engine, "ratio": options.ratio}
-    width, height = scene_io.working_resolution(scene, options.resolution)
+    width, height = scene_inputs.working_resolution(scene, options.resolution)
     existing = _datablocks()
     try:
         with tempfile.TemporaryDirectory() as tmp, _render_setup(scene) as setup:
@@ -412,8 +405,6 @@ def _remove_new(existing: dict) -> None:
 def _make_and_fit(reference, options, scene, folder, setup, summary, report, roughness, metallic, name,
                   width, height, fit_budget_s):
     """The job's body, a generator (see `fit_lod_stages`)."""
-    from .api import OptimizationRun, progress_text
-
     report("making the copy")
     yield
     lod = make_lod_object(reference, options.ratio, name)
@@ -421,12 +412,12 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
     lod.data.materials.append(mat)
     summary.update(lod=lod.name, triangles_reference=_triangles(reference, evaluated=True),
                    triangles_lod=_triangles(lod), images={k: v.name for k, v in images.items()})
-    _, radius = scene_setup.bounding_sphere(reference)
+    _, radius = target_setup.bounding_sphere(reference)
     report("baking the reference's maps onto the copy")
     yield
     summary["bake_seconds"] = bake_down(reference, lod, images, scene, radius)
     setup.use(options, width, height)
-    targets = scene_setup.add_cameras_around(reference, options.target_views, f"{name} Targets", scene=scene)
+    targets = target_setup.add_cameras_around(reference, options.target_views, f"{name} Targets", scene=scene)
     held = held_out_cameras(reference, options.held_out_views, f"{name} Held-out", scene)
     report(f"rendering {options.target_views} targets and {options.held_out_views} held-out views "
            f"of the reference ({options.render_engine})")
@@ -448,7 +439,7 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
         reference.hide_render, lod.hide_render = True, False
         # The keep-or-revert decision is the engine's own, on the target
         # views; held-out views only report.
-        baked = {k: scene_io.stored_pixels(v) for k, v in images.items()}
+        baked = {k: stored_pixels(v) for k, v in images.items()}
         report("rendering the baked copy")
         baked_renders = yield from _each(view, target_cams)
         summary["psnr_targets_before"] = _score(baked_renders, target_truths)
@@ -472,13 +463,8 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
             settings.steps = options.steps
         run = OptimizationRun(lod, targets, settings, resolution=options.resolution, scene=scene)
         try:
-            run.start()
-            yield
-            while not run.advance(max_steps=None if fit_budget_s else 25, budget_s=fit_budget_s):
-                run.sample_loss()
-                report(progress_text(run.progress()))
-                yield
-            fit = run.finish()
+            fit = yield from drive(run, max_steps=None if fit_budget_s else 25, budget_s=fit_budget_s,
+                                   between=lambda: report(progress_text(run.progress())))
         except BaseException:  # an error, or the generator closed (Esc): the copy is removed anyway
             run.abort()
             raise
@@ -530,7 +516,7 @@ def save_picture(premultiplied_pixels: np.ndarray, path: Path, background: float
     px = np.asarray(premultiplied_pixels, np.float64)
     rgb = px[..., :3] + (1.0 - px[..., 3:]) * background
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(scene_setup.encode_png(np.concatenate([rgb, np.ones_like(px[..., 3:])], -1)))
+    path.write_bytes(target_setup.encode_png(np.concatenate([rgb, np.ones_like(px[..., 3:])], -1)))
 
 
 def _triangles(obj, evaluated: bool = False) -> int:

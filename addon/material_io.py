@@ -13,7 +13,8 @@ from ..engine.environment import equirect_to_sh9
 from ..engine.lighting import Light, Lighting
 from ..engine.materials import ColorChannel, CornerFrames, LitMaterial, NormalChannel, ScalarChannel
 from . import shape_keys
-from .scene_io import InputError, convert_encoding, image_encoding, read_image_pixels
+from .errors import InputError
+from .image_pixels import convert_encoding, image_encoding, read_image_pixels
 
 # Principled inputs the model does not reproduce: (input, neutral value). A
 # linked one, or one away from its neutral value, is refused.
@@ -271,7 +272,7 @@ def _read_normal(mat, bsdf, note, obj) -> NormalChannel | None:
 # Corner frames ------------------------------------------------------------------------
 def corner_frames(obj, uv_map: str | None) -> CornerFrames:
     """World-space normals and MikkTSpace tangents at each loop-triangle corner,
-    in the order of `scene_io.read_mesh`. The positions are the ones read_mesh
+    in the order of `scene_inputs.read_mesh`. The positions are the ones read_mesh
     reads (shape-key mix, no modifiers). Quads keep their tangents as Blender
     computes them for rendering; n-gons use their loop triangles. The user's
     mesh is not changed: the work is done on temporary copies."""

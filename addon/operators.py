@@ -1,5 +1,5 @@
-"""Operators: thin wrappers over the plain functions in `modal`, `api` and
-`scene_setup`, which scripts can call directly."""
+"""Operators: thin wrappers over the plain functions in `operator_runs`, `api` and
+`target_setup`, which scripts can call directly."""
 from __future__ import annotations
 
 import sys
@@ -7,12 +7,12 @@ import sys
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty
 
-from . import api, lod, modal, properties, scene_io, scene_setup
-from .scene_io import InputError
+from . import api, fit_run, lod, operator_runs, properties, scene_inputs, target_setup
+from .errors import InputError
 
 
 def _print_progress(progress: dict) -> None:
-    print(f"SGE Optimizer: {api.progress_text(progress)}", file=sys.stderr, flush=True)
+    print(f"SGE Optimizer: {fit_run.progress_text(progress)}", file=sys.stderr, flush=True)
 
 
 class SGE_OT_optimize_to_targets(bpy.types.Operator):
@@ -31,7 +31,7 @@ class SGE_OT_optimize_to_targets(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        reason = modal.why_not(context.scene)
+        reason = operator_runs.why_not(context.scene)
         if reason is not None:
             cls.poll_message_set(reason[0].upper() + reason[1:])
             return False
@@ -41,14 +41,14 @@ class SGE_OT_optimize_to_targets(bpy.types.Operator):
         # Without a UI (bpy.app.background) nothing else shows that a long run is alive.
         progress = _print_progress if bpy.app.background else None
         try:
-            summary = modal.run_blocking(context.scene, progress)
+            summary = operator_runs.run_blocking(context.scene, progress)
         except InputError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         except Exception as exc:  # noqa: BLE001 - the scene was restored; tell the user
             self.report({"ERROR"}, f"SGE Optimizer failed (scene restored): {type(exc).__name__}: {exc}")
             return {"CANCELLED"}
-        self.report({"INFO"}, modal.report_line(summary))
+        self.report({"INFO"}, operator_runs.report_line(summary))
         for warning in summary["warnings"]:
             self.report({"WARNING"}, warning)
         return {"FINISHED"}
@@ -57,8 +57,8 @@ class SGE_OT_optimize_to_targets(bpy.types.Operator):
         if context.window is None or bpy.app.background:
             return self.execute(context)
         try:
-            run = modal.make_run(context.scene)
-            driver = modal.ModalDriver(run, budget_s=self.tick_budget)
+            run = operator_runs.make_run(context.scene)
+            driver = operator_runs.ModalDriver(run, budget_s=self.tick_budget)
             driver.start()
         except InputError as exc:
             self.report({"ERROR"}, str(exc))
@@ -73,7 +73,7 @@ class SGE_OT_optimize_to_targets(bpy.types.Operator):
         self._timer = wm.event_timer_add(0.001, window=context.window)
         wm.modal_handler_add(self)
         wm.progress_begin(0, max(run.settings.steps, 1))
-        context.workspace.status_text_set(modal.status_line(driver.progress()))
+        context.workspace.status_text_set(operator_runs.status_line(driver.progress()))
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
@@ -83,17 +83,17 @@ class SGE_OT_optimize_to_targets(bpy.types.Operator):
         elif event.type != "TIMER":
             return {"PASS_THROUGH"}
         state = driver.tick()
-        if state == modal.RUNNING:
+        if state == operator_runs.RUNNING:
             progress = driver.progress()
             context.window_manager.progress_update(progress["step"])
-            context.workspace.status_text_set(modal.status_line(progress))
+            context.workspace.status_text_set(operator_runs.status_line(progress))
             for area in context.screen.areas:
                 if area.type in {"VIEW_3D", "IMAGE_EDITOR"}:
                     area.tag_redraw()
             return {"RUNNING_MODAL"}
         self._cleanup(context)
-        if state == modal.FINISHED:
-            self.report({"INFO"}, modal.report_line(driver.summary))
+        if state == operator_runs.FINISHED:
+            self.report({"INFO"}, operator_runs.report_line(driver.summary))
             return {"FINISHED"}
         self.report({"ERROR"}, f"SGE Optimizer stopped: {driver.error}")  # says what was restored
         return {"CANCELLED"}
@@ -125,10 +125,10 @@ class SGE_OT_stop(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return modal.active_driver is not None
+        return operator_runs.active_driver is not None
 
     def execute(self, context):
-        modal.active_driver.request_stop()
+        operator_runs.active_driver.request_stop()
         return {"FINISHED"}
 
 
@@ -160,7 +160,7 @@ class SGE_OT_add_cameras_around(bpy.types.Operator):
 
     def execute(self, context):
         obj = self._subject(context)
-        collection = scene_setup.add_cameras_around(obj, self.count, "SGE Cameras", scene=context.scene)
+        collection = target_setup.add_cameras_around(obj, self.count, "SGE Cameras", scene=context.scene)
         props = properties.get(context.scene)
         props.cameras = collection
         if context.scene.camera is None:
@@ -191,8 +191,8 @@ class SGE_OT_capture_targets(bpy.types.Operator):
         props = properties.get(context.scene)
         hide = [props.source] if props.source is not None and props.source != props.reference else []
         try:
-            cameras = scene_io.collection_cameras(props.cameras)
-            images = scene_setup.capture_targets(props.reference, cameras, scene=context.scene, hide=hide)
+            cameras = scene_inputs.collection_cameras(props.cameras)
+            images = target_setup.capture_targets(props.reference, cameras, scene=context.scene, hide=hide)
         except InputError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -250,7 +250,7 @@ class SGE_OT_fit_lod(bpy.types.Operator):
     # From the dialog: a unit of work per timer tick (a bake or a render
     # blocks for its own length; the fit runs in slices), Esc stops.
     def _start_modal(self, context, options):
-        self._driver = modal.LodDriver(context.active_object, options, context.scene)
+        self._driver = operator_runs.LodDriver(context.active_object, options, context.scene)
         try:
             self._driver.start()
         except InputError as exc:
@@ -269,12 +269,12 @@ class SGE_OT_fit_lod(bpy.types.Operator):
             driver.tick()
         else:
             return {"PASS_THROUGH"}
-        if driver.state == modal.RUNNING:
+        if driver.state == operator_runs.RUNNING:
             context.workspace.status_text_set(f"SGE Fit LOD to Reference: {driver.message}  (Esc: stop)")
             return {"RUNNING_MODAL"}
         context.window_manager.event_timer_remove(self._timer)
         context.workspace.status_text_set(None)
-        if driver.state == modal.FINISHED:
+        if driver.state == operator_runs.FINISHED:
             self.report({"INFO"}, lod.summary_text(driver.summary))
             return {"FINISHED"}
         self.report({"WARNING"}, f"Fit LOD to Reference: {driver.error}")

@@ -5,7 +5,7 @@ import math
 
 import bpy
 
-from . import api, modal, properties
+from . import fit_run, operator_runs, properties
 
 
 def draw_panel(layout, context) -> None:
@@ -60,30 +60,30 @@ def draw_panel(layout, context) -> None:
     row.prop(props, "alternate_groups")
     col.prop(props, "seed")
 
-    driver = modal.active_driver
+    driver = operator_runs.active_driver
     if driver is not None:
         progress = driver.progress()
         col = layout.column(align=True)
         col.label(text=f"Step {progress['step']}/{progress['steps']}  "
-                       f"{progress['steps_per_s']:.1f} steps/s  ETA {api.format_eta(progress['eta_s'])}",
+                       f"{progress['steps_per_s']:.1f} steps/s  ETA {fit_run.format_eta(progress['eta_s'])}",
                   icon="TIME")
         _draw_loss(col, driver.run.loss_history)
         layout.operator("sge.stop", icon="CANCEL")
     else:
-        reason = modal.why_not(scene)
+        reason = operator_runs.why_not(scene)
         row = layout.row()
         row.scale_y = 1.5
         row.operator("sge.optimize_to_targets", icon="PLAY")
         if reason is not None:
             layout.label(text=reason[0].upper() + reason[1:], icon="ERROR")
-        if modal.last_summary is not None:
-            s = modal.last_summary
+        if operator_runs.last_summary is not None:
+            s = operator_runs.last_summary
             after = s.get("mean_psnr_after")
             col = layout.column(align=True)
             if after is not None and math.isfinite(after):
                 col.label(text=f"Last run: {s['steps']} steps, PSNR {s['mean_psnr_before']:.1f} "
                                f"\u2192 {after:.1f} dB", icon="INFO")
-            _draw_loss(col, modal.last_history)
+            _draw_loss(col, operator_runs.last_history)
 
     row = layout.row(align=True)
     row.prop(props, "overlay", expand=True)
@@ -92,7 +92,7 @@ def draw_panel(layout, context) -> None:
 
 
 def _draw_loss(layout, history) -> None:
-    for line in modal.loss_lines([loss for _, loss in history]):
+    for line in operator_runs.loss_lines([loss for _, loss in history]):
         layout.label(text=line)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import scene_io  # imports this module: use scene_io.X at call time only
+from .errors import InputError
 
 
 def _co(block) -> np.ndarray:
@@ -45,11 +45,11 @@ def check(obj) -> None:
     if key is None:
         return
     if not key.use_relative:
-        raise scene_io.InputError(f"mesh '{obj.data.name}' uses absolute shape keys (Evaluation Time); "
+        raise InputError(f"mesh '{obj.data.name}' uses absolute shape keys (Evaluation Time); "
                          "SGE Optimizer supports relative shape keys only")
     for kb in _contributing(obj):
         if kb.vertex_group:
-            raise scene_io.InputError(f"shape key '{kb.name}' of '{obj.data.name}' is weighted by vertex group "
+            raise InputError(f"shape key '{kb.name}' of '{obj.data.name}' is weighted by vertex group "
                              f"'{kb.vertex_group}'; clear it, mute the key or set its value to 0")
 
 

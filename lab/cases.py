@@ -11,7 +11,7 @@ import bpy
 import numpy as np
 from scenes import Case
 
-from sge_optimizer.addon import scene_io, scene_setup
+from sge_optimizer.addon import image_pixels, target_setup
 
 
 # The benchmark's cases: meshes, textures, minification, camera counts, starts.
@@ -109,7 +109,7 @@ def side_by_side(paths: list, out: Path) -> None:
     for path in paths:
         image = bpy.data.images.load(str(path), check_existing=False)
         w, h = image.size
-        pictures.append(scene_io.stored_pixels(image).reshape(h, w, 4))
+        pictures.append(image_pixels.stored_pixels(image).reshape(h, w, 4))
         bpy.data.images.remove(image)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(scene_setup.encode_png(np.concatenate(pictures, axis=1)))
+    out.write_bytes(target_setup.encode_png(np.concatenate(pictures, axis=1)))

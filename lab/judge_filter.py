@@ -32,9 +32,9 @@ import bpy  # noqa: E402
 import scenes  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sge_optimizer.addon import scene_setup  # noqa: E402
+from sge_optimizer.addon import target_setup  # noqa: E402
 from sge_optimizer.engine.color import linear_to_srgb, psnr, srgb_to_linear  # noqa: E402
-from sge_optimizer.engine.optimizer import gaussian_offsets  # noqa: E402
+from sge_optimizer.engine.samples import gaussian_offsets  # noqa: E402
 from sge_optimizer.engine.pixel_filter import log_space, workbench_points  # noqa: E402
 
 SIZE = 256
@@ -56,7 +56,7 @@ def plane_scene(render_aa: str, shift_px: float = 0.0):
 
 def render_linear(scene, plane, cam, texture: np.ndarray) -> np.ndarray:
     plane.data.materials.clear()
-    plane.data.materials.append(scene_setup.textured_material("M", scene_setup.new_image("T", texture)))
+    plane.data.materials.append(target_setup.textured_material("M", target_setup.new_image("T", texture)))
     with tempfile.TemporaryDirectory() as tmp:
         px = scenes.render_pixels(scene, cam, Path(tmp))
     return srgb_to_linear(np.clip(px[..., :3], 0, 1))
@@ -99,7 +99,7 @@ def random_texture_render(texels: int, eevee: bool = False) -> tuple:
         scene.render.engine = "BLENDER_EEVEE" if bpy.app.version >= (5, 0, 0) else "BLENDER_EEVEE_NEXT"
         scene.eevee.taa_render_samples = 64
         scene.world = bpy.data.worlds.new("Black")
-        mat = scene_setup.textured_material("M", scene_setup.new_image("T", tex))
+        mat = target_setup.textured_material("M", target_setup.new_image("T", tex))
         nodes, links = mat.node_tree.nodes, mat.node_tree.links
         emission = nodes.new("ShaderNodeEmission")
         links.new(next(nd for nd in nodes if nd.type == "TEX_IMAGE").outputs["Color"], emission.inputs["Color"])

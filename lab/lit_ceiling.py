@@ -41,7 +41,7 @@ import lit_scene as ls  # noqa: E402
 from sge_optimizer import gpu_kernels as K  # noqa: E402
 from sge_optimizer.addon.gpu_backend import BlenderGPUBackend  # noqa: E402
 from sge_optimizer.addon.gpu_context import ensure_gpu  # noqa: E402
-from sge_optimizer.addon.scene_io import view_projection  # noqa: E402
+from sge_optimizer.addon.scene_inputs import view_projection  # noqa: E402
 from sge_optimizer.engine import lit_reference as lit  # noqa: E402
 from sge_optimizer.engine.color import psnr  # noqa: E402
 from sge_optimizer.engine.reference import encode_srgb  # noqa: E402

@@ -27,7 +27,7 @@ _bootstrap.load_package()
 import cases  # noqa: E402
 import scenes  # noqa: E402
 
-from sge_optimizer.addon import scene_io  # noqa: E402
+from sge_optimizer.addon import image_pixels  # noqa: E402
 from sge_optimizer.addon.api import OptimizationRun  # noqa: E402
 from sge_optimizer.engine.color import linear_to_srgb, psnr, srgb_to_linear  # noqa: E402
 
@@ -56,19 +56,20 @@ def main(argv=None) -> int:
         run = OptimizationRun(scene.source, scene.targets, settings, resolution=case.resolution, scene=scene.scene)
         run.start()
         e = run.engine; b = e.backend
-        tw, th = e.texture_size
+        tw, th = e.params.texture.width, e.params.texture.rows
         srgb = e.scene.texture_srgb
-        print("srgb", srgb, "workbench", e.workbench, "held start", scene.held_psnr())
-        pts = [tuple(map(float, p)) for p in e.jitter_points] if e.workbench else list(e.antialias_offsets)
-        wts = np.asarray(e.jitter_weights if e.workbench else e.antialias_weights, np.float64); wts /= wts.sum()
+        print("srgb", srgb, "workbench", e.loss.workbench, "held start", scene.held_psnr())
+        offsets, weights = e.samples.antialias  # Workbench's: its points less the faintest, as the jitter draws them
+        pts = [tuple(map(float, p)) for p in offsets]
+        wts = np.asarray(weights, np.float64); wts /= wts.sum()
         views = []
         for i, view in enumerate(e.scene.views):
             t = np.asarray(view.target, np.float64)
             full = t[..., 3] > 0.999
             fps = []
             for off in pts:
-                e.rasterize(e.render_plus, i, offset=off)
-                tex = b.target_textures(e.render_plus)
+                e.raster.draw(e.raster.plus, i, offset=off)
+                tex = b.target_textures(e.raster.plus)
                 ids = np.rint(b.read(tex["id"])[..., 0]).astype(np.int64)
                 uv = b.read(tex["uv"])[..., :2]
                 fps.append((ids, uv))
@@ -87,10 +88,10 @@ def main(argv=None) -> int:
                 idxs.append(np.stack(ii, 1)); ws.append(np.stack(ww, 1))
             tgt = t.reshape(-1, 4)[pix, :3]
             views.append((idxs, ws, tgt))
-        theta = b.read(e.texture_group.theta).reshape(-1, 4)[:, :3].astype(np.float64)
+        theta = b.read(e.params.texture.theta).reshape(-1, 4)[:, :3].astype(np.float64)
         def score():
             tex = np.concatenate([theta, np.ones((len(theta), 1))], 1).reshape(th, tw, 4).astype(np.float32)
-            scene_io.write_image_pixels(run.inputs.image, tex)
+            image_pixels.write_image_pixels(run.inputs.image, tex)
             return scene.held_psnr()
         os_mode = args.mode == "os"
         for it in range(iters):

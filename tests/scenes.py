@@ -28,7 +28,7 @@ import bpy
 import lit_scene
 import numpy as np
 
-from sge_optimizer.addon import lod, scene_io, scene_setup
+from sge_optimizer.addon import image_pixels, lod, scene_inputs, target_setup
 from sge_optimizer.addon.api import OptimizationRun
 from sge_optimizer.engine import Settings, quality_preset
 from sge_optimizer.engine.color import image_metrics
@@ -135,7 +135,7 @@ def torus(name: str) -> object:
 
 def suzanne(name: str) -> object:
     obj = _new_object(name, lambda: bpy.ops.mesh.primitive_monkey_add(size=2.0, calc_uvs=True))
-    scene_setup.apply_subdivision(obj, 1)
+    target_setup.apply_subdivision(obj, 1)
     return obj
 
 
@@ -317,15 +317,15 @@ class Scene:
         size = case.texture_size
         truth = TEXTURES[case.texture](size)
         self.reference = MESHES[case.mesh]("Reference")
-        self.reference.data.materials.append(scene_setup.textured_material(
-            "Reference", scene_setup.new_image("Reference Albedo", truth)))
+        self.reference.data.materials.append(target_setup.textured_material(
+            "Reference", target_setup.new_image("Reference Albedo", truth)))
         if case.start == "coarse":
             self.source = COARSE[case.mesh]("Source")
         else:
             self.source = MESHES[case.mesh]("Source")
         start_texture = truth if case.start == "answer" or case.fit_normal else flat_texture(size)
-        self.source.data.materials.append(scene_setup.textured_material(
-            "Source", scene_setup.new_image("Source Albedo", start_texture)))
+        self.source.data.materials.append(target_setup.textured_material(
+            "Source", target_setup.new_image("Source Albedo", start_texture)))
         if case.render != "workbench":
             start = case.roughness if case.start_roughness is None else case.start_roughness
             for obj, rough in ((self.reference, case.roughness), (self.source, start)):
@@ -333,14 +333,14 @@ class Scene:
                 if case.render == "cycles":
                     lit_scene.unshadowed(obj)
         if case.normal_bumps:
-            scene_setup.add_normal_map(self.reference, bump_normals(size, case.normal_bumps), name="Reference Normal")
+            target_setup.add_normal_map(self.reference, bump_normals(size, case.normal_bumps), name="Reference Normal")
             start_normals = np.full((size, size, 3), (0.5, 0.5, 1.0), np.float32) if case.fit_normal else \
                 bump_normals(size, case.normal_bumps)
-            scene_setup.add_normal_map(self.source, start_normals, name="Source Normal")
-        self.targets = scene_setup.add_cameras_around(self.reference, case.targets, "Targets")
+            target_setup.add_normal_map(self.source, start_normals, name="Source Normal")
+        self.targets = target_setup.add_cameras_around(self.reference, case.targets, "Targets")
         self.held = held_out_cameras(self.reference, case.held_out, "Held Out")
-        self.target_cams = scene_io.collection_cameras(self.targets)
-        self.held_cams = scene_io.collection_cameras(self.held)
+        self.target_cams = scene_inputs.collection_cameras(self.targets)
+        self.held_cams = scene_inputs.collection_cameras(self.held)
         self._show(self.reference)
         for cam in self.target_cams:  # targets as background images, as a user would attach them
             path = render_to_png(self.scene, cam, folder / "target.png")
@@ -358,7 +358,7 @@ class Scene:
         def normals(obj):
             image = next(n.image for n in obj.active_material.node_tree.nodes
                          if n.type == "TEX_IMAGE" and n.image.colorspace_settings.name == "Non-Color")
-            flat = scene_io.stored_pixels(image)
+            flat = image_pixels.stored_pixels(image)
             n = flat.reshape(image.size[1], image.size[0], -1)[..., :3].astype(np.float64) * 2 - 1
             return n / np.linalg.norm(n, axis=-1, keepdims=True)
         cos = np.clip((normals(self.source) * normals(self.reference)).sum(-1)[seen], -1, 1)
@@ -369,7 +369,7 @@ class Scene:
         `seen` texels (stored values: sRGB-encoded for these 8-bit images)."""
         def rgb(obj):
             image = next(n.image for n in obj.active_material.node_tree.nodes if n.type == "TEX_IMAGE")
-            return scene_io.stored_pixels(image).reshape(image.size[1], image.size[0], 4)[..., :3]
+            return image_pixels.stored_pixels(image).reshape(image.size[1], image.size[0], 4)[..., :3]
 
         return float(np.sqrt(np.mean((rgb(self.source)[seen] - rgb(self.reference)[seen]) ** 2)))
 
@@ -486,8 +486,8 @@ def lod_reference(scene, segments: int = 48, rings: int = 24, texture: int = 256
     bpy.ops.mesh.primitive_uv_sphere_add(segments=segments, ring_count=rings)
     ref = bpy.context.active_object
     ref.name = "Reference"
-    scene_setup.apply_subdivision(ref, 1)
-    co = scene_io.read_local_positions(ref).astype(np.float64)
+    target_setup.apply_subdivision(ref, 1)
+    co = scene_inputs.read_local_positions(ref).astype(np.float64)
     co *= 1 + 0.08 * np.sin(5 * co[:, :1]) * np.sin(4 * co[:, 1:2]) * np.cos(3 * co[:, 2:3])
     ref.data.vertices.foreach_set("co", co.astype(np.float32).ravel())
     ref.data.update()
@@ -495,7 +495,7 @@ def lod_reference(scene, segments: int = 48, rings: int = 24, texture: int = 256
         poly.use_smooth = True
     cells = np.random.default_rng(0).random((texture // 8, texture // 8, 3))
     albedo = _opaque(0.15 + 0.7 * np.kron(cells, np.ones((8, 8, 1))))
-    mat = scene_setup.textured_material("reference", scene_setup.new_image("reference base", albedo))
+    mat = target_setup.textured_material("reference", target_setup.new_image("reference base", albedo))
     principled_node = next(n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
     principled_node.inputs["Roughness"].default_value = 0.6
     ref.data.materials.append(mat)

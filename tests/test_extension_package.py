@@ -33,7 +33,7 @@ INSTALLED_RUN = textwrap.dedent(r"""
     assert hasattr(bpy.types.Scene, "sge_optimizer")
     out = {"addon_file": addon.__file__}
     try:
-        from bl_ext.user_default.sge_optimizer.addon import scene_setup
+        from bl_ext.user_default.sge_optimizer.addon import target_setup
 
         scene = bpy.context.scene
         scene.render.resolution_x = scene.render.resolution_y = 48
@@ -44,15 +44,15 @@ INSTALLED_RUN = textwrap.dedent(r"""
         bpy.ops.mesh.primitive_monkey_add(size=1.6, calc_uvs=True)
         reference = bpy.context.active_object
         reference.name = "Reference"
-        reference.data.materials.append(scene_setup.textured_material(
-            "Reference", scene_setup.new_image("Reference Albedo", tex)))
+        reference.data.materials.append(target_setup.textured_material(
+            "Reference", target_setup.new_image("Reference Albedo", tex)))
         bpy.ops.mesh.primitive_uv_sphere_add(segments=16, ring_count=8, radius=0.9)
         source = bpy.context.active_object
         source.name = "Source"
         grey = np.full((16, 16, 4), 0.5, np.float32)
         grey[..., 3] = 1
-        source.data.materials.append(scene_setup.textured_material(
-            "Source", scene_setup.new_image("Source Albedo", grey)))
+        source.data.materials.append(target_setup.textured_material(
+            "Source", target_setup.new_image("Source Albedo", grey)))
 
         props = scene.sge_optimizer
         props.reference = reference
@@ -70,7 +70,7 @@ INSTALLED_RUN = textwrap.dedent(r"""
         px1 = np.array(bpy.data.images["Source Albedo"].pixels[:])
         out["positions_changed"] = bool(np.abs(co1 - co0).max() > 0)
         out["pixels_changed"] = bool(np.abs(px1 - px0).max() > 0)
-        summary = sys.modules[module_name + ".addon.modal"].last_summary
+        summary = sys.modules[module_name + ".addon.operator_runs"].last_summary
         out["steps"] = summary["steps"]
         out["psnr"] = [summary["mean_psnr_before"], summary["mean_psnr_after"]]
     finally:
@@ -95,7 +95,7 @@ def test_zip_contents(extension_zip):
     assert not any(n.startswith("engine/backends/") for n in names)
     modules = {str(p.relative_to(build_extension.ROOT)) for p in build_extension.needed_modules()}
     assert {n for n in names if n.endswith(".py")} == modules
-    assert "engine/synthetic.py" in modules  # imported by addon/scene_setup.py only
+    assert "engine/synthetic.py" in modules  # imported by addon/target_setup.py only
     kernels = {p.name for p in (build_extension.ROOT / "gpu_kernels").glob("*.glsl")}
     assert {n.split("/")[-1] for n in names if n.endswith(".glsl")} == kernels
     assert names <= modules | {f"gpu_kernels/{k}" for k in kernels} | {"blender_manifest.toml"}

@@ -141,7 +141,7 @@ def light_scene(sun_strength: float = 3.0, world=(0.05, 0.05, 0.05)):
 def test_a_lit_run_reads_the_lights_and_writes_back(backend, empty_scene):
     import bpy
 
-    from sge_optimizer.addon import scene_io
+    from sge_optimizer.addon import scene_inputs
     from sge_optimizer.addon.api import OptimizationRun, run_to_end
 
     source, cameras, sun = _lit_blender_scene()
@@ -149,7 +149,7 @@ def test_a_lit_run_reads_the_lights_and_writes_back(backend, empty_scene):
     lit = run.inputs.arrays.lit
     assert lit is not None and [l.kind for l in lit.lighting.lights] == ["SUN"]
     np.testing.assert_allclose(lit.lighting.ambient, (0.05, 0.05, 0.05), atol=1e-6)
-    first = scene_io.collection_cameras(cameras)[0]
+    first = scene_inputs.collection_cameras(cameras)[0]
     np.testing.assert_allclose(lit.camera_positions[0], tuple(first.matrix_world.translation), atol=1e-6)
     assert lit.frames.normals.shape == run.inputs.arrays.mesh.corner_uvs.shape[:2] + (3,)
     run_to_end(run)
@@ -187,7 +187,7 @@ def test_a_lit_run_in_the_dark_is_refused_and_changes_nothing(backend, empty_sce
     import bpy
 
     from sge_optimizer.addon.api import OptimizationRun
-    from sge_optimizer.addon.scene_io import InputError
+    from sge_optimizer.addon.errors import InputError
 
     source, cameras, sun = _lit_blender_scene(sun_strength=0.0, world=(0.0, 0.0, 0.0))
     image = bpy.data.images["Source Albedo"]
@@ -312,7 +312,7 @@ def test_a_fitted_roughness_image_is_written_back_where_it_is_read_and_aborted(b
     """An image-fed roughness is fitted per texel and written back into its
     image: grey RGB through the Color output (alpha kept), the alpha through
     the Alpha output (RGB kept); abort() puts the pixels back exactly."""
-    from sge_optimizer.addon import material_io, scene_setup
+    from sge_optimizer.addon import material_io, target_setup
     from sge_optimizer.addon.api import OptimizationRun, run_to_end
 
     source, cameras, _ = _lit_blender_scene()
@@ -321,7 +321,7 @@ def test_a_fitted_roughness_image_is_written_back_where_it_is_read_and_aborted(b
     start = np.full((8, 8, 4), 0.9, np.float32)
     start[..., 3] = 0.9 if output == "Alpha" else 1.0
     start[..., :3] = 0.3 if output == "Alpha" else 0.9  # what is not read: kept
-    node.image = scene_setup.new_image("Rough", start, linear=True)
+    node.image = target_setup.new_image("Rough", start, linear=True)
     mat.node_tree.links.new(node.outputs[output], material_io.principled_node(mat).inputs["Roughness"])
     image = node.image
     before = np.empty(len(image.pixels), np.float32)
@@ -522,9 +522,9 @@ def test_a_lit_fit_recovers_a_bumpy_normal_map(backend):
 
 # The normal map from Blender: written back into its image, undone, aborted ----------
 def add_normal_map(source, pixels: np.ndarray, strength: float = 1.0):
-    from sge_optimizer.addon import scene_setup
+    from sge_optimizer.addon import target_setup
 
-    return scene_setup.add_normal_map(source, pixels, strength, "Source Normal")
+    return target_setup.add_normal_map(source, pixels, strength, "Source Normal")
 
 
 def image_pixels(image) -> np.ndarray:
@@ -562,7 +562,7 @@ def test_a_normal_map_fit_without_one_is_refused_before_anything_changes(backend
     import bpy
 
     from sge_optimizer.addon.api import OptimizationRun
-    from sge_optimizer.addon.scene_io import InputError
+    from sge_optimizer.addon.errors import InputError
 
     source, cameras, _ = _lit_blender_scene()
     before = image_pixels(bpy.data.images["Source Albedo"])

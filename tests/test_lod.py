@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sge_optimizer.addon import lod
-from sge_optimizer.addon.scene_io import InputError
+from sge_optimizer.addon.errors import InputError
 
 
 def lit_reference(scene, sun: bool = True, world=(0.25, 0.25, 0.3)):
@@ -148,7 +148,7 @@ def test_a_failure_midway_leaves_nothing_behind(empty_scene):
     assert scene.render.engine == engine and not ref.hide_render
 
 
-# From the UI: a unit of work per tick (addon/modal.py LodDriver) ------------------
+# From the UI: a unit of work per tick (addon/operator_runs.py LodDriver) ------------------
 def _small_options(**overrides):
     return lod.LodOptions(**{"ratio": 0.2, "texture_size": 32, "target_views": 2, "held_out_views": 1,
                              "resolution": 32, "steps": 40, **overrides})
@@ -157,17 +157,17 @@ def _small_options(**overrides):
 def test_the_lod_driver_runs_the_job_a_unit_per_tick(empty_scene):
     """The operator's modal path: each tick is one bake, one render or one
     slice of the fit; the job ends as the blocking one does."""
-    from sge_optimizer.addon import modal
+    from sge_optimizer.addon import operator_runs
 
     scene = empty_scene
     ref = lit_reference(scene)
-    driver = modal.LodDriver(ref, _small_options(), scene, fit_budget_s=0.001)
+    driver = operator_runs.LodDriver(ref, _small_options(), scene, fit_budget_s=0.001)
     driver.start()
     assert driver.message == "making the copy" and "Reference LOD" not in bpy.data.objects
     messages = []
-    while driver.tick() == modal.RUNNING:
+    while driver.tick() == operator_runs.RUNNING:
         messages.append(driver.message)
-    assert driver.state == modal.FINISHED, driver.error
+    assert driver.state == operator_runs.FINISHED, driver.error
     assert driver.summary["lod"] in bpy.data.objects and math.isfinite(driver.summary["psnr_held_out_after"])
     # 2 target and 1 held-out renders of the reference, each view again for the bake and the
     # fit, the bake, and the fit in slices (at least one step each).
@@ -180,20 +180,20 @@ def test_the_lod_driver_runs_the_job_a_unit_per_tick(empty_scene):
 def test_stopping_the_lod_driver_midway_removes_what_it_made(empty_scene):
     """Esc during the fit: the copy, its images, cameras and collections go,
     and the render settings and the reference are as they were."""
-    from sge_optimizer.addon import modal
+    from sge_optimizer.addon import operator_runs
 
     scene = empty_scene
     ref = lit_reference(scene)
     kinds = ("objects", "meshes", "materials", "images", "cameras", "collections")
     before = {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in kinds}
     engine, resolution = scene.render.engine, scene.render.resolution_x
-    driver = modal.LodDriver(ref, _small_options(steps=400), scene, fit_budget_s=0.001)
+    driver = operator_runs.LodDriver(ref, _small_options(steps=400), scene, fit_budget_s=0.001)
     driver.start()
     while not driver.message.startswith("step"):
-        assert driver.tick() == modal.RUNNING, driver.error
+        assert driver.tick() == operator_runs.RUNNING, driver.error
     assert "Reference LOD" in bpy.data.objects  # made, baked, rendered, fitting
-    assert driver.cancel() == modal.CANCELLED and "stopped" in driver.error
+    assert driver.cancel() == operator_runs.CANCELLED and "stopped" in driver.error
     assert {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in kinds} == before
     assert (scene.render.engine, scene.render.resolution_x) == (engine, resolution)
     assert not ref.hide_render
-    assert driver.tick() == modal.CANCELLED  # nothing more happens
+    assert driver.tick() == operator_runs.CANCELLED  # nothing more happens

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from mathutils import Euler, Matrix, Vector
 
-from sge_optimizer.addon import material_io, scene_io, scene_setup
-from sge_optimizer.addon.scene_io import InputError
+from sge_optimizer.addon import material_io, scene_inputs, target_setup
+from sge_optimizer.addon.errors import InputError
 from sge_optimizer.engine.environment import equirect_to_sh9, sh9_basis, sh9_eval
 
 
@@ -35,7 +35,7 @@ def material(obj=None, name="mat"):
 
 def image_node(mat, pixels, linear=False, name="img"):
     node = mat.node_tree.nodes.new("ShaderNodeTexImage")
-    node.image = scene_setup.new_image(name, pixels, linear=linear)
+    node.image = target_setup.new_image(name, pixels, linear=linear)
     return node
 
 
@@ -60,7 +60,7 @@ def snapshot():
              for kind in ("objects", "meshes", "materials", "images", "lights", "worlds", "node_groups")}
     for obj in bpy.data.objects:
         if obj.type == "MESH":
-            state[obj.name] = (scene_io.read_local_positions(obj).tobytes(),
+            state[obj.name] = (scene_inputs.read_local_positions(obj).tobytes(),
                                tuple(l.name for l in obj.data.uv_layers), len(obj.data.loops))
     for mat in bpy.data.materials:
         if mat.node_tree is not None:
@@ -403,7 +403,7 @@ def test_world_colour_without_nodes(empty_scene):
 def environment(scene, pixels, linear=True, strength=1.0):
     w, bg = world(scene)
     env = w.node_tree.nodes.new("ShaderNodeTexEnvironment")
-    env.image = scene_setup.new_image("env", pixels, linear=linear)
+    env.image = target_setup.new_image("env", pixels, linear=linear)
     w.node_tree.links.new(env.outputs["Color"], bg.inputs["Color"])
     bg.inputs["Strength"].default_value = strength
     return env
@@ -551,7 +551,7 @@ def test_corner_order_matches_read_mesh(empty_scene):
     obj = bpy.context.object
     obj.rotation_euler = (0.3, 0.6, 0.9)
     bpy.context.view_layer.update()
-    arrays = scene_io.read_mesh(obj, "UVMap")
+    arrays = scene_inputs.read_mesh(obj, "UVMap")
     frames = material_io.corner_frames(obj, "UVMap")
     check_frames(frames)
     assert frames.normals.shape == (len(arrays.triangles), 3, 3)
@@ -582,7 +582,7 @@ def test_ngons_shape_keys_and_smooth_normals(empty_scene):
         point.co.z += 0.3 * point.co.x  # tilts the caps
     key.value = 1.0
     meshes = len(bpy.data.meshes)
-    arrays = scene_io.read_mesh(obj, None)
+    arrays = scene_inputs.read_mesh(obj, None)
     frames = material_io.corner_frames(obj, None)
     assert len(bpy.data.meshes) == meshes
     check_frames(frames)
@@ -617,7 +617,7 @@ def test_modifiers_are_left_out_like_read_mesh(empty_scene):
     obj.modifiers.new("Subdivision", "SUBSURF")
     bpy.context.view_layer.update()
     frames = material_io.corner_frames(obj, "UVMap")
-    assert len(frames.normals) == len(scene_io.read_mesh(obj, "UVMap").triangles)
+    assert len(frames.normals) == len(scene_inputs.read_mesh(obj, "UVMap").triangles)
     assert len(obj.modifiers) == 1
 
 

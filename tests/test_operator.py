@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import sge_optimizer
-from sge_optimizer.addon import image_undo, modal, overlay, panels, properties, scene_setup
+from sge_optimizer.addon import image_undo, operator_runs, overlay, panels, properties, target_setup
 from sge_optimizer.engine import Settings
 
 import conftest
@@ -35,14 +35,14 @@ def make_scene():
     props = properties.get(scene)
     props.source, props.cameras = source, collection
     props.steps, props.resolution = 20, 64
-    modal.last_summary, modal.last_history = None, []
+    operator_runs.last_summary, operator_runs.last_history = None, []
     return scene
 
 
 @pytest.fixture
 def scene(registered):
     yield make_scene()
-    modal.active_driver = None
+    operator_runs.active_driver = None
     overlay.clear()
     image_undo.clear()
     bpy.ops.wm.read_homefile(use_empty=True, app_template="")
@@ -91,10 +91,10 @@ def test_operator_runs_end_to_end(scene):
     assert bpy.ops.sge.optimize_to_targets.poll()
     assert bpy.ops.sge.optimize_to_targets() == {"FINISHED"}
     assert_changed(state(), before)
-    summary = modal.last_summary
+    summary = operator_runs.last_summary
     assert summary["steps"] == 20
     assert summary["mean_psnr_after"] > summary["mean_psnr_before"]
-    assert "PSNR" in modal.report_line(summary)
+    assert "PSNR" in operator_runs.report_line(summary)
 
 
 def test_operator_reports_bad_settings_as_runtime_error(scene):
@@ -113,7 +113,7 @@ def test_operator_reports_bad_settings_as_runtime_error(scene):
 
 # Poll and the one-line reason -----------------------------------------------------
 def one_line_reason(scene) -> str:
-    reason = modal.why_not(scene)
+    reason = operator_runs.why_not(scene)
     assert reason is not None and "\n" not in reason, reason
     return reason
 
@@ -134,8 +134,8 @@ def test_why_not(registered, empty_scene):
     bpy.ops.mesh.primitive_uv_sphere_add()
     sphere = bpy.context.active_object
 
-    sphere.data.materials.append(scene_setup.textured_material(
-        "M", scene_setup.new_image("Tex", np.ones((8, 8, 4), np.float32))))
+    sphere.data.materials.append(target_setup.textured_material(
+        "M", target_setup.new_image("Tex", np.ones((8, 8, 4), np.float32))))
     props.source = sphere
     assert "no camera collection" in one_line_reason(scene)
     empty = bpy.data.collections.new("Empty")
@@ -149,7 +149,7 @@ def test_why_not(registered, empty_scene):
     assert not bpy.ops.sge.optimize_to_targets.poll()
 
     cam.data.background_images.new().image = bpy.data.images["Tex"]
-    assert modal.why_not(scene) is None
+    assert operator_runs.why_not(scene) is None
     assert bpy.ops.sge.optimize_to_targets.poll()
 
 
@@ -158,14 +158,14 @@ def test_modal_ticks_stay_within_budget(scene):
     budget = 0.03
     properties.get(scene).steps = 120
     before = state()
-    driver = modal.ModalDriver(modal.make_run(scene), budget_s=budget)
+    driver = operator_runs.ModalDriver(operator_runs.make_run(scene), budget_s=budget)
     driver.start()
-    assert modal.active_driver is driver
+    assert operator_runs.active_driver is driver
     results, intermediate, seen_progress = [], [], False
     while True:
         result = driver.tick()
         results.append(result)
-        if result != modal.RUNNING:
+        if result != operator_runs.RUNNING:
             break
         intermediate.append(driver.run.step)
         if not seen_progress and driver.run.step >= 2:
@@ -173,13 +173,13 @@ def test_modal_ticks_stay_within_budget(scene):
             # phase moves the vertices alone; a loaded machine fits one step in a tick).
             assert not np.array_equal(state()[0], before[0]), "vertex positions did not change"
             seen_progress = True
-        line = modal.status_line(driver.progress())
+        line = operator_runs.status_line(driver.progress())
         assert f"/{120}" in line and "loss" in line and "ETA" in line
-    assert results[-1] == modal.FINISHED and driver.run.step == 120
+    assert results[-1] == operator_runs.FINISHED and driver.run.step == 120
     assert_changed(state(), before)
     assert seen_progress and len(results) >= 3, "expected several ticks"
     assert intermediate == sorted(intermediate)
-    assert modal.active_driver is None
+    assert operator_runs.active_driver is None
     # Each tick: at most one step past its budget (plus the write-back/readback).
     step_times = [t / n for t, n in zip(driver.tick_times, driver.steps_per_tick) if n]
     one_step = max(statistics.median(step_times), 0.001)
@@ -196,48 +196,50 @@ def test_stop_after_k_steps_equals_k_step_run(scene):
     # so a run stopped at k and a k-step run take the same steps.
     same_schedule = {"lr_decay": 1.0, "shape_fraction": 1.0, "silhouette_fraction": 1.0}
     original = state()
-    driver = modal.ModalDriver(modal.make_run(scene, **same_schedule), budget_s=None, max_steps_per_tick=1)
+    driver = operator_runs.ModalDriver(operator_runs.make_run(scene, **same_schedule), budget_s=None,
+                                       max_steps_per_tick=1)
     driver.start()
     for _ in range(k):
-        assert driver.tick() == modal.RUNNING
+        assert driver.tick() == operator_runs.RUNNING
     driver.request_stop()  # what ESC, right-click and the Stop button do
-    assert driver.tick() == modal.FINISHED
+    assert driver.tick() == operator_runs.FINISHED
     assert driver.summary["stopped"] and driver.summary["steps"] == k
     stopped = state()
     assert_changed(stopped, original)
 
     driver.run.abort()  # back to the original
     assert_same(state(), original)
-    modal.run_blocking(scene, steps=k, **same_schedule)
+    operator_runs.run_blocking(scene, steps=k, **same_schedule)
     assert_same(state(), stopped)
 
 
 def test_stop_operator_requests_stop(scene):
-    driver = modal.ModalDriver(modal.make_run(scene), budget_s=None, max_steps_per_tick=1)
+    driver = operator_runs.ModalDriver(operator_runs.make_run(scene), budget_s=None, max_steps_per_tick=1)
     driver.start()
     assert not bpy.ops.sge.optimize_to_targets.poll()  # one run at a time
-    assert "already running" in modal.why_not(scene)
+    assert "already running" in operator_runs.why_not(scene)
     assert bpy.ops.sge.stop() == {"FINISHED"}
-    assert driver.tick() == modal.FINISHED and driver.summary["steps"] == 0
+    assert driver.tick() == operator_runs.FINISHED and driver.summary["steps"] == 0
     assert not bpy.ops.sge.stop.poll()
 
 
 def test_error_during_modal_run_restores_scene(scene):
     original = state()
     # No silhouette phase: the texels move from the second step too.
-    driver = modal.ModalDriver(modal.make_run(scene, silhouette_fraction=0.0), budget_s=None, max_steps_per_tick=2)
+    driver = operator_runs.ModalDriver(operator_runs.make_run(scene, silhouette_fraction=0.0), budget_s=None,
+                                       max_steps_per_tick=2)
     driver.start()
-    assert driver.tick() == modal.RUNNING
+    assert driver.tick() == operator_runs.RUNNING
     assert_changed(state(), original)
 
     def broken_step():
         raise RuntimeError("simulated GPU failure")
 
     driver.run.engine.step = broken_step
-    assert driver.tick() == modal.CANCELLED
+    assert driver.tick() == operator_runs.CANCELLED
     assert "simulated GPU failure" in driver.error
     assert_same(state(), original)
-    assert modal.active_driver is None
+    assert operator_runs.active_driver is None
 
 
 # Undo ---------------------------------------------------------------------------------
@@ -269,7 +271,7 @@ def test_undo_restores_a_fitted_normal_map_exactly(scene):
     original = state(), image_pixels(normal)
     bpy.ops.ed.undo_push(message="Before SGE")
     assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
-    assert modal.last_summary["settings"]["optimize_normal"] is True
+    assert operator_runs.last_summary["settings"]["optimize_normal"] is True
     result = state(), image_pixels(normal)
     assert not np.array_equal(result[1], original[1]), "normal map did not change"
     assert not np.array_equal(result[0][1], original[0][1]), "base colour did not change"
@@ -292,7 +294,7 @@ def test_undo_restores_a_fitted_roughness_image_exactly(scene):
     light_scene()
     mat = material_io.object_material(bpy.data.objects["Source"])
     node = mat.node_tree.nodes.new("ShaderNodeTexImage")
-    node.image = scene_setup.new_image("Rough", np.full((8, 8, 4), 0.9, np.float32), linear=True)
+    node.image = target_setup.new_image("Rough", np.full((8, 8, 4), 0.9, np.float32), linear=True)
     mat.node_tree.links.new(node.outputs["Color"], material_io.principled_node(mat).inputs["Roughness"])
     props = properties.get(scene)
     props.lit, props.optimize_positions, props.optimize_roughness = True, False, True
@@ -315,16 +317,16 @@ def test_error_during_a_normal_map_run_restores_the_normal_map(scene):
     props = properties.get(scene)
     props.lit, props.optimize_positions, props.optimize_texture, props.optimize_normal = True, False, False, True
     original = image_pixels(normal)
-    driver = modal.ModalDriver(modal.make_run(scene), budget_s=None, max_steps_per_tick=2)
+    driver = operator_runs.ModalDriver(operator_runs.make_run(scene), budget_s=None, max_steps_per_tick=2)
     driver.start()
-    assert driver.tick() == modal.RUNNING
+    assert driver.tick() == operator_runs.RUNNING
     assert not np.array_equal(image_pixels(normal), original)
 
     def broken_step():
         raise RuntimeError("simulated GPU failure")
 
     driver.run.engine.step = broken_step
-    assert driver.tick() == modal.CANCELLED
+    assert driver.tick() == operator_runs.CANCELLED
     np.testing.assert_array_equal(image_pixels(normal), original)
 
 
@@ -342,7 +344,7 @@ def test_a_save_keeps_the_result_and_an_undone_result(scene, tmp_path):
     original = state()
     bpy.ops.ed.undo_push(message="Before SGE")
     assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
-    assert modal.last_summary["image_storage"] == "packed"
+    assert operator_runs.last_summary["image_storage"] == "packed"
     assert bpy.ops.ed.undo() == {"FINISHED"}
     assert_same(saved_and_reopened(tmp_path / "undone.blend"), original)
 
@@ -402,7 +404,7 @@ def draw_panel_in_every_state():
     try:
         _draw_panel_in_every_state(make_scene())
     finally:
-        modal.active_driver = None
+        operator_runs.active_driver = None
         sge_optimizer.unregister()
 
 
@@ -414,7 +416,7 @@ def _draw_panel_in_every_state(scene):
     bpy.ops.sge.optimize_to_targets()
     properties.get(scene).overlay = "DIFFERENCE"
     draw_panel_for_real()  # after a run
-    driver = modal.ModalDriver(modal.make_run(scene), budget_s=None, max_steps_per_tick=3)
+    driver = operator_runs.ModalDriver(operator_runs.make_run(scene), budget_s=None, max_steps_per_tick=3)
     driver.start()
     driver.tick()
     draw_panel_for_real()  # while running
@@ -424,12 +426,12 @@ def _draw_panel_in_every_state(scene):
 
 
 def test_sparkline():
-    assert modal.sparkline([]) == ""
-    line = modal.sparkline([1.0, 0.1, 0.01, 0.001])
+    assert operator_runs.sparkline([]) == ""
+    line = operator_runs.sparkline([1.0, 0.1, 0.01, 0.001])
     assert line == "\u2588\u2586\u2583\u2581"
-    assert len(modal.sparkline(list(np.geomspace(1, 1e-3, 500)), width=20)) == 20
-    assert modal.loss_lines([]) == []
-    lines = modal.loss_lines([0.5, 0.02, float("nan"), 0.004])
+    assert len(operator_runs.sparkline(list(np.geomspace(1, 1e-3, 500)), width=20)) == 20
+    assert operator_runs.loss_lines([]) == []
+    lines = operator_runs.loss_lines([0.5, 0.02, float("nan"), 0.004])
     assert lines[0].startswith("Loss 0.00400") and "min 0.004  max 0.5" in lines[1]
 
 

@@ -51,7 +51,7 @@ def test_the_model_reproduces_workbench_on_a_random_texture(empty_scene, tmp_pat
     import bpy
     import scenes
 
-    from sge_optimizer.addon import scene_setup
+    from sge_optimizer.addon import target_setup
     from sge_optimizer.engine.color import linear_to_srgb, psnr, srgb_to_linear
 
     size = 64
@@ -63,7 +63,7 @@ def test_the_model_reproduces_workbench_on_a_random_texture(empty_scene, tmp_pat
     rng = np.random.default_rng(3)
     tex = np.ones((size, size, 4), np.float32)
     tex[..., :3] = rng.integers(0, 256, (size, size, 3)) / 255.0
-    plane.data.materials.append(scene_setup.textured_material("M", scene_setup.new_image("T", tex)))
+    plane.data.materials.append(target_setup.textured_material("M", target_setup.new_image("T", tex)))
     cam_data = bpy.data.cameras.new("Camera")
     cam_data.type, cam_data.ortho_scale = "ORTHO", 2.0
     cam = bpy.data.objects.new("Camera", cam_data)

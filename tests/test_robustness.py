@@ -9,13 +9,13 @@ import bpy
 import numpy as np
 import pytest
 
-from sge_optimizer.addon import modal, modes, properties
+from sge_optimizer.addon import edit_mode, operator_runs, properties
 from sge_optimizer.addon.api import run_to_end
 from test_operator import (assert_changed, assert_same, registered, saved_and_reopened, scene,  # noqa: F401
                            state)
 
 
-def edit_mode(obj, on: bool = True):
+def set_edit_mode(obj, on: bool = True):
     bpy.context.view_layer.objects.active = obj
     obj.select_set(True)
     bpy.ops.object.mode_set(mode="EDIT" if on else "OBJECT")
@@ -34,7 +34,7 @@ def state_any_mode():
 def test_operator_in_edit_mode_runs_and_goes_back(scene):
     obj = bpy.data.objects["Source"]
     bpy.ops.ed.undo_push(message="Before")
-    edit_mode(obj)
+    set_edit_mode(obj)
     import bmesh
     bm = bmesh.from_edit_mesh(obj.data)
     bm.verts.ensure_lookup_table()
@@ -44,7 +44,7 @@ def test_operator_in_edit_mode_runs_and_goes_back(scene):
     original = state_any_mode()
     assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
     assert obj.mode == "OBJECT"  # until the operator has returned (its undo step is pushed)
-    modes.return_pending()  # what the timer does
+    edit_mode.return_pending()  # what the timer does
     assert obj.mode == "EDIT"
     result = state_any_mode()
     assert_changed(result, original)
@@ -56,25 +56,25 @@ def test_operator_in_edit_mode_runs_and_goes_back(scene):
     assert_same(state_any_mode(), original)
     assert bpy.ops.ed.redo() == {"FINISHED"}
     obj = bpy.data.objects["Source"]
-    edit_mode(obj, False)  # the result survives leaving Edit Mode
+    set_edit_mode(obj, False)  # the result survives leaving Edit Mode
     assert_same(state(), result)
 
 
 def test_modal_run_in_edit_mode_goes_back_when_it_ends(scene):
     obj = bpy.data.objects["Source"]
-    edit_mode(obj)
+    set_edit_mode(obj)
     original = state_any_mode()
-    driver = modal.ModalDriver(modal.make_run(scene), budget_s=None, max_steps_per_tick=10)
+    driver = operator_runs.ModalDriver(operator_runs.make_run(scene), budget_s=None, max_steps_per_tick=10)
     driver.start()
     assert obj.mode == "OBJECT"
-    while driver.tick() == modal.RUNNING:
+    while driver.tick() == operator_runs.RUNNING:
         pass
-    assert driver.state == modal.FINISHED
-    modes.return_pending()
+    assert driver.state == operator_runs.FINISHED
+    edit_mode.return_pending()
     assert obj.mode == "EDIT"
     result = state_any_mode()
     assert_changed(result, original)
-    edit_mode(obj, False)
+    set_edit_mode(obj, False)
     assert_same(state(), result)
 
 
@@ -83,14 +83,14 @@ def test_optimize_api_in_edit_mode_goes_back_at_once(scene):
     from sge_optimizer.engine import Settings
 
     obj = bpy.data.objects["Source"]
-    edit_mode(obj)
+    set_edit_mode(obj)
     original = state_any_mode()
     # No keep-best or warm-up: 5 steps must change the 8-bit pixels; this checks the mode round trip
     summary = optimize(obj, properties.get(scene).cameras, Settings(steps=5, keep_best=False, warmup_steps=0), resolution=32)
     assert summary["steps"] == 5 and obj.mode == "EDIT"
     result = state_any_mode()
     assert_changed(result, original)
-    edit_mode(obj, False)
+    set_edit_mode(obj, False)
     assert_same(state(), result)
 
 
@@ -98,7 +98,7 @@ def test_a_file_saved_in_edit_mode_runs(scene, tmp_path):
     from sge_optimizer.addon.api import optimize
     from sge_optimizer.engine import Settings
 
-    edit_mode(bpy.data.objects["Source"])
+    set_edit_mode(bpy.data.objects["Source"])
     path = tmp_path / "edit.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(path))
     bpy.ops.wm.open_mainfile(filepath=str(path))  # what tools/optimize.py does
@@ -110,11 +110,11 @@ def test_a_file_saved_in_edit_mode_runs(scene, tmp_path):
 
 def test_run_built_in_edit_mode_is_refused_by_name(scene):
     from sge_optimizer.addon.api import OptimizationRun
-    from sge_optimizer.addon.scene_io import InputError
+    from sge_optimizer.addon.errors import InputError
     from sge_optimizer.engine import Settings
 
     obj = bpy.data.objects["Source"]
-    edit_mode(obj)
+    set_edit_mode(obj)
     with pytest.raises(InputError, match="'Source' is in Edit Mode"):
         OptimizationRun(obj, properties.get(scene).cameras, Settings(steps=5), resolution=32)
 
@@ -149,15 +149,15 @@ def test_shape_keys_basis_gets_the_result_and_keeps_it(scene):
     obj = bpy.data.objects["Source"]
     add_bulge_key(obj, 0.5)
     obj.active_shape_key_index = 0  # Basis
-    run = modal.make_run(scene)
+    run = operator_runs.make_run(scene)
     assert np.allclose(run.inputs.arrays.mesh.positions,
                        shown_positions() @ np.array(obj.matrix_world)[:3, :3].T + np.array(obj.matrix_world)[:3, 3],
                        atol=1e-5)  # reads the mix, not the Basis
     bpy.ops.ed.undo_push(message="Before")
     shown, keys = shown_positions(), [key_positions(kb) for kb in obj.data.shape_keys.key_blocks]
     assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
-    assert modal.last_summary["shape_key"] == "Basis"
-    assert "shape key 'Basis'" in modal.report_line(modal.last_summary)
+    assert operator_runs.last_summary["shape_key"] == "Basis"
+    assert "shape key 'Basis'" in operator_runs.report_line(operator_runs.last_summary)
     result = shown_positions()
     assert not np.allclose(result, shown), "the visible mesh did not change"
     assert bpy.ops.ed.undo() == {"FINISHED"}
@@ -168,8 +168,8 @@ def test_shape_keys_basis_gets_the_result_and_keeps_it(scene):
     assert bpy.ops.ed.redo() == {"FINISHED"}
     obj = bpy.data.objects["Source"]
     assert np.array_equal(shown_positions(), result)
-    edit_mode(obj)
-    edit_mode(obj, False)
+    set_edit_mode(obj)
+    set_edit_mode(obj, False)
     assert np.allclose(shown_positions(), result, atol=1e-6), "Edit Mode threw the result away"
     bulge = obj.data.shape_keys.key_blocks["Bulge"]  # its offset from the Basis is kept
     assert np.allclose(key_positions(bulge) - key_positions(obj.data.shape_keys.key_blocks["Basis"]),
@@ -183,11 +183,11 @@ def test_shape_keys_active_key_at_full_value_gets_the_result(scene):
     basis = key_positions(obj.data.shape_keys.key_blocks["Basis"])
     shown = shown_positions()
     original = state()
-    driver = modal.ModalDriver(modal.make_run(scene), budget_s=None, max_steps_per_tick=5)
+    driver = operator_runs.ModalDriver(operator_runs.make_run(scene), budget_s=None, max_steps_per_tick=5)
     driver.start()
-    assert driver.tick() == modal.RUNNING
+    assert driver.tick() == operator_runs.RUNNING
     driver.request_stop()
-    assert driver.tick() == modal.FINISHED
+    assert driver.tick() == operator_runs.FINISHED
     assert driver.summary["shape_key"] == "Bulge"
     assert np.array_equal(key_positions(obj.data.shape_keys.key_blocks["Basis"]), basis)
     assert not np.allclose(shown_positions(), shown)
@@ -198,20 +198,20 @@ def test_shape_keys_active_key_at_full_value_gets_the_result(scene):
 
 
 def test_shape_key_weighted_by_vertex_group_is_refused_by_name(scene):
-    from sge_optimizer.addon.scene_io import InputError
+    from sge_optimizer.addon.errors import InputError
 
     obj = bpy.data.objects["Source"]
     bulge = add_bulge_key(obj, 0.5)
     obj.vertex_groups.new(name="Top")
     bulge.vertex_group = "Top"
     with pytest.raises(InputError, match="shape key 'Bulge'.*vertex group 'Top'"):
-        modal.make_run(scene)
+        operator_runs.make_run(scene)
 
 
 # 6. abort() after finish(), and generated images -------------------------------------
 def test_abort_after_finish_restores_the_packed_copy(scene, tmp_path):
     original = state()
-    run = modal.make_run(scene)
+    run = operator_runs.make_run(scene)
     summary = run_to_end(run)
     assert summary["image_storage"] == "packed"
     assert_changed(state(), original)
@@ -237,8 +237,8 @@ def test_generated_image_is_packed_in_the_runs_undo_step(scene, tmp_path):
     bpy.ops.ed.undo_push(message="Before")
     original = state(image=name)
     assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
-    assert modal.last_summary["image_storage"] == "generated_packed"
-    assert "packed into the .blend" in modal.report_line(modal.last_summary)
+    assert operator_runs.last_summary["image_storage"] == "generated_packed"
+    assert "packed into the .blend" in operator_runs.report_line(operator_runs.last_summary)
     result = state(image=name)
     assert_changed(result, original)
     assert bpy.ops.ed.undo() == {"FINISHED"}  # one step: pixels, mesh and the packing
@@ -256,7 +256,7 @@ def test_generated_image_is_packed_in_the_runs_undo_step(scene, tmp_path):
 def test_abort_after_finish_unpacks_a_generated_image(scene):
     name = use_generated_image(scene)
     original = state(image=name)
-    run = modal.make_run(scene)
+    run = operator_runs.make_run(scene)
     assert run_to_end(run)["image_storage"] == "generated_packed"
     run.abort()
     image = bpy.data.images[name]
@@ -266,19 +266,20 @@ def test_abort_after_finish_unpacks_a_generated_image(scene):
 
 # 7. Changes during a modal run -------------------------------------------------------
 def running_driver(scene):
-    driver = modal.ModalDriver(modal.make_run(scene), budget_s=None, max_steps_per_tick=2)
+    driver = operator_runs.ModalDriver(operator_runs.make_run(scene), budget_s=None, max_steps_per_tick=2)
     driver.start()
-    assert driver.tick() == modal.RUNNING
+    assert driver.tick() == operator_runs.RUNNING
     return driver
 
 
 def assert_cancelled(driver, *words):
-    assert driver.tick() == modal.CANCELLED  # not an exception
+    assert driver.tick() == operator_runs.CANCELLED  # not an exception
     for word in words:
         assert word in driver.error, driver.error
-    assert modal.active_driver is None and not bpy.ops.sge.stop.poll()
-    assert modal.why_not(bpy.context.scene) is None or "already running" not in modal.why_not(bpy.context.scene)
-    assert driver.tick() == modal.CANCELLED  # stays ended
+    assert operator_runs.active_driver is None and not bpy.ops.sge.stop.poll()
+    reason = operator_runs.why_not(bpy.context.scene)
+    assert reason is None or "already running" not in reason
+    assert driver.tick() == operator_runs.CANCELLED  # stays ended
 
 
 def test_deleting_the_object_mid_run_cancels_and_restores_the_image(scene):
@@ -331,7 +332,7 @@ def test_entering_edit_mode_mid_run_cancels_and_restores(scene):
     original = state()
     driver = running_driver(scene)
     obj = bpy.data.objects["Source"]
-    edit_mode(obj)
+    set_edit_mode(obj)
     assert_cancelled(driver, "entered Edit Mode", "scene restored")
     assert obj.mode == "EDIT"
     assert_same(state_any_mode(), original)
@@ -350,10 +351,10 @@ def test_opening_a_file_mid_run_ends_the_run(scene, tmp_path):
     path = tmp_path / "other.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True)
     driver = running_driver(scene)
-    assert "already running" in modal.why_not(scene)
+    assert "already running" in operator_runs.why_not(scene)
     bpy.ops.wm.open_mainfile(filepath=str(path))  # runs the load_pre handler
-    assert driver.state == modal.CANCELLED and "another file" in driver.error
-    assert modal.active_driver is None
+    assert driver.state == operator_runs.CANCELLED and "another file" in driver.error
+    assert operator_runs.active_driver is None
     assert bpy.ops.sge.optimize_to_targets.poll()
 
 
@@ -367,8 +368,8 @@ def test_operator_cancel_ends_the_run_and_cleans_up(scene):
     op._cleanup = lambda context: Op._cleanup(op, context)
     wm.progress_begin(0, 10)
     Op.cancel(op, bpy.context)
-    assert op._timer is None and driver.state == modal.CANCELLED
-    assert modal.active_driver is None
+    assert op._timer is None and driver.state == operator_runs.CANCELLED
+    assert operator_runs.active_driver is None
 
 
 # 9. The undo snapshots' memory -------------------------------------------------------
@@ -388,7 +389,7 @@ def test_undo_snapshots_are_capped_by_bytes_oldest_first(registered, empty_scene
     assert image[image_undo.TOKEN] in image_undo._snapshots
     image_undo.record(image, before, limit=1)  # the last run's pair stays, even over the limit
     assert len(image_undo._snapshots) == 2
-    assert image_undo.limit_bytes() == 1024 * 2 ** 20  # the preference's default
+    assert operator_runs.undo_limit_bytes() == 1024 * 2 ** 20  # the preference's default
     assert properties.SGE_AP_preferences.bl_idname == "sge_optimizer"
     assert properties.SGE_AP_preferences.is_registered
     image_undo.clear()

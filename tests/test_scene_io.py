@@ -15,10 +15,10 @@ from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
 import demo
-from sge_optimizer.addon import gpu_context, scene_io, scene_setup
+from sge_optimizer.addon import gpu_context, image_pixels, scene_inputs, target_setup
 from sge_optimizer.engine.color import linear_to_srgb
 from sge_optimizer.addon.api import OptimizationRun, optimize
-from sge_optimizer.addon.scene_io import InputError
+from sge_optimizer.addon.errors import InputError
 from sge_optimizer.engine import Settings, memory
 
 
@@ -36,7 +36,7 @@ def snapshot():
              "meshes": sorted(m.name for m in bpy.data.meshes)}
     for obj in bpy.data.objects:
         if obj.type == "MESH":
-            state[obj.name] = scene_io.read_local_positions(obj).tobytes()
+            state[obj.name] = scene_inputs.read_local_positions(obj).tobytes()
     for image in bpy.data.images:
         if image.size[0] > 0:  # reading .pixels loads a packed image if it is not yet
             px = np.empty(len(image.pixels), np.float32)
@@ -58,7 +58,7 @@ def refuse(obj, collection, *words, settings=None, resolution=32):
 
 def test_reads_mesh_uvs_texture_cameras_and_targets(small_scene):
     source, collection = small_scene
-    inputs = scene_io.read_scene(source, collection, 32)
+    inputs = scene_inputs.read_scene(source, collection, 32)
     mesh = inputs.arrays.mesh
     # The UV sphere has quads and triangle fans: triangulated internally.
     assert len(mesh.triangles) == sum(len(p.vertices) - 2 for p in source.data.polygons)
@@ -79,7 +79,7 @@ def test_ngons_are_triangulated_internally(small_scene):
     bm.to_mesh(source.data)
     bm.free()
     assert max(len(p.vertices) for p in source.data.polygons) > 4
-    inputs = scene_io.read_scene(source, collection, 32)
+    inputs = scene_inputs.read_scene(source, collection, 32)
     assert len(inputs.arrays.mesh.triangles) == sum(len(p.vertices) - 2 for p in source.data.polygons)
 
 
@@ -99,7 +99,7 @@ def test_camera_matrices_match_blender(empty_scene, kind):
     cam.location = (4.0, -3.0, 2.0)
     cam.rotation_euler = (Vector((0, 0, 0)) - cam.location).to_track_quat("-Z", "Y").to_euler()
     bpy.context.view_layer.update()
-    m = scene_io.view_projection(cam, scene, 64, 48)
+    m = scene_inputs.view_projection(cam, scene, 64, 48)
     rng = np.random.default_rng(0)
     for p in rng.uniform(-1, 1, (20, 3)):
         clip = m @ np.append(p, 1.0)
@@ -114,9 +114,9 @@ def test_target_flip_and_encoding(small_scene):
     lin = np.zeros((32, 32, 4), np.float32)
     lin[..., 0] = np.linspace(0, 1, 32)[None, :]
     lin[..., 3] = 1
-    cam.data.background_images[0].image = scene_setup.new_image("linear target", lin, linear=True)
+    cam.data.background_images[0].image = target_setup.new_image("linear target", lin, linear=True)
     cam.data.background_images[0].use_flip_x = True
-    target = scene_io.read_target(cam, bpy.context.scene, 32, 32, "srgb")
+    target = scene_inputs.read_target(cam, bpy.context.scene, 32, 32, "srgb")
     want = linear_to_srgb(lin[:, ::-1, 0])
     np.testing.assert_allclose(target[..., 0], want, atol=1e-4)
 
@@ -175,7 +175,7 @@ def test_camera_without_background_image(small_scene):
 def test_target_aspect_mismatch(small_scene):
     source, collection = small_scene
     cam = sorted(collection.objects, key=lambda o: o.name)[2]
-    cam.data.background_images[0].image = scene_setup.new_image("wide", np.ones((16, 40, 4), np.float32))
+    cam.data.background_images[0].image = target_setup.new_image("wide", np.ones((16, 40, 4), np.float32))
     refuse(source, collection, "aspect", cam.name)
 
 
@@ -278,7 +278,7 @@ def test_resampling_up_keeps_float32_temporaries():
     small = np.random.default_rng(0).random((8, 8, 4), dtype=np.float32)
     tracemalloc.start()
     try:
-        out = scene_io.resample(small, 512, 512)
+        out = image_pixels.resample(small, 512, 512)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -355,9 +355,9 @@ def test_auto_pixel_filter_follows_the_scenes_engine(small_scene, engine, aa, ex
         if engine == "EEVEE" else engine
     scene.display.render_aa = aa
     assert scene.render.filter_size == 1.5 and scene.cycles.filter_width == 1.5  # Blender's defaults
-    for cam in scene_io.collection_cameras(collection):  # as if the engine had rendered them
-        del cam.data.background_images[0].image[scene_io.CAPTURED]
-    got = scene_io.pixel_filter_for(scene)
+    for cam in scene_inputs.collection_cameras(collection):  # as if the engine had rendered them
+        del cam.data.background_images[0].image[scene_inputs.CAPTURED]
+    got = scene_inputs.pixel_filter_for(scene)
     assert (got["pixel_filter"], got["workbench_samples"]) == expected[:2]
     assert got["filter_sigma"] == pytest.approx(expected[2], abs=1e-3)
     settings = Settings(steps=2)
@@ -375,9 +375,9 @@ def test_captured_targets_keep_our_own_filter(small_scene):
     scene = bpy.context.scene
     scene.render.engine = "BLENDER_WORKBENCH"
     scene.display.render_aa = "8"
-    cameras = scene_io.collection_cameras(collection)
-    assert all(c.data.background_images[0].image.get(scene_io.CAPTURED) for c in cameras)  # demo captured them
+    cameras = scene_inputs.collection_cameras(collection)
+    assert all(c.data.background_images[0].image.get(scene_inputs.CAPTURED) for c in cameras)  # demo captured them
     run = OptimizationRun(source, collection, Settings(steps=2), resolution=32)
     assert (run.settings.pixel_filter, run.settings.filter_sigma) == ("gaussian", Settings.filter_sigma)
-    del cameras[0].data.background_images[0].image[scene_io.CAPTURED]
-    assert scene_io.pixel_filter_for(scene, cameras)["pixel_filter"] == "workbench"
+    del cameras[0].data.background_images[0].image[scene_inputs.CAPTURED]
+    assert scene_inputs.pixel_filter_for(scene, cameras)["pixel_filter"] == "workbench"

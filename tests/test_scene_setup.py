@@ -1,4 +1,4 @@
-"""addon/scene_setup.py: images that survive a save, on the real Blender."""
+"""addon/target_setup.py: images that survive a save, on the real Blender."""
 from __future__ import annotations
 
 import struct
@@ -8,7 +8,7 @@ import bpy
 import numpy as np
 import pytest
 
-from sge_optimizer.addon import scene_io, scene_setup
+from sge_optimizer.addon import image_pixels, target_setup
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -35,7 +35,7 @@ def test_encode_png_matches_a_reference_decoder(bit_depth):
     rng = np.random.default_rng(3)
     pixels = rng.uniform(-0.2, 1.2, (5, 7, 4)).astype(np.float32)
     pixels[0, 0, 0] = np.nan
-    got = decode_png(scene_setup.encode_png(pixels, bit_depth))
+    got = decode_png(target_setup.encode_png(pixels, bit_depth))
     want = np.clip(np.nan_to_num(pixels), 0, 1)
     np.testing.assert_allclose(got, want, atol=0.5 / (255 if bit_depth == 8 else 65535) + 1e-7)
 
@@ -44,16 +44,16 @@ def test_encode_png_matches_a_reference_decoder(bit_depth):
 def test_new_image_is_packed_and_survives_a_save(empty_scene, tmp_path, linear):
     rng = np.random.default_rng(4)
     pixels = rng.random((6, 9, 4)).astype(np.float32)
-    image = scene_setup.new_image("Saved", pixels, linear=linear)
+    image = target_setup.new_image("Saved", pixels, linear=linear)
     assert image.packed_file is not None and tuple(image.size) == (9, 6)
-    assert scene_io.image_encoding(image) == ("linear" if linear else "srgb")
+    assert image_pixels.image_encoding(image) == ("linear" if linear else "srgb")
     tolerance = 1e-4 if linear else 0.5 / 255 + 1e-6
-    np.testing.assert_allclose(scene_io.read_image_pixels(image, "image"), pixels, atol=tolerance)
+    np.testing.assert_allclose(image_pixels.read_image_pixels(image, "image"), pixels, atol=tolerance)
     image.use_fake_user = True  # an image with no users is not saved
     path = tmp_path / "saved.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True)
     bpy.ops.wm.read_homefile(use_empty=True, app_template="")
     bpy.ops.wm.open_mainfile(filepath=str(path))
     image = bpy.data.images["Saved"]
-    assert scene_io.image_encoding(image) == ("linear" if linear else "srgb")
-    np.testing.assert_allclose(scene_io.read_image_pixels(image, "image"), pixels, atol=tolerance)
+    assert image_pixels.image_encoding(image) == ("linear" if linear else "srgb")
+    np.testing.assert_allclose(image_pixels.read_image_pixels(image, "image"), pixels, atol=tolerance)

@@ -27,8 +27,8 @@ _bootstrap.load_package()
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sge_optimizer.addon import scene_io, scene_setup  # noqa: E402
-from sge_optimizer.addon.api import OptimizationRun, progress_text  # noqa: E402
+from sge_optimizer.addon import scene_inputs, target_setup  # noqa: E402
+from sge_optimizer.addon.fit_run import OptimizationRun, drive, progress_text, run_stages  # noqa: E402
 from sge_optimizer.engine import Settings  # noqa: E402
 from sge_optimizer.engine.color import linear_to_srgb  # noqa: E402
 from sge_optimizer.engine.synthetic import checker_texture, flat_texture  # noqa: E402
@@ -85,20 +85,20 @@ def build_scene(cameras: int = 12, resolution: int = 256, texture_size: int = 25
     scene.render.resolution_x = scene.render.resolution_y = resolution
     scene.render.resolution_percentage = 100
     reference = _mesh_from_ops(bpy.ops.mesh.primitive_monkey_add, "Reference", size=1.6, calc_uvs=True)
-    scene_setup.apply_subdivision(reference, 1)
-    reference.data.materials.append(scene_setup.textured_material(
-        "Reference", scene_setup.new_image("Reference Albedo", colourful_texture(texture_size))))
+    target_setup.apply_subdivision(reference, 1)
+    reference.data.materials.append(target_setup.textured_material(
+        "Reference", target_setup.new_image("Reference Albedo", colourful_texture(texture_size))))
     if smoothed:
         source = smoothed_copy(reference, "Source", iterations=30)
     else:
         source = _mesh_from_ops(bpy.ops.mesh.primitive_uv_sphere_add, "Source", segments=32,
                                 ring_count=16, radius=0.9)
-    source.data.materials.append(scene_setup.textured_material(
-        "Source", scene_setup.new_image("Source Albedo", flat_texture(texture_size))))
-    collection = scene_setup.add_cameras_around(reference, cameras, "Targets")
-    cams = scene_io.collection_cameras(collection)
+    source.data.materials.append(target_setup.textured_material(
+        "Source", target_setup.new_image("Source Albedo", flat_texture(texture_size))))
+    collection = target_setup.add_cameras_around(reference, cameras, "Targets")
+    cams = scene_inputs.collection_cameras(collection)
     scene.camera = cams[0]
-    scene_setup.capture_targets(reference, cams, hide=[source])
+    target_setup.capture_targets(reference, cams, hide=[source])
     reference.hide_viewport = reference.hide_render = True
     return source, collection
 
@@ -121,7 +121,7 @@ def over_white(premultiplied: np.ndarray) -> np.ndarray:
 
 
 def save_png(pixels: np.ndarray, path: Path) -> None:
-    path.write_bytes(scene_setup.encode_png(pixels))
+    path.write_bytes(target_setup.encode_png(pixels))
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list:
@@ -245,16 +245,17 @@ def main(argv=None) -> int:
     source, collection = build_scene(args.cameras, args.resolution, args.texture_size, smoothed=True)
     settings = Settings(steps=args.steps)  # otherwise the defaults a user gets
     run = OptimizationRun(source, collection, settings, resolution=args.resolution)
-    run.start()
+    def report():
+        print(progress_text(run.progress()), file=sys.stderr)
+
+    stages = drive(run, max_steps=25, between=report)
+    next(stages)  # run.start()
     before = [run.engine.render_color(i, antialias=True) for i in range(len(run.inputs.arrays.views))]
     print(f"demo: {len(source.data.vertices)} vertices, {args.texture_size}^2 texture, "
           f"{args.cameras} cameras, PSNR before {np.mean([m['psnr'] for m in run.before]):.2f} dB",
           file=sys.stderr)
-    while not run.advance(max_steps=25):
-        run.sample_loss()
-        print(progress_text(run.progress()), file=sys.stderr)
-    summary = run.finish()
-    print(progress_text(run.progress()), file=sys.stderr)  # the last step, after its loss was read
+    summary = run_stages(stages)
+    report()  # the last step, after its loss was read
     summary["demo_seconds"] = time.perf_counter() - t0
     write_outputs(run, before, args.out)
     with open(args.out / "summary.json", "w") as f:

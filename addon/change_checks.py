@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import modes, scene_io
+from . import scene_inputs
 
 
 def _alive(id_block) -> bool:
@@ -16,7 +16,7 @@ def _alive(id_block) -> bool:
         return False
 
 
-def mesh_changed(inputs: scene_io.SceneInputs) -> str | None:
+def mesh_changed(inputs: scene_inputs.SceneInputs) -> str | None:
     """Why the run's object can no longer take its positions, or None. Cheap."""
     obj = inputs.obj
     if not _alive(obj) or bpy.data.objects.get(obj.name) != obj:
@@ -32,7 +32,7 @@ def mesh_changed(inputs: scene_io.SceneInputs) -> str | None:
     return None
 
 
-def image_changed(inputs: scene_io.SceneInputs) -> str | None:
+def image_changed(inputs: scene_inputs.SceneInputs) -> str | None:
     """Why the run's image can no longer take its pixels, or None. Cheap."""
     image = inputs.image
     if not _alive(image) or bpy.data.images.get(image.name) != image:
@@ -42,24 +42,6 @@ def image_changed(inputs: scene_io.SceneInputs) -> str | None:
     return None
 
 
-def inputs_changed(inputs: scene_io.SceneInputs) -> str | None:
+def inputs_changed(inputs: scene_inputs.SceneInputs) -> str | None:
     """Why a running optimization cannot go on, or None."""
     return mesh_changed(inputs) or image_changed(inputs)
-
-
-def restore_what_remains(inputs: scene_io.SceneInputs) -> list:
-    """`restore` for whichever of the mesh and image still fit (after a change
-    mid-run); returns the reasons for what was left as it is."""
-    left = []
-    reason = mesh_changed(inputs)
-    if reason is None or reason.endswith("entered Edit Mode"):
-        with modes.out_of_edit_mode(inputs.obj):  # Edit Mode would discard the positions
-            scene_io.restore_mesh(inputs)
-    else:
-        left.append(reason)
-    reason = image_changed(inputs)
-    if reason is None:
-        scene_io.restore_image(inputs)
-    else:
-        left.append(reason)
-    return left

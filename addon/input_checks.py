@@ -1,4 +1,4 @@
-"""Checks of a run's inputs that need them read (`scene_io.read_scene`), made
+"""Checks of a run's inputs that need them read (`scene_inputs.read_scene`), made
 before the run touches anything: refusals (InputError) and warnings."""
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import bpy
 import numpy as np
 
 from ..engine.visibility import triangles_in_frame
-from .scene_io import InputError, SceneInputs, target_background
+from .errors import InputError
+from .scene_inputs import SceneInputs, target_background
 
 # float32 positions resolve about 1e-7 of their magnitude; past 1e7 units a
 # step is lost to rounding, and Blender stores an infinite coordinate as 3.4e38.

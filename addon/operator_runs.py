@@ -9,10 +9,11 @@ import time
 import bpy
 from bpy.app.handlers import persistent
 
-from . import api, image_undo, modes, overlay, properties, run_checks, scene_io
-from .api import OptimizationRun, run_to_end
+from . import api, change_checks, edit_mode, image_undo, overlay, properties, scene_inputs
+from .fit_run import OptimizationRun, drive, progress_text, run_to_end
 from .gpu_context import ensure_gpu
-from .scene_io import InputError
+from .errors import InputError
+from .image_pixels import storage_note
 
 RUNNING, FINISHED, CANCELLED = "RUNNING_MODAL", "FINISHED", "CANCELLED"
 
@@ -34,10 +35,10 @@ def why_not(scene) -> str | None:
         lit_maps = props.lit and (props.optimize_roughness or props.optimize_metallic or props.optimize_normal)
         if not (props.optimize_positions or props.optimize_texture or lit_maps):
             raise InputError("nothing to optimize: enable Positions, Base Color or both")
-        scene_io.check_mesh_object(props.source)
-        scene_io.find_base_color_image(props.source)
-        for cam in scene_io.collection_cameras(props.cameras):
-            scene_io.target_background(cam)
+        scene_inputs.check_mesh_object(props.source)
+        scene_inputs.find_base_color_image(props.source)
+        for cam in scene_inputs.collection_cameras(props.cameras):
+            scene_inputs.target_background(cam)
     except InputError as exc:
         return str(exc)
     return None
@@ -49,12 +50,12 @@ def make_run(scene, **overrides) -> OptimizationRun:
     switched to Object Mode for the run; `end_of_run` switches it back."""
     props = properties.get(scene)
     settings = properties.to_settings(props, **overrides)
-    left = modes.leave_edit_mode(props.source)
+    left = edit_mode.leave_edit_mode(props.source)
     try:
         run = OptimizationRun(props.source, props.cameras, settings, resolution=props.resolution, scene=scene)
     except BaseException:
         if left:
-            modes.enter_edit_mode(props.source)
+            edit_mode.enter_edit_mode(props.source)
         raise
     run.left_edit_mode = left  # end_of_run() goes back
     # The overlay's shader is compiled before any kernel runs: compiled right
@@ -67,19 +68,22 @@ def make_run(scene, **overrides) -> OptimizationRun:
 def end_of_run(run: OptimizationRun) -> None:
     """Whatever the outcome: back to Edit Mode if the run left it."""
     if getattr(run, "left_edit_mode", False):
-        modes.enter_edit_mode_later(run.inputs.obj)
+        edit_mode.enter_edit_mode_later(run.inputs.obj)
+
+
+def undo_limit_bytes() -> int:
+    """The preference "Undo Memory" in bytes (its default without the add-on
+    installed, as in the tests): what `image_undo.record` may keep."""
+    prefs = properties.preferences()
+    return int((prefs.undo_memory_mb if prefs is not None else image_undo.DEFAULT_LIMIT_MB) * 2 ** 20)
 
 
 def complete(run: OptimizationRun, summary: dict) -> dict:
     """Bookkeeping after a run that kept its result: image undo snapshot,
     overlay images, panel history."""
     global last_history, last_summary
-    if run.settings.optimize_texture:
-        image_undo.record(run.inputs.image, run.inputs.original_pixels)
-    if run.normal_image is not None:
-        image_undo.record(run.normal_image, run.normal_before)
-    for image, _, before in run.material_images.values():
-        image_undo.record(image, before)
+    for image, before in run.undo_snapshots():
+        image_undo.record(image, before, undo_limit_bytes())
     overlay.capture_run(run)
     last_history = list(run.loss_history)
     last_summary = summary
@@ -101,7 +105,7 @@ def report_line(summary: dict) -> str:
     stopped = " (stopped)" if summary.get("stopped") else ""
     line = (f"SGE: {summary['steps']} steps{stopped} in {summary['seconds']:.1f} s, PSNR "
             f"{summary['mean_psnr_before']:.2f} -> {summary['mean_psnr_after']:.2f} dB")
-    notes = [scene_io.storage_note(summary["image"], summary.get("image_storage") or "")]
+    notes = [storage_note(summary["image"], summary.get("image_storage") or "")]
     if summary.get("kept_step") == 0 and summary["steps"] > 0:
         notes.append("kept the start: the run found no clear gain on the targets")
     elif summary.get("kept_step") not in (None, summary["steps"]):
@@ -140,7 +144,7 @@ def loss_lines(values) -> list:
 
 
 def status_line(progress: dict) -> str:
-    return f"SGE Optimizer  {api.progress_text(progress)}  (Esc / right-click: stop and keep)"
+    return f"SGE Optimizer  {progress_text(progress)}  (Esc / right-click: stop and keep)"
 
 
 # The modal operator's work ---------------------------------------------------------
@@ -161,11 +165,13 @@ class ModalDriver:
         self.error = None
         self.tick_times: list = []
         self.steps_per_tick: list = []
+        # The run's one loop, a slice per tick, written back each time (the viewport shows progress).
+        self._slices = drive(run, max_steps=max_steps_per_tick, budget_s=budget_s, write_back=True)
 
     def start(self) -> None:
         global active_driver
         try:
-            self.run.start()
+            next(self._slices)  # run.start()
         except BaseException:
             self.run.abort()
             end_of_run(self.run)
@@ -180,18 +186,18 @@ class ModalDriver:
             return self.state
         t0 = time.perf_counter()
         try:
-            changed = run_checks.inputs_changed(self.run.inputs)
+            changed = change_checks.inputs_changed(self.run.inputs)
             if changed is not None:  # the user deleted or reshaped what we write into
                 return self._cancel(changed)
             if self.stop_requested:
-                return self._finish(stopped=True)
+                return self._finish(self.run.cancel(), stopped=True)
             step0 = self.run.step
-            done = self.run.advance(max_steps=self.max_steps_per_tick, budget_s=self.budget_s)
-            self.run.write_back()
-            self.run.sample_loss()
+            try:
+                next(self._slices)
+            except StopIteration as end:
+                self.steps_per_tick.append(self.run.step - step0)
+                return self._finish(end.value, stopped=False)
             self.steps_per_tick.append(self.run.step - step0)
-            if done:
-                return self._finish(stopped=False)
             overlay.update_current(self.run)
             return RUNNING
         except Exception as exc:  # noqa: BLE001 - reported by the operator
@@ -203,14 +209,7 @@ class ModalDriver:
         """End with CANCELLED, restoring whatever still fits; never raises."""
         self.state = CANCELLED
         self._end()
-        try:
-            left = run_checks.restore_what_remains(self.run.inputs)
-        except Exception as exc:  # noqa: BLE001
-            left = [f"restore failed: {type(exc).__name__}: {exc}"]
-        try:
-            self.run.restore_material()
-        except Exception as exc:  # noqa: BLE001 - e.g. the normal-map image was deleted
-            left.append(f"material not restored: {type(exc).__name__}: {exc}")
+        left = self.run.restore_what_remains()
         self.error = reason + (f" (not restored: {'; '.join(left)})" if left else " (scene restored)")
         return CANCELLED
 
@@ -220,8 +219,8 @@ class ModalDriver:
             self.state, self.error = CANCELLED, reason
             self._end()
 
-    def _finish(self, stopped: bool) -> str:
-        summary = self.run.finish()
+    def _finish(self, summary: dict, stopped: bool) -> str:
+        """`summary`: the run's, kept (finished or stopped)."""
         summary["stopped"] = stopped
         self.summary = complete(self.run, summary)
         self._end()
@@ -230,6 +229,7 @@ class ModalDriver:
 
     def _end(self) -> None:
         global active_driver
+        self._slices.close()  # the loop ends where it stands
         if active_driver is self:
             active_driver = None
         end_of_run(self.run)
@@ -245,7 +245,7 @@ def _on_load_pre(*_args):
     try:
         if active_driver is not None:
             active_driver.abandon("another file was opened")
-        modes.forget_pending()
+        edit_mode.forget_pending()
     except Exception as exc:  # noqa: BLE001 - a handler must never raise
         print(f"SGE Optimizer: could not end the run before loading a file: {exc}")
 

@@ -15,7 +15,8 @@ from mathutils import Vector
 
 from ..engine import Engine, SceneArrays, Settings, View
 from ..engine.synthetic import fibonacci_sphere
-from . import scene_io
+from . import scene_inputs
+from .image_pixels import image_encoding, read_image_pixels, straight_from_linear
 from .gpu_backend import BlenderGPUBackend
 from .gpu_context import ensure_gpu
 
@@ -106,7 +107,7 @@ def add_normal_map(obj, pixels: np.ndarray, strength: float = 1.0, name: str = "
 
 def bounding_sphere(obj) -> tuple:
     """Centre of the world bounding box and the farthest vertex from it."""
-    co = scene_io.read_local_positions(obj).astype(np.float64)
+    co = scene_inputs.read_local_positions(obj).astype(np.float64)
     m = np.array(obj.matrix_world)
     world = co @ m[:3, :3].T + m[:3, 3]
     centre = (world.min(0) + world.max(0)) / 2
@@ -124,7 +125,7 @@ def add_cameras_around(obj, count: int = 12, collection_name: str = "SGE Cameras
     scene.collection.children.link(collection)
     centre, radius = bounding_sphere(obj)
     width = 36.0  # sensor width (mm); the default fit (AUTO) spans the longer side
-    aspect = scene_io.render_aspect(scene)
+    aspect = scene_inputs.render_aspect(scene)
     half_fov = math.atan(width / (2 * lens) * min(aspect, 1 / aspect))
     distance = margin * radius / math.sin(half_fov)
     for i, offset in enumerate(fibonacci_sphere(count, distance)):
@@ -146,15 +147,15 @@ def capture_targets(reference, cameras, scene=None, hide=()) -> list:
     new images set as each camera's first background image. Objects in `hide`
     are hidden in the viewport during the capture and restored after."""
     scene = scene or bpy.context.scene
-    scene_io.check_mesh_object(reference)
-    image, uv_map = scene_io.find_base_color_image(reference)
-    encoding = scene_io.image_encoding(image)
-    mesh = scene_io.read_mesh(reference, uv_map)
-    texture = scene_io.read_image_pixels(image, "base-colour image")
+    scene_inputs.check_mesh_object(reference)
+    image, uv_map = scene_inputs.find_base_color_image(reference)
+    encoding = image_encoding(image)
+    mesh = scene_inputs.read_mesh(reference, uv_map)
+    texture = read_image_pixels(image, "base-colour image")
     r = scene.render
     width = max(1, r.resolution_x * r.resolution_percentage // 100)
     height = max(1, r.resolution_y * r.resolution_percentage // 100)
-    views = [View(cam.name, scene_io.view_projection(cam, scene, width, height),
+    views = [View(cam.name, scene_inputs.view_projection(cam, scene, width, height),
                   np.zeros((height, width, 4), np.float32)) for cam in cameras]
     hidden = [(o, o.hide_viewport) for o in hide]
     try:
@@ -166,14 +167,15 @@ def capture_targets(reference, cameras, scene=None, hide=()) -> list:
         images = []
         for i, cam in enumerate(cameras):
             # Linear, premultiplied, alpha is coverage: stored straight, in the texture's encoding.
-            pixels = scene_io.straight_from_linear(engine.render_color(i, antialias=True), encoding)
+            pixels = straight_from_linear(engine.render_color(i, antialias=True), encoding)
             name = f"Target {cam.name}"
             old = bpy.data.images.get(name)
             if old is not None:
                 bpy.data.images.remove(old)
             target = new_image(name, pixels, linear=(encoding == "linear"))
             target.alpha_mode = "STRAIGHT"
-            target[scene_io.CAPTURED] = True  # made by our filter, not the scene's engine (scene_io.pixel_filter_for)
+            # Made by our filter, not the scene's engine (scene_inputs.pixel_filter_for).
+            target[scene_inputs.CAPTURED] = True
             backgrounds = cam.data.background_images
             bg = backgrounds[0] if len(backgrounds) else backgrounds.new()
             bg.image = target
