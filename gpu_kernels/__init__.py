@@ -55,7 +55,7 @@ SCORE_FINISH = 1 << 15
 SCORE_COVERAGE = 1 << 16
 # accumulate_gradient: also sum each texel channel's sensitivity |c+ - c-| (its pixels' finite
 # differences) into the accumulator's rows 2..4 x height; adam_step: step by the ratio of the
-# two sums (a SART-style, residual-scaled update: Engine.adam_step), not by Adam's
+# two sums (a SART-style, residual-scaled update: Update.adam_step), not by Adam's
 FLAG_SENSITIVITY = 1 << 17
 # residual_target: the residual in the texels' encoding (a SART view visit); the texels are sRGB
 FLAG_TEXEL_RESIDUAL = 1 << 18
@@ -180,7 +180,7 @@ RASTERIZE = KernelSpec(
 )
 
 # R+ and R- of a texture step in one draw: RASTERIZE with a fourth output,
-# the colour at -texture_eps (Engine.rasterize(pair=True)).
+# the colour at -texture_eps (Rasterizer.draw(pair=True)).
 RASTERIZE_PAIR = dataclasses.replace(
     RASTERIZE, name="rasterize_pair", fragment_sources=("rasterize_pair_frag.glsl",),
     fragment_outputs=RASTERIZE.fragment_outputs + ((3, "VEC4", "out_color_minus"),))

@@ -46,7 +46,7 @@ from sge_optimizer.engine import lit_reference as lit  # noqa: E402
 from sge_optimizer.engine.color import psnr  # noqa: E402
 from sge_optimizer.engine.reference import encode_srgb  # noqa: E402
 from sge_optimizer.engine.lighting import Light, Lighting  # noqa: E402
-from sge_optimizer.engine.optimizer import gaussian_offsets, jittered  # noqa: E402
+from sge_optimizer.engine.samples import gaussian_offsets, jittered  # noqa: E402
 
 TEX = 128
 AMBIENT = (0.05, 0.055, 0.065)
