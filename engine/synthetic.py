@@ -2,6 +2,8 @@
 textures. Used by tests, benchmarks and the Blender-free backend."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .optimizer import Engine
@@ -118,3 +120,18 @@ def render_targets(backend, mesh: MeshArrays, texture: np.ndarray, cameras, widt
     for i, view in enumerate(views):
         view.target = engine.render(i)["color"]
     return views
+
+
+def timed_fit(engine, steps: int) -> tuple:
+    """(mean PSNR before, after, seconds of the `steps` steps) of a fit driven
+    step by step, as the Blender-free tools time it."""
+    from .color import mean_psnr
+
+    before = mean_psnr(engine.evaluate())
+    engine.backend.finish()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        engine.step()
+    engine.backend.finish()
+    seconds = time.perf_counter() - t0
+    return before, mean_psnr(engine.evaluate()), seconds

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import gpu_kernels as K
-from .schedule import SubStep
 
 
 def mean_steps(points: int) -> int:

@@ -4,7 +4,6 @@ lighting stays out of the albedo."""
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import pytest

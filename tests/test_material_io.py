@@ -3,12 +3,11 @@ corner frames, on the real bpy. Every refusal names the problem and changes
 nothing."""
 from __future__ import annotations
 
-import math
 
 import bpy
 import numpy as np
 import pytest
-from mathutils import Euler, Matrix, Vector
+from mathutils import Euler, Vector
 
 from sge_optimizer.addon import material_io, scene_inputs, target_setup
 from sge_optimizer.addon.errors import InputError

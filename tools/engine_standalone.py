@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
@@ -21,7 +20,7 @@ import _bootstrap  # noqa: E402
 _bootstrap.load_package()
 
 
-from sge_optimizer.engine import Engine, SceneArrays, Settings, mean_psnr, synthetic  # noqa: E402
+from sge_optimizer.engine import Engine, SceneArrays, Settings, synthetic  # noqa: E402
 from sge_optimizer.engine.backends.pyopengl import PyOpenGLBackend  # noqa: E402
 
 
@@ -45,13 +44,7 @@ def main(argv=None) -> int:
     engine = Engine(backend, SceneArrays(mesh, synthetic.flat_texture(args.texture), views),
                     Settings(optimize_positions=False, optimize_texture=True,
                              steps=args.steps, seed=args.seed))
-    before = mean_psnr(engine.evaluate())
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        engine.step()
-    backend.finish()
-    seconds = time.perf_counter() - t0
-    after = mean_psnr(engine.evaluate())
+    before, after, seconds = synthetic.timed_fit(engine, args.steps)
     print(f"PSNR before {before:.2f} dB")
     print(f"PSNR after  {after:.2f} dB ({args.steps} steps, {seconds:.2f} s)")
     assert "bpy" not in sys.modules, "the standalone engine must not import bpy"

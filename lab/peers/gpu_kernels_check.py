@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
@@ -24,7 +23,7 @@ _bootstrap.load_package()
 import numpy as np  # noqa: E402
 
 from sge_optimizer import gpu_kernels as K  # noqa: E402
-from sge_optimizer.engine import Engine, SceneArrays, Settings, View, mean_psnr, synthetic  # noqa: E402
+from sge_optimizer.engine import Engine, SceneArrays, Settings, View, synthetic  # noqa: E402
 from sge_optimizer.engine.backends.pyopengl import PyOpenGLBackend  # noqa: E402
 from sge_optimizer.engine.lighting import Light, Lighting  # noqa: E402
 from sge_optimizer.engine.materials import LitMaterial, NormalChannel, ScalarChannel  # noqa: E402
@@ -49,14 +48,7 @@ def fit(backend, scene_for, settings: Settings, label: str) -> None:
     for view, target in zip(scene.views, targets):
         view.target = target
     engine = Engine(backend, scene, settings)
-    before = mean_psnr(engine.evaluate())
-    backend.finish()
-    t = time.perf_counter()
-    for _ in range(settings.steps):
-        engine.step()
-    backend.finish()
-    seconds = time.perf_counter() - t
-    after = mean_psnr(engine.evaluate())
+    before, after, seconds = synthetic.timed_fit(engine, settings.steps)
     print(f"{label}: PSNR {before:.2f} -> {after:.2f} dB in {settings.steps} steps, "
           f"{1e3 * seconds / settings.steps:.2f} ms/step", flush=True)
     if not after > before + 3:
