@@ -338,7 +338,7 @@ def exact_texture_gradient(color, ids, uvs, target, albedo):
 
 # Adam ----------------------------------------------------------------------
 def adam_step(theta, m, v, grad, count, t, lr, grad_scale, beta1, beta2, clamp01,
-              per_count=False, regularizer=None, reg_weight=0.0, full_image=False, unit_normal=False,
+              regularizer=None, reg_weight=0.0, full_image=False, unit_normal=False,
               sensitivity=None, shared_sensitivity=False, damping=0.0):
     """grad (rows, width, 3) in dL units; returns new (theta, m, v).
     `unit_normal` (ADAM_UNIT_NORMAL): texels are stored normals, z rebuilt from x, y.
@@ -348,14 +348,10 @@ def adam_step(theta, m, v, grad, count, t, lr, grad_scale, beta1, beta2, clamp01
     (ADAM_SHARED_SENSITIVITY): channel 0's serves all three; `damping` is
     added to the sensitivity sum (in its units) before the ratio."""
     g = grad.astype(np.float32).copy()
-    n = count.astype(np.float32)[..., None]
     touched = (count > 0) | full_image
     h = None if sensitivity is None else sensitivity.astype(np.float32).copy()
     if h is not None and shared_sensitivity:
         h = np.repeat(h[..., :1], 3, axis=-1)
-    if per_count:
-        g = np.where(n > 0, g / np.maximum(n, 1), g)
-        h = None if h is None else np.where(n > 0, h / np.maximum(n, 1), h)
     g = g * np.float32(grad_scale)
     if h is not None:
         theta, m, v = theta.copy(), m.copy(), v.copy()

@@ -114,7 +114,6 @@ class Settings:
     TEXTURE_UPDATES = ("sart", "adam")
     VISIT_CHARGES = ("weights", "perturbation")
     PIXEL_FILTERS = ("auto", "gaussian", "workbench")
-    NORMALIZATIONS = ("pixels", "count")
     SEED_MAX = 2**31 - 1
 
     # What is fitted, and for how long
@@ -195,9 +194,6 @@ class Settings:
                                           "weighed by their finite differences) or adam (pure SGE, as the "
                                           "paper); a lit fit's texels use Adam",
                                   category="research", choices=TEXTURE_UPDATES)
-    normalize: str = setting("pixels", "the gradient's scale: pixels (of the mean pixel loss) or count (the mean "
-                                       "over each parameter's contributors)", category="research",
-                             choices=NORMALIZATIONS)
     sart_visits: bool = setting(True, "SART texture fits (and a joint fit's texture phase) visit one view at a "
                                       "time: its exact residual, a step per filter point, one update a visit",
                                 category="research")

@@ -112,9 +112,6 @@ class Update:
                 scale *= s.texture_strata  # a texel is perturbed in 1 sub-step of `strata`
             if s.estimator == "full_image":
                 flags |= K.FLAG_FULL_IMAGE
-            elif s.normalize == "count":
-                flags |= K.ADAM_PER_COUNT
-                scale = 1.0 / (2.0 * g.eps)
             regularized = name == "positions" and self.smoothness is not None
             if regularized:
                 flags |= K.ADAM_REGULARIZER

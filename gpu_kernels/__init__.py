@@ -32,7 +32,6 @@ FLAG_TEXTURE = 2  # accumulate_gradient: charge texels
 FLAG_FULL_IMAGE = 4  # accumulate_gradient and adam_step: the full-image estimator
 ADAM_CLAMP01 = 8  # adam_step: clamp to [0, 1]
 ADAM_REGULARIZER = 16  # adam_step: add the smoothness gradient
-ADAM_PER_COUNT = 32  # adam_step: divide by the contribution count
 ADAM_WORKLIST = 64  # adam_step: visit the worklist of touched texels, not every texel
 FLAG_SILHOUETTE = 128  # accumulate_gradient: charge vertices the coverage (alpha) difference only
 FLAG_SRGB_LOSS = 256  # accumulate_gradient: compare sRGB-encoded renders (the target is encoded already)
@@ -145,7 +144,7 @@ _COMMON = ("common.glsl",)
 _FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}", "NORMAL_XY_MAX": f"{NORMAL_XY_MAX:.9f}",
           "COVERAGE_TOLERANCE": f"{COVERAGE_TOLERANCE:.9f}",
           **{name: globals()[name] for name in ("FLAG_POSITIONS", "FLAG_TEXTURE", "FLAG_FULL_IMAGE",
-                                                "ADAM_CLAMP01", "ADAM_REGULARIZER", "ADAM_PER_COUNT",
+                                                "ADAM_CLAMP01", "ADAM_REGULARIZER",
                                                 "ADAM_WORKLIST", "FLAG_SILHOUETTE",
                                                 "FLAG_SRGB_LOSS", "FLAG_COUPLED", "ADAM_UNIT_NORMAL",
                                                 "FLAG_LOG_LOSS", "FLAG_EFFECTIVE_TARGET",

@@ -57,10 +57,6 @@ void adam_update(ivec2 p, int i, ivec2 size)
     }
   }
   bool touched = full_image || n > 0;
-  if ((flags & ADAM_PER_COUNT) != 0 && n > 0) {
-    g /= float(n);
-    h /= float(n);
-  }
   g *= grad_scale;
   h *= grad_scale;
   if (regularized) {
