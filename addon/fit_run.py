@@ -155,6 +155,11 @@ class OptimizationRun:
                 "steps_per_s": rate, "eta_s": remaining / rate if rate > 0 else math.inf,
                 "elapsed_s": elapsed}
 
+    @staticmethod
+    def _mean_over(metrics: list, indices) -> float | None:
+        chosen = [metrics[i] for i in indices] if metrics else []
+        return mean_psnr(chosen) if chosen else None
+
     def summary(self) -> dict:
         def views(metrics):
             return [{"view": m["view"], "psnr": m["psnr"], "mse": m["mse"]} for m in metrics]
@@ -177,6 +182,13 @@ class OptimizationRun:
             "psnr_after": views(after),
             "mean_psnr_before": mean_psnr(self.before),
             "mean_psnr_after": mean_psnr(after) if after else None,
+            # Views set aside (never charged) that judged the checkpoints; a gap widening
+            # between their PSNR and the fitted views' is overfitting.
+            "validation_views": [self.engine.scene.views[i].name for i in self.engine.validation],
+            "validation_rule": self.engine.validation_rule(),
+            "mean_psnr_validation_before": self._mean_over(self.before, self.engine.validation),
+            "mean_psnr_validation_after": self._mean_over(after, self.engine.validation),
+            "mean_psnr_fitted_after": self._mean_over(after, self.engine.training),
             "settings": {k: getattr(self.settings, k) for k in Settings.field_names()},
             "encoding": self.inputs.encoding,
             "image_storage": None,  # the base-colour image's: fitted_params.BaseColorImage

@@ -12,7 +12,7 @@ from .params import (PARAM_WIDTH, SALT_MATERIAL, SALT_NORMAL, SALT_POSITIONS, SA
                      pack_rows, perturb, stored_unit_normals)
 from .raster import Rasterizer
 from .samples import FilterSamples
-from .schedule import Schedule, SubStep, ViewOrder
+from .schedule import Schedule, SubStep, ViewOrder, validation_views
 from .scene import SceneArrays, Settings
 from .scoring import KeepBest, Scorer, ScoringQueue
 from .shape import ShapeChoice
@@ -99,7 +99,10 @@ class Engine:
         sart = s.texture_update == "sart" and scene.lit is None and s.estimator == "per_pixel" and s.texture_strata == 4
         self.params = p = build_parameters(backend, scene, settings, sart)
         self.schedule = Schedule(settings, joint=p.positions.enabled and p.texture.enabled)
-        self.views = ViewOrder(len(scene.views), np.random.default_rng(s.seed))
+        # Validation views judge the checkpoints and are never charged; the rest are fitted.
+        self.validation = validation_views(len(scene.views), s.validation_views, s.seed)
+        self.training = [i for i in range(len(scene.views)) if i not in self.validation]
+        self.views = ViewOrder(self.training, np.random.default_rng(s.seed))
         self.samples = FilterSamples(settings, np.random.default_rng([s.seed, 1]))
         self.timer = PassTimer(backend)
         self.loss = LossSpace(scene.texture_srgb and not self.samples.workbench, self.samples.workbench)
@@ -126,7 +129,7 @@ class Engine:
         self.visits = Visits(settings, self.samples, self.views, self.raster, self.gradient, self.update,
                              self.timer, by_weights)
         self.scorer = Scorer(backend, scene, self.raster, self.samples, self.loss, self.targets)
-        self.queue = ScoringQueue(self.scorer, len(scene.views))
+        self.queue = ScoringQueue(self.scorer, self.validation or tuple(range(len(scene.views))))
         self.keep_best = KeepBest(p, s.start_margin_db)
         self.shape = (ShapeChoice(backend, p, self.schedule, self.queue, lambda: self.step_index)
                       if self.schedule.shape_end() is not None else None)
@@ -136,6 +139,15 @@ class Engine:
     @property
     def parameter_count(self) -> int:
         return self.params.parameter_count
+
+    def validation_rule(self) -> str:
+        """What judges the checkpoints, in words (the summary and the panel say it)."""
+        n, v = len(self.scene.views), len(self.validation)
+        if v:
+            names = ", ".join(self.scene.views[i].name for i in self.validation)
+            return f"{v} of {n} target views set aside, never fitted, judge the checkpoints ({names})"
+        why = "validation views 0" if self.settings.validation_views == 0 else f"{n} targets, fewer than 6"
+        return f"no view set aside ({why}): the checkpoints are judged on the targets"
 
     @property
     def shape_kept(self) -> str | None:
@@ -264,7 +276,7 @@ class Engine:
         self.begin_checkpoint()
         loss = None
         while len(self.queue):
-            loss = self.queue.advance(len(self.scene.views))
+            loss = self.queue.advance(len(self.queue.views))
         return loss
 
     def start(self) -> None:
@@ -302,8 +314,8 @@ class Engine:
         return self.keep_best.loss
 
     def checkpoint_loss(self) -> float:
-        """Mean MSE of the current parameters over the target views, as a checkpoint scores it."""
-        return float(np.mean([self.scorer.checkpoint_mse(i) for i in range(len(self.scene.views))]))
+        """Mean MSE of the current parameters over the judging views, as a checkpoint scores it."""
+        return float(np.mean([self.scorer.checkpoint_mse(i) for i in self.queue.views]))
 
     # Read-back ------------------------------------------------------------------
     def evaluate(self, keep_color: bool = False) -> list:

@@ -126,15 +126,29 @@ class Schedule:
 
 
 class ViewOrder:
-    """Steps and SART visits go round the views in shuffled rounds, each
-    view once a round (docs/decisions/view-rounds.md)."""
+    """Steps and SART visits go round the `views` (indices) in shuffled
+    rounds, each view once a round (docs/decisions/view-rounds.md)."""
 
-    def __init__(self, count: int, rng: np.random.Generator):
-        self.count = count
+    def __init__(self, views: list, rng: np.random.Generator):
+        self.views = list(views)
         self._rng = rng
         self._round = []  # the views still to come this round
 
     def next(self) -> int:
         if not self._round:
-            self._round = [int(v) for v in self._rng.permutation(self.count)]
+            self._round = [self.views[int(i)] for i in self._rng.permutation(len(self.views))]
         return self._round.pop()
+
+
+def validation_views(count: int, asked: int, seed: int) -> tuple:
+    """The target views set aside to judge checkpoints (never charged):
+    `asked` of the `count`, or with -1 one for 6 to 11 targets, two for 12
+    or more, none below 6 (too few to spare). Spread over the views and
+    fixed by the seed."""
+    n = asked if asked >= 0 else (0 if count < 6 else 1 if count < 12 else 2)
+    if n == 0:
+        return ()
+    if n >= count:
+        raise ValueError(f"{n} validation views leave no target view of {count} to fit")
+    offset = int(np.random.default_rng([seed, 2]).integers(count))
+    return tuple(sorted((offset + (i * count) // n) % count for i in range(n)))

@@ -81,8 +81,8 @@ class ScoringQueue:
     the next view of the oldest one, so a UI tick never stalls on a whole
     scoring. Keep-best's checkpoints and the shape choice share it."""
 
-    def __init__(self, scorer: Scorer, view_count: int):
-        self.scorer, self.view_count = scorer, view_count
+    def __init__(self, scorer: Scorer, views: tuple):
+        self.scorer, self.views = scorer, tuple(views)  # the views that judge: validation, or every target
         self.jobs = deque()
 
     def __len__(self) -> int:
@@ -104,11 +104,11 @@ class ScoringQueue:
             return None
         job = self.jobs[0]
         for _ in range(views):
-            if len(job.mse) >= self.view_count:
+            if len(job.mse) >= len(self.views):
                 break
-            view = len(job.mse)
+            view = self.views[len(job.mse)]
             job.mse.append(self.scorer.checkpoint_mse(view, job.snapshot, job.coverage))
-        if len(job.mse) < self.view_count:
+        if len(job.mse) < len(self.views):
             return None
         self.jobs.popleft()
         loss = float(np.mean(job.mse))
@@ -118,7 +118,7 @@ class ScoringQueue:
     def drain(self) -> None:
         """Score every queued job to its end."""
         while self.jobs:
-            self.advance(self.view_count)
+            self.advance(len(self.views))
 
 
 # A start scoring this PSNR on its targets counts as finished: a run must beat

@@ -131,6 +131,10 @@ class Settings:
     write_back_every: int = setting(0, "write to the Blender data every N steps (0: only at the end)", min=0)
     keep_best: bool = setting(True, "hand back the best parameters scored at the checkpoints, never worse "
                                     "than the start")
+    validation_views: int = setting(0, "target views set aside, never fitted, that judge the checkpoints and the "
+                                       "shape choice (-1: 1 with 6 to 11 targets, 2 with 12 or more; off by "
+                                       "default: it cost 1-2.5 dB held-out, docs/decisions/validation-views.md)",
+                                    min=-1, category="advanced")
     # Lit fits (issue 9; SceneArrays.lit)
     lit: bool = setting(False, "render the base colour under the scene's lights and the rest of its "
                                "Principled material, for lit targets (EEVEE, Cycles); positions stay fixed")

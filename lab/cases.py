@@ -47,14 +47,17 @@ def table(results: list) -> str:
         return "-" if x is None else format(x, spec)
 
     lines = ["| case | what | steps | s | PSNR targets before → after | PSNR held-out before → after "
-             "| IoU held-out before → after | s to 30 dB | s to 35 dB | kept step (shape) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| IoU held-out before → after | s to 30 dB | s to 35 dB | kept step (shape) "
+             "| validation (ours) before → after |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
+        validation = (f"{r.validation[0]:.1f} → {r.validation[1]:.1f}" if r.validation and r.validation[0] is not None
+                      else "-")
         lines.append(
             f"| {r.case.name} | {r.case.describe} | {r.steps} | {r.seconds:.0f} "
             f"| {r.target_before:.1f} → {r.target_after:.1f} | {r.held_before:.1f} → **{r.held_after:.1f}** "
             f"| {r.iou_before:.3f} → {r.iou_after:.3f} | {fmt(r.seconds_to(30))} | {fmt(r.seconds_to(35))} "
-            f"| {fmt(r.kept_step, 'd')}{f' ({r.shape_kept})' if r.shape_kept else ''} |")
+            f"| {fmt(r.kept_step, 'd')}{f' ({r.shape_kept})' if r.shape_kept else ''} | {validation} |")
     return "\n".join(lines)
 
 

@@ -298,6 +298,7 @@ class Result:
     albedo_rmse: tuple = ()
     roughness: tuple = ()
     normal_degrees: tuple = ()  # mean angle to the true normals over the seen texels, before and after
+    validation: tuple = ()  # the run's own PSNR of its validation views (never fitted), before and after
 
     def seconds_to(self, db: float) -> float | None:
         return next((t for t, p in self.trace if p >= db), None)
@@ -474,7 +475,8 @@ def run_case(case: Case, settings: Settings | None = None, snapshots: int = 8, l
         rough = (rough["before"], rough["after"], case.roughness) if rough else ()
         return Result(case, fit_seconds, summary["steps"], target_before, target_after, held_before,
                       held_after, iou_before, iou_after, summary.get("kept_step"), summary.get("shape_kept"),
-                      (summary["mean_psnr_before"], summary["mean_psnr_after"]), trace, albedo, rough, normal)
+                      (summary["mean_psnr_before"], summary["mean_psnr_after"]), trace, albedo, rough, normal,
+                      (summary["mean_psnr_validation_before"], summary["mean_psnr_validation_after"]))
 
 
 # Fit LOD to Reference ----------------------------------------------------------------

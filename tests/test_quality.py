@@ -4,6 +4,7 @@ keeps a finished fit, and a run hands back its best checkpoint."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from helpers import flat_texture, mean_psnr
 
 from sge_optimizer.engine import Engine, MeshArrays, SceneArrays, Settings, View
@@ -297,3 +298,44 @@ def test_keep_best_checkpoints_go_on_through_the_shape_phases(backend):
     assert steps == [0, 10, 20, 30, 40, 60, 70, 80, 100], steps
     assert [c["early"] for c in engine.shape.scores] == [True, False]
     assert kept == engine.best_step and engine.keep_best.loss == min(loss for _, loss in engine.keep_best.history)
+
+
+def test_validation_views_are_never_charged(backend):
+    """A view set aside to judge the checkpoints never reaches the fit: two
+    fits whose validation view shows different targets take the same steps
+    (a joint fit: vertices and texels, then SART visits)."""
+    mesh, _, targets = minified_scene(backend, views=6)
+    results, views = [], []
+    for garbage in (False, True):
+        views = [View(v.name, v.view_projection, v.target.copy()) for v in targets]
+        engine = Engine(backend, SceneArrays(mesh, flat_texture(TEX), views),
+                        Settings(steps=60, keep_best=False, shape_fraction=0.5, silhouette_fraction=0.2,
+                                 validation_views=-1))
+        (held,) = engine.validation
+        assert held not in engine.training and len(engine.training) == 5
+        if garbage:
+            engine.targets[held] = backend.texture(RES, RES, "RGBA32F", np.ones((RES, RES, 4), np.float32))
+        for _ in range(60):
+            engine.step()
+        results.append((engine.positions(), engine.texture()))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(results[0][1], flat_texture(TEX))  # the fit moved
+
+
+def test_checkpoints_are_judged_on_the_validation_views(backend):
+    """With validation views the checkpoints score them alone; with fewer
+    than 6 targets there are none and the targets judge (the rule is said)."""
+    mesh, _, targets = minified_scene(backend, views=6)
+    engine = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets),
+                    Settings(optimize_positions=False, validation_views=-1))
+    assert engine.queue.views == engine.validation and len(engine.validation) == 1
+    (held,) = engine.validation
+    assert engine.checkpoint() == pytest.approx(engine.scorer.checkpoint_mse(held))
+    assert "1 of 6 target views set aside" in engine.validation_rule()
+    few = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets[:5]),
+                 Settings(optimize_positions=False, validation_views=-1))
+    assert few.validation == () and few.queue.views == tuple(range(5))
+    assert "5 targets, fewer than 6" in few.validation_rule()
+    default = Engine(backend, SceneArrays(mesh, flat_texture(TEX), targets), Settings(optimize_positions=False))
+    assert default.validation == () and "validation views 0" in default.validation_rule()

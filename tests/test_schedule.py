@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sge_optimizer.engine.schedule import Schedule, ViewOrder
+from sge_optimizer.engine.schedule import Schedule, ViewOrder, validation_views
 from sge_optimizer.engine.scene import Settings
 
 BOTH = ("positions", "texture")
@@ -57,9 +57,25 @@ def test_checkpoints_come_about_ten_a_run_or_five_in_visits():
 
 
 def test_views_come_in_shuffled_rounds():
-    order = ViewOrder(5, np.random.default_rng(0))
+    order = ViewOrder(range(5), np.random.default_rng(0))
     rounds = [sorted(order.next() for _ in range(5)) for _ in range(4)]
     assert rounds == [list(range(5))] * 4  # each view once a round
-    again = ViewOrder(5, np.random.default_rng(0))
+    again = ViewOrder(range(5), np.random.default_rng(0))
     first = [again.next() for _ in range(10)]
     assert first != sorted(first)  # shuffled
+
+
+def test_a_view_order_goes_round_the_views_it_is_given():
+    order = ViewOrder([0, 2, 3], np.random.default_rng(1))
+    assert sorted(order.next() for _ in range(3)) == [0, 2, 3]
+
+
+def test_validation_views_are_set_aside_only_with_enough_targets():
+    assert validation_views(5, -1, 0) == ()  # too few to spare one
+    assert len(validation_views(6, -1, 0)) == 1 and len(validation_views(11, -1, 0)) == 1
+    twelve = validation_views(12, -1, 0)
+    assert len(twelve) == 2 and abs(twelve[1] - twelve[0]) == 6  # spread over the views
+    assert validation_views(12, -1, 0) == twelve  # fixed by the seed
+    assert validation_views(12, 0, 0) == () and len(validation_views(4, 3, 0)) == 3
+    with pytest.raises(ValueError, match="no target view"):
+        validation_views(3, 3, 0)
