@@ -62,12 +62,14 @@ class Gradient:
         return K.accumulate_gradient_kernel(flags) if self.specialized else K.ACCUMULATE_GRADIENT
 
     def accumulate(self, sub: SubStep, plus: dict, minus: dict, lr_scale: float = 1.0,
-                   by_weights: bool = False) -> None:
+                   by_weights: bool = False, gain: bool = False) -> None:
         """G for sub-step `sub`'s renders (`plus`, `minus`). A SART visit's
         sub-step charges the residual of the view's filtered mean;
         `by_weights`: from one plain render (`plus`), each texel of a pixel's
         footprint by its bilinear weight. `lr_scale`: the step's rate scale,
-        which the running residual follows."""
+        which the running residual follows. `gain` (a lit visit's charge):
+        `plus` is RASTERIZE_LIT_FIT_GAIN's render, whose gain and base colour
+        turn the residual into a base-colour one (FLAG_TEXEL_GAIN)."""
         s, p = self.settings, self.params
         flags = (K.FLAG_POSITIONS if "positions" in sub.groups else 0) | \
                 (K.FLAG_TEXTURE if "texture" in sub.groups else 0)
@@ -84,7 +86,11 @@ class Gradient:
             flags |= K.FLAG_TEXEL_WEIGHTS
         if sub.visit:
             texel = K.FLAG_TEXEL_RESIDUAL | (K.FLAG_TEXEL_SRGB if self.scene.texture_srgb else 0)
-            target = self.residual_target(sub.view, plus, minus, rate=0.0, flags=texel)
+            if gain:
+                target = self.residual_target(sub.view, plus, {"color": plus["color_minus"]}, rate=0.0,
+                                              flags=texel | K.FLAG_TEXEL_GAIN, uv=plus["uv"])
+            else:
+                target = self.residual_target(sub.view, plus, minus, rate=0.0, flags=texel)
             flags |= K.FLAG_EFFECTIVE_TARGET
         elif s.running_residual > 0:
             target = self.residual_target(sub.view, plus, minus, lr_scale=lr_scale)
@@ -140,7 +146,7 @@ class Gradient:
                        "tex_channels": channels})
 
     def residual_target(self, view: int, plus: dict, minus: dict, rate: float | None = None, flags: int = 0,
-                        share: float = 0.5, lr_scale: float = 1.0):
+                        share: float = 0.5, lr_scale: float = 1.0, uv=None):
         """The target G compares with so that it charges the residual of the
         view's running mean (residual_target.glsl); the first visits average
         plainly, then each replaces `running_residual` of the mean (at least
@@ -156,7 +162,8 @@ class Gradient:
             K.RESIDUAL_TARGET, K.RESIDUAL_TARGET.groups(self.width, self.height),
             images={"running_mean": self.running_means[view], "effective_target": self.effective_target,
                     "loss_acc": self.loss_acc},
-            samplers={"color_plus": plus["color"], "color_minus": minus["color"], "target": self.targets[view]},
+            samplers={"color_plus": plus["color"], "color_minus": minus["color"], "target": self.targets[view],
+                      "uv": plus["color"] if uv is None else uv},
             constants={"image_size": (self.width, self.height), "flags": self.loss.flag() | flags, "rate": rate,
                        "share": share})
         return self.effective_target

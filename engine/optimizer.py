@@ -95,8 +95,11 @@ class Engine:
         self.backend, self.scene, self.settings = backend, scene, settings
         self.step_index = 0
         # SART texels need each pixel's difference to be one texel's: per-pixel
-        # charging, one perturbed texel a footprint, and an unlit fit.
-        sart = s.texture_update == "sart" and scene.lit is None and s.estimator == "per_pixel" and s.texture_strata == 4
+        # charging, one perturbed texel a footprint, and no other lit map moving
+        # (a lit pixel is then affine in the base colour: FLAG_TEXEL_GAIN).
+        maps = s.optimize_roughness or s.optimize_metallic or s.optimize_normal
+        sart = (s.texture_update == "sart" and not (scene.lit is not None and maps) and s.estimator == "per_pixel"
+                and s.texture_strata == 4)
         self.params = p = build_parameters(backend, scene, settings, sart)
         self.schedule = Schedule(settings, joint=p.positions.enabled and p.texture.enabled)
         # Validation views judge the checkpoints and are never charged; the rest are fitted.
@@ -242,6 +245,8 @@ class Engine:
         r = self.raster
         if r.pair is not None:
             r.draw(r.pair, 0, 0, None, (0.0, 0.0), None, True)
+            if r.lit is not None and self.visits.by_weights:
+                r.draw(r.pair, 0, gain=True)
         plus, minus = r.textures(r.pair is not None)
         sub = SubStep(0, 0, 0, (), {})
         for kind in sorted(kinds):

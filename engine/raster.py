@@ -45,11 +45,13 @@ class Rasterizer:
         return self.pair_draw and self.pair is not None and "positions" not in sub.groups
 
     def draw(self, target, view: int, sign: int = 0, sub: SubStep | None = None, offset: tuple = (0.0, 0.0),
-             snapshot=None, pair: bool = False) -> None:
+             snapshot=None, pair: bool = False, gain: bool = False) -> None:
         """Render the parameters (sign 0), theta+ (+1) or theta- (-1) of
         sub-step `sub` into `target`, moved by `offset` pixels on screen;
         `snapshot`: a checkpoint's copy instead of theta; `pair` (sign +1,
-        positions not perturbed): theta+ and theta- in one draw."""
+        positions not perturbed): theta+ and theta- in one draw; `gain` (lit,
+        into `pair`): the lit colour, its gain and base colour
+        (RASTERIZE_LIT_FIT_GAIN, a lit SART visit's charge)."""
         p = self.params
         pos, tex = p.positions, p.texture
         groups = sub.groups if sub is not None else ()
@@ -81,8 +83,8 @@ class Rasterizer:
                              material_channels=self.material_channels,
                              normal_key=nrm.key(seed, index), normal_eps=eps(nrm),
                              normal_stratum=sub.stratum("normal") if sub is not None else -1)
-        self.backend.draw(self.pair_spec if pair else self.spec, target, self.batch, samplers=samplers,
-                          constants=constants)
+        spec = K.RASTERIZE_LIT_FIT_GAIN if gain else self.pair_spec if pair else self.spec
+        self.backend.draw(spec, target, self.batch, samplers=samplers, constants=constants)
 
     def textures(self, pair: bool) -> tuple:
         """(plus, minus) textures of a sub-step's renders, for G."""

@@ -84,10 +84,12 @@ class Visits:
         else:
             j = k - means
             sub = charge_sub(step, j, visit.view, visit.points[j], -1 if self.by_weights else None)
-            if self.by_weights:
-                self.timer("R", self.raster.draw, self.raster.plus, visit.view, 0, None, sub.offset)
-                plus = self.raster.backend.target_textures(self.raster.plus)
-                self.timer("G", self.gradient.accumulate, sub, plus, plus, 1.0, True)
+            if self.by_weights:  # one plain render (lit: its gain too, into the pair target)
+                lit = self.raster.lit is not None
+                target = self.raster.pair if lit else self.raster.plus
+                self.timer("R", self.raster.draw, target, visit.view, 0, None, sub.offset, gain=lit)
+                plus = self.raster.backend.target_textures(target)
+                self.timer("G", self.gradient.accumulate, sub, plus, plus, 1.0, True, lit)
             else:
                 substep(sub)
         if k + 1 == means + len(visit.points) or step + 1 >= last_step:

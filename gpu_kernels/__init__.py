@@ -70,6 +70,9 @@ FLAG_TEXEL_WEIGHTS = 1 << 21
 # ... whose sensitivity (the weight) is the same in the three channels: G sums it in channel 0
 # alone, and adam_step reads it there for all three (2 of a corner's 7 atomics fewer)
 ADAM_SHARED_SENSITIVITY = 1 << 22
+# residual_target: a lit SART visit's residual, turned into a base-colour one by the
+# pixel's gain and base colour (RASTERIZE_LIT_FIT_GAIN's color_minus and uv.zw)
+FLAG_TEXEL_GAIN = 1 << 23
 # A fitted normal-map texel tilts at most this far from its surface normal: z >= NORMAL_Z_MIN,
 # so it stays unit with z > 0 and sqrt(1 - x^2 - y^2) keeps float precision.
 NORMAL_Z_MIN = 0.05
@@ -151,7 +154,8 @@ _FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}", "NORMAL_XY_MAX": f"{NORMAL_XY_MAX
                                                 "SCORE_LOG_MEAN", "SCORE_FIRST", "SCORE_FINISH",
                                                 "SCORE_COVERAGE", "FLAG_SENSITIVITY",
                                                 "FLAG_TEXEL_RESIDUAL", "FLAG_TEXEL_SRGB", "FLAG_MEAN_ONLY",
-                                                "FLAG_TEXEL_WEIGHTS", "ADAM_SHARED_SENSITIVITY")}}
+                                                "FLAG_TEXEL_WEIGHTS", "ADAM_SHARED_SENSITIVITY",
+                                                "FLAG_TEXEL_GAIN")}}
 
 PERTURB = KernelSpec(
     name="perturb",
@@ -277,7 +281,7 @@ RESIDUAL_TARGET = KernelSpec(
     images=(_img(0, "RGBA32F", "running_mean"), _img(1, "RGBA32F", "effective_target", ("WRITE",)),
             _img(2, "R32I", "loss_acc")),
     samplers=(Sampler(0, "FLOAT_2D", "color_plus"), Sampler(1, "FLOAT_2D", "color_minus"),
-              Sampler(2, "FLOAT_2D", "target")),
+              Sampler(2, "FLOAT_2D", "target"), Sampler(3, "FLOAT_2D", "uv")),
     push_constants=(("IVEC2", "image_size"), ("INT", "flags"), ("FLOAT", "rate"), ("FLOAT", "share")),
     defines=_FIXED,
 )
@@ -349,9 +353,14 @@ RASTERIZE_LIT_FIT_PAIR = dataclasses.replace(
     fragment_sources=("rasterize_fit_lit_frag.glsl", "rasterize_fit_lit_pair_frag.glsl"),
     fragment_outputs=RASTERIZE_PAIR.fragment_outputs)
 
+# A lit SART visit's charge render: the lit colour, its gain and base colour (one draw).
+RASTERIZE_LIT_FIT_GAIN = dataclasses.replace(
+    RASTERIZE_LIT_FIT_PAIR, name="rasterize_lit_fit_gain",
+    fragment_sources=("rasterize_fit_lit_frag.glsl", "rasterize_fit_lit_gain_frag.glsl"))
+
 ALL_KERNELS = (PERTURB, RASTERIZE, RASTERIZE_PAIR, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT, COPY,
                RESIDUAL_TARGET, SCORE, LIT_EVAL, RASTERIZE_LIT, RASTERIZE_LIT_FIT,
-               RASTERIZE_LIT_FIT_PAIR) + tuple(ACCUMULATE_GRADIENT_VARIANTS.values())
+               RASTERIZE_LIT_FIT_PAIR, RASTERIZE_LIT_FIT_GAIN) + tuple(ACCUMULATE_GRADIENT_VARIANTS.values())
 
 __all__ = ["KernelSpec", "Image", "Sampler", "ALL_KERNELS", "FIXED_SCALE", "MAX_VIEWS_PER_STEP",
            "MAX_IMAGES_PER_KERNEL", "ACCUMULATE_GRADIENT_VARIANTS", "accumulate_gradient_kernel"] + [

@@ -29,6 +29,40 @@ vec4 texel_space(vec4 x)
   return x;
 }
 
+// A loss-space colour in linear light (premultiplied).
+vec4 linear_space(vec4 x)
+{
+  if ((flags & FLAG_LOG_LOSS) != 0) {
+    return exp2(x) - 1.0;
+  }
+  if ((flags & FLAG_SRGB_LOSS) != 0 && x.a > 0.0) {
+    vec3 s = x.rgb / x.a;
+    return vec4(mix(s / 12.92, pow((s + 0.055) / 1.055, vec3(2.4)), step(vec3(0.04045), s)) * x.a, x.a);
+  }
+  return x;
+}
+
+// FLAG_TEXEL_GAIN (a lit visit's charge): the pixel is D a + S in the linear
+// base colour a, so the residual asks a - (m - t) / D of it; the step to
+// that, in the texels' encoding, is the residual SART averages. Only pixels
+// fully covered in the mean and the target, and lit enough to see a (D >
+// GAIN_MIN), ask anything.
+#define GAIN_MIN 1e-3
+vec4 base_colour_residual(ivec2 p, vec4 m, vec4 t)
+{
+  vec4 gain = texelFetch(color_minus, p, 0);  // (D, a.r)
+  vec3 a = vec3(gain.a, texelFetch(uv, p, 0).zw);
+  vec4 ml = linear_space(m), tl = linear_space(t);
+  if (ml.a < 0.999 || tl.a < 0.999 || any(lessThan(gain.rgb, vec3(GAIN_MIN)))) {
+    return vec4(0.0);
+  }
+  vec3 want = clamp(a - (ml.rgb - tl.rgb) / gain.rgb, 0.0, 1.0);
+  if ((flags & FLAG_TEXEL_SRGB) != 0) {
+    return vec4(encode_srgb(vec4(a, 1.0)).rgb - encode_srgb(vec4(want, 1.0)).rgb, 0.0);
+  }
+  return vec4(a - want, 0.0);
+}
+
 void main()
 {
   ivec2 p = ivec2(gl_GlobalInvocationID.xy);
@@ -36,7 +70,8 @@ void main()
     return;
   }
   vec4 c_plus = loss_space(texelFetch(color_plus, p, 0), flags);
-  vec4 c_minus = loss_space(texelFetch(color_minus, p, 0), flags);
+  bool gain = (flags & FLAG_TEXEL_GAIN) != 0;  // color_minus holds the gain: s is c_plus alone
+  vec4 c_minus = gain ? c_plus : loss_space(texelFetch(color_minus, p, 0), flags);
   // `share` 0.5: the pair's mean; a visit's mean step weighs its two filter points.
   vec4 s = mix(c_plus, c_minus, share);
   vec4 m = mix(imageLoad(running_mean, p), s, rate);
@@ -46,7 +81,10 @@ void main()
   }
   vec4 t = texelFetch(target, p, 0);
   vec4 r = m - t;
-  if ((flags & FLAG_TEXEL_RESIDUAL) != 0) {
+  if (gain) {
+    r = base_colour_residual(p, m, t);
+  }
+  else if ((flags & FLAG_TEXEL_RESIDUAL) != 0) {
     r = texel_space(m) - texel_space(t);
     if (abs(r.a) > COVERAGE_TOLERANCE) {
       r = vec4(0.0);
