@@ -58,6 +58,20 @@ class Gradient:
             self.view_visits = [0] * len(scene.views)
             self.effective_target = b.texture(self.width, self.height, "RGBA32F")
 
+    def charges(self, lit: bool, by_weights: bool) -> set:
+        """The kinds of G (flags) this fit runs: each compiles a variant
+        (accumulate_gradient_kernel) that warm-up has built before the first step."""
+        s, p = self.settings, self.params
+        if s.estimator == "full_image":
+            return {K.FLAG_FULL_IMAGE}
+        positions, texels = p.positions.enabled, p.texture.enabled or lit
+        kinds = ({K.FLAG_POSITIONS} if positions else set()) | ({K.FLAG_TEXTURE} if texels else set())
+        if positions and texels and not s.alternate_groups:
+            kinds.add(K.FLAG_POSITIONS | K.FLAG_TEXTURE)
+        if by_weights:
+            kinds.add(K.FLAG_TEXTURE | K.FLAG_TEXEL_WEIGHTS)
+        return kinds
+
     def kernel(self, flags: int):
         return K.accumulate_gradient_kernel(flags) if self.specialized else K.ACCUMULATE_GRADIENT
 

@@ -12,7 +12,7 @@ from .params import (PARAM_WIDTH, SALT_MATERIAL, SALT_NORMAL, SALT_POSITIONS, SA
                      pack_rows, perturb, stored_unit_normals)
 from .raster import Rasterizer
 from .samples import FilterSamples
-from .schedule import Schedule, SubStep, ViewOrder, validation_views
+from .schedule import Schedule, SubStep, ViewOrder, validation_rule, validation_views
 from .scene import SceneArrays, Settings
 from .scoring import KeepBest, Scorer, ScoringQueue
 from .shape import ShapeChoice
@@ -145,12 +145,7 @@ class Engine:
 
     def validation_rule(self) -> str:
         """What judges the checkpoints, in words (the summary and the panel say it)."""
-        n, v = len(self.scene.views), len(self.validation)
-        if v:
-            names = ", ".join(self.scene.views[i].name for i in self.validation)
-            return f"{v} of {n} target views set aside, never fitted, judge the checkpoints ({names})"
-        why = "validation views 0" if self.settings.validation_views == 0 else f"{n} targets, fewer than 6"
-        return f"no view set aside ({why}): the checkpoints are judged on the targets"
+        return validation_rule([v.name for v in self.scene.views], self.validation, self.settings.validation_views)
 
     @property
     def shape_kept(self) -> str | None:
@@ -232,16 +227,6 @@ class Engine:
         the pair draw this fit will use (llvmpipe compiles a kernel at its
         first use: mid-run, a hitch in the panel). G runs one work group
         with no group's flag: it charges nothing."""
-        p, s = self.params, self.settings
-        if s.estimator == "full_image":
-            kinds = {K.FLAG_FULL_IMAGE}
-        else:
-            positions, texels = p.positions.enabled, p.texture.enabled or self.scene.lit is not None
-            kinds = ({K.FLAG_POSITIONS} if positions else set()) | ({K.FLAG_TEXTURE} if texels else set())
-            if positions and texels and not s.alternate_groups:
-                kinds.add(K.FLAG_POSITIONS | K.FLAG_TEXTURE)
-            if self.visits.by_weights:
-                kinds.add(K.FLAG_TEXTURE | K.FLAG_TEXEL_WEIGHTS)
         r = self.raster
         if r.pair is not None:
             r.draw(r.pair, 0, 0, None, (0.0, 0.0), None, True)
@@ -249,7 +234,7 @@ class Engine:
                 r.draw(r.pair, 0, gain=True)
         plus, minus = r.textures(r.pair is not None)
         sub = SubStep(0, 0, 0, (), {})
-        for kind in sorted(kinds):
+        for kind in sorted(self.gradient.charges(self.scene.lit is not None, self.visits.by_weights)):
             self.gradient.dispatch(self.gradient.kernel(kind), (1, 1, 1), K.FLAG_EFFECTIVE_TARGET | self.loss.flag(),
                                    plus, minus, self.targets[0], sub)
 
@@ -270,10 +255,6 @@ class Engine:
                 self.params.release(snapshot)
                 on_done(loss, step)
         self.queue.submit(snapshot, self.step_index, done)
-
-    @property
-    def checkpoint_pending(self) -> bool:
-        return len(self.queue) > 0
 
     def checkpoint(self) -> float:
         """Score the current parameters on every target view now (after what
@@ -313,10 +294,6 @@ class Engine:
     @property
     def best_step(self) -> int | None:
         return self.keep_best.step
-
-    @property
-    def best_loss(self) -> float:
-        return self.keep_best.loss
 
     def checkpoint_loss(self) -> float:
         """Mean MSE of the current parameters over the judging views, as a checkpoint scores it."""

@@ -152,3 +152,13 @@ def validation_views(count: int, asked: int, seed: int) -> tuple:
         raise ValueError(f"{n} validation views leave no target view of {count} to fit")
     offset = int(np.random.default_rng([seed, 2]).integers(count))
     return tuple(sorted((offset + (i * count) // n) % count for i in range(n)))
+
+
+def validation_rule(names: list, validation: tuple, asked: int) -> str:
+    """What judges the checkpoints, in words: the `validation` views of the
+    targets `names`, or why none are set aside (`asked`: the setting)."""
+    if validation:
+        held = ", ".join(names[i] for i in validation)
+        return f"{len(validation)} of {len(names)} target views set aside, never fitted, judge the checkpoints ({held})"
+    why = "validation views 0" if asked == 0 else f"{len(names)} targets, fewer than 6"
+    return f"no view set aside ({why}): the checkpoints are judged on the targets"

@@ -8,6 +8,7 @@ from helpers import H, W, assert_pair_draw_is_two_draws, flat_texture, read_rend
 from sge_optimizer import gpu_kernels as K
 from sge_optimizer.engine import Engine, SceneArrays, Settings, View
 from sge_optimizer.engine import reference as ref
+from sge_optimizer.engine import reference_residual as ref_residual
 from sge_optimizer.engine import synthetic
 from sge_optimizer.engine.params import perturb
 from sge_optimizer.engine.update import vertex_adjacency
@@ -254,7 +255,7 @@ def test_score_matches_reference(backend, pixel_filter, antialias, space, covera
     for offset in offsets:
         engine.raster.draw(engine.raster.plus, 1, offset=offset)
         samples.append(backend.read(backend.target_textures(engine.raster.plus)["color"]))
-    filtered = ref.filtered_render(samples, weights, log=engine.loss.workbench and antialias)
+    filtered = ref_residual.filtered_render(samples, weights, log=engine.loss.workbench and antialias)
     np.testing.assert_allclose(engine.render_color(1, antialias), filtered, atol=1e-5)
     color = engine.loss.encoded(filtered)
     target = engine.loss_targets[1]
@@ -283,7 +284,7 @@ def test_residual_target_matches_reference(backend, pixel_filter):
         engine.substep(sub)
         plus, minus = (r["color"] for r in read_renders(engine, sub))
         rate = max(1.0 / (visit + 1), 0.25)
-        mean, effective, loss = ref.residual_target(plus, minus, engine.loss_targets[2], mean, rate,
+        mean, effective, loss = ref_residual.residual_target(plus, minus, engine.loss_targets[2], mean, rate,
                                                     srgb_loss=engine.loss.srgb, log_loss=engine.loss.workbench)
         np.testing.assert_allclose(backend.read(G.running_means[2]), mean, atol=1e-5)
         np.testing.assert_allclose(backend.read(G.effective_target), effective, atol=1e-5)
@@ -331,7 +332,7 @@ def test_a_sart_visit_charges_the_residual_of_the_filtered_render(backend, charg
             plus, minus = read_renders(engine, engine.make_substep(0, 0, view, (0.0, 0.0), ("texture",)))
             if charge == "weights":  # one plain render
                 plus = minus = {k: backend.read(t) for k, t in backend.target_textures(raster.plus).items()}
-            _, want, _ = ref.residual_target(plus["color"], minus["color"], engine.loss_targets[view], mean, 0.0,
+            _, want, _ = ref_residual.residual_target(plus["color"], minus["color"], engine.loss_targets[view], mean, 0.0,
                                              log_loss=True, texel_srgb=True)
             effective = backend.read(G.effective_target)
             np.testing.assert_allclose(effective, want, atol=1e-5)

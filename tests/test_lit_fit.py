@@ -576,6 +576,7 @@ def test_the_lit_visit_residual_matches_reference(backend, srgb):
     the base colour a, so it asks a - (m - t) / D of it, as the numpy
     reference does; dark (D < GAIN_MIN) and partly covered pixels ask nothing."""
     from sge_optimizer.engine import reference as ref
+    from sge_optimizer.engine import reference_residual as ref_residual
 
     texture = synthetic.checker_texture(TEX)
     mesh, eyes, views = sphere_views(texture, views=2)
@@ -600,7 +601,7 @@ def test_the_lit_visit_residual_matches_reference(backend, srgb):
     G.residual_target(1, {"color": tex["color"]}, {"color": tex["gain"]}, rate=0.0, flags=flags, uv=tex["uv"])
     srgb_loss = engine.loss.srgb
     assert srgb_loss == srgb
-    _, want, _ = ref.residual_target(color, gain, target, mean, 0.0, srgb_loss=srgb_loss, texel_srgb=srgb,
+    _, want, _ = ref_residual.residual_target(color, gain, target, mean, 0.0, srgb_loss=srgb_loss, texel_srgb=srgb,
                                      gain=gain, uv=uv)
     got = backend.read(G.effective_target)
     s = ref.loss_space(color, srgb_loss)
