@@ -381,3 +381,103 @@ def test_captured_targets_keep_our_own_filter(small_scene):
     assert (run.settings.pixel_filter, run.settings.filter_sigma) == ("gaussian", Settings.filter_sigma)
     del cameras[0].data.background_images[0].image[scene_inputs.CAPTURED]
     assert scene_inputs.pixel_filter_for(scene, cameras)["pixel_filter"] == "workbench"
+
+
+# Which image, which faces, which targets (issue 23) -------------------------------
+def pixels_of(image) -> np.ndarray:
+    px = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(px)
+    return px
+
+
+def two_bsdf_material(source):
+    """The source's material rebuilt with two Principled BSDFs: an unconnected
+    one first in node order holding DECOY, then the one wired to the Material
+    Output holding REAL (the source's flat start image). Returns (REAL, DECOY)."""
+    real = bpy.data.images["Source Albedo"]
+    real.name = "REAL"
+    decoy = target_setup.new_image("DECOY", np.random.default_rng(5).uniform(0, 1, (16, 16, 4)).astype(np.float32))
+    mat = bpy.data.materials.new("Two BSDFs")
+    if bpy.app.version < (5, 0, 0):
+        mat.use_nodes = True
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    nodes.clear()
+    bsdfs = []
+    for image in (decoy, real):
+        bsdf, tex = nodes.new("ShaderNodeBsdfPrincipled"), nodes.new("ShaderNodeTexImage")
+        tex.image = image
+        links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+        bsdfs.append(bsdf)
+    output = nodes.new("ShaderNodeOutputMaterial")
+    links.new(bsdfs[1].outputs[0], output.inputs["Surface"])
+    source.data.materials.clear()
+    source.data.materials.append(mat)
+    return real, decoy
+
+
+def add_lights():
+    """A sun, a dim world and the Standard view transform: what a lit fit needs."""
+    from lit_scene import add_light, set_world
+
+    scene = bpy.context.scene
+    scene.view_settings.view_transform = "Standard"
+    add_light(scene, "SUN", "Sun", (0, 0, 0), (0.6, 0.2, 0.4), energy=3.0)
+    set_world(scene, (0.05, 0.05, 0.05))
+
+
+@pytest.mark.parametrize("lit", [False, True], ids=["unlit", "lit"])
+def test_the_image_fitted_is_the_one_wired_to_the_material_output(small_scene, lit):
+    """An unconnected Principled BSDF first in node order (DECOY) is not what
+    renders: the fit changes REAL, the image of the BSDF on the Material
+    Output, and leaves DECOY bit-exact."""
+    source, collection = small_scene
+    real, decoy = two_bsdf_material(source)
+    if lit:
+        add_lights()
+    real_before, decoy_before = pixels_of(real), pixels_of(decoy)
+    summary = optimize(source, collection, Settings(steps=20, optimize_positions=not lit, lit=lit, keep_best=False), resolution=32)
+    assert summary["image"] == "REAL"
+    assert not np.array_equal(pixels_of(real), real_before)
+    np.testing.assert_array_equal(pixels_of(decoy), decoy_before)
+
+
+def test_a_surface_that_is_not_a_principled_bsdf_is_refused_by_name(small_scene):
+    source, collection = small_scene
+    mat = source.data.materials[0]
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    output = next(n for n in nodes if n.type == "OUTPUT_MATERIAL")
+    bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    mix = nodes.new("ShaderNodeMixShader")
+    links.new(bsdf.outputs[0], mix.inputs[1])
+    links.new(mix.outputs[0], output.inputs["Surface"])
+    refuse(source, collection, "material 'Source'", "'Mix Shader'", "Principled BSDF")
+    links.remove(mix.outputs[0].links[0])
+    refuse(source, collection, "material 'Source'", "nothing feeds", "Surface")
+    nodes.remove(output)
+    refuse(source, collection, "material 'Source'", "no Material Output")
+
+
+def test_faces_showing_different_images_are_refused_by_slot(small_scene):
+    """An unlit fit optimizes one image: faces whose materials show different
+    images (or none) are refused, naming the slots, materials, images and faces."""
+    source, collection = small_scene
+    other = target_setup.textured_material("Other", target_setup.new_image("Other Albedo", np.ones((8, 8, 4), np.float32)))
+    source.data.materials.append(other)
+    for face in list(source.data.polygons)[100:110]:
+        face.material_index = 1
+    message = refuse(source, collection, "slot 1 'Source'", "'Source Albedo'", "slot 2 'Other'",
+                     "'Other Albedo'", "10 faces (the first is face 100)")
+    assert "one base-colour image" in message
+    source.data.materials[1] = None
+    refuse(source, collection, "slot 2 (empty) on 10 faces")
+
+
+def test_materials_sharing_one_image_are_fitted_together(small_scene):
+    source, collection = small_scene
+    image = bpy.data.images["Source Albedo"]
+    source.data.materials.append(target_setup.textured_material("Other", image))
+    for face in list(source.data.polygons)[100:110]:
+        face.material_index = 1
+    before = pixels_of(image)
+    summary = optimize(source, collection, Settings(steps=20, keep_best=False), resolution=32)
+    assert summary["image"] == "Source Albedo" and not np.array_equal(pixels_of(image), before)
