@@ -52,13 +52,26 @@ def check_extent(inputs: SceneInputs) -> None:
 
 
 def coverage_warnings(inputs: SceneInputs) -> list:
-    """Refuse when no target view can see the object; one warning per view
+    """Refuse when no target view can see the object, or when a view that sees
+    it has a target with no coverage (alpha 0 everywhere: a fit would pull the
+    object out of its frame and darken the texture); one warning per view
     that sees none of it (its target pixels cannot be matched)."""
     views = inputs.arrays.views
     blind = [v for v in views if triangles_in_frame(inputs.arrays.mesh, v.view_projection) == 0]
     if len(blind) == len(views):
         raise InputError(f"no target camera sees '{inputs.obj.name}': each looks away from it or has it outside "
                          "its clip range; aim the cameras at it (e.g. Add Cameras Around)")
+    empty = [f"camera '{cam.name}' (image '{target_background(cam).image.name}')"
+             for cam, view in zip(inputs.cameras, views)
+             if view not in blind and not np.any(view.target[..., 3] > 0)]
+    if empty:
+        which = (f"the target of {empty[0]} is fully transparent (alpha 0 everywhere) though '{inputs.obj.name}' "
+                 "is in its view" if len(empty) == 1 else
+                 f"the targets of {len(empty)} cameras are fully transparent (alpha 0 everywhere) though "
+                 f"'{inputs.obj.name}' is in their view: {', '.join(empty)}")
+        raise InputError(f"{which}. A fit would pull the object out of the frame and darken its texture: render "
+                         "the targets with the object visible, or, if an image's alpha is not coverage, set its "
+                         "Alpha to None (Image Editor > Sidebar > Image), or take the camera out of the collection")
     warnings = []
     for view in blind:
         covered = int(np.count_nonzero(view.target[..., 3] > 0))

@@ -481,3 +481,23 @@ def test_materials_sharing_one_image_are_fitted_together(small_scene):
     before = pixels_of(image)
     summary = optimize(source, collection, Settings(steps=20, keep_best=False), resolution=32)
     assert summary["image"] == "Source Albedo" and not np.array_equal(pixels_of(image), before)
+
+
+def clear_alpha(image) -> None:
+    px = pixels_of(image).reshape(-1, 4)
+    px[:, 3] = 0.0
+    image.pixels.foreach_set(px.ravel())
+    image.update()
+
+
+def test_targets_with_no_coverage_are_refused_before_anything_changes(small_scene):
+    """All-transparent targets in a joint fit used to shrink the mesh and
+    darken the texture: refused by camera and image, nothing changed."""
+    source, collection = small_scene
+    cams = scene_inputs.collection_cameras(collection)
+    clear_alpha(cams[2].data.background_images[0].image)
+    image = cams[2].data.background_images[0].image.name
+    refuse(source, collection, f"camera '{cams[2].name}'", f"'{image}'", "transparent")
+    for cam in cams:
+        clear_alpha(cam.data.background_images[0].image)
+    refuse(source, collection, f"camera '{cams[0].name}'", "transparent")
