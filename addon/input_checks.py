@@ -15,6 +15,11 @@ COORDINATE_LIMIT = 1e7
 # An object smaller than this fraction of its distance from the origin moves
 # by less than float32 can resolve (the default step is 0.2 % of its size).
 SMALLEST_RELATIVE_SIZE = 1e-4
+# A normal map is warned about when more than this share of its texels decode
+# to a length off 1 by more than NORMAL_LENGTH_TOLERANCE, or to z <= 0 (8-bit
+# quantization and filtering stay far inside the tolerance).
+NORMAL_OFF_UNIT_SHARE = 0.05
+NORMAL_LENGTH_TOLERANCE = 0.25
 
 
 def check_shared_data(inputs: SceneInputs) -> None:
@@ -99,8 +104,35 @@ def shadow_warnings(inputs: SceneInputs, scene) -> list:
             f"on the {lights} and render the targets again"]
 
 
+def off_unit_share(stored: np.ndarray) -> float:
+    """The share of a tangent-space normal map's texels, (h, w, 3) as stored in
+    [0, 1], that decode (2 x - 1) to a vector far from unit length or pointing
+    into the surface (z <= 0): tangent-space normals never do."""
+    normals = stored[..., :3].reshape(-1, 3).astype(np.float64) * 2.0 - 1.0
+    length = np.linalg.norm(normals, axis=-1)
+    bad = (np.abs(length - 1.0) > NORMAL_LENGTH_TOLERANCE) | (normals[:, 2] <= 0.0)
+    return float(np.mean(bad)) if len(bad) else 0.0
+
+
+def normal_map_warnings(inputs: SceneInputs) -> list:
+    """A lit fit's normal map whose texels are mostly not unit tangent-space
+    normals (a black image, say) is read and fitted, with one warning."""
+    material = inputs.lit_material
+    normal = material.normal if material is not None else None
+    if normal is None:
+        return []
+    share = off_unit_share(normal.image)
+    if share <= NORMAL_OFF_UNIT_SHARE:
+        return []
+    return [f"normal map '{normal.image_name}': {share:.0%} of its texels decode to vectors far from unit length "
+            "or pointing into the surface, which tangent-space normals never do; the image may have been "
+            "regenerated blank (setting Non-Color on a generated image after writing its pixels regenerates "
+            "it black): set Non-Color first, then write the pixels, or load the intended image"]
+
+
 def check(inputs: SceneInputs, scene=None) -> list:
     """Every check above; returns the warnings."""
     check_shared_data(inputs)
     check_extent(inputs)
-    return coverage_warnings(inputs) + shadow_warnings(inputs, scene or bpy.context.scene)
+    return (coverage_warnings(inputs) + shadow_warnings(inputs, scene or bpy.context.scene)
+            + normal_map_warnings(inputs))

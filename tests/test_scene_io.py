@@ -501,3 +501,20 @@ def test_targets_with_no_coverage_are_refused_before_anything_changes(small_scen
     for cam in cams:
         clear_alpha(cam.data.background_images[0].image)
     refuse(source, collection, f"camera '{cams[0].name}'", "transparent")
+
+
+def test_a_black_normal_map_is_warned_about(small_scene):
+    """Texels far from unit tangent-space normals (black: (-1, -1, -1) decoded)
+    are read and fitted, with a warning that says what probably happened."""
+    source, collection = small_scene
+    add_lights()
+    image = target_setup.add_normal_map(source, np.zeros((8, 8, 3), np.float32), name="Black Normal")
+    settings = Settings(steps=2, optimize_positions=False, lit=True)
+    warned = [w for w in OptimizationRun(source, collection, settings, resolution=32).warnings if "normal" in w]
+    assert len(warned) == 1, warned
+    assert "'Black Normal'" in warned[0] and "100%" in warned[0] and "Non-Color" in warned[0]
+    flat = np.zeros((8, 8, 4), np.float32)
+    flat[...] = (0.5, 0.5, 1.0, 1.0)
+    flat[:1, :1] = 0.0  # one black texel in 64 is not worth a word
+    image.pixels.foreach_set(flat.ravel())
+    assert not [w for w in OptimizationRun(source, collection, settings, resolution=32).warnings if "normal" in w]
