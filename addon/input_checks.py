@@ -20,6 +20,9 @@ SMALLEST_RELATIVE_SIZE = 1e-4
 # quantization and filtering stay far inside the tolerance).
 NORMAL_OFF_UNIT_SHARE = 0.05
 NORMAL_LENGTH_TOLERANCE = 0.25
+# Points per triangle edge where the UVs are sampled for the texels they reach.
+UV_LATTICE_STEPS = 6
+UV_SAMPLED_TRIANGLES = 50_000
 
 
 def check_shared_data(inputs: SceneInputs) -> None:
@@ -104,30 +107,56 @@ def shadow_warnings(inputs: SceneInputs, scene) -> list:
             f"on the {lights} and render the targets again"]
 
 
-def off_unit_share(stored: np.ndarray) -> float:
+def texels_under(corner_uvs: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Flat indices of the texels of a (height, width) bottom-up map that the
+    triangles' UVs reach (repeat wrapping), found at a lattice of points on
+    each triangle (corners, edges, inside): every texel of a triangle no wider
+    than a few texels, an even sample of a larger one's. On a mesh of more
+    than UV_SAMPLED_TRIANGLES triangles, an evenly strided subset of them."""
+    steps = UV_LATTICE_STEPS
+    a, b = np.meshgrid(np.arange(steps + 1), np.arange(steps + 1), indexing="ij")
+    keep = a + b <= steps
+    weights = np.stack([a[keep], b[keep], steps - a[keep] - b[keep]], -1).astype(np.float32) / steps
+    stride = max(1, -(-len(corner_uvs) // UV_SAMPLED_TRIANGLES))
+    uv = (weights @ np.asarray(corner_uvs[::stride], np.float32)).reshape(-1, 2)  # (T, P, 2)
+    uv = uv[np.all(np.isfinite(uv), axis=1)]
+    x = np.floor(uv[:, 0] * width).astype(np.int64) % width
+    y = np.floor(uv[:, 1] * height).astype(np.int64) % height
+    reached = np.zeros(height * width, bool)
+    reached[y * width + x] = True
+    return np.flatnonzero(reached)
+
+
+def off_unit_share(stored: np.ndarray, texels: np.ndarray | None = None) -> float:
     """The share of a tangent-space normal map's texels, (h, w, 3) as stored in
-    [0, 1], that decode (2 x - 1) to a vector far from unit length or pointing
-    into the surface (z <= 0): tangent-space normals never do."""
-    normals = stored[..., :3].reshape(-1, 3).astype(np.float64) * 2.0 - 1.0
+    [0, 1] (only the flat indices `texels`, if given), that decode (2 x - 1)
+    to a vector far from unit length or pointing into the surface (z <= 0):
+    tangent-space normals never do."""
+    normals = stored[..., :3].reshape(-1, 3)
+    if texels is not None:
+        normals = normals[texels]
+    normals = normals.astype(np.float64) * 2.0 - 1.0
     length = np.linalg.norm(normals, axis=-1)
     bad = (np.abs(length - 1.0) > NORMAL_LENGTH_TOLERANCE) | (normals[:, 2] <= 0.0)
     return float(np.mean(bad)) if len(bad) else 0.0
 
 
 def normal_map_warnings(inputs: SceneInputs) -> list:
-    """A lit fit's normal map whose texels are mostly not unit tangent-space
-    normals (a black image, say) is read and fitted, with one warning."""
+    """A lit fit's normal map whose texels under the mesh's UVs are mostly not
+    unit tangent-space normals (a black image, say) is read and fitted, with
+    one warning. Texels no UV reaches (left black by a bake) do not count."""
     material = inputs.lit_material
     normal = material.normal if material is not None else None
     if normal is None:
         return []
-    share = off_unit_share(normal.image)
+    height, width = normal.image.shape[:2]
+    share = off_unit_share(normal.image, texels_under(inputs.arrays.mesh.corner_uvs, height, width))
     if share <= NORMAL_OFF_UNIT_SHARE:
         return []
-    return [f"normal map '{normal.image_name}': {share:.0%} of its texels decode to vectors far from unit length "
-            "or pointing into the surface, which tangent-space normals never do; the image may have been "
-            "regenerated blank (setting Non-Color on a generated image after writing its pixels regenerates "
-            "it black): set Non-Color first, then write the pixels, or load the intended image"]
+    return [f"normal map '{normal.image_name}': {share:.0%} of the texels the mesh uses decode to vectors far "
+            "from unit length or pointing into the surface, which tangent-space normals never do; the image "
+            "may have been regenerated blank (setting Non-Color on a generated image after writing its pixels "
+            "regenerates it black): set Non-Color first, then write the pixels, or load the intended image"]
 
 
 def check(inputs: SceneInputs, scene=None) -> list:

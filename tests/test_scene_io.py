@@ -518,3 +518,12 @@ def test_a_black_normal_map_is_warned_about(small_scene):
     flat[:1, :1] = 0.0  # one black texel in 64 is not worth a word
     image.pixels.foreach_set(flat.ravel())
     assert not [w for w in OptimizationRun(source, collection, settings, resolution=32).warnings if "normal" in w]
+    # Texels no UV reaches (a bake leaves them black) are not counted: the UVs
+    # squeezed into the lower-left quarter, the rest of the map black.
+    uv = np.empty(len(source.data.loops) * 2, np.float32)
+    source.data.uv_layers.active.uv.foreach_get("vector", uv)
+    source.data.uv_layers.active.uv.foreach_set("vector", uv * 0.45)
+    flat[:] = 0.0
+    flat[:4, :4] = (0.5, 0.5, 1.0, 1.0)
+    image.pixels.foreach_set(flat.ravel())
+    assert not [w for w in OptimizationRun(source, collection, settings, resolution=32).warnings if "normal" in w]
