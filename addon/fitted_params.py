@@ -240,10 +240,10 @@ def for_run(inputs: scene_inputs.SceneInputs, settings) -> list:
     InputError when a map or constant cannot be fitted."""
     channels = [c for c, on in (("roughness", settings.optimize_roughness),
                                 ("metallic", settings.optimize_metallic)) if on]
-    sockets, images = material_io.fitted_inputs(inputs.obj, channels) if channels else ({}, {})
+    sockets, images = material_io.fitted_inputs(inputs.obj, channels, inputs.scene) if channels else ({}, {})
     params = [MeshPositions(inputs, settings.optimize_positions), BaseColorImage(inputs, settings.optimize_texture)]
     if settings.optimize_normal:
-        params.append(NormalMapImage(material_io.normal_map_image(inputs.obj)))
+        params.append(NormalMapImage(material_io.normal_map_image(inputs.obj, inputs.scene)))
     params += [MaterialImage(c, image, out) for c, (image, out) in images.items()]
     params += [MaterialConstant(c, socket) for c, socket in sockets.items()]
     return params

@@ -60,23 +60,84 @@ def _uses_nodes(idblock) -> bool:
     return bpy.app.version >= (5, 0, 0) or idblock.use_nodes  # always on since 5.0
 
 
-def _active_output(tree, node_type: str):
+def output_target(scene) -> str:
+    """The output-node target the scene's engine renders: Cycles its own; any
+    other engine EEVEE's (Workbench does not render shader nodes, and the
+    viewport's Material Preview is EEVEE)."""
+    return "CYCLES" if scene.render.engine == "CYCLES" else "EEVEE"
+
+
+def _active_output(tree, node_type: str, target: str):
+    """The output node Blender renders for `target` ("EEVEE" or "CYCLES"), as
+    Blender picks it: one for that target beats one for All, and among equals
+    the active one, else the first; None if there is none."""
     outputs = [n for n in tree.nodes if n.type == node_type]
-    active = [n for n in outputs if n.is_active_output]
-    return (active or outputs or [None])[0]
+    for kind in (target, "ALL"):
+        candidates = [n for n in outputs if n.target == kind]
+        if candidates:
+            return next((n for n in candidates if n.is_active_output), candidates[0])
+    return None
 
 
 # The material ------------------------------------------------------------------------
+def _used_slots(obj) -> list:
+    """(slot index, face count, first face) of each material slot the faces
+    use (an index past the last slot counts as the last, as Blender draws it);
+    slot 0 for a mesh without faces."""
+    index = np.zeros(len(obj.data.polygons), np.int32)
+    obj.data.polygons.foreach_get("material_index", index)
+    if len(index) == 0:
+        return [(0, 0, 0)]
+    index = np.clip(index, 0, max(len(obj.material_slots) - 1, 0))
+    slots, first, counts = np.unique(index, return_index=True, return_counts=True)
+    return [(int(s), int(c), int(f)) for s, f, c in zip(slots, first, counts)]
+
+
+def base_color_image(obj, scene=None) -> tuple:
+    """(image, uv map name or None) that the object's faces show as base colour,
+    each used material followed from the Material Output that the scene's
+    engine renders (`principled_bsdf`) to its Base Color's Image Texture.
+    Faces that show different images, or none, are refused by slot."""
+    slots = obj.material_slots
+    advice = ("give it a material whose Principled BSDF, connected to the Material Output, has its "
+              "Base Color fed by an Image Texture node")
+    if len(slots) == 0:
+        raise InputError(f"object '{obj.name}' has no base-colour image (it has no material): {advice}")
+    shown = []  # (slot, faces, first face, material, (image, uv map) or None)
+    for slot, faces, first in _used_slots(obj):
+        mat = slots[slot].material
+        source = None if mat is None else _base_color_source(mat, principled_bsdf(mat, scene))
+        shown.append((slot, faces, first, mat, None if source is None else (source[0].image, source[2] or None)))
+    distinct = {entry[4] for entry in shown}
+    if len(distinct) == 1 and None not in distinct:
+        return distinct.pop()
+    if len(shown) == 1:
+        mat = shown[0][3]
+        why = "its faces use an empty material slot" if mat is None else \
+            f"nothing feeds the Base Color of material '{mat.name}'"
+        raise InputError(f"object '{obj.name}' has no base-colour image ({why}): {advice}")
+
+    def shows(mat, source):
+        if mat is None:
+            return "(empty)"
+        if source is None:
+            return f"'{mat.name}' (no base-colour image)"
+        uv = f" through UV map '{source[1]}'" if source[1] else ""
+        return f"'{mat.name}' (image '{source[0].name}'{uv})"
+
+    detail = "; ".join(f"slot {slot + 1} {shows(mat, source)} on {faces} faces (the first is face {first})"
+                       for slot, faces, first, mat, source in shown)
+    raise InputError(f"object '{obj.name}' shows different base colours on its faces: {detail}. A fit "
+                     "optimizes one base-colour image: give these faces materials that share one image, "
+                     "or split the object (Edit Mode > Mesh > Separate > By Material)")
+
+
 def object_material(obj):
     """The one material on all of the object's faces."""
     slots = obj.material_slots
     if len(slots) == 0:
         raise InputError(f"object '{obj.name}' has no material: add one with a Principled BSDF")
-    mesh = obj.data
-    index = np.zeros(len(mesh.polygons), np.int32)
-    mesh.polygons.foreach_get("material_index", index)
-    used = np.unique(np.clip(index, 0, len(slots) - 1)) if len(index) else np.array([0])
-    materials = [slots[int(i)].material for i in used]
+    materials = [slots[slot].material for slot, _, _ in _used_slots(obj)]
     if any(m is None for m in materials):
         raise InputError(f"object '{obj.name}' has faces in an empty material slot: "
                          "give every face the same material")
@@ -87,27 +148,41 @@ def object_material(obj):
     return materials[0]
 
 
-def principled_node(mat):
-    """The Principled BSDF feeding the material's active Material Output."""
+def _material_output(mat, scene):
+    """The Material Output the scene's engine renders (`_active_output`)."""
     if not _uses_nodes(mat):
         raise InputError(f"material '{mat.name}' does not use nodes: enable Use Nodes "
                          "and give it a Principled BSDF")
-    output = _active_output(mat.node_tree, "OUTPUT_MATERIAL")
+    output = _active_output(mat.node_tree, "OUTPUT_MATERIAL", output_target(scene or bpy.context.scene))
     if output is None:
-        raise InputError(f"material '{mat.name}' has no Material Output node")
+        raise InputError(f"material '{mat.name}' has no Material Output node (for the scene's render engine)")
+    return output
+
+
+def principled_bsdf(mat, scene=None):
+    """The Principled BSDF feeding the Surface of the Material Output that the
+    scene's engine renders (through reroutes); anything else is refused by name."""
+    output = _material_output(mat, scene)
+    source = _source(output.inputs["Surface"])
+    if source is None:
+        raise InputError(f"material '{mat.name}': nothing feeds the Surface of its Material Output "
+                         f"'{output.name}'; connect a Principled BSDF")
+    node = source[0]
+    if node.type != "BSDF_PRINCIPLED":
+        raise InputError(f"material '{mat.name}': its surface is a '{node.bl_label}' node; SGE Optimizer "
+                         f"reads a Principled BSDF connected directly to the Material Output '{output.name}'")
+    return node
+
+
+def principled_node(mat, scene=None):
+    """`principled_bsdf`, refusing what the lit model does not reproduce on the
+    Material Output (Volume, Displacement)."""
+    output = _material_output(mat, scene)
     for name in ("Volume", "Displacement"):
         if name in output.inputs and output.inputs[name].is_linked:
             raise InputError(f"material '{mat.name}': its Material Output has a {name} input; "
                              f"the lit model does not reproduce {name.lower()}: disconnect it")
-    source = _source(output.inputs["Surface"])
-    if source is None:
-        raise InputError(f"material '{mat.name}': nothing feeds the Material Output's Surface; "
-                         "connect a Principled BSDF")
-    node = source[0]
-    if node.type != "BSDF_PRINCIPLED":
-        raise InputError(f"material '{mat.name}': its surface is a '{node.bl_label}' node; the lit model "
-                         "supports a Principled BSDF connected directly to the Material Output")
-    return node
+    return principled_bsdf(mat, scene)
 
 
 def _check_unsupported(mat, bsdf) -> None:
@@ -183,10 +258,23 @@ def _resolve_uv(mesh, name: str) -> str | None:
     return layer.name if layer is not None else None
 
 
-def read_lit_material(obj) -> LitMaterial:
+def _base_color_source(mat, bsdf):
+    """(Image Texture node, output socket, uv map or '') feeding the Principled
+    Base Color, or None where it is unlinked; only its Color output is read."""
+    base = bsdf.inputs["Base Color"]
+    if _source(base) is None:
+        return None
+    node, out, uv = _image_node(mat, base, "Base Color")
+    if out.name != "Color":
+        raise InputError(f"material '{mat.name}': the Base Color comes from the Alpha output of "
+                         f"'{node.image.name}'; connect its Color output")
+    return node, out, uv
+
+
+def read_lit_material(obj, scene=None) -> LitMaterial:
     """The object's material as a `LitMaterial`. Changes nothing."""
     mat = object_material(obj)
-    bsdf = principled_node(mat)
+    bsdf = principled_node(mat, scene)
     _check_unsupported(mat, bsdf)
     result = LitMaterial(name=mat.name,
                          specular_ior_level=float(bsdf.inputs["Specular IOR Level"].default_value),
@@ -202,14 +290,12 @@ def read_lit_material(obj) -> LitMaterial:
         images[name] = channel
         uv_maps[name] = _resolve_uv(obj.data, uv)
 
-    base = bsdf.inputs["Base Color"]
-    if _source(base) is None:
+    source = _base_color_source(mat, bsdf)
+    if source is None:
+        base = bsdf.inputs["Base Color"]
         result.base_color = ColorChannel(constant=tuple(float(c) for c in base.default_value[:3]))
     else:
-        node, out, uv = _image_node(mat, base, "Base Color")
-        if out.name != "Color":
-            raise InputError(f"material '{mat.name}': the Base Color comes from the Alpha output of "
-                             f"'{node.image.name}'; connect its Color output")
+        node, _, uv = source
         note(node, uv, "Base Color")
         encoding = image_encoding(node.image)
         result.base_color = ColorChannel(image=read_image_pixels(node.image, "base-colour image"),
@@ -454,13 +540,14 @@ def read_light(obj) -> Light:
 
 
 # The world ------------------------------------------------------------------------------
-def _read_world(world) -> tuple:
-    """(ambient RGB, environment SH (9, 3) or None)."""
+def _read_world(world, target: str) -> tuple:
+    """(ambient RGB, environment SH (9, 3) or None) from the World Output
+    rendered for `target` (`output_target`)."""
     if world is None:
         return (0.0, 0.0, 0.0), None
     if not _uses_nodes(world):
         return tuple(float(c) for c in world.color), None
-    output = _active_output(world.node_tree, "OUTPUT_WORLD")
+    output = _active_output(world.node_tree, "OUTPUT_WORLD", target)
     if output is None:
         return (0.0, 0.0, 0.0), None
     if "Volume" in output.inputs and output.inputs["Volume"].is_linked:
@@ -504,7 +591,7 @@ def _read_world(world) -> tuple:
 def read_lighting(scene, view_layer=None) -> Lighting:
     """The scene's visible lights and its world. Changes nothing."""
     lights = tuple(read_light(obj) for obj in _visible_lights(scene, view_layer))
-    ambient, sh = _read_world(scene.world)
+    ambient, sh = _read_world(scene.world, output_target(scene))
     lighting = Lighting(lights=lights, ambient=ambient, environment_sh=sh)
     env_dark = sh is None or float(np.abs(sh).max()) <= 0
     if not any(l.power > 0 and max(l.color) > 0 for l in lights) and max(ambient) <= 0 and env_dark:
@@ -533,14 +620,14 @@ def check_view_transform(scene) -> None:
 FITTED_CONSTANTS = {"roughness": "Roughness", "metallic": "Metallic"}  # LitMaterial field -> Principled input
 
 
-def fitted_inputs(obj, channels) -> tuple:
+def fitted_inputs(obj, channels, scene=None) -> tuple:
     """({channel: Principled input socket} of the fitted constants,
     {channel: (image, "color" or "alpha")} of the fitted images) for
     `channels` ("roughness", "metallic"); call after read_lit_material, which
     validated the images. An image is written back where it is read: its
     Color output as grey, its Alpha output as alpha."""
     mat = object_material(obj)
-    bsdf = principled_node(mat)
+    bsdf = principled_node(mat, scene)
     sockets, images = {}, {}
     for channel in channels:
         socket = bsdf.inputs[FITTED_CONSTANTS[channel]]
@@ -561,12 +648,12 @@ def fitted_inputs(obj, channels) -> tuple:
 
 
 
-def normal_map_image(obj):
+def normal_map_image(obj, scene=None):
     """The image feeding the Normal Map node on the Principled Normal, to fit
     and write back (call after read_lit_material, which validated the path);
     refuses a material without one."""
     mat = object_material(obj)
-    source = _source(principled_node(mat).inputs["Normal"])
+    source = _source(principled_node(mat, scene).inputs["Normal"])
     if source is None or source[0].type != "NORMAL_MAP":
         raise InputError(f"material '{mat.name}' has no normal map to fit: connect an Image Texture "
                          "(Non-Color) through a Normal Map node (Tangent Space) to the Principled BSDF's "

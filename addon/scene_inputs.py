@@ -26,38 +26,11 @@ from .image_pixels import convert_encoding, image_encoding, read_image_pixels, r
 
 
 # The base-colour texture ---------------------------------------------------------
-def find_base_color_image(obj):
-    """(image, uv_map_name or None) of the Image Texture node feeding the first
-    Principled BSDF's Base Color among the object's materials."""
-    for slot in obj.material_slots:
-        mat = slot.material
-        if mat is None or mat.node_tree is None:
-            continue
-        if bpy.app.version < (5, 0, 0) and not mat.use_nodes:  # always on since 5.0
-            continue
-        for node in mat.node_tree.nodes:
-            if node.type != "BSDF_PRINCIPLED":
-                continue
-            base = node.inputs["Base Color"]
-            if not base.is_linked:
-                continue
-            source = base.links[0].from_node
-            if source.type != "TEX_IMAGE":
-                raise InputError(f"the Base Color of material '{mat.name}' comes from a "
-                                 f"'{source.bl_label}' node; connect an Image Texture node directly")
-            if source.image is None:
-                raise InputError(f"the Image Texture node '{source.name}' in material '{mat.name}' has no image")
-            uv_map = None
-            vector = source.inputs["Vector"]
-            if vector.is_linked:
-                uv_node = vector.links[0].from_node
-                if uv_node.type != "UVMAP":
-                    raise InputError(f"the texture '{source.image.name}' is mapped by a '{uv_node.bl_label}' "
-                                     "node; only UV Map nodes (or no mapping) are supported")
-                uv_map = uv_node.uv_map or None
-            return source.image, uv_map
-    raise InputError(f"object '{obj.name}' has no base-colour image: give it a material whose "
-                     "Principled BSDF Base Color is fed by an Image Texture node")
+def find_base_color_image(obj, scene=None):
+    """(image, uv_map_name or None) that the object's faces show as base colour,
+    followed from the Material Output that `scene`'s engine renders
+    (`material_io.base_color_image`: faces showing different images are refused)."""
+    return material_io.base_color_image(obj, scene)
 
 
 # The mesh ---------------------------------------------------------------------------
@@ -249,6 +222,8 @@ class SceneInputs:
     original_positions: np.ndarray  # local space, for restore
     original_pixels: np.ndarray  # image.pixels as stored, flat
     original_shape_keys: list | None = None  # every key's positions, for restore
+    scene: object = None  # the scene read: its engine picks the Material Output
+    lit_material: object = None  # a lit fit's engine.materials.LitMaterial, as read
 
 
 # A Gaussian's sigma per pixel of filter size: Cycles' Blackman-Harris of full
@@ -298,7 +273,7 @@ def read_scene(obj, camera_collection, longest_side: int = 256, scene=None, lit:
     scene = scene or bpy.context.scene
     check_mesh_object(obj)
     check_modifiers(obj, bpy.context.evaluated_depsgraph_get())
-    image, uv_map = find_base_color_image(obj)
+    image, uv_map = find_base_color_image(obj, scene)
     lit_parts = read_lit_parts(obj, scene) if lit else None
     cameras = collection_cameras(camera_collection)
     if not 8 <= longest_side <= 16384:
@@ -320,15 +295,15 @@ def read_scene(obj, camera_collection, longest_side: int = 256, scene=None, lit:
             arrays.lit = LitScene.from_material(material, lighting, frames, positions)
         except ValueError as exc:
             raise InputError(f"material '{material.name}': {exc}") from None
-    return SceneInputs(obj, image, cameras, arrays, encoding,
-                       read_local_positions(obj), raw, shape_keys.snapshot(obj))
+    return SceneInputs(obj, image, cameras, arrays, encoding, read_local_positions(obj), raw,
+                       shape_keys.snapshot(obj), scene, lit_parts[0] if lit_parts else None)
 
 
 def read_lit_parts(obj, scene) -> tuple:
     """(material, lighting, corner frames) of a lit fit, each validated
     (addon/material_io.py refuses what the model does not reproduce)."""
     material_io.check_view_transform(scene)
-    material = material_io.read_lit_material(obj)
+    material = material_io.read_lit_material(obj, scene)
     if not material.base_color.is_image:
         raise InputError(f"material '{material.name}': a lit fit optimizes the base-colour image; "
                          "feed Base Color from an Image Texture node")

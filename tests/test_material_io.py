@@ -634,3 +634,48 @@ def test_a_fitted_constant_beside_an_image_fed_channel_is_refused(empty_scene):
     bsdf_links = [l for l in mat.node_tree.links if l.to_socket == bsdf.inputs["Roughness"]]
     mat.node_tree.links.remove(bsdf_links[0])
     assert set(material_io.fitted_inputs(obj, ["metallic", "roughness"])[0]) == {"metallic", "roughness"}
+
+
+# The Material Output the scene's engine renders (issue 23) -------------------------
+def _output_fed_by(mat, name, target):
+    """A Material Output for `target` fed by a new Principled BSDF whose Base
+    Color is a new image `name`."""
+    nodes = mat.node_tree.nodes
+    bsdf = nodes.new("ShaderNodeBsdfPrincipled")
+    link(mat, image_node(mat, random_rgba(len(nodes)), name=name).outputs["Color"], bsdf.inputs["Base Color"])
+    output = nodes.new("ShaderNodeOutputMaterial")
+    output.target = target
+    link(mat, bsdf.outputs[0], output.inputs["Surface"])
+    return output
+
+
+def test_the_output_for_the_scenes_engine_is_followed(empty_scene):
+    """Blender's rule: an output for the engine beats an All output, and among
+    equals the active one (else the first) renders. Both readers follow it."""
+    obj = plane()
+    mat, bsdf = material(obj)
+    link(mat, image_node(mat, random_rgba(0), name="all").outputs["Color"], bsdf.inputs["Base Color"])
+    eevee = _output_fed_by(mat, "eevee", "EEVEE")
+    _output_fed_by(mat, "cycles", "CYCLES")
+    second_all = _output_fed_by(mat, "all 2", "ALL")
+    mat.node_tree.nodes["Material Output"].is_active_output = True
+    scene = empty_scene
+
+    def shown():
+        unlit = scene_inputs.find_base_color_image(obj, scene)[0].name
+        lit = material_io.read_lit_material(obj, scene).base_color.image_name
+        assert unlit == lit
+        return unlit
+
+    scene.render.engine = "CYCLES"
+    assert shown() == "cycles"
+    scene.render.engine = "BLENDER_WORKBENCH"  # not rendered from nodes: what Material Preview (EEVEE) shows
+    assert shown() == "eevee"
+    eevee.is_active_output = True
+    scene.render.engine = "CYCLES"
+    assert shown() == "cycles"  # the active output is for EEVEE only
+    mat.node_tree.nodes.remove(eevee)
+    scene.render.engine = "BLENDER_WORKBENCH"
+    assert shown() == "all"  # the first of the All outputs: none is active now
+    second_all.is_active_output = True
+    assert shown() == "all 2"

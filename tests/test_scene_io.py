@@ -381,3 +381,149 @@ def test_captured_targets_keep_our_own_filter(small_scene):
     assert (run.settings.pixel_filter, run.settings.filter_sigma) == ("gaussian", Settings.filter_sigma)
     del cameras[0].data.background_images[0].image[scene_inputs.CAPTURED]
     assert scene_inputs.pixel_filter_for(scene, cameras)["pixel_filter"] == "workbench"
+
+
+# Which image, which faces, which targets (issue 23) -------------------------------
+def pixels_of(image) -> np.ndarray:
+    px = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(px)
+    return px
+
+
+def two_bsdf_material(source):
+    """The source's material rebuilt with two Principled BSDFs: an unconnected
+    one first in node order holding DECOY, then the one wired to the Material
+    Output holding REAL (the source's flat start image). Returns (REAL, DECOY)."""
+    real = bpy.data.images["Source Albedo"]
+    real.name = "REAL"
+    decoy = target_setup.new_image("DECOY", np.random.default_rng(5).uniform(0, 1, (16, 16, 4)).astype(np.float32))
+    mat = bpy.data.materials.new("Two BSDFs")
+    if bpy.app.version < (5, 0, 0):
+        mat.use_nodes = True
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    nodes.clear()
+    bsdfs = []
+    for image in (decoy, real):
+        bsdf, tex = nodes.new("ShaderNodeBsdfPrincipled"), nodes.new("ShaderNodeTexImage")
+        tex.image = image
+        links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+        bsdfs.append(bsdf)
+    output = nodes.new("ShaderNodeOutputMaterial")
+    links.new(bsdfs[1].outputs[0], output.inputs["Surface"])
+    source.data.materials.clear()
+    source.data.materials.append(mat)
+    return real, decoy
+
+
+def add_lights():
+    """A sun, a dim world and the Standard view transform: what a lit fit needs."""
+    from lit_scene import add_light, set_world
+
+    scene = bpy.context.scene
+    scene.view_settings.view_transform = "Standard"
+    add_light(scene, "SUN", "Sun", (0, 0, 0), (0.6, 0.2, 0.4), energy=3.0)
+    set_world(scene, (0.05, 0.05, 0.05))
+
+
+@pytest.mark.parametrize("lit", [False, True], ids=["unlit", "lit"])
+def test_the_image_fitted_is_the_one_wired_to_the_material_output(small_scene, lit):
+    """An unconnected Principled BSDF first in node order (DECOY) is not what
+    renders: the fit changes REAL, the image of the BSDF on the Material
+    Output, and leaves DECOY bit-exact."""
+    source, collection = small_scene
+    real, decoy = two_bsdf_material(source)
+    if lit:
+        add_lights()
+    real_before, decoy_before = pixels_of(real), pixels_of(decoy)
+    summary = optimize(source, collection, Settings(steps=20, optimize_positions=not lit, lit=lit, keep_best=False), resolution=32)
+    assert summary["image"] == "REAL"
+    assert not np.array_equal(pixels_of(real), real_before)
+    np.testing.assert_array_equal(pixels_of(decoy), decoy_before)
+
+
+def test_a_surface_that_is_not_a_principled_bsdf_is_refused_by_name(small_scene):
+    source, collection = small_scene
+    mat = source.data.materials[0]
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    output = next(n for n in nodes if n.type == "OUTPUT_MATERIAL")
+    bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    mix = nodes.new("ShaderNodeMixShader")
+    links.new(bsdf.outputs[0], mix.inputs[1])
+    links.new(mix.outputs[0], output.inputs["Surface"])
+    refuse(source, collection, "material 'Source'", "'Mix Shader'", "Principled BSDF")
+    links.remove(mix.outputs[0].links[0])
+    refuse(source, collection, "material 'Source'", "nothing feeds", "Surface")
+    nodes.remove(output)
+    refuse(source, collection, "material 'Source'", "no Material Output")
+
+
+def test_faces_showing_different_images_are_refused_by_slot(small_scene):
+    """An unlit fit optimizes one image: faces whose materials show different
+    images (or none) are refused, naming the slots, materials, images and faces."""
+    source, collection = small_scene
+    other = target_setup.textured_material("Other", target_setup.new_image("Other Albedo", np.ones((8, 8, 4), np.float32)))
+    source.data.materials.append(other)
+    for face in list(source.data.polygons)[100:110]:
+        face.material_index = 1
+    message = refuse(source, collection, "slot 1 'Source'", "'Source Albedo'", "slot 2 'Other'",
+                     "'Other Albedo'", "10 faces (the first is face 100)")
+    assert "one base-colour image" in message
+    source.data.materials[1] = None
+    refuse(source, collection, "slot 2 (empty) on 10 faces")
+
+
+def test_materials_sharing_one_image_are_fitted_together(small_scene):
+    source, collection = small_scene
+    image = bpy.data.images["Source Albedo"]
+    source.data.materials.append(target_setup.textured_material("Other", image))
+    for face in list(source.data.polygons)[100:110]:
+        face.material_index = 1
+    before = pixels_of(image)
+    summary = optimize(source, collection, Settings(steps=20, keep_best=False), resolution=32)
+    assert summary["image"] == "Source Albedo" and not np.array_equal(pixels_of(image), before)
+
+
+def clear_alpha(image) -> None:
+    px = pixels_of(image).reshape(-1, 4)
+    px[:, 3] = 0.0
+    image.pixels.foreach_set(px.ravel())
+    image.update()
+
+
+def test_targets_with_no_coverage_are_refused_before_anything_changes(small_scene):
+    """All-transparent targets in a joint fit used to shrink the mesh and
+    darken the texture: refused by camera and image, nothing changed."""
+    source, collection = small_scene
+    cams = scene_inputs.collection_cameras(collection)
+    clear_alpha(cams[2].data.background_images[0].image)
+    image = cams[2].data.background_images[0].image.name
+    refuse(source, collection, f"camera '{cams[2].name}'", f"'{image}'", "transparent")
+    for cam in cams:
+        clear_alpha(cam.data.background_images[0].image)
+    refuse(source, collection, f"camera '{cams[0].name}'", "transparent")
+
+
+def test_a_black_normal_map_is_warned_about(small_scene):
+    """Texels far from unit tangent-space normals (black: (-1, -1, -1) decoded)
+    are read and fitted, with a warning that says what probably happened."""
+    source, collection = small_scene
+    add_lights()
+    image = target_setup.add_normal_map(source, np.zeros((8, 8, 3), np.float32), name="Black Normal")
+    settings = Settings(steps=2, optimize_positions=False, lit=True)
+    warned = [w for w in OptimizationRun(source, collection, settings, resolution=32).warnings if "normal" in w]
+    assert len(warned) == 1, warned
+    assert "'Black Normal'" in warned[0] and "100%" in warned[0] and "Non-Color" in warned[0]
+    flat = np.zeros((8, 8, 4), np.float32)
+    flat[...] = (0.5, 0.5, 1.0, 1.0)
+    flat[:1, :1] = 0.0  # one black texel in 64 is not worth a word
+    image.pixels.foreach_set(flat.ravel())
+    assert not [w for w in OptimizationRun(source, collection, settings, resolution=32).warnings if "normal" in w]
+    # Texels no UV reaches (a bake leaves them black) are not counted: the UVs
+    # squeezed into the lower-left quarter, the rest of the map black.
+    uv = np.empty(len(source.data.loops) * 2, np.float32)
+    source.data.uv_layers.active.uv.foreach_get("vector", uv)
+    source.data.uv_layers.active.uv.foreach_set("vector", uv * 0.45)
+    flat[:] = 0.0
+    flat[:4, :4] = (0.5, 0.5, 1.0, 1.0)
+    image.pixels.foreach_set(flat.ravel())
+    assert not [w for w in OptimizationRun(source, collection, settings, resolution=32).warnings if "normal" in w]
