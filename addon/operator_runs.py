@@ -36,7 +36,7 @@ def why_not(scene) -> str | None:
         if not (props.optimize_positions or props.optimize_texture or lit_maps):
             raise InputError("nothing to optimize: enable Positions, Base Color or both")
         scene_inputs.check_mesh_object(props.source)
-        scene_inputs.find_base_color_image(props.source)
+        scene_inputs.find_base_color_image(props.source, scene)
         for cam in scene_inputs.collection_cameras(props.cameras):
             scene_inputs.target_background(cam)
     except InputError as exc:

@@ -148,7 +148,7 @@ def capture_targets(reference, cameras, scene=None, hide=()) -> list:
     are hidden in the viewport during the capture and restored after."""
     scene = scene or bpy.context.scene
     scene_inputs.check_mesh_object(reference)
-    image, uv_map = scene_inputs.find_base_color_image(reference)
+    image, uv_map = scene_inputs.find_base_color_image(reference, scene)
     encoding = image_encoding(image)
     mesh = scene_inputs.read_mesh(reference, uv_map)
     texture = read_image_pixels(image, "base-colour image")
