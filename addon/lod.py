@@ -382,7 +382,7 @@ def fit_lod_stages(reference, options: LodOptions | None = None, scene=None, pro
             yield from _make_and_fit(reference, options, scene, Path(tmp), setup, summary, report, roughness,
                                      metallic, name, width, height, fit_budget_s)
     except BaseException:
-        _remove_new(existing)  # a failure, Ctrl+C or Esc leaves no half-made copy behind
+        _remove_new(existing, scene)  # a failure, Ctrl+C or Esc leaves no half-made copy behind
         raise
     summary["seconds"] = time.perf_counter() - t_start
     return summary
@@ -395,11 +395,15 @@ def _datablocks() -> dict:
     return {kind: set(getattr(bpy.data, kind)) for kind in _KINDS}
 
 
-def _remove_new(existing: dict) -> None:
+def _remove_new(existing: dict, scene) -> None:
     for kind in _KINDS:
         blocks = getattr(bpy.data, kind)
         for block in [b for b in blocks if b not in existing[kind]]:
             blocks.remove(block)
+    # Until updated, a view layer lists a removed object as None, and a calling
+    # script's loop over `view_layer.objects` fails on it.
+    for layer in [*scene.view_layers, bpy.context.view_layer]:
+        layer.update()
 
 
 def _make_and_fit(reference, options, scene, folder, setup, summary, report, roughness, metallic, name,

@@ -146,6 +146,9 @@ def test_a_failure_midway_leaves_nothing_behind(empty_scene):
         lod.fit_lod(ref, options, scene=scene, progress=interrupt)
     assert {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in kinds} == before
     assert scene.render.engine == engine and not ref.hide_render
+    # A calling script's view layer holds no stale (None) entries for what was removed.
+    assert None not in list(bpy.context.view_layer.objects)
+    assert all(o.select_get() in (True, False) for o in bpy.context.view_layer.objects)
 
 
 # From the UI: a unit of work per tick (addon/operator_runs.py LodDriver) ------------------
