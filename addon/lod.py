@@ -28,6 +28,7 @@ from . import material_io, scene_inputs, target_setup
 from .errors import InputError
 from .fit_run import OptimizationRun, drive, progress_text, run_stages
 from .image_pixels import stored_pixels
+from .input_checks import COORDINATE_LIMIT
 
 RENDER_ENGINES = ("EEVEE", "CYCLES")
 
@@ -59,6 +60,25 @@ class LodOptions:
             raise InputError(f"resolution must be 16..4096 pixels, got {self.resolution}")
         if self.render_engine not in RENDER_ENGINES:
             raise InputError(f"render engine must be one of {RENDER_ENGINES}, got '{self.render_engine}'")
+        if self.cycles_samples < 1:
+            raise InputError(f"Cycles samples must be at least 1, got {self.cycles_samples}")
+
+    def fit_settings(self) -> Settings:
+        """The lit fit's Settings (the Standard preset's, maps only, these
+        options' steps and overrides), checked: InputError if they are bad."""
+        preset = quality_preset("standard", joint=False)
+        preset.pop("resolution", None)
+        # No start margin: the engine's renders decide whether the fit beats the bake.
+        settings = Settings(**{**preset, "optimize_positions": False, "optimize_texture": True, "lit": True,
+                               "start_margin_db": 0.0, "optimize_roughness": self.fit_roughness,
+                               "optimize_normal": self.fit_normal, **self.settings_overrides})
+        if self.steps is not None:
+            settings.steps = self.steps
+        try:
+            settings.validate()
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        return settings
 
 
 def eevee_id() -> str:
@@ -73,11 +93,11 @@ def check_reference(reference, scene) -> float | None:
     reference's constant roughness (None if an input feeds it)."""
     if reference is None or reference.type != "MESH":
         raise InputError("the reference must be a mesh object")
-    if not reference.visible_get():
-        raise InputError(f"'{reference.name}' is hidden: baking reads it from the view layer, so unhide it")
+    check_visible(reference, bpy.context.view_layer)
     scene_inputs.check_mesh_object(reference)
     if _triangles(reference, evaluated=True) < 8:
         raise InputError(f"'{reference.name}' has too few triangles to decimate")
+    check_vertices(reference)
     mats = [s.material for s in reference.material_slots if s.material is not None]
     if not mats:
         raise InputError(f"'{reference.name}' has no material: there is nothing to bake or render")
@@ -89,6 +109,57 @@ def check_reference(reference, scene) -> float | None:
         if not sock.is_linked:
             roughness = float(sock.default_value)
     return roughness
+
+
+def check_visible(reference, view_layer) -> None:
+    """Baking selects the reference in the view layer: refuse one that is
+    not in it (only in excluded collections) or hidden there, saying which."""
+    included, excluded = _layer_membership(reference, view_layer.layer_collection)
+    if not included:
+        which = (f"collection '{excluded[0]}', which is" if len(excluded) == 1 else
+                 f"collections {', '.join(repr(n) for n in excluded)}, which are")
+        raise InputError(f"'{reference.name}' is in {which} excluded from view layer '{view_layer.name}': "
+                         "baking reads it from the view layer, so include it (the checkbox beside the "
+                         "collection in the Outliner)")
+    if not reference.visible_get(view_layer=view_layer):
+        raise InputError(f"'{reference.name}' is hidden: baking reads it from the view layer, so unhide it "
+                         "(or its collection)")
+
+
+def _layer_membership(obj, layer_collection, excluded_by: str | None = None) -> tuple:
+    """(whether a collection of the view layer that is not excluded holds
+    `obj`, the names of the outermost excluded collections that hold it)."""
+    included, excluded = obj.name in layer_collection.collection.objects and excluded_by is None, []
+    if excluded_by and obj.name in layer_collection.collection.objects:
+        excluded.append(excluded_by)
+    for child in layer_collection.children:
+        outer = excluded_by or (child.collection.name if child.exclude else None)
+        child_included, child_excluded = _layer_membership(obj, child, outer)
+        included = included or child_included
+        excluded += [n for n in child_excluded if n not in excluded]
+    return included, excluded
+
+
+def check_vertices(reference) -> None:
+    """Refuse a non-finite or far-off vertex by the reference's own name and
+    index, before the copy, its bake and the renders inherit it."""
+    matrix = np.array(reference.matrix_world, np.float64)
+    meshes = [("", reference.data)]
+    if reference.modifiers or reference.data.shape_keys:
+        evaluated = reference.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        meshes.append((" (with its modifiers and shape keys)", evaluated.data))
+    for what, mesh in meshes:
+        co = np.empty(len(mesh.vertices) * 3, np.float64)
+        mesh.vertices.foreach_get("co", co)
+        world = co.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3]
+        bad = np.flatnonzero(~(np.abs(world).max(axis=1) <= COORDINATE_LIMIT))
+        if len(bad):
+            index = int(bad[0])
+            x, y, z = world[index]
+            why = (f"beyond ±{COORDINATE_LIMIT:.0e} units" if np.all(np.isfinite(world[index]))
+                   else "not a finite number")
+            raise InputError(f"vertex {index} of '{reference.name}'{what} lies at ({x:.3g}, {y:.3g}, {z:.3g}) "
+                             f"in the world, {why}: fix or delete it")
 
 
 # The copy -----------------------------------------------------------------------
@@ -366,6 +437,7 @@ def fit_lod_stages(reference, options: LodOptions | None = None, scene=None, pro
     options = options or LodOptions()
     scene = scene or bpy.context.scene
     options.validate()
+    settings = options.fit_settings()
     roughness = check_reference(reference, scene)
     metallic = 0.0
     bsdf = material_io.principled_node(reference.active_material) if reference.active_material else None
@@ -379,8 +451,8 @@ def fit_lod_stages(reference, options: LodOptions | None = None, scene=None, pro
     existing = _datablocks()
     try:
         with tempfile.TemporaryDirectory() as tmp, _render_setup(scene) as setup:
-            yield from _make_and_fit(reference, options, scene, Path(tmp), setup, summary, report, roughness,
-                                     metallic, name, width, height, fit_budget_s)
+            yield from _make_and_fit(reference, options, settings, scene, Path(tmp), setup, summary, report,
+                                     roughness, metallic, name, width, height, fit_budget_s)
     except BaseException:
         _remove_new(existing, scene)  # a failure, Ctrl+C or Esc leaves no half-made copy behind
         raise
@@ -406,8 +478,8 @@ def _remove_new(existing: dict, scene) -> None:
         layer.update()
 
 
-def _make_and_fit(reference, options, scene, folder, setup, summary, report, roughness, metallic, name,
-                  width, height, fit_budget_s):
+def _make_and_fit(reference, options, settings, scene, folder, setup, summary, report, roughness, metallic,
+                  name, width, height, fit_budget_s):
     """The job's body, a generator (see `fit_lod_stages`)."""
     report("making the copy")
     yield
@@ -455,16 +527,6 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
             save_picture(truths[0], Path(options.pictures) / "reference.png")
             save_picture(held_renders[0], Path(options.pictures) / "baked.png")
         report("fitting")
-        preset = quality_preset("standard", joint=False)
-        preset.pop("resolution", None)
-        # No start margin: the engine's renders decide below whether the fit beats the bake.
-        settings = Settings(**{**preset, "optimize_positions": False, "optimize_texture": True, "lit": True,
-                               "start_margin_db": 0.0,
-                               "optimize_roughness": options.fit_roughness,
-                               "optimize_normal": options.fit_normal,
-                               **options.settings_overrides})
-        if options.steps is not None:
-            settings.steps = options.steps
         run = OptimizationRun(lod, targets, settings, resolution=options.resolution, scene=scene)
         try:
             fit = yield from drive(run, max_steps=None if fit_budget_s else 25, budget_s=fit_budget_s,

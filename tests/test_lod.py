@@ -88,20 +88,43 @@ def test_coverage_ceiling_leaves_only_what_the_silhouette_decides():
     assert both == pytest.approx((lod.coverage_ceiling([render], [truth]) + lod.coverage_ceiling([render], [full])) / 2)
 
 
-@pytest.mark.parametrize("case", ["not a mesh", "ratio", "dark scene", "hidden"])
+REFUSALS = {"not a mesh": "mesh", "ratio": "ratio", "dark scene": "nothing to see",
+            "hidden": "'Reference' is hidden", "steps": "steps must be", "cycles samples": "Cycles samples",
+            "nan vertex": "vertex 7 of 'Reference' lies at (nan,", "huge vertex": "vertex 7 of 'Reference' lies at (",
+            "excluded": "'Reference' is in collection 'Excluded', which is excluded from view layer"}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
 def test_fit_lod_refuses_bad_input_and_changes_nothing(empty_scene, case):
+    """Refused at the first step, before the copy, the bake or a render, and
+    named by the user's object and vertex (not the temporary copy's)."""
     scene = empty_scene
     ref = lit_reference(scene, sun=(case != "dark scene"), world=(0, 0, 0) if case == "dark scene" else (0.2,) * 3)
     options = lod.LodOptions(ratio=0.0 if case == "ratio" else 0.2, texture_size=64, target_views=2,
-                             held_out_views=1, resolution=32, steps=5)
+                             held_out_views=1, resolution=32, steps=-5 if case == "steps" else 5,
+                             render_engine="CYCLES" if case == "cycles samples" else "EEVEE",
+                             cycles_samples=0 if case == "cycles samples" else 64)
     target = bpy.data.objects["Sun"] if case == "not a mesh" else ref
     if case == "hidden":
         ref.hide_set(True)
+    if case in ("nan vertex", "huge vertex"):
+        ref.data.vertices[7].co = (float("nan") if case == "nan vertex" else 1e30, 0.0, 0.0)
+    if case == "excluded":
+        excluded = bpy.data.collections.new("Excluded")
+        scene.collection.children.link(excluded)
+        for collection in ref.users_collection:
+            collection.objects.unlink(ref)
+        excluded.objects.link(ref)
+        bpy.context.view_layer.layer_collection.children["Excluded"].exclude = True
     counts = (len(bpy.data.objects), len(bpy.data.images), len(bpy.data.meshes), len(bpy.data.materials))
+    reported = []
     with pytest.raises(InputError) as err:
-        lod.fit_lod(target, options, scene=scene)
-    assert {"not a mesh": "mesh", "ratio": "ratio", "dark scene": "nothing to see",
-            "hidden": "unhide"}[case] in str(err.value)
+        lod.fit_lod(target, options, scene=scene, progress=reported.append)
+    assert REFUSALS[case] in str(err.value)
+    assert "Reference LOD" not in str(err.value)
+    if case == "excluded":
+        assert "unhide" not in str(err.value)
+    assert reported == []  # nothing was started
     assert (len(bpy.data.objects), len(bpy.data.images), len(bpy.data.meshes), len(bpy.data.materials)) == counts
 
 
