@@ -88,27 +88,103 @@ def eevee_id() -> str:
 
 
 # Validation ---------------------------------------------------------------------
-def check_reference(reference, scene) -> float | None:
-    """Refuse what cannot work, before anything changes. Returns the
-    reference's constant roughness (None if an input feeds it)."""
+def check_reference(reference, scene) -> Surface:
+    """Refuse what cannot work, before anything changes. Returns what the
+    copy's maps start from (`reference_surface`)."""
     if reference is None or reference.type != "MESH":
         raise InputError("the reference must be a mesh object")
     check_visible(reference, bpy.context.view_layer)
-    scene_inputs.check_mesh_object(reference)
+    # No UV map needed: the reference is only rendered and baked from, and the copy gets its own unwrap.
     if _triangles(reference, evaluated=True) < 8:
         raise InputError(f"'{reference.name}' has too few triangles to decimate")
     check_vertices(reference)
-    mats = [s.material for s in reference.material_slots if s.material is not None]
-    if not mats:
-        raise InputError(f"'{reference.name}' has no material: there is nothing to bake or render")
+    surface = reference_surface(reference)
     material_io.read_lighting(scene)  # no lights and a black world, or an unmodelled light: refused here
-    roughness = None
-    if len({m.name for m in mats}) == 1:
-        bsdf = material_io.principled_node(mats[0])
-        sock = bsdf.inputs["Roughness"]
-        if not sock.is_linked:
-            roughness = float(sock.default_value)
-    return roughness
+    return surface
+
+
+@dataclass
+class Surface:
+    """What the copy's material starts from."""
+    roughness: float | None = None  # the reference's constant, or None: a roughness image, baked
+    metallic: float = 0.0
+    neutral: dict = field(default_factory=dict)  # {channel: stored value} of the images no bake can fill
+    warnings: list = field(default_factory=list)
+
+
+NEUTRAL_GREY = NEUTRAL_ROUGHNESS = 0.5
+# The closures a Diffuse Color bake reads (a group: whatever it holds), and those with nothing to bake.
+DIFFUSE_NODES = {"BSDF_PRINCIPLED", "BSDF_DIFFUSE", "SUBSURFACE_SCATTERING", "GROUP"}
+NOT_BSDF_NODES = {"EMISSION", "HOLDOUT", "BSDF_TRANSPARENT", "BACKGROUND"}
+
+
+def reference_surface(reference) -> Surface:
+    """The reference is only rendered and baked, so any surface will do.
+    From a Principled BSDF on the Material Output: its constant roughness
+    and metallic (one material). Otherwise the bakes read what they can
+    (Emission is not a BSDF: no base colour or roughness to bake), the rest
+    starts from a neutral value, and a warning says which."""
+    materials = list({s.material.name: s.material for s in reference.material_slots
+                      if s.material is not None}.values())
+    if not materials:
+        raise InputError(f"'{reference.name}' has no material: there is nothing to bake or render")
+    surface = Surface()
+    principled = {m.name: _principled_or_none(m) for m in materials}
+    active = reference.active_material
+    bsdf = principled.get(active.name) if active is not None else None
+    if bsdf is not None and not bsdf.inputs["Metallic"].is_linked:
+        surface.metallic = float(bsdf.inputs["Metallic"].default_value)
+    bsdf = principled[materials[0].name]
+    if len(materials) == 1 and bsdf is not None and not bsdf.inputs["Roughness"].is_linked:
+        surface.roughness = float(bsdf.inputs["Roughness"].default_value)
+    others = [(m, _closures(m)) for m in materials if principled[m.name] is None]
+    if not others:
+        return surface
+    closures = [n for _, (_, nodes) in others for n in nodes] + [n for n in principled.values() if n is not None]
+    diffuse = any(n.type in DIFFUSE_NODES for n in closures)
+    bsdfs = any(n.type not in NOT_BSDF_NODES for n in closures)
+    if not diffuse:
+        surface.neutral["base color"] = NEUTRAL_GREY
+    if not bsdfs:
+        surface.roughness = NEUTRAL_ROUGHNESS
+    which = "; ".join(f"material '{m.name}': its surface is '{label}'" for m, (label, _) in others)
+    what = ("the base colour and roughness are baked from its BSDFs (emission is not baked)" if diffuse else
+            f"no diffuse BSDF to bake the base colour from, so it starts at grey {NEUTRAL_GREY:g}; the roughness "
+            "is baked" if bsdfs else
+            f"no BSDF to bake the base colour or roughness from, so the base colour starts at grey "
+            f"{NEUTRAL_GREY:g} and the roughness at {NEUTRAL_ROUGHNESS:g}")
+    surface.warnings.append(f"{which}, not a Principled BSDF: {what}; metallic starts at {surface.metallic:g}, "
+                            "and the normal map is baked")
+    return surface
+
+
+def _principled_or_none(material):
+    try:
+        return material_io.principled_node(material)
+    except InputError:
+        return None
+
+
+def _closures(material) -> tuple:
+    """(the label of the node on the active Material Output's Surface, or
+    'nothing'; the shader nodes that reach it through Mix and Add Shader
+    nodes and reroutes)."""
+    tree = material.node_tree
+    outputs = [n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"] if tree is not None else []
+    output = next((n for n in outputs if n.is_active_output), outputs[0] if outputs else None)
+    sockets, found, label = [output.inputs["Surface"]] if output is not None else [], [], None
+    while sockets:
+        for link in sockets.pop().links:
+            node = link.from_node
+            if link.is_muted or node.mute:
+                continue
+            if node.type in ("MIX_SHADER", "ADD_SHADER", "REROUTE"):
+                sockets += [s for s in node.inputs if s.type == "SHADER"]
+            else:
+                found.append(node)
+            if label is None and node.type != "REROUTE":
+                label = node.bl_label
+    return label or "nothing", found
 
 
 def check_visible(reference, view_layer) -> None:
@@ -268,6 +344,8 @@ def bake_down(reference, lod, images: dict, scene, radius: float) -> float:
     active): the plain decimated mesh with its baked-down textures, the
     baseline the fit has to beat, and the fit's start. Returns seconds."""
     t0 = time.perf_counter()
+    if not images:
+        return 0.0
     tree = lod.active_material.node_tree
     scene.render.engine = "CYCLES"  # these three: put back by _render_setup
     scene.cycles.samples = 1
@@ -412,8 +490,9 @@ def coverage_ceiling(renders: list, truths: list) -> float:
     nearest = []
     for render, truth in zip(renders, truths):
         alpha = np.asarray(render, np.float64)[..., 3:]
-        colour = np.clip(np.asarray(truth, np.float64)[..., :3] / np.maximum(alpha, 1e-12), 0.0, 1.0)
-        nearest.append(np.concatenate([colour * alpha, alpha], -1))
+        # The premultiplied colour nearest the truth at coverage `alpha` (each
+        # channel in [0, alpha]): exact, so the reference's own coverage scores inf.
+        nearest.append(np.concatenate([np.minimum(np.asarray(truth, np.float64)[..., :3], alpha), alpha], -1))
     return _score(nearest, truths)
 
 
@@ -438,21 +517,18 @@ def fit_lod_stages(reference, options: LodOptions | None = None, scene=None, pro
     scene = scene or bpy.context.scene
     options.validate()
     settings = options.fit_settings()
-    roughness = check_reference(reference, scene)
-    metallic = 0.0
-    bsdf = material_io.principled_node(reference.active_material) if reference.active_material else None
-    if bsdf is not None and not bsdf.inputs["Metallic"].is_linked:
-        metallic = float(bsdf.inputs["Metallic"].default_value)
+    surface = check_reference(reference, scene)
     report = progress or (lambda text: None)
     t_start = time.perf_counter()
     name = options.name or f"{reference.name} LOD"
-    summary = {"reference": reference.name, "render_engine": options.render_engine, "ratio": options.ratio}
+    summary = {"reference": reference.name, "render_engine": options.render_engine, "ratio": options.ratio,
+               "warnings": list(surface.warnings)}
     width, height = scene_inputs.working_resolution(scene, options.resolution)
     existing = _datablocks()
     try:
         with tempfile.TemporaryDirectory() as tmp, _render_setup(scene) as setup:
             yield from _make_and_fit(reference, options, settings, scene, Path(tmp), setup, summary, report,
-                                     roughness, metallic, name, width, height, fit_budget_s)
+                                     surface, name, width, height, fit_budget_s)
     except BaseException:
         _remove_new(existing, scene)  # a failure, Ctrl+C or Esc leaves no half-made copy behind
         raise
@@ -478,23 +554,29 @@ def _remove_new(existing: dict, scene) -> None:
         layer.update()
 
 
-def _make_and_fit(reference, options, settings, scene, folder, setup, summary, report, roughness, metallic,
-                  name, width, height, fit_budget_s):
+def _make_and_fit(reference, options, settings, scene, folder, setup, summary, report, surface, name, width,
+                  height, fit_budget_s):
     """The job's body, a generator (see `fit_lod_stages`)."""
     report("making the copy")
     yield
     lod = make_lod_object(reference, options.ratio, name)
-    mat, images = lod_material(name, options.texture_size, roughness, metallic)
+    mat, images = lod_material(name, options.texture_size, surface.roughness, surface.metallic)
     lod.data.materials.append(mat)
     summary.update(lod=lod.name, triangles_reference=_triangles(reference, evaluated=True),
                    triangles_lod=_triangles(lod), images={k: v.name for k, v in images.items()})
     _, radius = target_setup.bounding_sphere(reference)
     report("baking the reference's maps onto the copy")
     yield
-    summary["bake_seconds"] = bake_down(reference, lod, images, scene, radius)
+    summary["bake_seconds"] = bake_down(reference, lod, {k: v for k, v in images.items() if k not in surface.neutral},
+                                        scene, radius)
+    for channel, value in surface.neutral.items():  # nothing to bake: a neutral start
+        image = images[channel]
+        image.pixels.foreach_set(np.tile(np.float32([value, value, value, 1.0]), len(image.pixels) // 4))
+        image.pack()
     setup.use(options, width, height)
     targets = target_setup.add_cameras_around(reference, options.target_views, f"{name} Targets", scene=scene)
-    held = held_out_cameras(reference, options.held_out_views, f"{name} Held-out", scene)
+    held = (held_out_cameras(reference, options.held_out_views, f"{name} Held-out", scene)
+            if options.held_out_views else None)  # none: judged on the target views only
     report(f"rendering {options.target_views} targets and {options.held_out_views} held-out views "
            f"of the reference ({options.render_engine})")
     # Only the reference (then the copy) and the lights are rendered.
@@ -505,7 +587,7 @@ def _make_and_fit(reference, options, settings, scene, folder, setup, summary, r
         for o in others:
             o.hide_render = True
         reference.hide_render, lod.hide_render = False, True
-        target_cams, held_cams = list(targets.objects), list(held.objects)
+        target_cams, held_cams = list(targets.objects), list(held.objects) if held else []
 
         def view(cam):
             return render_view(scene, cam, folder)
@@ -564,7 +646,7 @@ def _make_and_fit(reference, options, settings, scene, folder, setup, summary, r
             o.hide_render = False
     for image in images.values():
         image.pack()  # the fitted pixels live in the .blend
-    summary["target_cameras"], summary["held_out_cameras"] = targets.name, held.name
+    summary["target_cameras"], summary["held_out_cameras"] = targets.name, held.name if held else None
 
 
 def _each(render, cameras: list):
@@ -594,9 +676,14 @@ def _triangles(obj, evaluated: bool = False) -> int:
 def summary_text(summary: dict) -> str:
     """One line for the status bar and the CLI."""
     before, after = summary.get("psnr_held_out_before"), summary.get("psnr_held_out_after")
-    judged = (f"held-out PSNR {before:.1f} -> {after:.1f} dB ({summary['render_engine']}; "
-              f"any maps at most {summary['psnr_held_out_ceiling']:.1f})"
-              if before is not None else "no held-out views")
+    ceiling = summary.get("psnr_held_out_ceiling")
+    if before is not None:  # no ceiling where the copy's silhouettes are the reference's (--ratio 1)
+        judged = (f"held-out PSNR {before:.1f} -> {after:.1f} dB ({summary['render_engine']}"
+                  + (f"; any maps at most {ceiling:.1f})" if math.isfinite(ceiling) else ")"))
+    else:
+        targets = summary["psnr_targets_after" if summary.get("kept") == "fitted" else "psnr_targets_before"]
+        judged = (f"no held-out views, so judged on the targets only: PSNR {summary['psnr_targets_before']:.1f} "
+                  f"-> {targets:.1f} dB ({summary['render_engine']})")
     kept = "" if summary.get("kept") == "fitted" else "; the fit did not beat the bake, kept the bake"
     return (f"'{summary['lod']}': {summary['triangles_lod']} triangles "
             f"(of {summary['triangles_reference']}), {judged}{kept}, {summary['seconds']:.0f} s")

@@ -263,6 +263,8 @@ def run_lod(argv) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     print(summary_text(summary), file=sys.stderr)
     if args.summary:
         args.summary.write_text(json.dumps(summary, indent=2))
