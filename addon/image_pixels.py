@@ -49,10 +49,15 @@ def stored_pixels(image) -> np.ndarray:
     return flat
 
 
+SOURCES = {"TILED": "tiled image (UDIM)", "SEQUENCE": "image sequence", "MOVIE": "movie",
+           "VIEWER": "viewer image (Render Result or Compositor)"}  # what read_image_pixels refuses
+
+
 def read_image_pixels(image, what: str) -> np.ndarray:
     """(h, w, 4) float32 pixels of a Blender image, bottom-up."""
     if image.source not in {"FILE", "GENERATED"}:
-        raise InputError(f"{what} '{image.name}' is a {image.source.lower()}; use a still image")
+        kind = SOURCES.get(image.source, f"'{image.source.lower()}' image")
+        raise InputError(f"{what} '{image.name}' is a {kind}; use a single image")
     width, height = image.size
     channels = image.channels
     if width == 0 or height == 0 or not image.has_data and len(image.pixels) == 0:

@@ -28,6 +28,7 @@ from . import material_io, scene_inputs, target_setup
 from .errors import InputError
 from .fit_run import OptimizationRun, drive, progress_text, run_stages
 from .image_pixels import stored_pixels
+from .input_checks import COORDINATE_LIMIT
 
 RENDER_ENGINES = ("EEVEE", "CYCLES")
 
@@ -59,6 +60,25 @@ class LodOptions:
             raise InputError(f"resolution must be 16..4096 pixels, got {self.resolution}")
         if self.render_engine not in RENDER_ENGINES:
             raise InputError(f"render engine must be one of {RENDER_ENGINES}, got '{self.render_engine}'")
+        if self.cycles_samples < 1:
+            raise InputError(f"Cycles samples must be at least 1, got {self.cycles_samples}")
+
+    def fit_settings(self) -> Settings:
+        """The lit fit's Settings (the Standard preset's, maps only, these
+        options' steps and overrides), checked: InputError if they are bad."""
+        preset = quality_preset("standard", joint=False)
+        preset.pop("resolution", None)
+        # No start margin: the engine's renders decide whether the fit beats the bake.
+        settings = Settings(**{**preset, "optimize_positions": False, "optimize_texture": True, "lit": True,
+                               "start_margin_db": 0.0, "optimize_roughness": self.fit_roughness,
+                               "optimize_normal": self.fit_normal, **self.settings_overrides})
+        if self.steps is not None:
+            settings.steps = self.steps
+        try:
+            settings.validate()
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        return settings
 
 
 def eevee_id() -> str:
@@ -68,27 +88,154 @@ def eevee_id() -> str:
 
 
 # Validation ---------------------------------------------------------------------
-def check_reference(reference, scene) -> float | None:
-    """Refuse what cannot work, before anything changes. Returns the
-    reference's constant roughness (None if an input feeds it)."""
+def check_reference(reference, scene) -> Surface:
+    """Refuse what cannot work, before anything changes. Returns what the
+    copy's maps start from (`reference_surface`)."""
     if reference is None or reference.type != "MESH":
         raise InputError("the reference must be a mesh object")
-    if not reference.visible_get():
-        raise InputError(f"'{reference.name}' is hidden: baking reads it from the view layer, so unhide it")
-    scene_inputs.check_mesh_object(reference)
+    check_visible(reference, bpy.context.view_layer)
+    # No UV map needed: the reference is only rendered and baked from, and the copy gets its own unwrap.
     if _triangles(reference, evaluated=True) < 8:
         raise InputError(f"'{reference.name}' has too few triangles to decimate")
-    mats = [s.material for s in reference.material_slots if s.material is not None]
-    if not mats:
-        raise InputError(f"'{reference.name}' has no material: there is nothing to bake or render")
+    check_vertices(reference)
+    surface = reference_surface(reference)
     material_io.read_lighting(scene)  # no lights and a black world, or an unmodelled light: refused here
-    roughness = None
-    if len({m.name for m in mats}) == 1:
-        bsdf = material_io.principled_node(mats[0])
-        sock = bsdf.inputs["Roughness"]
-        if not sock.is_linked:
-            roughness = float(sock.default_value)
-    return roughness
+    return surface
+
+
+@dataclass
+class Surface:
+    """What the copy's material starts from."""
+    roughness: float | None = None  # the reference's constant, or None: a roughness image, baked
+    metallic: float = 0.0
+    neutral: dict = field(default_factory=dict)  # {channel: stored value} of the images no bake can fill
+    warnings: list = field(default_factory=list)
+
+
+NEUTRAL_GREY = NEUTRAL_ROUGHNESS = 0.5
+# The closures a Diffuse Color bake reads (a group: whatever it holds), and those with nothing to bake.
+DIFFUSE_NODES = {"BSDF_PRINCIPLED", "BSDF_DIFFUSE", "SUBSURFACE_SCATTERING", "GROUP"}
+NOT_BSDF_NODES = {"EMISSION", "HOLDOUT", "BSDF_TRANSPARENT", "BACKGROUND"}
+
+
+def reference_surface(reference) -> Surface:
+    """The reference is only rendered and baked, so any surface will do.
+    From a Principled BSDF on the Material Output: its constant roughness
+    and metallic (one material). Otherwise the bakes read what they can
+    (Emission is not a BSDF: no base colour or roughness to bake), the rest
+    starts from a neutral value, and a warning says which."""
+    materials = list({s.material.name: s.material for s in reference.material_slots
+                      if s.material is not None}.values())
+    if not materials:
+        raise InputError(f"'{reference.name}' has no material: there is nothing to bake or render")
+    surface = Surface()
+    principled = {m.name: _principled_or_none(m) for m in materials}
+    active = reference.active_material
+    bsdf = principled.get(active.name) if active is not None else None
+    if bsdf is not None and not bsdf.inputs["Metallic"].is_linked:
+        surface.metallic = float(bsdf.inputs["Metallic"].default_value)
+    bsdf = principled[materials[0].name]
+    if len(materials) == 1 and bsdf is not None and not bsdf.inputs["Roughness"].is_linked:
+        surface.roughness = float(bsdf.inputs["Roughness"].default_value)
+    others = [(m, _closures(m)) for m in materials if principled[m.name] is None]
+    if not others:
+        return surface
+    closures = [n for _, (_, nodes) in others for n in nodes] + [n for n in principled.values() if n is not None]
+    diffuse = any(n.type in DIFFUSE_NODES for n in closures)
+    bsdfs = any(n.type not in NOT_BSDF_NODES for n in closures)
+    if not diffuse:
+        surface.neutral["base color"] = NEUTRAL_GREY
+    if not bsdfs:
+        surface.roughness = NEUTRAL_ROUGHNESS
+    which = "; ".join(f"material '{m.name}': its surface is '{label}'" for m, (label, _) in others)
+    what = ("the base colour and roughness are baked from its BSDFs (emission is not baked)" if diffuse else
+            f"no diffuse BSDF to bake the base colour from, so it starts at grey {NEUTRAL_GREY:g}; the roughness "
+            "is baked" if bsdfs else
+            f"no BSDF to bake the base colour or roughness from, so the base colour starts at grey "
+            f"{NEUTRAL_GREY:g} and the roughness at {NEUTRAL_ROUGHNESS:g}")
+    surface.warnings.append(f"{which}, not a Principled BSDF: {what}; metallic starts at {surface.metallic:g}, "
+                            "and the normal map is baked")
+    return surface
+
+
+def _principled_or_none(material):
+    try:
+        return material_io.principled_node(material)
+    except InputError:
+        return None
+
+
+def _closures(material) -> tuple:
+    """(the label of the node on the active Material Output's Surface, or
+    'nothing'; the shader nodes that reach it through Mix and Add Shader
+    nodes and reroutes)."""
+    tree = material.node_tree
+    outputs = [n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"] if tree is not None else []
+    output = next((n for n in outputs if n.is_active_output), outputs[0] if outputs else None)
+    sockets, found, label = [output.inputs["Surface"]] if output is not None else [], [], None
+    while sockets:
+        for link in sockets.pop().links:
+            node = link.from_node
+            if link.is_muted or node.mute:
+                continue
+            if node.type in ("MIX_SHADER", "ADD_SHADER", "REROUTE"):
+                sockets += [s for s in node.inputs if s.type == "SHADER"]
+            else:
+                found.append(node)
+            if label is None and node.type != "REROUTE":
+                label = node.bl_label
+    return label or "nothing", found
+
+
+def check_visible(reference, view_layer) -> None:
+    """Baking selects the reference in the view layer: refuse one that is
+    not in it (only in excluded collections) or hidden there, saying which."""
+    included, excluded = _layer_membership(reference, view_layer.layer_collection)
+    if not included:
+        which = (f"collection '{excluded[0]}', which is" if len(excluded) == 1 else
+                 f"collections {', '.join(repr(n) for n in excluded)}, which are")
+        raise InputError(f"'{reference.name}' is in {which} excluded from view layer '{view_layer.name}': "
+                         "baking reads it from the view layer, so include it (the checkbox beside the "
+                         "collection in the Outliner)")
+    if not reference.visible_get(view_layer=view_layer):
+        raise InputError(f"'{reference.name}' is hidden: baking reads it from the view layer, so unhide it "
+                         "(or its collection)")
+
+
+def _layer_membership(obj, layer_collection, excluded_by: str | None = None) -> tuple:
+    """(whether a collection of the view layer that is not excluded holds
+    `obj`, the names of the outermost excluded collections that hold it)."""
+    included, excluded = obj.name in layer_collection.collection.objects and excluded_by is None, []
+    if excluded_by and obj.name in layer_collection.collection.objects:
+        excluded.append(excluded_by)
+    for child in layer_collection.children:
+        outer = excluded_by or (child.collection.name if child.exclude else None)
+        child_included, child_excluded = _layer_membership(obj, child, outer)
+        included = included or child_included
+        excluded += [n for n in child_excluded if n not in excluded]
+    return included, excluded
+
+
+def check_vertices(reference) -> None:
+    """Refuse a non-finite or far-off vertex by the reference's own name and
+    index, before the copy, its bake and the renders inherit it."""
+    matrix = np.array(reference.matrix_world, np.float64)
+    meshes = [("", reference.data)]
+    if reference.modifiers or reference.data.shape_keys:
+        evaluated = reference.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        meshes.append((" (with its modifiers and shape keys)", evaluated.data))
+    for what, mesh in meshes:
+        co = np.empty(len(mesh.vertices) * 3, np.float64)
+        mesh.vertices.foreach_get("co", co)
+        world = co.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3]
+        bad = np.flatnonzero(~(np.abs(world).max(axis=1) <= COORDINATE_LIMIT))
+        if len(bad):
+            index = int(bad[0])
+            x, y, z = world[index]
+            why = (f"beyond ±{COORDINATE_LIMIT:.0e} units" if np.all(np.isfinite(world[index]))
+                   else "not a finite number")
+            raise InputError(f"vertex {index} of '{reference.name}'{what} lies at ({x:.3g}, {y:.3g}, {z:.3g}) "
+                             f"in the world, {why}: fix or delete it")
 
 
 # The copy -----------------------------------------------------------------------
@@ -197,6 +344,8 @@ def bake_down(reference, lod, images: dict, scene, radius: float) -> float:
     active): the plain decimated mesh with its baked-down textures, the
     baseline the fit has to beat, and the fit's start. Returns seconds."""
     t0 = time.perf_counter()
+    if not images:
+        return 0.0
     tree = lod.active_material.node_tree
     scene.render.engine = "CYCLES"  # these three: put back by _render_setup
     scene.cycles.samples = 1
@@ -341,8 +490,9 @@ def coverage_ceiling(renders: list, truths: list) -> float:
     nearest = []
     for render, truth in zip(renders, truths):
         alpha = np.asarray(render, np.float64)[..., 3:]
-        colour = np.clip(np.asarray(truth, np.float64)[..., :3] / np.maximum(alpha, 1e-12), 0.0, 1.0)
-        nearest.append(np.concatenate([colour * alpha, alpha], -1))
+        # The premultiplied colour nearest the truth at coverage `alpha` (each
+        # channel in [0, alpha]): exact, so the reference's own coverage scores inf.
+        nearest.append(np.concatenate([np.minimum(np.asarray(truth, np.float64)[..., :3], alpha), alpha], -1))
     return _score(nearest, truths)
 
 
@@ -366,23 +516,21 @@ def fit_lod_stages(reference, options: LodOptions | None = None, scene=None, pro
     options = options or LodOptions()
     scene = scene or bpy.context.scene
     options.validate()
-    roughness = check_reference(reference, scene)
-    metallic = 0.0
-    bsdf = material_io.principled_node(reference.active_material) if reference.active_material else None
-    if bsdf is not None and not bsdf.inputs["Metallic"].is_linked:
-        metallic = float(bsdf.inputs["Metallic"].default_value)
+    settings = options.fit_settings()
+    surface = check_reference(reference, scene)
     report = progress or (lambda text: None)
     t_start = time.perf_counter()
     name = options.name or f"{reference.name} LOD"
-    summary = {"reference": reference.name, "render_engine": options.render_engine, "ratio": options.ratio}
+    summary = {"reference": reference.name, "render_engine": options.render_engine, "ratio": options.ratio,
+               "warnings": list(surface.warnings)}
     width, height = scene_inputs.working_resolution(scene, options.resolution)
     existing = _datablocks()
     try:
         with tempfile.TemporaryDirectory() as tmp, _render_setup(scene) as setup:
-            yield from _make_and_fit(reference, options, scene, Path(tmp), setup, summary, report, roughness,
-                                     metallic, name, width, height, fit_budget_s)
+            yield from _make_and_fit(reference, options, settings, scene, Path(tmp), setup, summary, report,
+                                     surface, name, width, height, fit_budget_s)
     except BaseException:
-        _remove_new(existing)  # a failure, Ctrl+C or Esc leaves no half-made copy behind
+        _remove_new(existing, scene)  # a failure, Ctrl+C or Esc leaves no half-made copy behind
         raise
     summary["seconds"] = time.perf_counter() - t_start
     return summary
@@ -395,30 +543,40 @@ def _datablocks() -> dict:
     return {kind: set(getattr(bpy.data, kind)) for kind in _KINDS}
 
 
-def _remove_new(existing: dict) -> None:
+def _remove_new(existing: dict, scene) -> None:
     for kind in _KINDS:
         blocks = getattr(bpy.data, kind)
         for block in [b for b in blocks if b not in existing[kind]]:
             blocks.remove(block)
+    # Until updated, a view layer lists a removed object as None, and a calling
+    # script's loop over `view_layer.objects` fails on it.
+    for layer in [*scene.view_layers, bpy.context.view_layer]:
+        layer.update()
 
 
-def _make_and_fit(reference, options, scene, folder, setup, summary, report, roughness, metallic, name,
-                  width, height, fit_budget_s):
+def _make_and_fit(reference, options, settings, scene, folder, setup, summary, report, surface, name, width,
+                  height, fit_budget_s):
     """The job's body, a generator (see `fit_lod_stages`)."""
     report("making the copy")
     yield
     lod = make_lod_object(reference, options.ratio, name)
-    mat, images = lod_material(name, options.texture_size, roughness, metallic)
+    mat, images = lod_material(name, options.texture_size, surface.roughness, surface.metallic)
     lod.data.materials.append(mat)
     summary.update(lod=lod.name, triangles_reference=_triangles(reference, evaluated=True),
                    triangles_lod=_triangles(lod), images={k: v.name for k, v in images.items()})
     _, radius = target_setup.bounding_sphere(reference)
     report("baking the reference's maps onto the copy")
     yield
-    summary["bake_seconds"] = bake_down(reference, lod, images, scene, radius)
+    summary["bake_seconds"] = bake_down(reference, lod, {k: v for k, v in images.items() if k not in surface.neutral},
+                                        scene, radius)
+    for channel, value in surface.neutral.items():  # nothing to bake: a neutral start
+        image = images[channel]
+        image.pixels.foreach_set(np.tile(np.float32([value, value, value, 1.0]), len(image.pixels) // 4))
+        image.pack()
     setup.use(options, width, height)
     targets = target_setup.add_cameras_around(reference, options.target_views, f"{name} Targets", scene=scene)
-    held = held_out_cameras(reference, options.held_out_views, f"{name} Held-out", scene)
+    held = (held_out_cameras(reference, options.held_out_views, f"{name} Held-out", scene)
+            if options.held_out_views else None)  # none: judged on the target views only
     report(f"rendering {options.target_views} targets and {options.held_out_views} held-out views "
            f"of the reference ({options.render_engine})")
     # Only the reference (then the copy) and the lights are rendered.
@@ -429,7 +587,7 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
         for o in others:
             o.hide_render = True
         reference.hide_render, lod.hide_render = False, True
-        target_cams, held_cams = list(targets.objects), list(held.objects)
+        target_cams, held_cams = list(targets.objects), list(held.objects) if held else []
 
         def view(cam):
             return render_view(scene, cam, folder)
@@ -451,16 +609,6 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
             save_picture(truths[0], Path(options.pictures) / "reference.png")
             save_picture(held_renders[0], Path(options.pictures) / "baked.png")
         report("fitting")
-        preset = quality_preset("standard", joint=False)
-        preset.pop("resolution", None)
-        # No start margin: the engine's renders decide below whether the fit beats the bake.
-        settings = Settings(**{**preset, "optimize_positions": False, "optimize_texture": True, "lit": True,
-                               "start_margin_db": 0.0,
-                               "optimize_roughness": options.fit_roughness,
-                               "optimize_normal": options.fit_normal,
-                               **options.settings_overrides})
-        if options.steps is not None:
-            settings.steps = options.steps
         run = OptimizationRun(lod, targets, settings, resolution=options.resolution, scene=scene)
         try:
             fit = yield from drive(run, max_steps=None if fit_budget_s else 25, budget_s=fit_budget_s,
@@ -498,7 +646,7 @@ def _make_and_fit(reference, options, scene, folder, setup, summary, report, rou
             o.hide_render = False
     for image in images.values():
         image.pack()  # the fitted pixels live in the .blend
-    summary["target_cameras"], summary["held_out_cameras"] = targets.name, held.name
+    summary["target_cameras"], summary["held_out_cameras"] = targets.name, held.name if held else None
 
 
 def _each(render, cameras: list):
@@ -528,9 +676,14 @@ def _triangles(obj, evaluated: bool = False) -> int:
 def summary_text(summary: dict) -> str:
     """One line for the status bar and the CLI."""
     before, after = summary.get("psnr_held_out_before"), summary.get("psnr_held_out_after")
-    judged = (f"held-out PSNR {before:.1f} -> {after:.1f} dB ({summary['render_engine']}; "
-              f"any maps at most {summary['psnr_held_out_ceiling']:.1f})"
-              if before is not None else "no held-out views")
+    ceiling = summary.get("psnr_held_out_ceiling")
+    if before is not None:  # no ceiling where the copy's silhouettes are the reference's (--ratio 1)
+        judged = (f"held-out PSNR {before:.1f} -> {after:.1f} dB ({summary['render_engine']}"
+                  + (f"; any maps at most {ceiling:.1f})" if math.isfinite(ceiling) else ")"))
+    else:
+        targets = summary["psnr_targets_after" if summary.get("kept") == "fitted" else "psnr_targets_before"]
+        judged = (f"no held-out views, so judged on the targets only: PSNR {summary['psnr_targets_before']:.1f} "
+                  f"-> {targets:.1f} dB ({summary['render_engine']})")
     kept = "" if summary.get("kept") == "fitted" else "; the fit did not beat the bake, kept the bake"
     return (f"'{summary['lod']}': {summary['triangles_lod']} triangles "
             f"(of {summary['triangles_reference']}), {judged}{kept}, {summary['seconds']:.0f} s")

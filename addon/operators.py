@@ -244,8 +244,13 @@ class SGE_OT_fit_lod(bpy.types.Operator):
         except InputError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self.report({"INFO"}, lod.summary_text(summary))
+        self._report_lod(summary)
         return {"FINISHED"}
+
+    def _report_lod(self, summary):
+        for warning in summary["warnings"]:
+            self.report({"WARNING"}, warning)
+        self.report({"INFO"}, lod.summary_text(summary))
 
     # From the dialog: a unit of work per timer tick (a bake or a render
     # blocks for its own length; the fit runs in slices), Esc stops.
@@ -275,7 +280,7 @@ class SGE_OT_fit_lod(bpy.types.Operator):
         context.window_manager.event_timer_remove(self._timer)
         context.workspace.status_text_set(None)
         if driver.state == operator_runs.FINISHED:
-            self.report({"INFO"}, lod.summary_text(driver.summary))
+            self._report_lod(driver.summary)
             return {"FINISHED"}
         self.report({"WARNING"}, f"Fit LOD to Reference: {driver.error}")
         return {"CANCELLED"}

@@ -88,20 +88,43 @@ def test_coverage_ceiling_leaves_only_what_the_silhouette_decides():
     assert both == pytest.approx((lod.coverage_ceiling([render], [truth]) + lod.coverage_ceiling([render], [full])) / 2)
 
 
-@pytest.mark.parametrize("case", ["not a mesh", "ratio", "dark scene", "hidden"])
+REFUSALS = {"not a mesh": "mesh", "ratio": "ratio", "dark scene": "nothing to see",
+            "hidden": "'Reference' is hidden", "steps": "steps must be", "cycles samples": "Cycles samples",
+            "nan vertex": "vertex 7 of 'Reference' lies at (nan,", "huge vertex": "vertex 7 of 'Reference' lies at (",
+            "excluded": "'Reference' is in collection 'Excluded', which is excluded from view layer"}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
 def test_fit_lod_refuses_bad_input_and_changes_nothing(empty_scene, case):
+    """Refused at the first step, before the copy, the bake or a render, and
+    named by the user's object and vertex (not the temporary copy's)."""
     scene = empty_scene
     ref = lit_reference(scene, sun=(case != "dark scene"), world=(0, 0, 0) if case == "dark scene" else (0.2,) * 3)
     options = lod.LodOptions(ratio=0.0 if case == "ratio" else 0.2, texture_size=64, target_views=2,
-                             held_out_views=1, resolution=32, steps=5)
+                             held_out_views=1, resolution=32, steps=-5 if case == "steps" else 5,
+                             render_engine="CYCLES" if case == "cycles samples" else "EEVEE",
+                             cycles_samples=0 if case == "cycles samples" else 64)
     target = bpy.data.objects["Sun"] if case == "not a mesh" else ref
     if case == "hidden":
         ref.hide_set(True)
+    if case in ("nan vertex", "huge vertex"):
+        ref.data.vertices[7].co = (float("nan") if case == "nan vertex" else 1e30, 0.0, 0.0)
+    if case == "excluded":
+        excluded = bpy.data.collections.new("Excluded")
+        scene.collection.children.link(excluded)
+        for collection in ref.users_collection:
+            collection.objects.unlink(ref)
+        excluded.objects.link(ref)
+        bpy.context.view_layer.layer_collection.children["Excluded"].exclude = True
     counts = (len(bpy.data.objects), len(bpy.data.images), len(bpy.data.meshes), len(bpy.data.materials))
+    reported = []
     with pytest.raises(InputError) as err:
-        lod.fit_lod(target, options, scene=scene)
-    assert {"not a mesh": "mesh", "ratio": "ratio", "dark scene": "nothing to see",
-            "hidden": "unhide"}[case] in str(err.value)
+        lod.fit_lod(target, options, scene=scene, progress=reported.append)
+    assert REFUSALS[case] in str(err.value)
+    assert "Reference LOD" not in str(err.value)
+    if case == "excluded":
+        assert "unhide" not in str(err.value)
+    assert reported == []  # nothing was started
     assert (len(bpy.data.objects), len(bpy.data.images), len(bpy.data.meshes), len(bpy.data.materials)) == counts
 
 
@@ -146,6 +169,9 @@ def test_a_failure_midway_leaves_nothing_behind(empty_scene):
         lod.fit_lod(ref, options, scene=scene, progress=interrupt)
     assert {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in kinds} == before
     assert scene.render.engine == engine and not ref.hide_render
+    # A calling script's view layer holds no stale (None) entries for what was removed.
+    assert None not in list(bpy.context.view_layer.objects)
+    assert all(o.select_get() in (True, False) for o in bpy.context.view_layer.objects)
 
 
 # From the UI: a unit of work per tick (addon/operator_runs.py LodDriver) ------------------
@@ -197,3 +223,108 @@ def test_stopping_the_lod_driver_midway_removes_what_it_made(empty_scene):
     assert (scene.render.engine, scene.render.resolution_x) == (engine, resolution)
     assert not ref.hide_render
     assert driver.tick() == operator_runs.CANCELLED  # nothing more happens
+
+
+# What it handles (issue 23): each run is tiny, by Cycles at 1 sample a pixel --------------
+def _cycles_options(**overrides):
+    return lod.LodOptions(**{"ratio": 0.3, "texture_size": 16, "target_views": 1, "held_out_views": 1,
+                             "resolution": 16, "render_engine": "CYCLES", "cycles_samples": 1, "steps": 3,
+                             **overrides})
+
+
+def _mean_rgb(image_name):
+    image = bpy.data.images[image_name]
+    px = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(px)
+    return px.reshape(-1, 4)[:, :3]
+
+
+def test_no_held_out_views_runs_without_held_out_scoring(registered):
+    """0 held-out views (the dialog's minimum): the run is judged on its
+    targets only, and says so; from the API and from the operator."""
+    scene = registered
+    ref = lit_reference(scene)
+    summary = lod.fit_lod(ref, _cycles_options(held_out_views=0), scene=scene)
+    assert summary["psnr_held_out_before"] is None and summary["psnr_held_out_after"] is None
+    assert summary["psnr_held_out_ceiling"] is None and summary["held_out_cameras"] is None
+    assert summary["kept"] in ("fitted", "baked") and math.isfinite(summary["psnr_targets_after"])
+    assert "no held-out views" in lod.summary_text(summary)
+    bpy.context.view_layer.objects.active = ref
+    assert bpy.ops.sge.fit_lod("EXEC_DEFAULT", True, ratio=0.3, texture_size=16, target_views=1, held_out_views=0,
+                               resolution=16, render_engine="CYCLES", steps=3) == {"FINISHED"}
+
+
+def test_a_reference_without_a_uv_map_is_unwrapped_and_baked(empty_scene):
+    """High-poly sculpts rarely have UVs; the copy gets its own unwrap."""
+    scene = empty_scene
+    ref = lit_reference(scene)
+    while ref.data.uv_layers:
+        ref.data.uv_layers.remove(ref.data.uv_layers[0])
+    summary = lod.fit_lod(ref, _cycles_options(), scene=scene)
+    assert [uv.name for uv in bpy.data.objects[summary["lod"]].data.uv_layers] == ["UVMap"]
+    assert not ref.data.uv_layers  # the reference is left as it was
+    assert np.isfinite(_mean_rgb(summary["images"]["normal"])).all()
+
+
+def _emission_surface(ref, mix: bool):
+    """The reference's image through an Emission node, alone or mixed half
+    and half with its Principled BSDF, on the Material Output."""
+    tree = ref.active_material.node_tree
+    nodes, links = tree.nodes, tree.links
+    output = next(n for n in nodes if n.type == "OUTPUT_MATERIAL")
+    bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    emission = nodes.new("ShaderNodeEmission")
+    links.new(next(n for n in nodes if n.type == "TEX_IMAGE").outputs["Color"], emission.inputs["Color"])
+    if mix:
+        mixer = nodes.new("ShaderNodeMixShader")
+        links.new(bsdf.outputs[0], mixer.inputs[1])
+        links.new(emission.outputs[0], mixer.inputs[2])
+        links.new(mixer.outputs[0], output.inputs["Surface"])
+    else:
+        links.new(emission.outputs[0], output.inputs["Surface"])
+
+
+@pytest.mark.parametrize("surface", ["emission", "mix"])
+def test_an_emission_or_mix_surface_is_baked_where_it_can_be(empty_scene, surface):
+    """The reference is only rendered and baked: what a bake can read is
+    baked, the rest starts from a neutral value, and the summary says which."""
+    scene = empty_scene
+    ref = lit_reference(scene)
+    _emission_surface(ref, mix=surface == "mix")
+    started = {}
+
+    def progress(text):  # the maps the fit starts from, as the baked copy is rendered
+        if text == "rendering the baked copy":
+            started["base color"] = _mean_rgb("Reference LOD base color").copy()
+
+    summary = lod.fit_lod(ref, _cycles_options(steps=1), scene=scene, progress=progress)
+    warning = " ".join(summary["warnings"])
+    assert "'reference'" in warning and ("'Emission'" if surface == "emission" else "'Mix Shader'") in warning
+    copy = bpy.data.objects[summary["lod"]]
+    bsdf = next(n for n in copy.active_material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    if surface == "emission":  # no BSDF to bake colour or roughness from: neutral starts
+        assert "base colour starts at grey" in warning and "roughness at 0.5" in warning
+        assert "roughness" not in summary["images"]
+        np.testing.assert_allclose(started["base color"], 0.5, atol=1 / 255)  # 8 bits a channel
+        assert summary["fit"]["material"]["roughness"]["before"] == pytest.approx(0.5)
+    else:  # the Principled BSDF inside the mix is baked
+        assert "roughness" in summary["images"] and bsdf.inputs["Roughness"].is_linked
+        assert started["base color"].std() > 0.05
+    assert summary["lod"] in lod.summary_text(summary)
+
+
+def test_a_copy_with_the_references_silhouettes_has_no_ceiling():
+    """--ratio 1: the copy covers what the reference covers, so any maps
+    could match it: the ceiling is infinite (not float rounding's 353 dB)
+    and the summary line names none."""
+    rng = np.random.default_rng(1)
+    alpha = rng.random((8, 8, 1))
+    # Premultiplied float32, as `lod.premultiplied` reads renders; the same coverage.
+    truth = np.concatenate([rng.random((8, 8, 3)) * alpha, alpha], -1).astype(np.float32)
+    render = np.concatenate([rng.random((8, 8, 3)) * alpha, alpha], -1).astype(np.float32)
+    assert lod.coverage_ceiling([render], [truth]) == math.inf
+    summary = {"lod": "Ref LOD", "triangles_lod": 10, "triangles_reference": 10, "render_engine": "EEVEE",
+               "psnr_held_out_before": 40.0, "psnr_held_out_after": 41.0, "psnr_held_out_ceiling": math.inf,
+               "kept": "fitted", "seconds": 3.0}
+    text = lod.summary_text(summary)
+    assert "40.0 -> 41.0" in text and "at most" not in text and "inf" not in text

@@ -195,6 +195,46 @@ def test_flags_reach_the_settings():
 def test_lod_subcommand_refuses_a_missing_object_and_a_bad_ratio(scene_file, tmp_path):
     missing = run_tool(TOOLS / "optimize.py", "lod", scene_file, "--object", "Nope", "--save", tmp_path / "o.blend")
     assert missing.returncode == 2 and "no object named 'Nope'" in missing.stderr
-    bad = run_tool(TOOLS / "optimize.py", "lod", scene_file, "--object", "Source", "--ratio", "0")
-    assert bad.returncode == 2 and "ratio" in bad.stderr
-    assert not (tmp_path / "o.blend").exists()
+    # A refused run writes nothing: not even --save's or --summary's missing folders.
+    for flag, words in (("--ratio", "ratio"), ("--cycles-samples", "Cycles samples")):
+        bad = run_tool(TOOLS / "optimize.py", "lod", scene_file, "--object", "Source", flag, "0",
+                       "--save", tmp_path / "new" / "o.blend", "--summary", tmp_path / "new2" / "s.json")
+        assert bad.returncode == 2 and words in bad.stderr, bad.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_output_checks_create_nothing_and_name_a_file_in_the_way(tmp_path):
+    import optimize
+
+    (tmp_path / "notes.txt").write_text("a file")
+    reason = optimize.unwritable_reason(tmp_path / "notes.txt" / "out.blend", "--save")
+    assert reason == (f"--save '{tmp_path / 'notes.txt' / 'out.blend'}' cannot be written: "
+                      f"'{tmp_path / 'notes.txt'}' is a file, not a directory")
+    reason = optimize.unwritable_reason(tmp_path / "notes.txt" / "deeper" / "out.blend", "--save")
+    assert "is a file, not a directory" in reason
+    assert optimize.unwritable_reason(tmp_path / "new" / "sub" / "out.blend", "--save") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # made when written, not when checked
+
+
+def test_lod_subcommand_runs_a_file_saved_in_edit_mode(backend, tmp_path):
+    """The reference saved in Edit Mode is fitted in Object Mode (api.fit_lod),
+    as the panel and the API do; the output's folders are made at the end."""
+    import scenes
+
+    bpy.ops.wm.read_homefile(use_empty=True, app_template="")
+    ref = scenes.lod_reference(bpy.context.scene, segments=16, rings=8, texture=32)
+    triangles = sum(len(p.vertices) - 2 for p in ref.data.polygons)
+    bpy.context.view_layer.objects.active = ref
+    bpy.ops.object.mode_set(mode="EDIT")
+    path = tmp_path / "edit.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    bpy.ops.wm.read_homefile(use_empty=True, app_template="")
+    out_blend, out_json = tmp_path / "out" / "lod.blend", tmp_path / "out" / "json" / "lod.json"
+    result = run_tool(TOOLS / "optimize.py", "lod", path, "--object", "Reference", "--ratio", "0.3", "--engine",
+                      "cycles", "--cycles-samples", "1", "--views", "1", "--held-out", "1", "--resolution", "16",
+                      "--texture-size", "16", "--steps", "2", "--save", out_blend, "--summary", out_json)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(out_json.read_text())
+    assert summary["triangles_reference"] == triangles and out_blend.is_file()
+    assert "Traceback" not in result.stderr

@@ -57,3 +57,13 @@ def test_new_image_is_packed_and_survives_a_save(empty_scene, tmp_path, linear):
     image = bpy.data.images["Saved"]
     assert image_pixels.image_encoding(image) == ("linear" if linear else "srgb")
     np.testing.assert_allclose(image_pixels.read_image_pixels(image, "image"), pixels, atol=tolerance)
+
+
+def test_a_tiled_image_is_refused_in_plain_words(empty_scene):
+    """A UDIM image is named as such ('is a tiled' read oddly)."""
+    from sge_optimizer.addon.errors import InputError
+
+    image = bpy.data.images.new("Tiles", 8, 8, tiled=True)
+    with pytest.raises(InputError) as err:
+        image_pixels.read_image_pixels(image, "base-colour image")
+    assert str(err.value) == "base-colour image 'Tiles' is a tiled image (UDIM); use a single image"

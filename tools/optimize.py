@@ -131,12 +131,20 @@ def open_blend(path: Path) -> str | None:
 
 def unwritable_reason(path: Path, flag: str) -> str | None:
     """Why `path` cannot be written at the end of the run, or None. Checked
-    before the first step so that a long run is never lost to a bad path;
-    missing parent folders are created, as the save would."""
+    before the first step so that a long run is never lost to a bad path.
+    Nothing is left behind: missing parent folders are made for the check and
+    removed again (`make_output_folders` makes them when the file is written)."""
+    made = []
     try:
         if path.is_dir():
             return f"{flag} '{path}' is a folder"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        missing = [folder for folder in path.parents if not folder.exists()]
+        blocking = path.parents[len(missing)]  # the nearest that exists
+        if not blocking.is_dir():
+            return f"{flag} '{path}' cannot be written: '{blocking}' is a file, not a directory"
+        for folder in reversed(missing):
+            folder.mkdir()
+            made.append(folder)
         with tempfile.TemporaryFile(dir=path.parent):  # Blender saves via a temporary file there
             pass
         if path.exists():
@@ -144,7 +152,17 @@ def unwritable_reason(path: Path, flag: str) -> str | None:
                 pass
     except OSError as exc:
         return f"{flag} '{path}' cannot be written: {exc.strerror or exc}"
+    finally:
+        for folder in reversed(made):
+            folder.rmdir()
     return None
+
+
+def make_output_folders(args) -> None:
+    """The missing parent folders of --save and --summary, as they are written."""
+    for path in (args.save, args.summary):
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def outputs_writable(args) -> bool:
@@ -203,6 +221,7 @@ def run(argv) -> int:
               file=sys.stderr)
     print(f"PSNR before {summary['mean_psnr_before']:.2f} dB, after {summary['mean_psnr_after']:.2f} dB "
           f"({summary['steps']} steps, {summary['seconds']:.1f} s{kept_note(summary)})", file=sys.stderr)
+    make_output_folders(args)
     if args.summary:
         args.summary.write_text(json.dumps(summary, indent=2))
     if args.save:
@@ -246,8 +265,8 @@ def build_lod_parser() -> argparse.ArgumentParser:
 def run_lod(argv) -> int:
     import bpy
 
-    from sge_optimizer.addon.api import InputError
-    from sge_optimizer.addon.lod import LodOptions, fit_lod, summary_text
+    from sge_optimizer.addon.api import InputError, fit_lod  # fit_lod: a reference in Edit Mode as in Object Mode
+    from sge_optimizer.addon.lod import LodOptions, summary_text
 
     args = build_lod_parser().parse_args(argv)
     obj = open_and_find(args)
@@ -263,7 +282,10 @@ def run_lod(argv) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     print(summary_text(summary), file=sys.stderr)
+    make_output_folders(args)
     if args.summary:
         args.summary.write_text(json.dumps(summary, indent=2))
     if args.save:
