@@ -14,7 +14,7 @@ import time
 import bpy
 
 from ..engine import Engine, Settings, mean_psnr
-from . import fitted_params, input_checks, scene_inputs
+from . import auto_choices, fitted_params, input_checks, scene_inputs
 from .errors import InputError
 from .gpu_backend import BlenderGPUBackend
 from .gpu_context import ensure_gpu
@@ -26,13 +26,22 @@ class OptimizationRun:
     three); `cancel()` keeps the result so far, `abort()` restores the scene
     as it was."""
 
-    def __init__(self, obj, camera_collection, settings: Settings, resolution: int = 256, scene=None):
-        try:
-            settings.validate()
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+    def __init__(self, obj, camera_collection, settings: Settings, resolution: int = 256, scene=None,
+                 choices: auto_choices.Choices | None = None):
+        """`choices`: what the panel or the CLI leaves to the scene (Lit by
+        the Scene and the normal map on auto, Steps from the preset),
+        decided here (addon/auto_choices.py); None: `settings` as given."""
         self.resolution = resolution
-        self.inputs = scene_inputs.read_scene(obj, camera_collection, resolution, scene, lit=settings.lit)
+        self.choices = {}  # {name: auto_choices.Choice}: what was decided, and why
+        if choices is None:
+            try:
+                settings.validate()
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
+            self.inputs = scene_inputs.read_scene(obj, camera_collection, resolution, scene, lit=settings.lit)
+        else:
+            self.inputs, settings, self.choices = auto_choices.read_inputs(
+                obj, camera_collection, settings, choices, resolution, scene)
         if settings.pixel_filter == "auto":  # the targets are taken as the scene's engine renders
             pixel_filter = scene_inputs.pixel_filter_for(scene or bpy.context.scene, self.inputs.cameras)
             settings = dataclasses.replace(settings, **pixel_filter)
@@ -190,6 +199,8 @@ class OptimizationRun:
             "mean_psnr_validation_after": self._mean_over(after, self.engine.validation),
             "mean_psnr_fitted_after": self._mean_over(after, self.engine.training),
             "settings": {k: getattr(self.settings, k) for k in Settings.field_names()},
+            # Lit by the Scene and the normal map as decided from auto, on or off, and why
+            "choices": {name: dataclasses.asdict(c) for name, c in self.choices.items()},
             "encoding": self.inputs.encoding,
             "image_storage": None,  # the base-colour image's: fitted_params.BaseColorImage
             "shape_key": None,  # where positions went, if keyed: fitted_params.MeshPositions

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 import gpu
-from gpu.types import Buffer, GPUShaderCreateInfo, GPUStageInterfaceInfo, GPUTexture
+from gpu.types import Buffer, GPUShaderCreateInfo, GPUStageInterfaceInfo, GPUTexture, GPUUniformBuf
 
 from ..gpu_kernels import FIXED_TO_FLOAT
 
@@ -25,6 +25,10 @@ def _create_info(spec) -> GPUShaderCreateInfo:
         info.sampler(sampler.slot, sampler.type, sampler.name)
     for kind, name in spec.push_constants:
         info.push_constant(kind, name)
+    block = spec.uniform_block
+    if block is not None:  # the constants beyond 128 bytes of push constants
+        info.typedef_source(block.struct_source())
+        info.uniform_buf(block.slot, block.type_name, block.name)
     if spec.is_compute:
         info.local_group_size(*spec.local_size)
         info.compute_source(spec.compute_source())
@@ -69,6 +73,7 @@ class BlenderGPUBackend:
     def __init__(self):
         self._shaders = {}
         self._constants = {}  # per shader: its push constants the compiler kept
+        self._uniform_bufs = {}  # per shader with a uniform block: its buffer, refilled at each use
         self._last_target = None
         self._probe = GPUTexture((1, 1), format="R32F")
         self._framebuffer_clears = None  # decided at the first draw (_framebuffer_clear_zeroes_integers)
@@ -135,6 +140,11 @@ class BlenderGPUBackend:
             shader.image(name, tex)
         for name, tex in samplers.items():
             shader.uniform_sampler(name, tex)
+        block = spec.uniform_block
+        if block is not None:
+            constants = dict(constants)
+            self._bind_uniform_block(spec, shader, {n: constants.pop(n) for n in block.member_names
+                                                    if n in constants})
         kinds = dict((n, k) for k, n in spec.push_constants)
         present = self._constants[spec.name]
         for name, value in constants.items():
@@ -148,6 +158,20 @@ class BlenderGPUBackend:
                 shader.uniform_int(name, value)
             else:
                 shader.uniform_float(name, value)
+
+    def _bind_uniform_block(self, spec, shader, values: dict) -> None:
+        """Fill the spec's uniform buffer with `values` (its members) and bind
+        it. The words go in as integers: a float's bits pass unchanged, and an
+        integer key whose bits spell a NaN is never read as a float."""
+        block = spec.uniform_block
+        words = np.frombuffer(block.pack(values), np.int32).tolist()
+        data = Buffer("INT", len(words), words)
+        ubo = self._uniform_bufs.get(spec.name)
+        if ubo is None:
+            ubo = self._uniform_bufs[spec.name] = GPUUniformBuf(data)
+        else:
+            ubo.update(data)
+        shader.uniform_block(block.name, ubo)
 
     def dispatch(self, spec, groups, images, samplers, constants):
         shader = self.shader(spec)

@@ -9,7 +9,7 @@ import time
 import bpy
 from bpy.app.handlers import persistent
 
-from . import api, change_checks, edit_mode, image_undo, overlay, properties, scene_inputs
+from . import api, auto_choices, change_checks, edit_mode, image_undo, overlay, properties, scene_inputs
 from .fit_run import OptimizationRun, drive, progress_text, run_to_end
 from .gpu_context import ensure_gpu
 from .errors import InputError
@@ -32,7 +32,8 @@ def why_not(scene) -> str | None:
         return "an optimization is already running"
     props = properties.get(scene)
     try:
-        lit_maps = props.lit and (props.optimize_roughness or props.optimize_metallic or props.optimize_normal)
+        lit_maps = props.lit != "OFF" and (props.optimize_roughness or props.optimize_metallic
+                                           or props.optimize_normal == "ON")
         if not (props.optimize_positions or props.optimize_texture or lit_maps):
             raise InputError("nothing to optimize: enable Positions, Base Color or both")
         scene_inputs.check_mesh_object(props.source)
@@ -52,7 +53,8 @@ def make_run(scene, **overrides) -> OptimizationRun:
     settings = properties.to_settings(props, **overrides)
     left = edit_mode.leave_edit_mode(props.source)
     try:
-        run = OptimizationRun(props.source, props.cameras, settings, resolution=props.resolution, scene=scene)
+        run = OptimizationRun(props.source, props.cameras, settings, resolution=props.resolution, scene=scene,
+                              choices=properties.choices(props, **overrides))
     except BaseException:
         if left:
             edit_mode.enter_edit_mode(props.source)
@@ -112,6 +114,7 @@ def report_line(summary: dict) -> str:
         notes.append(f"kept step {summary['kept_step']}, the best scored")
     if summary.get("shape_key") and summary["settings"].get("optimize_positions"):
         notes.append(f"positions written to shape key '{summary['shape_key']}'")
+    notes += auto_choices.choice_lines(summary.get("choices") or {})
     return ". ".join([line] + [n for n in notes if n])
 
 

@@ -5,7 +5,7 @@ import math
 
 import bpy
 
-from . import fit_run, operator_runs, properties
+from . import auto_choices, fit_run, operator_runs, properties
 
 
 def draw_panel(layout, context) -> None:
@@ -30,12 +30,19 @@ def draw_panel(layout, context) -> None:
 
     col = layout.column(heading="Optimize")
     col.prop(props, "lit")
+    lit, why = properties.lit_now(props, scene)
+    if props.lit == "AUTO":  # what Auto chooses, and why (auto_choices.scene_light)
+        col.label(text=f"Auto: {'on' if lit else 'off'} ({why})", icon="INFO")
     row = col.row(align=True)
-    row.active = props.lit
+    row.active = lit
     row.prop(props, "optimize_roughness", toggle=True)
     row.prop(props, "optimize_metallic", toggle=True)
-    row.prop(props, "optimize_normal", toggle=True)
+    sub = col.row()
+    sub.active = lit
+    sub.prop(props, "optimize_normal")
     col.prop(props, "optimize_positions")
+    if lit and props.lit == "AUTO" and props.optimize_positions:
+        col.label(text=auto_choices.KEEPS_THE_MESH.capitalize(), icon="INFO")
     sub = col.column(align=True)
     sub.active = props.optimize_positions
     sub.prop(props, "lr_positions", text="Learning Rate (0 = Auto)")
@@ -83,6 +90,8 @@ def draw_panel(layout, context) -> None:
             if after is not None and math.isfinite(after):
                 col.label(text=f"Last run: {s['steps']} steps, PSNR {s['mean_psnr_before']:.1f} "
                                f"\u2192 {after:.1f} dB", icon="INFO")
+            for line in auto_choices.choice_lines(s.get("choices") or {}):
+                col.label(text=line[0].upper() + line[1:])
             _draw_loss(col, operator_runs.last_history)
 
     row = layout.row(align=True)

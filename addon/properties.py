@@ -8,6 +8,7 @@ from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty,
 
 from ..engine import QUALITY_PRESETS, Settings, quality_preset
 from ..engine.settings import DEFAULT_QUALITY, flag_of
+from . import auto_choices
 
 _STANDARD = quality_preset(DEFAULT_QUALITY)
 _WRITTEN_BACK = "a constant input, or a Non-Color image written back where it is read; undo puts its pixels back"
@@ -23,6 +24,9 @@ def _field(name: str, label: str, note: str = "", **panel) -> dict:
     text = flag.help[0].upper() + flag.help[1:]
     if flag.auto:
         default, text = 0.0, f"{text}; 0: automatic ({flag.auto})"
+    if flag.auto_mode:  # Auto | On | Off, decided before the run (addon/auto_choices.py)
+        default, text = "auto", f"{text}; Auto: {flag.auto_mode}"
+        panel = {"items": MODE_ITEMS, **panel}
     keywords = {"name": label, "description": f"{text}; {note}" if note else text}
     if "items" in panel:  # the panel's identifiers, in any case: "SART" for "sart"
         keywords["default"] = next(i[0] for i in panel["items"] if i[0].lower() == default)
@@ -34,11 +38,26 @@ def _field(name: str, label: str, note: str = "", **panel) -> dict:
     return keywords
 
 
+MODE_ITEMS = (("AUTO", "Auto", "Decided from the scene before the run; the panel says what and why"),
+              ("ON", "On", "Always"), ("OFF", "Off", "Never"))
+
+
+def lit_now(props, scene) -> tuple:
+    """(whether a run would be lit, why): Lit by the Scene's On or Off, or
+    what Auto decides from `scene` (its engine, lights and world; a lit read
+    that the scene fails still falls back to unlit at the run)."""
+    if props.lit != "AUTO":
+        return props.lit == "ON", ""
+    return auto_choices.scene_light(scene)
+
+
 def _fit_kind(self) -> dict:
-    """quality_preset's arguments for the fit the panel describes."""
-    joint = self.optimize_positions and self.optimize_texture
-    visits = (self.optimize_texture and not self.optimize_positions and not self.lit
-              and self.texture_update == "SART")
+    """quality_preset's arguments for the fit the panel describes (a lit
+    fit on Auto keeps the mesh)."""
+    lit = lit_now(self, self.id_data)[0] if isinstance(self.id_data, bpy.types.Scene) else self.lit == "ON"
+    positions = self.optimize_positions and not (lit and self.lit == "AUTO")
+    joint = positions and self.optimize_texture
+    visits = self.optimize_texture and not positions and not lit and self.texture_update == "SART"
     return {"joint": joint, "visits": visits}
 
 
@@ -52,10 +71,16 @@ def _follow_quality(self, _context) -> None:
     """Switching to another kind of fit (joint, in SART visits, another single
     group) moves Steps to the preset's count for it, unless the user set
     Steps by hand."""
-    name = self.quality.lower()
+    if _steps_from_preset(self):
+        self.steps = quality_preset(self.quality.lower(), **_fit_kind(self))["steps"]
+
+
+def _steps_from_preset(props) -> bool:
+    """Whether Steps is one of its Quality preset's counts (one kind of fit
+    or another), not set by hand."""
+    name = props.quality.lower()
     kinds = ({"joint": True}, {"joint": False}, {"joint": False, "visits": True})
-    if self.steps in [quality_preset(name, **kind)["steps"] for kind in kinds]:
-        self.steps = quality_preset(name, **_fit_kind(self))["steps"]
+    return props.steps in [quality_preset(name, **kind)["steps"] for kind in kinds]
 
 
 def _is_mesh(_self, obj) -> bool:
@@ -73,10 +98,10 @@ class SGE_PG_settings(bpy.types.PropertyGroup):
         name="Reference", type=bpy.types.Object, poll=_is_mesh,
         description="Textured mesh rendered into the cameras' backgrounds by Capture Targets")
 
-    lit: BoolProperty(**_field("lit", "Lit by the Scene", update=_follow_quality))
+    lit: EnumProperty(**_field("lit", "Lit by the Scene", update=_follow_quality))
     optimize_roughness: BoolProperty(**_field("optimize_roughness", "Roughness", note=_WRITTEN_BACK))
     optimize_metallic: BoolProperty(**_field("optimize_metallic", "Metallic", note=_WRITTEN_BACK))
-    optimize_normal: BoolProperty(**_field("optimize_normal", "Normal Map", note="undo puts its pixels back"))
+    optimize_normal: EnumProperty(**_field("optimize_normal", "Normal Map", note="undo puts its pixels back"))
     optimize_positions: BoolProperty(**_field("optimize_positions", "Positions", update=_follow_quality))
     lr_positions: FloatProperty(**_field("lr_positions", "Learning Rate", precision=5, step=0.01))
     eps_positions: FloatProperty(**_field("eps_positions", "\u03b5", precision=5, step=0.01))
@@ -164,19 +189,39 @@ def get(context_or_scene) -> SGE_PG_settings:
 
 def to_settings(props, **overrides) -> Settings:
     """The engine `Settings` for the panel's property group (0: automatic,
-    where the field's default is; the maps of a lit fit only when lit)."""
+    where the field's default is; the maps of a lit fit only when lit). An
+    Auto | On | Off field is its On here: `choices` carries what the run
+    decides (OptimizationRun(choices=...))."""
     values = {}
     for name in PANEL_FIELDS:
         value = getattr(props, name)
         if flag_of(name).auto:
             value = value or None  # 0: automatic
+        elif flag_of(name).auto_mode:
+            value = value == "ON"
         elif isinstance(value, str):
             value = value.lower()  # the enum's identifier: "SART" is "sart"
         values[name] = value
-    for name in ("optimize_roughness", "optimize_metallic", "optimize_normal"):
-        values[name] = props.lit and values[name]
+    for name in ("optimize_roughness", "optimize_metallic"):
+        values[name] = props.lit != "OFF" and values[name]
     values.update(overrides)
     return Settings(**values)
+
+
+def choices(props, **overrides) -> auto_choices.Choices:
+    """What the panel leaves to the scene: Lit by the Scene and Normal Map
+    (Auto | On | Off), and whether Steps is its preset's (left as the Quality
+    preset set it: the run's fit takes its own count). A Settings field in
+    `overrides` is decided by it."""
+    steps_preset = props.quality.lower() if "steps" not in overrides and _steps_from_preset(props) else None
+
+    def mode(field: str, prop: str) -> str:
+        if field in overrides:
+            return "on" if overrides[field] else "off"
+        return getattr(props, prop).lower()
+
+    return auto_choices.Choices(lit=mode("lit", "lit"), fit_normal=mode("optimize_normal", "optimize_normal"),
+                                steps_preset=steps_preset)
 
 
 def register_properties():

@@ -4,6 +4,12 @@ A backend owns textures, compiles `gpu_kernels` specs and runs them. The
 engine never sees a backend's native objects except as opaque handles.
 Array convention everywhere: float32, shape (height, width, channels), row 0
 at the bottom (OpenGL and Blender images agree on this).
+
+`constants` of a dispatch or draw: the spec's push constants by name, and,
+for a spec with a `uniform_block` (gpu_kernels.UniformBlock: what would pass
+128 bytes of push constants), each of its members' four values by member
+name; the backend packs those (`UniformBlock.pack`) into a uniform buffer of
+its own and binds it at the block's slot.
 """
 from __future__ import annotations
 

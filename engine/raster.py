@@ -76,13 +76,15 @@ class Rasterizer:
         if self.lit is not None:
             mat, nrm = p.material, p.normal
             samplers.update(lights=self.lights, normal_map=source(nrm), material=source(mat))
-            constants.update(camera_position=np.asarray(self.lit.camera_positions[view], np.float32),
-                             normal_strength=float(self.lit.normal_strength),
-                             material_key=mat.key(seed, index), material_eps=eps(mat),
-                             material_stratum=sub.stratum("material") if sub is not None else -1,
-                             material_channels=self.material_channels,
-                             normal_key=nrm.key(seed, index), normal_eps=eps(nrm),
-                             normal_stratum=sub.stratum("normal") if sub is not None else -1)
+            # K.LIT_DRAW, the kernel's uniform block (past 128 bytes of push constants)
+            camera = [float(c) for c in self.lit.camera_positions[view]]
+            constants.update(camera=camera + [float(self.lit.normal_strength)],
+                             eps=(eps(mat), eps(nrm), 0.0, 0.0),
+                             material_step=(mat.key(seed, index),
+                                            sub.stratum("material") if sub is not None else -1,
+                                            self.material_channels, 0),
+                             normal_step=(nrm.key(seed, index), sub.stratum("normal") if sub is not None else -1,
+                                          0, 0))
         spec = K.RASTERIZE_LIT_FIT_GAIN if gain else self.pair_spec if pair else self.spec
         self.backend.draw(spec, target, self.batch, samplers=samplers, constants=constants)
 

@@ -30,6 +30,9 @@ QUALITY_PRESETS = {
 }
 DEFAULT_QUALITY = "standard"
 CATEGORIES = ("user", "advanced", "research")
+# What the CLI and the panel offer for a field with `modes`; "auto" is
+# decided by the add-on from the scene before the run (addon/auto_choices.py).
+MODES = ("auto", "on", "off")
 
 
 def quality_preset(name: str, joint: bool = True, visits: bool = False) -> dict:
@@ -46,6 +49,15 @@ def quality_preset(name: str, joint: bool = True, visits: bool = False) -> dict:
     elif visits:
         preset["steps"] = visit_steps
     return preset
+
+
+def preset_kind(settings) -> dict:
+    """quality_preset's `joint` and `visits` for the fit `settings` describe."""
+    s = settings
+    joint = s.optimize_positions and s.optimize_texture
+    visits = (s.optimize_texture and not s.optimize_positions and not s.lit and s.texture_update == "sart"
+              and s.sart_visits)
+    return {"joint": joint, "visits": visits}
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,9 @@ class Flag:
     auto: str | None = None  # the default is None, which means this
     preset: str | None = None  # --quality (the panel's Quality) sets it
     doc: str | None = None  # docs/decisions/<doc>.md: how its default was chosen
+    # A bool the CLI and the panel set as one of MODES, "auto" by default,
+    # which the add-on decides from the scene as this says; the field holds the outcome.
+    auto_mode: str | None = None
 
     def __post_init__(self):
         assert self.category in CATEGORIES, self.category
@@ -137,11 +152,14 @@ class Settings:
                                     min=-1, category="advanced")
     # Lit fits (issue 9; SceneArrays.lit)
     lit: bool = setting(False, "render the base colour under the scene's lights and the rest of its "
-                               "Principled material, for lit targets (EEVEE, Cycles); positions stay fixed")
+                               "Principled material, for lit targets (EEVEE, Cycles); positions stay fixed",
+                        auto_mode="on where the scene renders with EEVEE or Cycles and has a light "
+                                          "or a world that is not black; positions then stay")
     optimize_roughness: bool = setting(False, "lit fits: also fit the Principled Roughness", cli="--fit-roughness")
     optimize_metallic: bool = setting(False, "lit fits: also fit the Principled Metallic", cli="--fit-metallic")
     optimize_normal: bool = setting(False, "lit fits: also fit the tangent-space normal-map image "
-                                           "(x and y; z follows)", cli="--fit-normal")
+                                           "(x and y; z follows)", cli="--fit-normal",
+                                    auto_mode="on for a lit fit whose material has a normal-map image")
 
     # Advanced: step sizes, schedule, pixel filter
     lr_positions: float | None = setting(None, "Adam step for positions, in world units", category="advanced",

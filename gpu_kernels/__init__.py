@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import dataclasses
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +100,85 @@ class Sampler:
     name: str
 
 
+# Push constants a kernel may declare, in bytes: what Vulkan guarantees (and
+# Metal's argument limit); beyond it Blender warns "Consider using UBO" and
+# takes a uniform-buffer fallback on such devices. Counted as Blender counts
+# them (push_constant_bytes); what does not fit goes in a UniformBlock.
+MAX_PUSH_CONSTANT_BYTES = 128
+
+
+@dataclass(frozen=True)
+class UniformBlock:
+    """Constants a kernel reads from a uniform buffer (std140), as
+    `name.member` in its GLSL: Blender's `GPUShaderCreateInfo.uniform_buf`
+    with its struct in `typedef_source`, a std140 block in PyOpenGL. The
+    members are VEC4 or IVEC4 only, whose std140 layout (16 bytes each, in
+    order) no backend pads differently (a vec3 is 12 or 16 bytes by backend).
+    The caller passes each member's four values among the constants of a
+    draw or dispatch; `pack` lays them out."""
+
+    slot: int
+    type_name: str  # the GLSL struct
+    name: str  # the instance the GLSL reads
+    members: tuple  # (kind 'VEC4' | 'IVEC4', member name)
+
+    def __post_init__(self):
+        assert all(kind in ("VEC4", "IVEC4") for kind, _ in self.members), self.members
+
+    @property
+    def member_names(self) -> frozenset:
+        return frozenset(name for _, name in self.members)
+
+    def struct_source(self) -> str:
+        fields = " ".join(f"{kind.lower()} {name};" for kind, name in self.members)
+        return f"struct {self.type_name} {{ {fields} }};\n"
+
+    def pack(self, values: dict) -> bytes:
+        """The block's std140 bytes from {member: four values} (every member given)."""
+        missing = self.member_names - set(values)
+        if missing:
+            raise KeyError(f"uniform block {self.name} lacks {sorted(missing)}")
+        out = b""
+        for kind, name in self.members:
+            four = tuple(values[name])
+            if len(four) != 4:
+                raise ValueError(f"{self.name}.{name} takes four values, got {len(four)}")
+            out += struct.pack("<4i", *map(int, four)) if kind == "IVEC4" else struct.pack("<4f", *map(float, four))
+        return out
+
+
+_PUSH_SIZES = {"FLOAT": 4, "INT": 4, "UINT": 4, "BOOL": 4, "VEC2": 8, "IVEC2": 8, "UVEC2": 8,
+               "VEC3": 12, "IVEC3": 12, "UVEC3": 12, "VEC4": 16, "IVEC4": 16, "UVEC4": 16,
+               "MAT3": 48, "MAT4": 64}
+
+
+def push_constant_bytes(push_constants) -> int:
+    """The size Blender gives a list of (type, name) push constants when it
+    checks them against 128 bytes (bpy's GPUShaderCreateInfo.push_constant,
+    `constants_calc_size`: its own padding rule, calibrated on the warnings it
+    printed for our former lit kernels: 136, 144 and 152 bytes). Blender
+    checks after each constant is added, so `max_push_constant_bytes` takes
+    every prefix."""
+    size_prev = size_last = 0
+    for kind, _name in push_constants:
+        size, pad = _PUSH_SIZES[kind], 0
+        if size_last and size_last != size:
+            pack = 8 if size == 8 else 16
+            pad = pack - size_last % pack if size_last < size else size_prev % pack
+        elif size == 12:
+            pad = 4
+        size_prev += pad + size
+        size_last = size
+    return size_prev + size_prev % 16
+
+
+def max_push_constant_bytes(spec) -> int:
+    """The largest size Blender counts while the spec's push constants are
+    added one by one (it warns at each one past MAX_PUSH_CONSTANT_BYTES)."""
+    pcs = spec.push_constants
+    return max((push_constant_bytes(pcs[:i]) for i in range(1, len(pcs) + 1)), default=0)
+
+
 @dataclass(frozen=True)
 class KernelSpec:
     name: str
@@ -114,6 +194,7 @@ class KernelSpec:
     interface: tuple = ()  # (qualifier 'flat'|'smooth', type, name)
     fragment_outputs: tuple = ()  # (slot, type, name)
     defines: dict = field(default_factory=dict)
+    uniform_block: UniformBlock | None = None  # constants beyond the push constants' 128 bytes
 
     def groups(self, width: int, height: int) -> tuple:
         """Work groups covering width x height invocations."""
@@ -326,6 +407,15 @@ RASTERIZE_LIT = KernelSpec(
     defines=_FIXED,
 )
 
+# A lit fit's per-draw constants, beside RASTERIZE's push constants (which
+# they would push past MAX_PUSH_CONSTANT_BYTES): Rasterizer.draw fills them.
+LIT_DRAW = UniformBlock(slot=0, type_name="LitDraw", name="lit_draw", members=(
+    ("VEC4", "camera"),  # xyz: the view's camera position (world); w: the normal map's strength
+    ("VEC4", "eps"),  # x: the material map's perturbation, y: the normal map's (0: not perturbed)
+    ("IVEC4", "material_step"),  # x: its perturbation key, y: stratum (-1: all), z: fitted channels (bits)
+    ("IVEC4", "normal_step"),  # x: the normal map's perturbation key, y: stratum
+))
+
 # R for a lit fit: RASTERIZE's resources and outputs, plus the fixed maps,
 # the lights and each corner's shading frame.
 RASTERIZE_LIT_FIT = KernelSpec(
@@ -335,11 +425,8 @@ RASTERIZE_LIT_FIT = KernelSpec(
     fragment_sources=("rasterize_fit_lit_frag.glsl", "rasterize_fit_lit_main_frag.glsl"),
     samplers=RASTERIZE.samplers + (Sampler(2, "FLOAT_2D", "lights"), Sampler(3, "FLOAT_2D", "material"),
                                    Sampler(4, "FLOAT_2D", "normal_map")),
-    push_constants=RASTERIZE.push_constants + (("VEC3", "camera_position"), ("FLOAT", "normal_strength"),
-                                               ("INT", "material_key"), ("FLOAT", "material_eps"),
-                                               ("INT", "material_stratum"), ("INT", "material_channels"),
-                                               ("INT", "normal_key"), ("FLOAT", "normal_eps"),
-                                               ("INT", "normal_stratum")),
+    push_constants=RASTERIZE.push_constants,
+    uniform_block=LIT_DRAW,
     vertex_inputs=RASTERIZE.vertex_inputs + ((2, "VEC3", "corner_normal"), (3, "VEC4", "corner_tangent")),
     interface=RASTERIZE.interface + (("smooth", "VEC3", "world_position"), ("smooth", "VEC3", "world_normal"),
                                      ("smooth", "VEC4", "world_tangent")),
@@ -362,6 +449,7 @@ ALL_KERNELS = (PERTURB, RASTERIZE, RASTERIZE_PAIR, ACCUMULATE_GRADIENT, ADAM_STE
                RESIDUAL_TARGET, SCORE, LIT_EVAL, RASTERIZE_LIT, RASTERIZE_LIT_FIT,
                RASTERIZE_LIT_FIT_PAIR, RASTERIZE_LIT_FIT_GAIN) + tuple(ACCUMULATE_GRADIENT_VARIANTS.values())
 
-__all__ = ["KernelSpec", "Image", "Sampler", "ALL_KERNELS", "FIXED_SCALE", "MAX_VIEWS_PER_STEP",
-           "MAX_IMAGES_PER_KERNEL", "ACCUMULATE_GRADIENT_VARIANTS", "accumulate_gradient_kernel"] + [
+__all__ = ["KernelSpec", "Image", "Sampler", "UniformBlock", "ALL_KERNELS", "FIXED_SCALE", "MAX_VIEWS_PER_STEP",
+           "MAX_IMAGES_PER_KERNEL", "MAX_PUSH_CONSTANT_BYTES", "LIT_DRAW", "push_constant_bytes",
+           "max_push_constant_bytes", "ACCUMULATE_GRADIENT_VARIANTS", "accumulate_gradient_kernel"] + [
     k.name.upper() for k in ALL_KERNELS if not k.name.startswith("accumulate_gradient_")]

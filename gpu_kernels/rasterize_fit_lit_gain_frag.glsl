@@ -9,11 +9,11 @@ void main()
   SAMPLE_THROUGH(normal_map, normal_texel, uv, map);
   SAMPLE_THROUGH(material, material_texel, uv, mat);
   vec3 base = sample_albedo(uv).rgb;
-  vec3 n = perturbed_normal(normalize(world_normal), world_tangent, map.rgb, normal_strength);
+  vec3 n = perturbed_normal(normalize(world_normal), world_tangent, map.rgb, lit_draw.camera.w);
   float rough = clamp(mat.r, 0.0, 1.0), metal = clamp(mat.g, 0.0, 1.0), level = max(mat.b, 0.0);
-  vec3 gain = shade_lit(vec3(1.0), rough, metal, level, n, world_position, camera_position)
-              - shade_lit(vec3(0.0), rough, metal, level, n, world_position, camera_position);
-  out_color = vec4(shade_lit(base, rough, metal, level, n, world_position, camera_position), 1.0);
+  vec3 gain = shade_lit(vec3(1.0), rough, metal, level, n, world_position, lit_draw.camera.xyz)
+              - shade_lit(vec3(0.0), rough, metal, level, n, world_position, lit_draw.camera.xyz);
+  out_color = vec4(shade_lit(base, rough, metal, level, n, world_position, lit_draw.camera.xyz), 1.0);
   out_color_minus = vec4(gain, base.r);
   out_id = triangle_id + 1;
   out_uv = vec4(uv, base.g, base.b);

@@ -73,3 +73,14 @@ def silhouette_iou(engine, views):
 
 def mean_psnr(engine):
     return _mean_psnr(engine.evaluate())
+
+
+def flush_c_stdio() -> None:
+    """Flush C's stdout and stderr (Blender's printf), so that pytest's capfd
+    sees what C printed so far."""
+    import ctypes
+
+    ctypes.CDLL(None).fflush(None)
+
+
+PUSH_CONSTANT_WARNING = "Push constants have a minimum supported size"

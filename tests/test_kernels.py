@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import H, W, assert_pair_draw_is_two_draws, flat_texture, read_renders, small_engine
+from helpers import (H, PUSH_CONSTANT_WARNING, W, assert_pair_draw_is_two_draws, flat_texture, flush_c_stdio,
+                     read_renders, small_engine)
 
 from sge_optimizer import gpu_kernels as K
 from sge_optimizer.engine import Engine, SceneArrays, Settings, View
@@ -571,6 +572,68 @@ def test_the_silhouette_phase_moves_the_vertices_alone(backend):
 def test_kernels_fit_the_portable_image_limit():
     for spec in K.ALL_KERNELS:
         assert len(spec.images) <= K.MAX_IMAGES_PER_KERNEL, spec.name
+
+
+# The constants of RASTERIZE_LIT_FIT before LIT_DRAW: Blender printed "Push
+# constants ... already reach N bytes" for N = 136, 136, 144, 152, 144 as they were added.
+FORMER_LIT_FIT_CONSTANTS = K.RASTERIZE.push_constants + (
+    ("VEC3", "camera_position"), ("FLOAT", "normal_strength"), ("INT", "material_key"), ("FLOAT", "material_eps"),
+    ("INT", "material_stratum"), ("INT", "material_channels"), ("INT", "normal_key"), ("FLOAT", "normal_eps"),
+    ("INT", "normal_stratum"))
+FORMER_WARNINGS = [136, 136, 144, 152, 144]
+
+
+def test_push_constants_stay_within_128_bytes_as_blender_counts_them():
+    """Every kernel's push constants, counted as Blender counts them after
+    each one is added, stay at or under 128 bytes (Vulkan's guaranteed size;
+    the rest goes in a uniform block); the count is calibrated on Blender's
+    warnings for the former lit kernel."""
+    sizes = [K.push_constant_bytes(FORMER_LIT_FIT_CONSTANTS[:i]) for i in range(1, len(FORMER_LIT_FIT_CONSTANTS) + 1)]
+    assert [n for n in sizes if n > K.MAX_PUSH_CONSTANT_BYTES] == FORMER_WARNINGS
+    for spec in K.ALL_KERNELS:
+        assert K.max_push_constant_bytes(spec) <= K.MAX_PUSH_CONSTANT_BYTES, spec.name
+    lit = (K.RASTERIZE_LIT_FIT, K.RASTERIZE_LIT_FIT_PAIR)
+    assert all(spec.uniform_block is K.LIT_DRAW for spec in lit)
+
+
+def test_blender_builds_every_kernel_without_a_push_constant_warning(backend, capfd):
+    """Blender itself agrees: building each kernel's create-info prints no
+    "Push constants ... Consider using UBO", where the former lit kernel's
+    constants print the sizes push_constant_bytes predicts."""
+    import re
+
+    from gpu.types import GPUShaderCreateInfo
+
+    from sge_optimizer.addon.gpu_backend import _create_info
+
+    flush_c_stdio()
+    capfd.readouterr()
+    former = GPUShaderCreateInfo()
+    for kind, name in FORMER_LIT_FIT_CONSTANTS:
+        former.push_constant(kind, name)
+    flush_c_stdio()
+    printed = capfd.readouterr()
+    assert [int(n) for n in re.findall(r"already reach (\d+) bytes", printed.out + printed.err)] == FORMER_WARNINGS
+    for spec in K.ALL_KERNELS:
+        _create_info(spec)
+    flush_c_stdio()
+    printed = capfd.readouterr()
+    assert PUSH_CONSTANT_WARNING not in printed.out + printed.err
+
+
+def test_a_uniform_block_packs_std140_vec4s():
+    """UniformBlock: each member 16 bytes in order, integers as integers
+    (a key whose bits spell a NaN passes unchanged), all members required."""
+    block = K.LIT_DRAW
+    values = {"camera": (1.0, 2.0, 3.0, 0.5), "eps": (0.25, -0.125, 0, 0),
+              "material_step": (0x7F800001, -1, 3, 0), "normal_step": (-5, 2, 0, 0)}
+    words = np.frombuffer(block.pack(values), np.int32)
+    assert words.size == 16
+    np.testing.assert_array_equal(words[:8].view(np.float32), [1, 2, 3, 0.5, 0.25, -0.125, 0, 0])
+    np.testing.assert_array_equal(words[8:], [0x7F800001, -1, 3, 0, -5, 2, 0, 0])
+    assert "struct LitDraw { vec4 camera; vec4 eps; ivec4 material_step; ivec4 normal_step; };" in block.struct_source()
+    with pytest.raises(KeyError, match="normal_step"):
+        block.pack({k: v for k, v in values.items() if k != "normal_step"})
 
 
 def test_fixed_point_sum_carries_past_32_bits(backend):

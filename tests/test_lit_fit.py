@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from helpers import assert_pair_draw_is_two_draws, read_renders
+from helpers import PUSH_CONSTANT_WARNING, assert_pair_draw_is_two_draws, flush_c_stdio, read_renders
 
 from sge_optimizer import gpu_kernels as K
 from sge_optimizer.engine import Engine, SceneArrays, Settings, View, synthetic
@@ -398,6 +398,27 @@ def _normal_settings(**overrides):
                   antialias=False, keep_best=False)
     values.update(overrides)
     return Settings(**values)
+
+
+def test_a_lit_fit_prints_no_push_constant_warning(capfd):
+    """Issue 24: a lit fit of the base colour, roughness and normal map,
+    compiled from scratch, prints nothing about push constants (the per-draw
+    lit constants are in a uniform buffer, K.LIT_DRAW), with its pair and
+    single draws both run."""
+    from sge_optimizer.addon.gpu_backend import BlenderGPUBackend
+
+    fresh = BlenderGPUBackend()  # compiles every kernel anew
+    flush_c_stdio()
+    capfd.readouterr()
+    engine = Engine(fresh, _normal_scene(fresh, flat_normal_map(), bumpy_normal_map()),
+                    _normal_settings(optimize_texture=True, optimize_roughness=True, steps=4))
+    for _ in range(4):
+        engine.step()
+    engine.render(0)
+    flush_c_stdio()
+    printed = capfd.readouterr()
+    assert {"rasterize_lit_fit", "rasterize_lit_fit_pair"} <= set(fresh._shaders)
+    assert PUSH_CONSTANT_WARNING not in printed.out + printed.err
 
 
 def assert_unit_normals(stored: np.ndarray) -> None:

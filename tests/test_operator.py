@@ -267,7 +267,7 @@ def test_undo_restores_a_fitted_normal_map_exactly(scene):
     light_scene()
     normal = add_normal_map(bpy.data.objects["Source"], bumpy_normal_map(16, tilt=0.3))
     props = properties.get(scene)
-    props.lit, props.optimize_positions, props.optimize_normal = True, False, True
+    props.lit, props.optimize_positions, props.optimize_normal = "ON", False, "ON"
     original = state(), image_pixels(normal)
     bpy.ops.ed.undo_push(message="Before SGE")
     assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
@@ -297,7 +297,7 @@ def test_undo_restores_a_fitted_roughness_image_exactly(scene):
     node.image = target_setup.new_image("Rough", np.full((8, 8, 4), 0.9, np.float32), linear=True)
     mat.node_tree.links.new(node.outputs["Color"], material_io.principled_node(mat).inputs["Roughness"])
     props = properties.get(scene)
-    props.lit, props.optimize_positions, props.optimize_roughness = True, False, True
+    props.lit, props.optimize_positions, props.optimize_roughness = "ON", False, True
     original = image_pixels(node.image)
     bpy.ops.ed.undo_push(message="Before SGE")
     assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
@@ -315,7 +315,7 @@ def test_error_during_a_normal_map_run_restores_the_normal_map(scene):
     light_scene()
     normal = add_normal_map(bpy.data.objects["Source"], bumpy_normal_map(16, tilt=0.3))
     props = properties.get(scene)
-    props.lit, props.optimize_positions, props.optimize_texture, props.optimize_normal = True, False, False, True
+    props.lit, props.optimize_positions, props.optimize_texture, props.optimize_normal = "ON", False, False, "ON"
     original = image_pixels(normal)
     driver = operator_runs.ModalDriver(operator_runs.make_run(scene), budget_s=None, max_steps_per_tick=2)
     driver.start()
@@ -496,9 +496,9 @@ def test_quality_preset_sets_steps_resolution_and_views(scene):
             preset["joint_steps"], preset["resolution"], preset["views_per_step"])
     props.optimize_positions = False  # the base colour alone, unlit: SART visits' steps
     assert props.steps == QUALITY_PRESETS["high"]["visit_steps"]
-    props.lit = True  # another single-group fit (a lit one's texels use Adam)
+    props.lit = "ON"  # another single-group fit (a lit one's texels use Adam)
     assert props.steps == QUALITY_PRESETS["high"]["steps"]
-    props.lit = False
+    props.lit = "OFF"
     props.texture_update = "ADAM"
     assert props.steps == QUALITY_PRESETS["high"]["steps"]
     props.texture_update = "SART"

@@ -262,9 +262,23 @@ def test_lit_render_matches(backend, gl):
                                  Lighting(lights=(sun,), ambient=(0.1, 0.1, 0.1)),
                                  synthetic.sphere_frames(mesh), list(eyes))
     scene = SceneArrays(mesh, synthetic.checker_texture(32), views, lit=lit)
-    engines = [Engine(b, scene, Settings(optimize_positions=False, lit=True)) for b in (backend, gl)]
+    engines = [Engine(b, scene, Settings(optimize_positions=False, optimize_texture=False, lit=True,
+                                         optimize_roughness=True))
+               for b in (backend, gl)]
     for view in range(2):
         theirs, ours = (e.render(view) for e in engines)
         both = (ours["id"] == theirs["id"]) & (ours["id"] > 0)
         assert both.mean() > 0.2
         np.testing.assert_allclose(ours["color"][both], theirs["color"][both], atol=1e-4)
+    # R+ of a roughness sub-step: its key, eps and stratum reach the kernel
+    # through the uniform block (K.LIT_DRAW) on both backends alike.
+    sub = engines[0].make_substep(5, 1, 1)
+    assert "material" in sub.groups
+    colors = []
+    for e in engines:
+        e.raster.draw(e.raster.plus, 1, sign=1, sub=sub)
+        colors.append(e.backend.read(e.backend.target_textures(e.raster.plus)["color"]))
+    theirs = engines[0].render(1)
+    both = (theirs["id"] > 0)
+    np.testing.assert_allclose(colors[1][both], colors[0][both], atol=1e-4)
+    assert np.abs(colors[0][both] - theirs["color"][both]).max() > 1e-3  # the perturbation shows

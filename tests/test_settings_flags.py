@@ -22,7 +22,7 @@ _bootstrap.load_package()
 import pytest  # noqa: E402
 
 import optimize  # noqa: E402
-from sge_optimizer.engine.settings import CATEGORIES, Settings, cli_flag, flag_of  # noqa: E402
+from sge_optimizer.engine.settings import CATEGORIES, MODES, Settings, cli_flag, flag_of  # noqa: E402
 
 CLI_DOC = ROOT / "docs" / "cli.md"
 REGENERATE = "bash tools/dev.sh python tests/test_settings_flags.py"
@@ -35,6 +35,9 @@ def _flag_cell(action) -> str:
     names = ", ".join(f"`{s}`" for s in action.option_strings) or f"`{action.dest}`"
     if action.option_strings and action.nargs != 0:
         metavar = "{" + ",".join(map(str, action.choices)) + "}" if action.choices else action.dest.upper()
+        if action.nargs == "?":  # --lit [{auto,on,off}], --no-lit
+            first, *rest = action.option_strings
+            return ", ".join([f"`{first} [{metavar}]`"] + [f"`{s}`" for s in rest])
         names = names[:-1] + f" {metavar}`"
     return names
 
@@ -139,6 +142,11 @@ def test_cli_has_each_field_with_its_default_choices_and_group():
         action, group = actions[name]
         assert action.dest == f.name, name
         assert group == GROUP_OF[flag.category], f"{name} is in the group {group!r}, its category is {flag.category}"
+        if flag.auto_mode:  # --lit [auto|on|off] and --no-lit, auto by default
+            assert (action.default, action.choices, action.const) == ("auto", MODES, "on"), name
+            assert action.option_strings == [name, "--no-" + name[2:]], name
+            assert flag.help.replace("%", "%%") in action.help and flag.auto_mode in action.help, name
+            continue
         assert action.default == (None if flag.preset else f.default), f"{name}: default {action.default!r}"
         assert action.choices == flag.choices, f"{name}: choices {action.choices}"
         assert isinstance(action, argparse.BooleanOptionalAction) == (f.type == "bool"), name
@@ -148,6 +156,21 @@ def test_cli_has_each_field_with_its_default_choices_and_group():
 def test_cli_defaults_give_the_default_settings():
     args = optimize.build_parser().parse_args(["--object", "A", "--cameras", "B"])
     assert optimize.settings_from_args(args) == Settings()  # --quality standard, a joint fit
+    choices = optimize.choices_from_args(args)  # lit and the normal map left to the scene, steps to the fit
+    assert (choices.lit, choices.fit_normal, choices.steps_preset) == ("auto", "auto", "standard")
+
+
+@pytest.mark.parametrize("argv, lit, normal", [([], "auto", "auto"), (["--lit"], "on", "auto"),
+                                               (["--lit", "off"], "off", "auto"), (["--no-lit"], "off", "auto"),
+                                               (["--lit", "auto", "--fit-normal"], "auto", "on"),
+                                               (["--no-fit-normal", "--steps", "9"], "auto", "off")])
+def test_cli_lit_and_normal_map_modes(argv, lit, normal):
+    args = optimize.build_parser().parse_args(["--object", "A", "--cameras", "B"] + argv)
+    choices = optimize.choices_from_args(args)
+    assert (choices.lit, choices.fit_normal) == (lit, normal)
+    assert choices.steps_preset == (None if "--steps" in argv else "standard")
+    s = optimize.settings_from_args(args)
+    assert (s.lit, s.optimize_normal) == (lit == "on", normal == "on")
 
 
 def test_cli_flags_reach_settings():
@@ -179,6 +202,10 @@ def test_panel_properties_have_the_fields_defaults_and_ranges():
     assert {"steps", "estimator", "texture_update", "lr_positions", "seed"} <= set(panel)
     for name, kw in panel.items():
         flag, default = flag_of(name), Settings.__dataclass_fields__[name].default
+        if flag.auto_mode:  # Auto | On | Off, Auto by default
+            assert tuple(i[0].lower() for i in kw["items"]) == MODES and kw["default"] == "AUTO", name
+            assert kw["description"].lower().startswith(flag.help.lower()) and flag.auto_mode in kw["description"]
+            continue
         if "items" in kw:
             assert tuple(i[0].lower() for i in kw["items"]) == flag.choices, name
             assert kw["default"].lower() == default, name
@@ -200,9 +227,15 @@ def test_panel_properties_have_the_fields_defaults_and_ranges():
 def test_panel_defaults_give_the_default_settings():
     from sge_optimizer.addon import properties
 
-    props = SimpleNamespace(**{name: kw["default"] for name, kw in _panel().items()})
+    props = SimpleNamespace(**{name: kw["default"] for name, kw in _panel().items()}, quality="STANDARD")
     assert properties.to_settings(props) == Settings()
-    props.lr_texture, props.texture_update, props.optimize_roughness = 1.2, "ADAM", True  # roughness: not lit
+    choices = properties.choices(props)
+    assert (choices.lit, choices.fit_normal, choices.steps_preset) == ("auto", "auto", "standard")
+    assert (properties.choices(props, lit=True, steps=5).lit, properties.choices(props, steps=5).steps_preset) == \
+        ("on", None)
+    props.lr_texture, props.texture_update, props.optimize_roughness = 1.2, "ADAM", True
+    assert properties.to_settings(props).optimize_roughness  # lit on Auto: the run decides
+    props.lit = "OFF"  # roughness: not lit
     s = properties.to_settings(props)
     assert (s.lr_texture, s.texture_update, s.optimize_roughness) == (1.2, "adam", False)
 

@@ -71,11 +71,18 @@ def add_settings_arguments(groups: dict) -> None:
     """A flag for each Settings field that has one, in its category's group."""
     from dataclasses import fields
 
-    from sge_optimizer.engine.settings import Settings, cli_flag
+    from sge_optimizer.engine.settings import MODES, Settings, cli_flag
 
     for f in fields(Settings):
         flag, name = f.metadata["flag"], cli_flag(f.name)
         if name is None:
+            continue
+        if flag.auto_mode:  # --lit [auto|on|off], --no-lit: decided before the run (addon/auto_choices.py)
+            no = "--no-" + name[2:]
+            groups[flag.category].add_argument(
+                name, no, dest=f.name, action=ModeAction, choices=MODES, nargs="?", const="on", default="auto",
+                help=f"{flag.help.replace('%', '%%')} (default: auto, {flag.auto_mode.replace('%', '%%')}; "
+                     f"{name} alone: on, {no}: off)")
             continue
         if flag.auto:
             default = flag.auto.replace("%", "%%")
@@ -95,11 +102,23 @@ def add_settings_arguments(groups: dict) -> None:
                                            help=help, **kind)
 
 
+class ModeAction(argparse.Action):
+    """`--lit` alone: on; `--lit auto|on|off`; `--no-lit`: off."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, "off" if option_string.startswith("--no-") else values)
+
+
 def apply_quality(args) -> None:
-    """Fill --steps, --resolution and --views-per-step left unset from --quality."""
+    """Fill --steps, --resolution and --views-per-step left unset from
+    --quality (--lit auto counted as unlit here; `choices_from_args` lets
+    the run's fit take its own count of steps)."""
     from sge_optimizer.engine import quality_preset
 
-    visits = args.optimize == "texture" and not args.lit and args.texture_update == "sart" and args.sart_visits
+    if not hasattr(args, "steps_preset"):
+        args.steps_preset = args.quality if args.steps is None else None
+    visits = (args.optimize == "texture" and args.lit != "on" and args.texture_update == "sart"
+              and args.sart_visits)
     preset = quality_preset(args.quality, joint=args.optimize == "both", visits=visits)
     for name in ("steps", "resolution", "views_per_step"):
         if getattr(args, name) is None:
@@ -107,12 +126,28 @@ def apply_quality(args) -> None:
 
 
 def settings_from_args(args):
-    from sge_optimizer.engine.settings import Settings, cli_flag
+    """The Settings of the flags; an auto | on | off flag is its "on" here
+    (`choices_from_args` carries "auto" to the run)."""
+    from sge_optimizer.engine.settings import Settings, cli_flag, flag_of
 
     apply_quality(args)
+
+    def value(name):
+        given = getattr(args, name)
+        return given == "on" if flag_of(name).auto_mode else given
+
     return Settings(optimize_positions=args.optimize in ("both", "positions"),
                     optimize_texture=args.optimize in ("both", "texture"),
-                    **{name: getattr(args, name) for name in Settings.field_names() if cli_flag(name)})
+                    **{name: value(name) for name in Settings.field_names() if cli_flag(name)})
+
+
+def choices_from_args(args):
+    """What the flags leave to the scene: --lit and --fit-normal (auto, on,
+    off), and --steps when --quality set it (the run's fit takes its count)."""
+    from sge_optimizer.addon.auto_choices import Choices
+
+    apply_quality(args)
+    return Choices(lit=args.lit, fit_normal=args.optimize_normal, steps_preset=args.steps_preset)
 
 
 def open_blend(path: Path) -> str | None:
@@ -195,6 +230,7 @@ def run(argv) -> int:
     import bpy
 
     from sge_optimizer.addon.api import InputError, OptimizationRun, progress_text, run_to_end
+    from sge_optimizer.addon.auto_choices import choice_lines
 
     args = build_parser().parse_args(argv)
     obj = open_and_find(args)
@@ -206,10 +242,12 @@ def run(argv) -> int:
         return EXIT_BAD_INPUT
     try:
         settings = settings_from_args(args)  # fills --resolution from --quality
-        run = OptimizationRun(obj, collection, settings, resolution=args.resolution)
+        run = OptimizationRun(obj, collection, settings, resolution=args.resolution, choices=choices_from_args(args))
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    for line in choice_lines(run.choices):
+        print(line, file=sys.stderr)
     for warning in run.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if not outputs_writable(args):

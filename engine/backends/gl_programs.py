@@ -20,6 +20,7 @@ class Programs:
         self.GL, self._context = GL, context
         self._textures, self._timer = textures, timer  # formats of images; per-kernel timings
         self._cache = {}
+        self._uniform_buffers = {}  # spec name -> the buffer of its uniform block, refilled at each use
 
     def _compile(self, spec):
         GL = self.GL
@@ -58,9 +59,14 @@ class Programs:
         return program
 
     def set_constants(self, spec, program, locations, constants):
-        """Set push constants, which are plain uniforms here."""
+        """Set push constants, which are plain uniforms here, and fill and
+        bind the spec's uniform block from the constants that are its members."""
         GL = self.GL
         kinds = {n: k for k, n in spec.push_constants}
+        block = spec.uniform_block
+        if block is not None:
+            constants = dict(constants)
+            self._fill_uniform_block(spec, {n: constants.pop(n) for n in block.member_names if n in constants})
         for name, value in constants.items():
             if name not in kinds:
                 raise KeyError(f"{spec.name} has no push constant {name!r}")
@@ -89,6 +95,19 @@ class Programs:
                 getattr(GL, f"glProgramUniform{len(values)}f")(program, location, *values)
             else:
                 raise ValueError(f"unsupported push constant type {kind}")
+
+    def _fill_uniform_block(self, spec, values: dict) -> None:
+        """The block's std140 bytes into its buffer (fresh storage each time:
+        a draw still queued keeps the values it was given), bound at its slot."""
+        GL, block = self.GL, spec.uniform_block
+        data = np.frombuffer(block.pack(values), np.uint8)
+        buffer = self._uniform_buffers.get(spec.name)
+        if buffer is None:
+            buffer = self._uniform_buffers[spec.name] = int(GL.glGenBuffers(1))
+        GL.glBindBuffer(GL.GL_UNIFORM_BUFFER, buffer)
+        GL.glBufferData(GL.GL_UNIFORM_BUFFER, data.nbytes, data, GL.GL_DYNAMIC_DRAW)
+        GL.glBindBuffer(GL.GL_UNIFORM_BUFFER, 0)
+        GL.glBindBufferBase(GL.GL_UNIFORM_BUFFER, block.slot, buffer)
 
     def bind_samplers(self, spec, samplers):
         GL = self.GL

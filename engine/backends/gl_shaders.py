@@ -52,6 +52,11 @@ def glsl_declarations(spec, stage: str) -> str:
                      f"{_SAMPLER_TYPES[sampler.type]} {sampler.name};")
     for kind, name in spec.push_constants:
         lines.append(f"uniform {_GLSL_TYPES[kind]} {name};")
+    block = spec.uniform_block
+    if block is not None:  # as Blender's uniform_buf: the struct, then a block holding one instance
+        lines.append(block.struct_source().rstrip("\n"))
+        lines.append(f"layout(std140, binding = {block.slot}) uniform _{block.name} "
+                     f"{{ {block.type_name} {block.name}; }};")
     if stage == "vertex":
         for slot, kind, name in spec.vertex_inputs:
             lines.append(f"layout(location = {slot}) in {_GLSL_TYPES[kind]} {name};")
