@@ -74,15 +74,15 @@ def choice_lines(choices: dict) -> list:
             if not (name == "fit_normal" and lit is not None and not lit.on)]
 
 
-def _world_light(world) -> str | None:
+def _world_light(world, target: str) -> str | None:
     """A few words for what lights the scene from its world, None where it is
     black. Reads no image: an environment texture counts by its strength."""
     if world is None:
         return None
-    if not material_io._uses_nodes(world):
+    if not material_io.uses_nodes(world):
         return "world colour" if max(world.color) > 0 else None
-    output = material_io._active_output(world.node_tree, "OUTPUT_WORLD")
-    source = output is not None and material_io._source(output.inputs["Surface"])
+    output = material_io.active_output(world.node_tree, "OUTPUT_WORLD", target)
+    source = output is not None and material_io.linked_source(output.inputs["Surface"])
     if not source:
         return None
     node = source[0]
@@ -91,7 +91,7 @@ def _world_light(world) -> str | None:
     strength = float(node.inputs["Strength"].default_value)
     if strength <= 0:
         return None
-    if material_io._source(node.inputs["Color"]) is not None:
+    if material_io.linked_source(node.inputs["Color"]) is not None:
         return "world environment"
     return "world colour" if max(node.inputs["Color"].default_value[:3]) > 0 else None
 
@@ -105,10 +105,10 @@ def scene_light(scene) -> tuple:
         return False, "Workbench renders unlit"
     if engine not in ("EEVEE", "Cycles"):
         return False, f"{engine} is neither EEVEE nor Cycles"
-    lights = [o for o in material_io._visible_lights(scene)
+    lights = [o for o in material_io.visible_lights(scene)
               if float(o.data.energy) > 0 and max(o.data.color) > 0]
     try:
-        world = _world_light(scene.world)
+        world = _world_light(scene.world, material_io.output_target(scene))
     except InputError:  # a muted node: the lit read names it
         world = "world shader"
     words = [engine, f"{len(lights)} light{'' if len(lights) == 1 else 's'}" if lights else "no light",

@@ -170,8 +170,8 @@ def _closures(material) -> tuple:
     'nothing'; the shader nodes that reach it through Mix and Add Shader
     nodes and reroutes)."""
     tree = material.node_tree
-    outputs = [n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"] if tree is not None else []
-    output = next((n for n in outputs if n.is_active_output), outputs[0] if outputs else None)
+    # The bakes are Cycles': the output Cycles renders.
+    output = material_io.active_output(tree, "OUTPUT_MATERIAL", "CYCLES") if tree is not None else None
     sockets, found, label = [output.inputs["Surface"]] if output is not None else [], [], None
     while sockets:
         for link in sockets.pop().links:

@@ -39,7 +39,7 @@ ACCEPTED_VIEW_TRANSFORMS = ("Standard", "Raw")
 
 
 # Node-tree helpers ---------------------------------------------------------------
-def _source(socket):
+def linked_source(socket):
     """(node, output socket) feeding `socket`, through reroutes; None if unlinked."""
     while socket.is_linked:
         link = socket.links[0]
@@ -54,7 +54,7 @@ def _source(socket):
     return None
 
 
-def _uses_nodes(idblock) -> bool:
+def uses_nodes(idblock) -> bool:
     if idblock.node_tree is None:
         return False
     return bpy.app.version >= (5, 0, 0) or idblock.use_nodes  # always on since 5.0
@@ -67,7 +67,7 @@ def output_target(scene) -> str:
     return "CYCLES" if scene.render.engine == "CYCLES" else "EEVEE"
 
 
-def _active_output(tree, node_type: str, target: str):
+def active_output(tree, node_type: str, target: str):
     """The output node Blender renders for `target` ("EEVEE" or "CYCLES"), as
     Blender picks it: one for that target beats one for All, and among equals
     the active one, else the first; None if there is none."""
@@ -149,11 +149,11 @@ def object_material(obj):
 
 
 def _material_output(mat, scene):
-    """The Material Output the scene's engine renders (`_active_output`)."""
-    if not _uses_nodes(mat):
+    """The Material Output the scene's engine renders (`active_output`)."""
+    if not uses_nodes(mat):
         raise InputError(f"material '{mat.name}' does not use nodes: enable Use Nodes "
                          "and give it a Principled BSDF")
-    output = _active_output(mat.node_tree, "OUTPUT_MATERIAL", output_target(scene or bpy.context.scene))
+    output = active_output(mat.node_tree, "OUTPUT_MATERIAL", output_target(scene or bpy.context.scene))
     if output is None:
         raise InputError(f"material '{mat.name}' has no Material Output node (for the scene's render engine)")
     return output
@@ -163,7 +163,7 @@ def principled_bsdf(mat, scene=None):
     """The Principled BSDF feeding the Surface of the Material Output that the
     scene's engine renders (through reroutes); anything else is refused by name."""
     output = _material_output(mat, scene)
-    source = _source(output.inputs["Surface"])
+    source = linked_source(output.inputs["Surface"])
     if source is None:
         raise InputError(f"material '{mat.name}': nothing feeds the Surface of its Material Output "
                          f"'{output.name}'; connect a Principled BSDF")
@@ -214,7 +214,7 @@ def _check_unsupported(mat, bsdf) -> None:
 
 def _image_node(mat, socket, what: str):
     """(Image Texture node, output socket, uv map or '') feeding `socket` directly."""
-    node, out = _source(socket)
+    node, out = linked_source(socket)
     if node.type != "TEX_IMAGE":
         raise InputError(f"material '{mat.name}': the {what} comes from a '{node.bl_label}' node; "
                          "connect an Image Texture node directly (no Mix, Color Ramp, Math, "
@@ -225,7 +225,7 @@ def _image_node(mat, socket, what: str):
         raise InputError(f"material '{mat.name}': the {what} texture '{node.image.name}' uses "
                          f"{node.projection.title()} projection; set it to Flat")
     uv_map = ""
-    vector = _source(node.inputs["Vector"])
+    vector = linked_source(node.inputs["Vector"])
     if vector is not None:
         if vector[0].type != "UVMAP":
             raise InputError(f"material '{mat.name}': the {what} texture '{node.image.name}' is mapped by "
@@ -262,7 +262,7 @@ def _base_color_source(mat, bsdf):
     """(Image Texture node, output socket, uv map or '') feeding the Principled
     Base Color, or None where it is unlinked; only its Color output is read."""
     base = bsdf.inputs["Base Color"]
-    if _source(base) is None:
+    if linked_source(base) is None:
         return None
     node, out, uv = _image_node(mat, base, "Base Color")
     if out.name != "Color":
@@ -303,7 +303,7 @@ def read_lit_material(obj, scene=None) -> LitMaterial:
 
     for key, label in (("roughness", "Roughness"), ("metallic", "Metallic")):
         socket = bsdf.inputs[label]
-        if _source(socket) is None:
+        if linked_source(socket) is None:
             value = float(socket.default_value)
             setattr(result, key, ScalarChannel(constant=value))
             continue
@@ -323,7 +323,7 @@ def read_lit_material(obj, scene=None) -> LitMaterial:
 
 
 def _read_normal(mat, bsdf, note, obj) -> NormalChannel | None:
-    source = _source(bsdf.inputs["Normal"])
+    source = linked_source(bsdf.inputs["Normal"])
     if source is None:
         return None
     node = source[0]
@@ -336,7 +336,7 @@ def _read_normal(mat, bsdf, note, obj) -> NormalChannel | None:
     if node.inputs["Strength"].is_linked:
         raise InputError(f"material '{mat.name}': the Normal Map node's Strength is connected; "
                          "only a constant strength is supported")
-    if _source(node.inputs["Color"]) is None:
+    if linked_source(node.inputs["Color"]) is None:
         raise InputError(f"material '{mat.name}': the Normal Map node '{node.name}' has no image; "
                          "connect an Image Texture or remove the node")
     tex, out, uv = _image_node(mat, node.inputs["Color"], "normal map")
@@ -494,7 +494,7 @@ def _render_visible_collections(view_layer) -> set:
     return seen
 
 
-def _visible_lights(scene, view_layer=None) -> list:
+def visible_lights(scene, view_layer=None) -> list:
     view_layer = view_layer or (bpy.context.view_layer if bpy.context.scene == scene else scene.view_layers[0])
     collections = _render_visible_collections(view_layer)
     lights = [obj for obj in scene.objects
@@ -545,15 +545,15 @@ def _read_world(world, target: str) -> tuple:
     rendered for `target` (`output_target`)."""
     if world is None:
         return (0.0, 0.0, 0.0), None
-    if not _uses_nodes(world):
+    if not uses_nodes(world):
         return tuple(float(c) for c in world.color), None
-    output = _active_output(world.node_tree, "OUTPUT_WORLD", target)
+    output = active_output(world.node_tree, "OUTPUT_WORLD", target)
     if output is None:
         return (0.0, 0.0, 0.0), None
     if "Volume" in output.inputs and output.inputs["Volume"].is_linked:
         raise InputError(f"world '{world.name}': its World Output has a Volume input; "
                          "the lit model does not reproduce it: disconnect it")
-    source = _source(output.inputs["Surface"])
+    source = linked_source(output.inputs["Surface"])
     if source is None:
         return (0.0, 0.0, 0.0), None
     node = source[0]
@@ -565,7 +565,7 @@ def _read_world(world, target: str) -> tuple:
         raise InputError(f"world '{world.name}': the Background's Strength is connected; "
                          "use a constant strength")
     strength = float(node.inputs["Strength"].default_value)
-    color = _source(node.inputs["Color"])
+    color = linked_source(node.inputs["Color"])
     if color is None:
         return tuple(float(c) * strength for c in node.inputs["Color"].default_value[:3]), None
     env = color[0]
@@ -590,7 +590,7 @@ def _read_world(world, target: str) -> tuple:
 
 def read_lighting(scene, view_layer=None) -> Lighting:
     """The scene's visible lights and its world. Changes nothing."""
-    lights = tuple(read_light(obj) for obj in _visible_lights(scene, view_layer))
+    lights = tuple(read_light(obj) for obj in visible_lights(scene, view_layer))
     ambient, sh = _read_world(scene.world, output_target(scene))
     lighting = Lighting(lights=lights, ambient=ambient, environment_sh=sh)
     env_dark = sh is None or float(np.abs(sh).max()) <= 0
@@ -653,7 +653,7 @@ def normal_map_image(obj, scene=None):
     and write back (call after read_lit_material, which validated the path);
     refuses a material without one."""
     mat = object_material(obj)
-    source = _source(principled_node(mat, scene).inputs["Normal"])
+    source = linked_source(principled_node(mat, scene).inputs["Normal"])
     if source is None or source[0].type != "NORMAL_MAP":
         raise InputError(f"material '{mat.name}' has no normal map to fit: connect an Image Texture "
                          "(Non-Color) through a Normal Map node (Tangent Space) to the Principled BSDF's "
