@@ -95,9 +95,9 @@ class Gradient:
         target = self.targets[sub.view]
         if "texture" in sub.groups and p.texture.sensitivity:
             flags |= K.FLAG_SENSITIVITY
-        if sub.visit and by_weights:
-            minus = plus
-            flags |= K.FLAG_TEXEL_WEIGHTS
+        if sub.visit and by_weights:  # one plain render; a lit one's gain is its color_minus
+            minus = {**plus, "color": plus["color_minus"]} if gain else plus
+            flags |= K.FLAG_TEXEL_WEIGHTS | (K.FLAG_TEXEL_GAIN if gain else 0)
         if sub.visit:
             texel = K.FLAG_TEXEL_RESIDUAL | (K.FLAG_TEXEL_SRGB if self.scene.texture_srgb else 0)
             if gain:

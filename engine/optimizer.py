@@ -128,7 +128,8 @@ class Engine:
                       if s.optimize_positions and s.smoothness > 0 else None)
         self.update = Update(backend, settings, p, self.gradient, w * h, smoothness,
                              worklist_groups(step_capacity) if per_pixel_texture else None,
-                             worklist_groups(capacity) if self.visits_enabled else None, by_weights)
+                             worklist_groups(capacity) if self.visits_enabled else None, by_weights,
+                             lit=scene.lit is not None)
         self.visits = Visits(settings, self.samples, self.views, self.raster, self.gradient, self.update,
                              self.timer, by_weights)
         self.scorer = Scorer(backend, scene, self.raster, self.samples, self.loss, self.targets)

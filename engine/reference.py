@@ -194,7 +194,7 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
                         triangles, vertex_count, tex_size, key_pos, key_tex,
                         positions=True, texture=True, full_image=False, silhouette=False, srgb_loss=False,
                         tex_stratum=-1, coupled_channels=None, log_loss=False, sensitivity=False,
-                        texel_weights=False):
+                        texel_weights=False, gain=None):
     """Fixed-point accumulators as the GPU leaves them (in units of dL).
     `coupled_channels` (a bit mask, FLAG_COUPLED): those texel channels are
     charged the whole pixel difference, the others nothing. `srgb_loss` /
@@ -203,7 +203,9 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
     each charged texel channel's sum of |c+ - c-| ("texture_sensitivity").
     `texel_weights` (FLAG_TEXEL_WEIGHTS): one render (color_plus, id_plus,
     uv_plus); each texel of a pixel's footprint with bilinear weight w > 0 is
-    charged 2 w (c - target) and a sensitivity of w (in channel 0 alone)."""
+    charged 2 w (c - target) and a sensitivity of w (in channel 0 alone);
+    with a lit `gain` (FLAG_TEXEL_GAIN, (h, w, 3+)) 2 w D (c - target) and
+    w D, in each channel."""
     tw, th = tex_size
     out = {"positions": np.zeros((vertex_count, 3), np.int64),
            "positions_count": np.zeros(vertex_count, np.int64),
@@ -230,7 +232,8 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
             if ip == 0 and im == 0:
                 continue
             if texel_weights:
-                _charge_texel_weights(out, uv_plus[y, x], (tw, th), (color_plus[y, x] - target[y, x])[:3])
+                _charge_texel_weights(out, uv_plus[y, x], (tw, th), (color_plus[y, x] - target[y, x])[:3],
+                                      None if gain is None else np.asarray(gain[y, x, :3], np.float32))
                 continue
             d = dl_channel[y, x, 3] if silhouette else dl[y, x]
             if positions:
@@ -270,14 +273,18 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
     return _scaled(out)
 
 
-def _charge_texel_weights(out, uv, tex_size, residual) -> None:
+def _charge_texel_weights(out, uv, tex_size, residual, gain=None) -> None:
     t0, t1, f = bilinear_footprint(np.asarray(uv, np.float32), tex_size)
     for k in range(4):
         qx, qy = (t1 if k & 1 else t0)[0], (t1 if k & 2 else t0)[1]
         weight = np.float32((f[0] if k & 1 else 1 - f[0]) * (f[1] if k & 2 else 1 - f[1]))
         if weight > 0:
-            out["texture"][qy, qx] += to_fixed(np.float32(2) * weight * residual)
-            out["texture_sensitivity"][qy, qx, 0] += to_fixed(weight)  # shared by the channels
+            if gain is None:
+                out["texture"][qy, qx] += to_fixed(np.float32(2) * weight * residual)
+                out["texture_sensitivity"][qy, qx, 0] += to_fixed(weight)  # shared by the channels
+            else:
+                out["texture"][qy, qx] += to_fixed(np.float32(2) * weight * gain * residual)
+                out["texture_sensitivity"][qy, qx] += to_fixed(weight * gain)
             out["texture_count"][qy, qx] += 1
 
 

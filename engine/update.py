@@ -74,12 +74,15 @@ class Update:
     the worklist G left); in a SART visit, SART's relaxed exact step."""
 
     def __init__(self, backend, settings, params, gradient, pixels: int, smoothness: Smoothness | None,
-                 worklist_groups: tuple | None, visit_worklist_groups: tuple | None, visits_by_weights: bool):
+                 worklist_groups: tuple | None, visit_worklist_groups: tuple | None, visits_by_weights: bool,
+                 lit: bool = False):
         self.backend, self.settings, self.params, self.gradient = backend, settings, params, gradient
         self.pixels = float(pixels)
         self.smoothness = smoothness
         self.worklist_groups, self.visit_worklist_groups = worklist_groups, visit_worklist_groups
         self.visits_by_weights = visits_by_weights
+        # A weight's sensitivity serves the three channels, but not a lit gain's (FLAG_TEXEL_GAIN).
+        self.shared_sensitivity = visits_by_weights and not lit
 
     def visit_damping(self, group: ParamGroup) -> float:
         """SART_DAMPING in the units of the visit's sensitivity sums: a
@@ -105,7 +108,7 @@ class Update:
                 flags |= K.ADAM_UNIT_NORMAL
             if g.sensitivity:
                 flags |= K.FLAG_SENSITIVITY
-                if visit and self.visits_by_weights:
+                if visit and self.shared_sensitivity:
                     flags |= K.ADAM_SHARED_SENSITIVITY
             scale = 1.0 / (2.0 * g.eps * substeps * self.pixels)
             if g.stratified():

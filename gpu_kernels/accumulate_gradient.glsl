@@ -66,7 +66,9 @@ void charge_texel(ivec2 q, vec3 dl, vec3 sensitivity, bool signed_charge)
     ADD_FIXED(grad_tex, ivec2(3 * q.x + c, q.y), tex_size.y, dl[c] * s[c]);
   }
   if ((flags & FLAG_SENSITIVITY) != 0) {
-    for (int c = 0; c < (signed_charge ? 3 : 1); c++) {
+    // A weight's sensitivity is the same in the three channels (channel 0
+    // serves all) unless a lit gain scales each (FLAG_TEXEL_GAIN).
+    for (int c = 0; c < (signed_charge || (flags & FLAG_TEXEL_GAIN) != 0 ? 3 : 1); c++) {
       ADD_FIXED(grad_tex, ivec2(3 * q.x + c, q.y + 2 * tex_size.y), tex_size.y, sensitivity[c]);
     }
   }
@@ -115,8 +117,10 @@ void charge_texels(int id_p, int id_m, ivec2 p, vec3 dl, vec3 sensitivity)
 // the texels, so the change a perturbation would measure is the bilinear
 // weight itself. Every corner of the footprint is charged 2 w r and w, with
 // r the residual (the effective target's offset from the one render), as
-// G's (c+ - c-) r and |c+ - c-| would charge the perturbed one.
-void charge_texel_weights(ivec2 p, vec3 r)
+// G's (c+ - c-) r and |c+ - c-| would charge the perturbed one. A lit
+// visit's (FLAG_TEXEL_GAIN) scales both by the pixel's gain D: SART's
+// weights are w D, so a dark pixel's residual (asked of a / D) counts little.
+void charge_texel_weights(ivec2 p, vec3 r, vec3 gain)
 {
   ivec2 t0, t1;
   vec2 f;
@@ -124,7 +128,7 @@ void charge_texel_weights(ivec2 p, vec3 r)
   for (int k = 0; k < 4; k++) {
     float w = ((k & 1) != 0 ? f.x : 1.0 - f.x) * ((k & 2) != 0 ? f.y : 1.0 - f.y);
     if (w > 0.0) {
-      charge_texel(corner(t0, t1, k), 2.0 * w * r, vec3(w), false);
+      charge_texel(corner(t0, t1, k), 2.0 * w * gain * r, w * gain, false);
     }
   }
 }
@@ -167,7 +171,9 @@ void main()
 #endif
 #if G_TEXEL_WEIGHTS
   if ((flags & FLAG_TEXEL_WEIGHTS) != 0) {
-    charge_texel_weights(p, (c_plus - t).rgb);  // one render: c+ = c-
+    // One render: c+ = c-, or with a lit gain color_minus holds the gain (D, a.r).
+    vec3 gain = (flags & FLAG_TEXEL_GAIN) != 0 ? texelFetch(color_minus, p, 0).rgb : vec3(1.0);
+    charge_texel_weights(p, (c_plus - t).rgb, gain);
     return;
   }
 #endif

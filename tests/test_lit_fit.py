@@ -651,3 +651,49 @@ def test_a_lit_texture_fit_in_sart_visits_beats_adam(backend):
         after[update] = np.mean([m["psnr"] for m in engine.evaluate()])
     # 75.5 and 32.5 dB when written: targets from our own renders, so the visits' exact residual closes.
     assert after["sart"] > 60.0 and after["sart"] > after["adam"] + 20.0, after
+
+
+def test_a_lit_visit_charge_matches_reference(backend):
+    """G for a lit visit's point (FLAG_TEXEL_WEIGHTS | FLAG_TEXEL_GAIN): every
+    texel of a pixel's footprint is charged 2 w D r and a sensitivity of w D
+    in each channel (D: the gain RASTERIZE_LIT_FIT_GAIN renders), as the
+    numpy G does; and the gain render's D is shade(1) - shade(0)."""
+    from sge_optimizer.engine import reference as ref
+
+    truth = synthetic.checker_texture(TEX)
+    mesh, eyes, views = sphere_views(truth, views=3)
+    lit = lit_scene(mesh, Lighting(lights=(SUN,), ambient=(0.15, 0.15, 0.2)), eyes)
+    for view, target in zip(views, render_all(backend, SceneArrays(mesh, truth, views, lit=lit))):
+        view.target = np.clip(target, 0.0, 1.0)
+    engine = Engine(backend, SceneArrays(mesh, synthetic.flat_texture(TEX), views, lit=lit),
+                    Settings(optimize_positions=False, lit=True, antialias=False, keep_best=False))
+    assert engine.visits_enabled and engine.visits.by_weights
+    engine.step()  # the visit's mean: the view's plain render
+    view = engine.visits.current.view
+    engine.clear_gradients()
+    seen = {}
+    real = engine.update.adam_step
+
+    def adam_step(*args, **kwargs):
+        seen.update(engine.read_gradients())  # the sums the visit's update reads
+        real(*args, **kwargs)
+
+    engine.update.adam_step = adam_step
+    engine.step()  # its charge, then the update
+    r, b, got = engine.raster, backend, seen
+    both = {k: b.read(t) for k, t in b.target_textures(r.pair).items()}
+    effective = b.read(engine.gradient.effective_target)
+    ids = np.rint(both["id"][..., 0]).astype(int)
+    want = ref.accumulate_gradient(both["color"], both["color"], ids, ids, both["uv"][..., :2], both["uv"][..., :2],
+                                   effective, mesh.triangles, len(mesh.positions), (TEX, TEX), 0, 0,
+                                   positions=False, texel_weights=True, gain=both["color_minus"])
+    assert np.abs(want["texture"]).max() > 1e-3 and want["texture_sensitivity"][..., 1:].max() > 0
+    np.testing.assert_array_equal(got["texture_count"], want["texture_count"])
+    tol = (want["texture_count"] + 1)[..., None] * 4.0 / K.FIXED_SCALE
+    for name in ("texture", "texture_sensitivity"):
+        assert np.all(np.abs(got[name] - want[name]) <= tol), name
+    # The gain: a render of base colour 1 less one of base colour 0.
+    white, black = (render_all(backend, SceneArrays(mesh, synthetic.flat_texture(TEX, v), views, lit=lit))[view]
+                    for v in (1.0, 0.0))
+    covered = ids > 0
+    np.testing.assert_allclose(both["color_minus"][covered][:, :3], (white - black)[covered][:, :3], atol=1e-4)
