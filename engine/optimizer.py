@@ -95,11 +95,12 @@ class Engine:
         self.backend, self.scene, self.settings = backend, scene, settings
         self.step_index = 0
         # SART texels need each pixel's difference to be one texel's: per-pixel
-        # charging, one perturbed texel a footprint, and no other lit map moving
-        # (a lit pixel is then affine in the base colour: FLAG_TEXEL_GAIN).
+        # charging, one perturbed texel a footprint, and an unlit fit or, with
+        # lit_visits, no other lit map moving (a lit pixel is then affine in the
+        # base colour: FLAG_TEXEL_GAIN).
         maps = s.optimize_roughness or s.optimize_metallic or s.optimize_normal
-        sart = (s.texture_update == "sart" and not (scene.lit is not None and maps) and s.estimator == "per_pixel"
-                and s.texture_strata == 4)
+        lit_ok = scene.lit is None or (s.lit_visits and not maps)
+        sart = s.texture_update == "sart" and lit_ok and s.estimator == "per_pixel" and s.texture_strata == 4
         self.params = p = build_parameters(backend, scene, settings, sart)
         self.schedule = Schedule(settings, joint=p.positions.enabled and p.texture.enabled)
         # Validation views judge the checkpoints and are never charged; the rest are fitted.

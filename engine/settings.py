@@ -214,8 +214,12 @@ class Settings:
                              category="research", choices=ESTIMATORS)
     texture_update: str = setting("sart", "how texels step: sart (the residual their pixels ask of them, "
                                           "weighed by their finite differences) or adam (pure SGE, as the "
-                                          "paper); a lit fit's texels use Adam",
+                                          "paper); a lit fit's texels use Adam unless lit_visits",
                                   category="research", choices=TEXTURE_UPDATES)
+    lit_visits: bool = setting(False, "a lit base-colour fit (no other map moving) in SART visits, each pixel's "
+                                      "residual turned into a base-colour one by its gain; off: Adam held more "
+                                      "held-out PSNR against EEVEE (docs/decisions/lit-visits.md)",
+                               category="research")
     sart_visits: bool = setting(True, "SART texture fits (and a joint fit's texture phase) visit one view at a "
                                       "time: its exact residual, a step per filter point, one update a visit",
                                 category="research")
