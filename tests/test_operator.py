@@ -20,6 +20,10 @@ from sge_optimizer.engine import Settings
 import conftest
 import demo  # tools/ is on sys.path (conftest)
 
+# What a 200-step fit of the small demo scene must gain (measured: 2.4 to 3.5 dB; a
+# sign-flipped estimator gains 0.6 to 0.7, zeroed gradients 0).
+GAIN_DB = 1.5
+
 
 @pytest.fixture(scope="module")
 def registered(backend):
@@ -88,12 +92,14 @@ def test_settings_conversion(registered, empty_scene):
 
 def test_operator_runs_end_to_end(scene):
     before = state()
+    properties.get(scene).steps = 200  # enough for a gain that no broken estimator reaches
     assert bpy.ops.sge.optimize_to_targets.poll()
     assert bpy.ops.sge.optimize_to_targets() == {"FINISHED"}
     assert_changed(state(), before)
     summary = operator_runs.last_summary
-    assert summary["steps"] == 20
-    assert summary["mean_psnr_after"] > summary["mean_psnr_before"]
+    assert summary["steps"] == 200
+    # 2.4 dB here; a sign-flipped estimator reached 0.7, no gradient 0 (keep-best hands back the start).
+    assert summary["mean_psnr_after"] > summary["mean_psnr_before"] + GAIN_DB, summary
     assert "PSNR" in operator_runs.report_line(summary)
 
 

@@ -124,12 +124,14 @@ def test_target_flip_and_encoding(small_scene):
 def test_api_run_changes_only_the_mesh_and_image(small_scene):
     source, collection = small_scene
     before = snapshot()
-    summary = optimize(source, collection, Settings(steps=30, views_per_step=2), resolution=48)
+    summary = optimize(source, collection, Settings(steps=200, views_per_step=2), resolution=48)
     after = snapshot()
     image = summary["image"]
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {source.name, "img " + image}
-    assert summary["steps"] == 30 and summary["mean_psnr_after"] > summary["mean_psnr_before"]
+    assert summary["steps"] == 200
+    # 2.8 dB here; a sign-flipped estimator reached 0.6, no gradient 0 (keep-best keeps the start).
+    assert summary["mean_psnr_after"] > summary["mean_psnr_before"] + 1.5, summary
     assert len(summary["psnr_after"]) == 4
 
 
