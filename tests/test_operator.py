@@ -263,6 +263,49 @@ def test_undo_restores_vertices_and_pixels_exactly(scene):
     assert_same(state(), original)
 
 
+def test_undo_and_redo_across_two_runs(scene):
+    """Two runs in a row: each undo steps back one run (vertices and
+    pixels), each redo forward one, exactly."""
+    original = state()
+    bpy.ops.ed.undo_push(message="Before SGE")
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    first = state()
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    second = state()
+    assert_changed(first, original)
+    assert_changed(second, first)
+    for op, want in ((bpy.ops.ed.undo, first), (bpy.ops.ed.undo, original), (bpy.ops.ed.redo, first),
+                     (bpy.ops.ed.redo, second), (bpy.ops.ed.undo, first)):
+        assert op() == {"FINISHED"}
+        assert_same(state(), want)
+
+
+def test_undo_after_the_memory_cap_dropped_a_snapshot(scene, monkeypatch):
+    """Undo Memory holds two snapshots and a half: the second run drops the
+    oldest (the pixels before the first run), never its own pair. Its undo
+    and redo stay exact; an undo past the dropped one restores the vertices
+    and leaves the pixels as they are."""
+    snapshot_bytes = state()[1].nbytes
+    monkeypatch.setattr(operator_runs, "undo_limit_bytes", lambda: int(2.5 * snapshot_bytes))
+    original = state()
+    bpy.ops.ed.undo_push(message="Before SGE")
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    first = state()
+    assert image_undo.memory_bytes() == 2 * snapshot_bytes  # before and after the first run
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    second = state()
+    assert image_undo.memory_bytes() == 2 * snapshot_bytes  # the oldest dropped
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert_same(state(), first)
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    now = state()
+    assert np.array_equal(now[0], original[0]) and np.array_equal(now[1], first[1])
+    assert bpy.ops.ed.redo() == {"FINISHED"}
+    assert_same(state(), first)
+    assert bpy.ops.ed.redo() == {"FINISHED"}
+    assert_same(state(), second)
+
+
 def test_undo_restores_a_fitted_normal_map_exactly(scene):
     """A lit run with Normal Map ticked writes the normal-map image; undo puts
     its pixels (and the base colour's) back exactly, redo the result."""
