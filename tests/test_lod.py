@@ -189,10 +189,14 @@ def test_stopping_the_lod_driver_midway_removes_what_it_made(empty_scene):
     engine, resolution = scene.render.engine, scene.render.resolution_x
     driver = operator_runs.LodDriver(ref, _small_options(steps=400), scene, fit_budget_s=0.001)
     driver.start()
+    # The modal operator's events (LodDriver.on_event): a timer runs a unit, others pass through.
     while not driver.message.startswith("step"):
-        assert driver.tick() == operator_runs.RUNNING, driver.error
+        assert driver.on_event("TIMER", "NOTHING") == operator_runs.RUNNING, driver.error
     assert "Reference LOD" in bpy.data.objects  # made, baked, rendered, fitting
-    assert driver.cancel() == operator_runs.CANCELLED and "stopped" in driver.error
+    ticks, message = driver.ticks, driver.message
+    assert driver.on_event("MOUSEMOVE", "NOTHING") is None and driver.on_event("ESC", "RELEASE") is None
+    assert (driver.ticks, driver.message) == (ticks, message)
+    assert driver.on_event("ESC", "PRESS") == operator_runs.CANCELLED and "stopped" in driver.error
     assert {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in kinds} == before
     assert (scene.render.engine, scene.render.resolution_x) == (engine, resolution)
     assert not ref.hide_render

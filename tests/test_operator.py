@@ -217,6 +217,36 @@ def test_stop_after_k_steps_equals_k_step_run(scene):
     assert_same(state(), stopped)
 
 
+@pytest.mark.parametrize("key", ["ESC", "RIGHTMOUSE"])
+def test_the_modal_path_ticks_on_timer_events_and_a_key_stops_it(scene, key):
+    """The modal operator's events (operator_runs.modal_event, what modal()
+    calls; timers never fire in background mode): a timer runs a tick, other
+    events pass through without a step, Esc or right-click stops and keeps.
+    invoke() in background mode runs execute() instead."""
+    original = state()
+    driver = operator_runs.ModalDriver(operator_runs.make_run(scene, silhouette_fraction=0.0), budget_s=None,
+                                       max_steps_per_tick=2)
+    driver.start()
+    events = [("MOUSEMOVE", "NOTHING", None, 0), ("TIMER", "NOTHING", operator_runs.RUNNING, 2),
+              (key, "RELEASE", None, 2), ("LEFTMOUSE", "PRESS", None, 2), ("TIMER", "NOTHING", operator_runs.RUNNING, 4)]
+    for kind, value, want, steps in events:
+        assert operator_runs.modal_event(driver, kind, value) == want, (kind, value)
+        assert driver.run.step == steps, (kind, value)
+    stopped_at = state()
+    assert operator_runs.modal_event(driver, key, "PRESS") == operator_runs.FINISHED
+    assert driver.summary["stopped"] and driver.summary["steps"] == 4
+    assert operator_runs.active_driver is None and operator_runs.last_summary is driver.summary
+    assert_changed(state(), original)
+    assert np.array_equal(state()[0], stopped_at[0])  # kept, not undone
+    assert operator_runs.modal_event(driver, "TIMER", "NOTHING") == operator_runs.FINISHED  # nothing more
+    assert driver.run.step == 4
+
+    # invoke() without a window: the blocking run.
+    operator_runs.last_summary = None
+    assert bpy.ops.sge.optimize_to_targets("INVOKE_DEFAULT") == {"FINISHED"}
+    assert operator_runs.last_summary["steps"] == 20 and not operator_runs.last_summary.get("stopped")
+
+
 def test_stop_operator_requests_stop(scene):
     driver = operator_runs.ModalDriver(operator_runs.make_run(scene), budget_s=None, max_steps_per_tick=1)
     driver.start()
