@@ -181,10 +181,10 @@ def ctrl_c_raises() -> None:
     starts with it ignored, and a shell starts every background job so
     (`optimize.py ... &` in a script, a job runner, a test suite run in the
     background): Ctrl+C and `kill -INT` were then lost and the run went on.
-    Blender's binary installs its own handler in background mode (a break
-    flag that a script never sees). Called at the start and again at each
-    progress line, so that nothing installed later (a lazy GPU or render
-    initialisation) can keep the signal from the run loop."""
+    Under `blender --background --python` the handler in place is Blender's
+    own, not Python's. Called at the start and again at each progress line,
+    so that nothing installed later (a lazy GPU or render initialisation)
+    can keep the signal from the run loop."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
