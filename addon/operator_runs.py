@@ -241,6 +241,18 @@ class ModalDriver:
         return self.run.progress()
 
 
+def modal_event(driver: ModalDriver, event_type: str, event_value: str) -> str | None:
+    """What Optimize to Targets' modal() does with an event: Esc or a
+    right-click press stops the run (the tick then ends it, keeping the
+    result so far), a timer event runs a tick; any other event passes
+    through (None). Returns the driver's state after it."""
+    if event_type in {"ESC", "RIGHTMOUSE"} and event_value == "PRESS":
+        driver.request_stop()
+    elif event_type != "TIMER":
+        return None
+    return driver.tick()
+
+
 # Another file ------------------------------------------------------------------------
 @persistent
 def _on_load_pre(*_args):
@@ -304,3 +316,13 @@ class LodDriver:
             self.stages.close()  # GeneratorExit at the current unit: the job removes what it made
             self.error, self.state = "stopped: the LOD and its cameras were removed", CANCELLED
         return self.state
+
+    def on_event(self, event_type: str, event_value: str) -> str | None:
+        """What Fit LOD's modal() does with an event: Esc (press) stops and
+        removes what the job made, a timer event runs a unit; any other event
+        passes through (None). Returns the state after it."""
+        if event_type == "ESC" and event_value == "PRESS":
+            return self.cancel()
+        if event_type == "TIMER":
+            return self.tick()
+        return None

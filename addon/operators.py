@@ -78,11 +78,9 @@ class SGE_OT_optimize_to_targets(bpy.types.Operator):
 
     def modal(self, context, event):
         driver = self._driver
-        if event.type in {"ESC", "RIGHTMOUSE"} and event.value == "PRESS":
-            driver.request_stop()
-        elif event.type != "TIMER":
+        state = operator_runs.modal_event(driver, event.type, event.value)
+        if state is None:
             return {"PASS_THROUGH"}
-        state = driver.tick()
         if state == operator_runs.RUNNING:
             progress = driver.progress()
             context.window_manager.progress_update(progress["step"])
@@ -268,11 +266,7 @@ class SGE_OT_fit_lod(bpy.types.Operator):
 
     def modal(self, context, event):
         driver = self._driver
-        if event.type == "ESC" and event.value == "PRESS":
-            driver.cancel()
-        elif event.type == "TIMER":
-            driver.tick()
-        else:
+        if driver.on_event(event.type, event.value) is None:
             return {"PASS_THROUGH"}
         if driver.state == operator_runs.RUNNING:
             context.workspace.status_text_set(f"SGE Fit LOD to Reference: {driver.message}  (Esc: stop)")

@@ -61,7 +61,7 @@ INSTALLED_RUN = textwrap.dedent(r"""
         props.source = source
         assert bpy.ops.sge.capture_targets() == {"FINISHED"}
         reference.hide_viewport = reference.hide_render = True
-        props.steps, props.resolution = 15, 48
+        props.steps, props.resolution = 200, 48
 
         co0 = np.array([v.co[:] for v in source.data.vertices])
         px0 = np.array(bpy.data.images["Source Albedo"].pixels[:])
@@ -118,7 +118,8 @@ def test_installed_extension_runs(extension_zip, tmp_path):
     out = json.loads(lines[-1][len("RESULT "):])
     assert str(tmp_path / "blender_user") in out["addon_file"]  # the installed copy, not the repo
     assert out["result"] == ["FINISHED"]
-    assert out["steps"] == 15
+    assert out["steps"] == 200
     assert out["positions_changed"] and out["pixels_changed"]
-    assert out["psnr"][1] > out["psnr"][0]
+    # 3.05 dB here (200 steps); a sign-flipped estimator or none gains under 0.7.
+    assert out["psnr"][1] > out["psnr"][0] + 1.5, out["psnr"]
     assert out["disabled"]

@@ -652,10 +652,31 @@ def test_fixed_point_sum_carries_past_32_bits(backend):
 
 def test_dispatch_sees_previous_pass_writes(backend):
     """Barrier check: P's output is what R reads, R's output what G reads, in
-    back-to-back passes without readback in between."""
-    engine = small_engine(backend)
+    back-to-back passes without readback in between. A run that reads every
+    pass's outputs back before the next pass starts (which waits for the GPU)
+    is the reference: a missing barrier reads stale data and differs."""
+    from sge_optimizer.addon.gpu_backend import BlenderGPUBackend
+
+    class ReadBetweenPasses(BlenderGPUBackend):
+        def dispatch(self, spec, groups, images, samplers, constants):
+            super().dispatch(spec, groups, images, samplers, constants)
+            for texture in images.values():
+                texture.read()  # raw: an R32I one reads as garbage, but it is read, after the pass
+
+        def draw(self, spec, target, batch, samplers, constants):
+            super().draw(spec, target, batch, samplers, constants)
+            self.finish()
+            for texture in self.target_textures(target).values():
+                texture.read()
+
+    engines = small_engine(backend), small_engine(ReadBetweenPasses())
     for step in range(3):
-        engine.clear_gradients()
-        engine.substep(engine.make_substep(step, 0, 0))
-        got = engine.read_gradients()
-        assert np.abs(got["texture"]).sum() > 0
+        got = []
+        for engine in engines:
+            engine.clear_gradients()
+            engine.substep(engine.make_substep(step, 0, 0))
+            got.append(engine.read_gradients())
+        assert np.abs(got[0]["texture"]).sum() > 0 and np.abs(got[0]["positions"]).sum() > 0
+        assert got[0].keys() == got[1].keys()
+        for name in got[0]:
+            np.testing.assert_array_equal(got[0][name], got[1][name], err_msg=f"step {step}: {name}")

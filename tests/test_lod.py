@@ -215,10 +215,14 @@ def test_stopping_the_lod_driver_midway_removes_what_it_made(empty_scene):
     engine, resolution = scene.render.engine, scene.render.resolution_x
     driver = operator_runs.LodDriver(ref, _small_options(steps=400), scene, fit_budget_s=0.001)
     driver.start()
+    # The modal operator's events (LodDriver.on_event): a timer runs a unit, others pass through.
     while not driver.message.startswith("step"):
-        assert driver.tick() == operator_runs.RUNNING, driver.error
+        assert driver.on_event("TIMER", "NOTHING") == operator_runs.RUNNING, driver.error
     assert "Reference LOD" in bpy.data.objects  # made, baked, rendered, fitting
-    assert driver.cancel() == operator_runs.CANCELLED and "stopped" in driver.error
+    ticks, message = driver.ticks, driver.message
+    assert driver.on_event("MOUSEMOVE", "NOTHING") is None and driver.on_event("ESC", "RELEASE") is None
+    assert (driver.ticks, driver.message) == (ticks, message)
+    assert driver.on_event("ESC", "PRESS") == operator_runs.CANCELLED and "stopped" in driver.error
     assert {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in kinds} == before
     assert (scene.render.engine, scene.render.resolution_x) == (engine, resolution)
     assert not ref.hide_render
@@ -328,3 +332,123 @@ def test_a_copy_with_the_references_silhouettes_has_no_ceiling():
                "kept": "fitted", "seconds": 3.0}
     text = lod.summary_text(summary)
     assert "40.0 -> 41.0" in text and "at most" not in text and "inf" not in text
+
+# Keeping the bake, and cleaning up after errors ----------------------------------------
+def _lod_maps(name: str) -> dict:
+    """{image name: pixels} of the copy's material, and its Principled BSDF's unlinked constants."""
+    mat = bpy.data.objects[name].active_material
+    maps = {}
+    for node in mat.node_tree.nodes:
+        if node.type == "TEX_IMAGE" and node.image is not None:
+            px = np.empty(len(node.image.pixels), np.float32)
+            node.image.pixels.foreach_get(px)
+            maps[node.image.name] = px
+    bsdf = next(n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    constants = {k: bsdf.inputs[k].default_value for k in ("Roughness", "Metallic") if not bsdf.inputs[k].is_linked}
+    return maps, constants
+
+
+def test_a_fit_worse_than_the_bake_puts_the_bake_back(empty_scene, monkeypatch):
+    """When the fitted copy renders worse than the baked one on the target
+    views, the baked pixels and the constants the fit changed are put back
+    exactly. The fit is made worse than any fit by scrambling what it wrote."""
+    from sge_optimizer.addon import fit_run
+
+    scene = empty_scene
+    ref = lit_reference(scene)
+    baked = {}
+
+    def progress(text):
+        if text == "fitting":  # baked, not yet fitted
+            baked["maps"], baked["constants"] = _lod_maps("Reference LOD")
+
+    real_finish = fit_run.OptimizationRun.finish
+
+    def worse_finish(self):
+        summary = real_finish(self)
+        maps, constants = _lod_maps("Reference LOD")
+        for name, px in maps.items():
+            image = bpy.data.images[name]
+            image.pixels.foreach_set(np.random.default_rng(1).random(px.size, dtype=np.float32))
+            image.update()
+        bsdf = next(n for n in self.inputs.obj.active_material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+        for channel in summary.get("material", {}):  # the constants this fit changed
+            bsdf.inputs[channel.title()].default_value = 0.02
+        return summary
+
+    monkeypatch.setattr(fit_run.OptimizationRun, "finish", worse_finish)
+    options = _small_options(steps=10)
+    summary = lod.fit_lod(ref, options, scene=scene, progress=progress)
+    assert summary["kept"] == "baked", summary
+    assert summary["psnr_targets_after"] < summary["psnr_targets_before"]
+    maps, constants = _lod_maps(summary["lod"])
+    assert baked["maps"] and maps.keys() == baked["maps"].keys()
+    assert set(summary["images"].values()) <= set(maps)
+    for name, px in maps.items():
+        np.testing.assert_array_equal(px, baked["maps"][name], err_msg=name)
+    # The reference's constant roughness: fitted, scrambled, put back; the rest untouched.
+    assert "roughness" in summary["fit"].get("material", {}), summary["fit"]
+    assert constants == pytest.approx(baked["constants"]) and constants["Roughness"] != pytest.approx(0.02)
+    assert summary["psnr_held_out_after"] == summary["psnr_held_out_before"]
+    assert "kept the bake" in lod.summary_text(summary)
+
+
+def _names(kinds=("objects", "meshes", "materials", "images", "cameras", "collections")):
+    return {kind: sorted(x.name for x in getattr(bpy.data, kind)) for kind in kinds}
+
+
+def _break(monkeypatch, where: str) -> None:
+    """An error in the bake (after it made its images) or in the fit's first slice."""
+    from sge_optimizer.addon import fit_run
+
+    if where == "bake":
+        real_bake = lod.bake_down
+
+        def broken_bake(*args, **kwargs):
+            real_bake(*args, **kwargs)
+            raise RuntimeError("simulated bake failure")
+
+        monkeypatch.setattr(lod, "bake_down", broken_bake)
+    else:
+        def broken_advance(self, *args, **kwargs):
+            self.engine.step()
+            raise RuntimeError("simulated fit failure")
+
+        monkeypatch.setattr(fit_run.OptimizationRun, "advance", broken_advance)
+
+
+@pytest.mark.parametrize("where", ["bake", "fit"])
+def test_an_error_in_the_bake_or_the_fit_leaves_nothing_behind(empty_scene, monkeypatch, where):
+    scene = empty_scene
+    ref = lit_reference(scene)
+    before, engine, resolution = _names(), scene.render.engine, scene.render.resolution_x
+    ref_co = _positions(ref)
+    _break(monkeypatch, where)
+    with pytest.raises(RuntimeError, match=f"simulated {where} failure"):
+        lod.fit_lod(ref, _small_options(steps=5), scene=scene)
+    assert _names() == before
+    assert (scene.render.engine, scene.render.resolution_x) == (engine, resolution)
+    assert not ref.hide_render
+    np.testing.assert_array_equal(_positions(ref), ref_co)
+
+
+@pytest.mark.parametrize("where", ["bake", "fit"])
+def test_an_error_through_the_lod_driver_leaves_nothing_behind(empty_scene, monkeypatch, where):
+    """The operator's path: the tick that fails ends the job CANCELLED with
+    the reason, and what the job made is gone."""
+    from sge_optimizer.addon import operator_runs
+
+    scene = empty_scene
+    ref = lit_reference(scene)
+    before, engine = _names(), scene.render.engine
+    _break(monkeypatch, where)
+    driver = operator_runs.LodDriver(ref, _small_options(steps=5), scene, fit_budget_s=0.001)
+    driver.start()
+    ticks = 0
+    while driver.tick() == operator_runs.RUNNING:
+        ticks += 1
+        assert ticks < 100
+    assert driver.state == operator_runs.CANCELLED and f"simulated {where} failure" in driver.error
+    assert _names() == before
+    assert scene.render.engine == engine and not ref.hide_render
+    assert driver.tick() == operator_runs.CANCELLED  # nothing more happens

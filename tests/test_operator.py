@@ -2,7 +2,6 @@
 tick), undo, stop, poll messages, panel drawing, overlay shader."""
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,10 @@ from sge_optimizer.engine import Settings
 
 import conftest
 import demo  # tools/ is on sys.path (conftest)
+
+# What a 200-step fit of the small demo scene must gain (measured: 2.4 to 3.5 dB; a
+# sign-flipped estimator gains 0.6 to 0.7, zeroed gradients 0).
+GAIN_DB = 1.5
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +91,14 @@ def test_settings_conversion(registered, empty_scene):
 
 def test_operator_runs_end_to_end(scene):
     before = state()
+    properties.get(scene).steps = 200  # enough for a gain that no broken estimator reaches
     assert bpy.ops.sge.optimize_to_targets.poll()
     assert bpy.ops.sge.optimize_to_targets() == {"FINISHED"}
     assert_changed(state(), before)
     summary = operator_runs.last_summary
-    assert summary["steps"] == 20
-    assert summary["mean_psnr_after"] > summary["mean_psnr_before"]
+    assert summary["steps"] == 200
+    # 2.4 dB here; a sign-flipped estimator reached 0.7, no gradient 0 (keep-best hands back the start).
+    assert summary["mean_psnr_after"] > summary["mean_psnr_before"] + GAIN_DB, summary
     assert "PSNR" in operator_runs.report_line(summary)
 
 
@@ -154,11 +159,17 @@ def test_why_not(registered, empty_scene):
 
 
 # The modal path, tick by tick -----------------------------------------------------
-def test_modal_ticks_stay_within_budget(scene):
-    budget = 0.03
+def test_modal_ticks_stop_at_their_budget(scene, monkeypatch):
+    """A tick runs steps until its budget is spent, writes back, and yields.
+    Time is a clock that moves 11 ms at each reading (the run reads it once
+    a step), so a 30 ms budget is three steps a tick on any machine."""
+    from sge_optimizer.addon import fit_run
+
+    clock = iter(0.011 * k for k in range(10**6))
+    monkeypatch.setattr(fit_run, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     properties.get(scene).steps = 120
     before = state()
-    driver = operator_runs.ModalDriver(operator_runs.make_run(scene), budget_s=budget)
+    driver = operator_runs.ModalDriver(operator_runs.make_run(scene), budget_s=0.03)
     driver.start()
     assert operator_runs.active_driver is driver
     results, intermediate, seen_progress = [], [], False
@@ -170,24 +181,17 @@ def test_modal_ticks_stay_within_budget(scene):
         intermediate.append(driver.run.step)
         if not seen_progress and driver.run.step >= 2:
             # write_back each tick: the viewport sees progress (the silhouette
-            # phase moves the vertices alone; a loaded machine fits one step in a tick).
+            # phase moves the vertices alone).
             assert not np.array_equal(state()[0], before[0]), "vertex positions did not change"
             seen_progress = True
         line = operator_runs.status_line(driver.progress())
         assert f"/{120}" in line and "loss" in line and "ETA" in line
     assert results[-1] == operator_runs.FINISHED and driver.run.step == 120
     assert_changed(state(), before)
-    assert seen_progress and len(results) >= 3, "expected several ticks"
-    assert intermediate == sorted(intermediate)
+    assert seen_progress
+    assert driver.steps_per_tick == [3] * 40, driver.steps_per_tick  # the budget, not the step count, ends a tick
+    assert intermediate == list(range(3, 120, 3))
     assert operator_runs.active_driver is None
-    # Each tick: at most one step past its budget (plus the write-back/readback).
-    step_times = [t / n for t, n in zip(driver.tick_times, driver.steps_per_tick) if n]
-    one_step = max(statistics.median(step_times), 0.001)
-    slack = 0.025  # write-back + loss readback, scheduler noise
-    first_steps = np.cumsum([0] + list(driver.steps_per_tick))  # each tick's first step
-    for k, t in enumerate(driver.tick_times[:-1]):
-        assert t < budget + one_step + slack, (f"tick {k} from step {first_steps[k]}", t, one_step)
-    assert driver.summary["mean_psnr_after"] > driver.summary["mean_psnr_before"]
 
 
 def test_stop_after_k_steps_equals_k_step_run(scene):
@@ -211,6 +215,36 @@ def test_stop_after_k_steps_equals_k_step_run(scene):
     assert_same(state(), original)
     operator_runs.run_blocking(scene, steps=k, **same_schedule)
     assert_same(state(), stopped)
+
+
+@pytest.mark.parametrize("key", ["ESC", "RIGHTMOUSE"])
+def test_the_modal_path_ticks_on_timer_events_and_a_key_stops_it(scene, key):
+    """The modal operator's events (operator_runs.modal_event, what modal()
+    calls; timers never fire in background mode): a timer runs a tick, other
+    events pass through without a step, Esc or right-click stops and keeps.
+    invoke() in background mode runs execute() instead."""
+    original = state()
+    driver = operator_runs.ModalDriver(operator_runs.make_run(scene, silhouette_fraction=0.0), budget_s=None,
+                                       max_steps_per_tick=2)
+    driver.start()
+    events = [("MOUSEMOVE", "NOTHING", None, 0), ("TIMER", "NOTHING", operator_runs.RUNNING, 2),
+              (key, "RELEASE", None, 2), ("LEFTMOUSE", "PRESS", None, 2), ("TIMER", "NOTHING", operator_runs.RUNNING, 4)]
+    for kind, value, want, steps in events:
+        assert operator_runs.modal_event(driver, kind, value) == want, (kind, value)
+        assert driver.run.step == steps, (kind, value)
+    stopped_at = state()
+    assert operator_runs.modal_event(driver, key, "PRESS") == operator_runs.FINISHED
+    assert driver.summary["stopped"] and driver.summary["steps"] == 4
+    assert operator_runs.active_driver is None and operator_runs.last_summary is driver.summary
+    assert_changed(state(), original)
+    assert np.array_equal(state()[0], stopped_at[0])  # kept, not undone
+    assert operator_runs.modal_event(driver, "TIMER", "NOTHING") == operator_runs.FINISHED  # nothing more
+    assert driver.run.step == 4
+
+    # invoke() without a window: the blocking run.
+    operator_runs.last_summary = None
+    assert bpy.ops.sge.optimize_to_targets("INVOKE_DEFAULT") == {"FINISHED"}
+    assert operator_runs.last_summary["steps"] == 20 and not operator_runs.last_summary.get("stopped")
 
 
 def test_stop_operator_requests_stop(scene):
@@ -257,6 +291,49 @@ def test_undo_restores_vertices_and_pixels_exactly(scene):
     assert_same(state(), result)
     assert bpy.ops.ed.undo() == {"FINISHED"}
     assert_same(state(), original)
+
+
+def test_undo_and_redo_across_two_runs(scene):
+    """Two runs in a row: each undo steps back one run (vertices and
+    pixels), each redo forward one, exactly."""
+    original = state()
+    bpy.ops.ed.undo_push(message="Before SGE")
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    first = state()
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    second = state()
+    assert_changed(first, original)
+    assert_changed(second, first)
+    for op, want in ((bpy.ops.ed.undo, first), (bpy.ops.ed.undo, original), (bpy.ops.ed.redo, first),
+                     (bpy.ops.ed.redo, second), (bpy.ops.ed.undo, first)):
+        assert op() == {"FINISHED"}
+        assert_same(state(), want)
+
+
+def test_undo_after_the_memory_cap_dropped_a_snapshot(scene, monkeypatch):
+    """Undo Memory holds two snapshots and a half: the second run drops the
+    oldest (the pixels before the first run), never its own pair. Its undo
+    and redo stay exact; an undo past the dropped one restores the vertices
+    and leaves the pixels as they are."""
+    snapshot_bytes = state()[1].nbytes
+    monkeypatch.setattr(operator_runs, "undo_limit_bytes", lambda: int(2.5 * snapshot_bytes))
+    original = state()
+    bpy.ops.ed.undo_push(message="Before SGE")
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    first = state()
+    assert image_undo.memory_bytes() == 2 * snapshot_bytes  # before and after the first run
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    second = state()
+    assert image_undo.memory_bytes() == 2 * snapshot_bytes  # the oldest dropped
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert_same(state(), first)
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    now = state()
+    assert np.array_equal(now[0], original[0]) and np.array_equal(now[1], first[1])
+    assert bpy.ops.ed.redo() == {"FINISHED"}
+    assert_same(state(), first)
+    assert bpy.ops.ed.redo() == {"FINISHED"}
+    assert_same(state(), second)
 
 
 def test_undo_restores_a_fitted_normal_map_exactly(scene):
@@ -386,15 +463,15 @@ def draw_panel_for_real():
 
 def test_panel_draws_in_every_state():
     """In a process of its own: the popups it draws into are never freed, and
-    Blender lists them at exit ("Not freed memory blocks"); that line stays
-    in the child's output instead of ending the suite's."""
+    Blender (5.2) lists them at exit ("Not freed memory blocks"); that line
+    stays in the child's output instead of ending the suite's. Passes with or
+    without it."""
     code = ("import sys; sys.path[:0] = [{tests!r}]; import conftest, test_operator; "
             "test_operator.draw_panel_in_every_state(); print('panel drawn')")
     tests = str(Path(__file__).resolve().parent)
     result = subprocess.run([sys.executable, "-c", code.format(tests=tests)], capture_output=True, text=True,
                             timeout=300, cwd=tests)
     assert result.returncode == 0 and "panel drawn" in result.stdout, result.stderr[-3000:]
-    assert "Not freed memory blocks" in result.stdout + result.stderr  # the popups; if gone, draw in-process
 
 
 def draw_panel_in_every_state():

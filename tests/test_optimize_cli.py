@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import bpy
@@ -19,19 +18,11 @@ TOOLS = Path(__file__).resolve().parent.parent / "tools"
 
 
 def run_tool(*args, timeout=300):
-    """Run a tool as a user would. A fault prints the Python stack
-    (PYTHONFAULTHANDLER). One CI run on Blender 4.5 saw the demo die of
-    SIGSEGV before its first line (no stack then; not reproduced in 100+
-    runs here): a death by signal is run once more, and the first death's
-    output is reported as a warning, so a crash that repeats still fails."""
+    """Run a tool as a user would, once: a crash fails the test. A fault
+    prints the Python stack (PYTHONFAULTHANDLER) into the output that the
+    failing assertion shows."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
-    command = [sys.executable, *map(str, args)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-    if result.returncode < 0:
-        warnings.warn(f"{Path(str(args[0])).name} died of signal {-result.returncode}; ran it again. "
-                      f"stdout: {result.stdout[-1500:]!r} stderr: {result.stderr[-3000:]!r}")
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-    return result
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -73,19 +64,20 @@ def read_back(path):
 @pytest.mark.parametrize("blender_style", [False, True], ids=["bpy-module", "after-double-dash"])
 def test_scripted_run_writes_summary_and_blend(scene_file, tmp_path, blender_style):
     out_blend, out_json = tmp_path / "out.blend", tmp_path / "summary.json"
-    flags = ["--object", "Source", "--cameras", "Targets", "--steps", "40", "--resolution", "48",
+    flags = ["--object", "Source", "--cameras", "Targets", "--steps", "200", "--resolution", "48",
              "--views-per-step", "2", "--report-every", "10", "--save", out_blend, "--summary", out_json]
     args = [TOOLS / "optimize.py", "--", scene_file, *flags] if blender_style else \
         [TOOLS / "optimize.py", scene_file, *flags]
     result = run_tool(*args)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "step 10/40" in result.stderr and "steps/s" in result.stderr and "ETA" in result.stderr
+    assert "step 10/200" in result.stderr and "steps/s" in result.stderr and "ETA" in result.stderr
     assert "EGL_BAD_MATCH" not in result.stderr  # Mesa's harmless line, dropped at the GPU start
     summary = json.loads(out_json.read_text())
-    assert summary["steps"] == 40 and summary["seconds"] > 0
+    assert summary["steps"] == 200 and summary["seconds"] > 0
     assert summary["final_loss"] > 0
     assert len(summary["psnr_after"]) == 4
-    assert summary["mean_psnr_after"] > summary["mean_psnr_before"]
+    # 3.5 dB here; a sign-flipped estimator reached 0.6, no gradient 0.
+    assert summary["mean_psnr_after"] > summary["mean_psnr_before"] + 1.5, summary
     co0, px0 = read_back(scene_file)
     co1, px1 = read_back(out_blend)
     assert not np.array_equal(co0, co1) and not np.array_equal(px0, px1)
@@ -133,21 +125,33 @@ def test_output_paths_are_checked_before_the_first_step(scene_file, tmp_path, fl
     assert scene_file.read_bytes() == before
 
 
-def test_ctrl_c_stops_keeps_the_result_and_exits_130(scene_file, tmp_path):
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["foreground", "background-job"])
+def test_ctrl_c_stops_keeps_the_result_and_exits_130(scene_file, tmp_path, inherited):
+    """SIGINT stops the run however the CLI was started. A shell starts a
+    background job (`optimize.py ... &` in a script, a suite run in the
+    background) with SIGINT ignored, and Python then leaves it ignored: the
+    run went on stepping after the signal until the CLI installed its own
+    handler."""
     out_blend, out_json = tmp_path / "out.blend", tmp_path / "summary.json"
     proc = subprocess.Popen(
         [sys.executable, TOOLS / "optimize.py", scene_file, "--object", "Source", "--cameras", "Targets",
          "--steps", "100000", "--resolution", "48", "--report-every", "5",
          "--silhouette-fraction", "0",  # both groups move from the first steps
          "--save", out_blend, "--summary", out_json],
-        stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, inherited))
     lines = []
     for line in proc.stderr:  # wait until it is optimizing
         lines.append(line)
         if line.startswith("step 10/"):
             break
     proc.send_signal(signal.SIGINT)
-    rest = proc.communicate(timeout=120)[1]
+    try:
+        rest = proc.communicate(timeout=120)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rest = proc.communicate()[1]
+        pytest.fail(f"SIGINT was ignored; the run went on: {rest[-600:]}")
     stderr = "".join(lines) + rest
     assert proc.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr and "interrupted at step" in stderr
@@ -160,17 +164,17 @@ def test_ctrl_c_stops_keeps_the_result_and_exits_130(scene_file, tmp_path):
 
 def test_demo_runs_headless_and_writes_outputs(tmp_path):
     out = tmp_path / "out"
-    result = run_tool(TOOLS / "demo.py", "--steps", "40", "--cameras", "8", "--resolution", "64",
+    result = run_tool(TOOLS / "demo.py", "--steps", "200", "--cameras", "8", "--resolution", "64",
                       "--texture-size", "32", "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]
     before = float(result.stdout.split("PSNR before:")[1].split("dB")[0])
     after = float(result.stdout.split("PSNR after:")[1].split("dB")[0])
-    assert after > before
+    assert after > before + 1.2, (before, after)  # 2.3 dB here; a sign-flipped estimator 0.5, none 0
     for name in ("view_00.png", "view_07.png", "loss.png", "loss.svg", "loss.csv", "summary.json", "result.blend"):
         assert (out / name).is_file(), name
     rows = (out / "loss.csv").read_text().strip().splitlines()
     assert rows[0] == "step,loss" and len(rows) >= 2
-    assert "step 40/40" in result.stderr  # the last step is printed too
+    assert "step 200/200" in result.stderr  # the last step is printed too
     import xml.etree.ElementTree as ET
 
     texts = [t.text for t in ET.parse(out / "loss.svg").getroot().iter("{http://www.w3.org/2000/svg}text")]

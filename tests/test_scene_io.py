@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 import tracemalloc
 
 import bmesh
@@ -124,12 +123,14 @@ def test_target_flip_and_encoding(small_scene):
 def test_api_run_changes_only_the_mesh_and_image(small_scene):
     source, collection = small_scene
     before = snapshot()
-    summary = optimize(source, collection, Settings(steps=30, views_per_step=2), resolution=48)
+    summary = optimize(source, collection, Settings(steps=200, views_per_step=2), resolution=48)
     after = snapshot()
     image = summary["image"]
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {source.name, "img " + image}
-    assert summary["steps"] == 30 and summary["mean_psnr_after"] > summary["mean_psnr_before"]
+    assert summary["steps"] == 200
+    # 2.8 dB here; a sign-flipped estimator reached 0.6, no gradient 0 (keep-best keeps the start).
+    assert summary["mean_psnr_after"] > summary["mean_psnr_before"] + 1.5, summary
     assert len(summary["psnr_after"]) == 4
 
 
@@ -264,9 +265,13 @@ def test_a_texture_that_is_also_a_target_is_refused(small_scene):
 
 def test_a_run_that_cannot_fit_in_memory_is_refused_before_reading(small_scene, monkeypatch):
     monkeypatch.setattr(memory, "available_bytes", lambda: 2**28)
-    t0 = time.perf_counter()
-    message = refuse(*small_scene, "resolution 16384 with 4 views", "GiB of memory", resolution=16384)
-    assert time.perf_counter() - t0 < 5  # refused from sizes, no 4 GiB frames made
+    tracemalloc.start()
+    try:
+        message = refuse(*small_scene, "resolution 16384 with 4 views", "GiB of memory", resolution=16384)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**26, peak  # refused from sizes: not one 16384-pixel frame (4 GiB) was made
     fits = int(message.split("working resolution of ")[1].split()[0])
     assert 256 < fits < 16384
     width = height = fits  # the demo scene renders square

@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -226,10 +228,31 @@ def open_and_find(args):
     return obj
 
 
+def ctrl_c_raises() -> None:
+    """Make SIGINT raise KeyboardInterrupt here, whatever this process
+    inherited or whoever set it since. Python leaves SIGINT ignored when it
+    starts with it ignored, and a shell starts every background job so
+    (`optimize.py ... &` in a script, a job runner, a test suite run in the
+    background): Ctrl+C and `kill -INT` were then lost and the run went on.
+    Under `blender --background --python` the handler in place is Blender's
+    own, not Python's. Called at the start and again at each progress line,
+    so that nothing installed later (a lazy GPU or render initialisation)
+    can keep the signal from the run loop."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def report_progress(progress: dict) -> None:
+    from sge_optimizer.addon.api import progress_text
+
+    ctrl_c_raises()
+    print(progress_text(progress), file=sys.stderr, flush=True)
+
+
 def run(argv) -> int:
     import bpy
 
-    from sge_optimizer.addon.api import InputError, OptimizationRun, progress_text, run_to_end
+    from sge_optimizer.addon.api import InputError, OptimizationRun, run_to_end
     from sge_optimizer.addon.auto_choices import choice_lines
 
     args = build_parser().parse_args(argv)
@@ -252,7 +275,7 @@ def run(argv) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if not outputs_writable(args):
         return EXIT_BAD_INPUT
-    summary = run_to_end(run, progress=lambda p: print(progress_text(p), file=sys.stderr, flush=True),
+    summary = run_to_end(run, progress=report_progress,
                          report_every=max(1, args.report_every), keep_on_interrupt=True)
     if summary.get("stopped"):
         print(f"interrupted at step {summary['steps']}/{run.settings.steps}: keeping the result so far",
@@ -316,7 +339,7 @@ def run_lod(argv) -> int:
                          held_out_views=args.held_out, resolution=args.resolution,
                          render_engine=args.engine.upper(), cycles_samples=args.cycles_samples, steps=args.steps)
     try:
-        summary = fit_lod(obj, options, progress=lambda text: print(text, file=sys.stderr, flush=True))
+        summary = fit_lod(obj, options, progress=lod_progress)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -331,7 +354,13 @@ def run_lod(argv) -> int:
     return 0
 
 
+def lod_progress(text: str) -> None:
+    ctrl_c_raises()
+    print(text, file=sys.stderr, flush=True)
+
+
 def main() -> int:
+    ctrl_c_raises()
     argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
     try:
         if argv[:1] == ["lod"]:
