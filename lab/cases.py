@@ -42,47 +42,50 @@ LIT_CASES = (
 ALL_CASES = CASES + LIT_CASES
 
 
-def table(results: list) -> str:
-    def fmt(x, spec=".1f"):
-        return "-" if x is None else format(x, spec)
+def _fmt(x, spec=".1f") -> str:
+    return "-" if x is None else format(x, spec)
 
-    lines = ["| case | what | steps | s | PSNR targets before → after | PSNR held-out before → after "
-             "| IoU held-out before → after | s to 30 dB | s to 35 dB | kept step (shape) "
-             "| validation (ours) before → after |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+def _rows(results: list, seconds_to: float, extra_header: str, extra_cells) -> str:
+    """A markdown table of `results`: the columns every case has (held-out
+    PSNR and IoU, seconds to `seconds_to` dB), then `extra_header`'s, filled by
+    `extra_cells(result)`."""
+    header = ("| case | what | steps | s | PSNR targets before → after | PSNR held-out before → after "
+              f"| IoU held-out before → after | s to {seconds_to:g} dB | {extra_header} |")
+    lines = [header, "|" + "---|" * header.count(" | ") + "---|"]
     for r in results:
-        validation = (f"{r.validation[0]:.1f} → {r.validation[1]:.1f}" if r.validation and r.validation[0] is not None
-                      else "-")
         lines.append(
             f"| {r.case.name} | {r.case.describe} | {r.steps} | {r.seconds:.0f} "
             f"| {r.target_before:.1f} → {r.target_after:.1f} | {r.held_before:.1f} → **{r.held_after:.1f}** "
-            f"| {r.iou_before:.3f} → {r.iou_after:.3f} | {fmt(r.seconds_to(30))} | {fmt(r.seconds_to(35))} "
-            f"| {fmt(r.kept_step, 'd')}{f' ({r.shape_kept})' if r.shape_kept else ''} | {validation} |")
+            f"| {r.iou_before:.3f} → {r.iou_after:.3f} | {_fmt(r.seconds_to(seconds_to))} | {extra_cells(r)} |")
     return "\n".join(lines)
 
 
-def lit_table(results: list) -> str:
-    """The lit cases' table: `table`'s columns plus the albedo error and a fitted
-    roughness; seconds to 40 dB (a flat grey start under these lights already
-    scores about 30)."""
-    def fmt(x, spec=".1f"):
-        return "-" if x is None else format(x, spec)
+def table(results: list) -> str:
+    """The Workbench cases' table: seconds to 30 and 35 dB, the step kept, and
+    the validation views' PSNR (by our renders) where some were set aside."""
+    def cells(r):
+        validation = (f"{r.validation[0]:.1f} → {r.validation[1]:.1f}" if r.validation and r.validation[0] is not None
+                      else "-")
+        return (f"{_fmt(r.seconds_to(35))} | {_fmt(r.kept_step, 'd')}{f' ({r.shape_kept})' if r.shape_kept else ''} "
+                f"| {validation}")
 
-    lines = ["| case | what | steps | s | PSNR targets before → after | PSNR held-out before → after "
-             "| IoU held-out before → after | s to 40 dB | albedo RMSE before → after "
-             "| roughness before → after (truth) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
+    return _rows(results, 30, "s to 35 dB | kept step (shape) | validation (ours) before → after", cells)
+
+
+def lit_table(results: list) -> str:
+    """The lit cases' table: the albedo error and a fitted roughness (or a
+    normal map's angle error); seconds to 40 dB (a flat grey start under
+    these lights already scores about 30)."""
+    def cells(r):
         albedo = f"{r.albedo_rmse[0]:.3f} → **{r.albedo_rmse[1]:.3f}**" if r.albedo_rmse else "-"
         rough = (f"{r.roughness[0]:.2f} → **{r.roughness[1]:.3f}** ({r.roughness[2]:.2f})"
                  if r.roughness else "-")
         if r.normal_degrees:  # a normal-map fit: its angle error in the roughness column's place
             rough = f"normals {r.normal_degrees[0]:.1f}° → **{r.normal_degrees[1]:.1f}°**"
-        lines.append(
-            f"| {r.case.name} | {r.case.describe} | {r.steps} | {r.seconds:.0f} "
-            f"| {r.target_before:.1f} → {r.target_after:.1f} | {r.held_before:.1f} → **{r.held_after:.1f}** "
-            f"| {r.iou_before:.3f} → {r.iou_after:.3f} | {fmt(r.seconds_to(40))} | {albedo} | {rough} |")
-    return "\n".join(lines)
+        return f"{albedo} | {rough}"
+
+    return _rows(results, 40, "albedo RMSE before → after | roughness before → after (truth)", cells)
 
 
 def any_table(results: list) -> str:
