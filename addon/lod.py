@@ -595,8 +595,8 @@ def _make_and_fit(reference, options, settings, scene, folder, setup, summary, r
         target_truths = yield from _each(lambda cam: attach_target(cam, folder, scene), target_cams)
         truths = yield from _each(view, held_cams)
         reference.hide_render, lod.hide_render = True, False
-        # The keep-or-revert decision is the engine's own, on the target
-        # views; held-out views only report.
+        # The keep-or-revert decision is the engine's own, on views the fit
+        # did not train on: the held-out ones (with none, the targets).
         baked = {k: stored_pixels(v) for k, v in images.items()}
         report("rendering the baked copy")
         baked_renders = yield from _each(view, target_cams)
@@ -626,7 +626,12 @@ def _make_and_fit(reference, options, settings, scene, folder, setup, summary, r
         if options.pictures and held_cams:  # the fit as it came out, kept or not
             save_picture(render_view(scene, held_cams[0], folder), Path(options.pictures) / "fitted.png")
         summary["kept"] = "fitted"
-        if summary["psnr_targets_after"] < summary["psnr_targets_before"]:
+        summary["psnr_held_out_fitted"] = _score((yield from _each(view, held_cams)), truths) if held_cams else None
+        if held_cams:
+            worse = summary["psnr_held_out_fitted"] < summary["psnr_held_out_before"]
+        else:
+            worse = summary["psnr_targets_after"] < summary["psnr_targets_before"]
+        if worse:
             # Rendered by the engine the targets came from, the fit is
             # worse than the bake (our lit model is not that engine): keep the bake.
             for channel, image in images.items():
@@ -636,10 +641,8 @@ def _make_and_fit(reference, options, settings, scene, folder, setup, summary, r
             for channel, value in summary["fit"].get("material", {}).items():
                 bsdf.inputs[channel.title()].default_value = value["before"]
             summary["kept"] = "baked"
-        if held_cams and summary["kept"] == "fitted":
-            summary["psnr_held_out_after"] = _score((yield from _each(view, held_cams)), truths)
-        else:
-            summary["psnr_held_out_after"] = summary["psnr_held_out_before"]
+        kept_fit = summary["kept"] == "fitted"
+        summary["psnr_held_out_after"] = summary["psnr_held_out_fitted" if kept_fit else "psnr_held_out_before"]
     finally:
         reference.hide_render = reference_hidden
         for o in others:
@@ -684,6 +687,9 @@ def summary_text(summary: dict) -> str:
         targets = summary["psnr_targets_after" if summary.get("kept") == "fitted" else "psnr_targets_before"]
         judged = (f"no held-out views, so judged on the targets only: PSNR {summary['psnr_targets_before']:.1f} "
                   f"-> {targets:.1f} dB ({summary['render_engine']})")
-    kept = "" if summary.get("kept") == "fitted" else "; the fit did not beat the bake, kept the bake"
+    fitted = summary.get("psnr_held_out_fitted")
+    kept = "" if summary.get("kept") == "fitted" else (
+        "; the fit did not beat the bake" + (f" (held-out {fitted:.1f} dB)" if fitted is not None else "")
+        + ", kept the bake")
     return (f"'{summary['lod']}': {summary['triangles_lod']} triangles "
             f"(of {summary['triangles_reference']}), {judged}{kept}, {summary['seconds']:.0f} s")

@@ -52,15 +52,15 @@ def test_fit_lod_makes_a_baked_decimated_copy_and_hands_back_no_worse(empty_scen
     base = np.empty(64 * 64 * 4, np.float32)
     bpy.data.images[summary["images"]["base color"]].pixels.foreach_get(base)
     assert base.reshape(-1, 4)[:, :3].std() > 0.05  # the noise was baked down, not left flat
-    # The engine's own renders judge: held-out is reported for the kept maps, never below the bake
-    # when the bake was kept, and the decision follows the target views.
+    # The engine's own renders judge, on the held-out views (never trained on): the fit is kept only if
+    # it scores at least the bake there, and held-out is reported for the kept maps.
     assert math.isfinite(summary["psnr_held_out_before"]) and summary["psnr_held_out_before"] > 20
     # No render of the copy beats what any maps could (its silhouettes' error alone).
     assert summary["psnr_held_out_ceiling"] >= max(summary["psnr_held_out_before"], summary["psnr_held_out_after"])
     if summary["kept"] == "baked":
-        assert summary["psnr_held_out_after"] == summary["psnr_held_out_before"]
+        assert summary["psnr_held_out_after"] == summary["psnr_held_out_before"] > summary["psnr_held_out_fitted"]
     else:
-        assert summary["psnr_targets_after"] >= summary["psnr_targets_before"]
+        assert summary["psnr_held_out_after"] == summary["psnr_held_out_fitted"] >= summary["psnr_held_out_before"]
     # The reference and the scene's render settings are as they were.
     np.testing.assert_array_equal(_positions(ref), ref_co)
     assert not ref.hide_render
@@ -380,7 +380,7 @@ def test_a_fit_worse_than_the_bake_puts_the_bake_back(empty_scene, monkeypatch):
     options = _small_options(steps=10)
     summary = lod.fit_lod(ref, options, scene=scene, progress=progress)
     assert summary["kept"] == "baked", summary
-    assert summary["psnr_targets_after"] < summary["psnr_targets_before"]
+    assert summary["psnr_held_out_fitted"] < summary["psnr_held_out_before"]  # judged where it did not train
     maps, constants = _lod_maps(summary["lod"])
     assert baked["maps"] and maps.keys() == baked["maps"].keys()
     assert set(summary["images"].values()) <= set(maps)
