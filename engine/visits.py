@@ -71,9 +71,9 @@ class Visits:
 
     def step(self, step: int, last_step: int, substep, charge_sub) -> bool:
         """Step `step` of the open visit (opening one if none): a mean step
-        or a charge (`substep(sub)` runs a perturbed one; `charge_sub(slot,
-        view, offset)` makes its record). Returns True when the visit closed
-        (its update ran, if it charged anything)."""
+        or a charge (`substep(sub)` runs a perturbed one; `charge_sub(index,
+        slot, view, offset, stratum)` makes its SubStep record). Returns True
+        when the visit closed (its update ran, if it charged anything)."""
         if self.current is None:
             self.current = self.begin(step)
         visit = self.current
