@@ -36,6 +36,7 @@ RENDER_ENGINES = ("EEVEE", "CYCLES")
 @dataclass
 class LodOptions:
     ratio: float = 0.1  # triangles kept (Decimate, Collapse)
+    triangles: int = 0  # a per-asset budget: at most this many triangles (0: the ratio decides)
     texture_size: int = 512  # the new maps' width and height
     target_views: int = 16
     held_out_views: int = 6
@@ -52,6 +53,8 @@ class LodOptions:
     def validate(self) -> None:
         if not 0.0 < self.ratio <= 1.0:
             raise InputError(f"ratio must be in (0, 1], got {self.ratio}")
+        if self.triangles != 0 and self.triangles < 4:
+            raise InputError(f"a triangle budget must be at least 4 (0: use the ratio), got {self.triangles}")
         if not 16 <= self.texture_size <= 8192:
             raise InputError(f"texture size must be 16..8192 pixels, got {self.texture_size}")
         if self.target_views < 1 or self.held_out_views < 0:
@@ -62,6 +65,10 @@ class LodOptions:
             raise InputError(f"render engine must be one of {RENDER_ENGINES}, got '{self.render_engine}'")
         if self.cycles_samples < 1:
             raise InputError(f"Cycles samples must be at least 1, got {self.cycles_samples}")
+
+    def ratio_for(self, reference_triangles: int) -> float:
+        """The Decimate ratio: the budget's share of the reference's triangles, or `ratio`."""
+        return min(1.0, self.triangles / reference_triangles) if self.triangles else self.ratio
 
     def fit_settings(self) -> Settings:
         """The lit fit's Settings (the Standard preset's, maps only, these
@@ -521,8 +528,9 @@ def fit_lod_stages(reference, options: LodOptions | None = None, scene=None, pro
     report = progress or (lambda text: None)
     t_start = time.perf_counter()
     name = options.name or f"{reference.name} LOD"
-    summary = {"reference": reference.name, "render_engine": options.render_engine, "ratio": options.ratio,
-               "warnings": list(surface.warnings)}
+    summary = {"reference": reference.name, "render_engine": options.render_engine,
+               "ratio": options.ratio_for(_triangles(reference, evaluated=True)),
+               "triangle_budget": options.triangles or None, "warnings": list(surface.warnings)}
     width, height = scene_inputs.working_resolution(scene, options.resolution)
     existing = _datablocks()
     try:
@@ -559,7 +567,11 @@ def _make_and_fit(reference, options, settings, scene, folder, setup, summary, r
     """The job's body, a generator (see `fit_lod_stages`)."""
     report("making the copy")
     yield
-    lod = make_lod_object(reference, options.ratio, name)
+    lod = make_lod_object(reference, summary["ratio"], name)
+    if options.triangles and _triangles(lod) > options.triangles:  # Decimate lands near its ratio, not under it
+        summary["ratio"] *= 0.99 * options.triangles / _triangles(lod)
+        bpy.data.meshes.remove(lod.data)  # the object goes with its only mesh
+        lod = make_lod_object(reference, summary["ratio"], name)
     mat, images = lod_material(name, options.texture_size, surface.roughness, surface.metallic)
     lod.data.materials.append(mat)
     summary.update(lod=lod.name, triangles_reference=_triangles(reference, evaluated=True),

@@ -207,6 +207,8 @@ class SGE_OT_fit_lod(bpy.types.Operator):
 
     ratio: FloatProperty(name="Ratio", description="Fraction of the triangles kept", default=0.1,
                          min=0.001, max=1.0, subtype="FACTOR")
+    triangles: IntProperty(name="Triangle Budget", description="At most this many triangles (0: the ratio decides)",
+                           default=0, min=0)
     texture_size: IntProperty(name="Texture Size", default=512, min=16, max=8192)
     target_views: IntProperty(name="Target Views", default=16, min=1, max=64)
     held_out_views: IntProperty(name="Held-out Views", description="Cameras that judge the result only",
@@ -229,8 +231,9 @@ class SGE_OT_fit_lod(bpy.types.Operator):
         return context.window_manager.invoke_props_dialog(self)
 
     def execute(self, context):
-        options = lod.LodOptions(ratio=self.ratio, texture_size=self.texture_size, target_views=self.target_views,
-                                 held_out_views=self.held_out_views, render_engine=self.render_engine,
+        options = lod.LodOptions(ratio=self.ratio, triangles=self.triangles, texture_size=self.texture_size,
+                                 target_views=self.target_views, held_out_views=self.held_out_views,
+                                 render_engine=self.render_engine,
                                  resolution=self.resolution, steps=self.steps or None)
         if self.options.is_invoke and not bpy.app.background and context.window is not None:
             return self._start_modal(context, options)

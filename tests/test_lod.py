@@ -452,3 +452,22 @@ def test_an_error_through_the_lod_driver_leaves_nothing_behind(empty_scene, monk
     assert _names() == before
     assert scene.render.engine == engine and not ref.hide_render
     assert driver.tick() == operator_runs.CANCELLED  # nothing more happens
+
+
+@pytest.mark.parametrize("options", [{"triangles": 100}, {"ratio": 0.005}])
+def test_a_triangle_budget_and_a_half_percent_ratio(empty_scene, options):
+    """--triangles N keeps at most N triangles (near N); --ratio 0.005 keeps 0.5 %."""
+    scene = empty_scene
+    ref = lit_reference(scene)
+    summary = lod.fit_lod(ref, _cycles_options(**{"ratio": 0.3, **options}), scene=scene)
+    reference, kept = summary["triangles_reference"], summary["triangles_lod"]
+    if "triangles" in options:
+        assert 70 <= kept <= 100 and summary["triangle_budget"] == 100, (reference, kept)
+    else:
+        assert kept <= 0.01 * reference and summary["triangle_budget"] is None, (reference, kept)
+    assert summary["kept"] in ("fitted", "baked")
+
+
+def test_a_triangle_budget_below_four_is_refused():
+    with pytest.raises(InputError, match="triangle budget"):
+        lod.LodOptions(triangles=3).validate()

@@ -309,7 +309,9 @@ def build_lod_parser() -> argparse.ArgumentParser:
                                 "--object with a fresh unwrap and baked maps, fitted to renders of it")
     p.add_argument("blend", nargs="?", type=Path, help="the .blend file to open (bpy-module mode)")
     p.add_argument("--object", required=True, help="the high-poly reference mesh object")
-    p.add_argument("--ratio", type=float, default=d.ratio, help="fraction of the triangles kept")
+    p.add_argument("--ratio", type=float, default=d.ratio, help="fraction of the triangles kept (0.005: 0.5 %%)")
+    p.add_argument("--triangles", type=int, default=d.triangles,
+                   help="a triangle budget: at most this many (0: --ratio decides)")
     p.add_argument("--texture-size", type=int, default=d.texture_size)
     p.add_argument("--views", type=int, default=d.target_views, help="target cameras")
     p.add_argument("--held-out", type=int, default=d.held_out_views, help="cameras that only judge")
@@ -335,7 +337,7 @@ def run_lod(argv) -> int:
         return EXIT_BAD_INPUT
     if not outputs_writable(args):
         return EXIT_BAD_INPUT
-    options = LodOptions(ratio=args.ratio, texture_size=args.texture_size, target_views=args.views,
+    options = LodOptions(ratio=args.ratio, triangles=args.triangles, texture_size=args.texture_size, target_views=args.views,
                          held_out_views=args.held_out, resolution=args.resolution,
                          render_engine=args.engine.upper(), cycles_samples=args.cycles_samples, steps=args.steps)
     try:
