@@ -245,10 +245,11 @@ class Engine:
         """Steps between checkpoints (fewer for a fit in SART visits throughout)."""
         return self.schedule.checkpoint_interval(self.visits_enabled and self.schedule.shape_end() is None)
 
-    def begin_checkpoint(self, on_done=None) -> None:
+    def begin_checkpoint(self, on_done=None):
         """Queue a snapshot of the current parameters for scoring a view per
-        step while the steps go on. When scored, `on_done(loss, step)` runs;
-        by default the snapshot becomes the best if it beats it."""
+        step while the steps go on (returns its ScoringJob). When scored,
+        `on_done(loss, step)` runs; by default the snapshot becomes the best
+        if it beats it."""
         snapshot = self.params.snapshot()
         if on_done is None:
             done = lambda loss, step: self.keep_best.offer(snapshot, loss, step)  # noqa: E731
@@ -256,16 +257,14 @@ class Engine:
             def done(loss, step):
                 self.params.release(snapshot)
                 on_done(loss, step)
-        self.queue.submit(snapshot, self.step_index, done)
+        return self.queue.submit(snapshot, self.step_index, done)
 
     def checkpoint(self) -> float:
         """Score the current parameters on every target view now (after what
         the queue holds); if they beat the best so far they are kept. Returns their loss."""
-        self.begin_checkpoint()
-        loss = None
-        while len(self.queue):
-            loss = self.queue.advance(len(self.queue.views))
-        return loss
+        job = self.begin_checkpoint()
+        self.queue.drain()
+        return float(np.mean(job.mse))
 
     def start(self) -> None:
         """Before the first step: compile what the fit will use and, with
