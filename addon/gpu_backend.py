@@ -179,19 +179,14 @@ class BlenderGPUBackend:
         gpu.compute.dispatch(shader, *groups)
 
     # Raster -------------------------------------------------------------------
-    def mesh_batch(self, vertex_index, corner_uv, corner_normal=None, corner_tangent=None):
+    def mesh_batch(self, vertex_index, corner_uv):
         fmt = gpu.types.GPUVertFormat()
         fmt.attr_add(id="vertex_index", comp_type="I32", len=1, fetch_mode="INT")
-        attributes = {"corner_uv": (corner_uv, 2), "corner_normal": (corner_normal, 3),
-                      "corner_tangent": (corner_tangent, 4)}
-        attributes = {name: value for name, value in attributes.items() if value[0] is not None}
-        for name, (_, width) in attributes.items():
-            fmt.attr_add(id=name, comp_type="F32", len=width, fetch_mode="FLOAT")
+        fmt.attr_add(id="corner_uv", comp_type="F32", len=2, fetch_mode="FLOAT")
         n = len(vertex_index)
         vbo = gpu.types.GPUVertBuf(fmt, n)
         vbo.attr_fill("vertex_index", np.ascontiguousarray(vertex_index, np.int32).reshape(n, 1))
-        for name, (values, width) in attributes.items():
-            vbo.attr_fill(name, np.ascontiguousarray(values, np.float32).reshape(n, width))
+        vbo.attr_fill("corner_uv", np.ascontiguousarray(corner_uv, np.float32).reshape(n, 2))
         return gpu.types.GPUBatch(type="TRIS", buf=vbo)
 
     def render_target(self, width, height, pair=False):

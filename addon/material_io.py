@@ -393,7 +393,20 @@ def corner_frames(obj, uv_map: str | None) -> CornerFrames:
     finally:
         obj.to_mesh_clear()
     corner_normals = normals[tri_loops]
-    return _to_world(obj, corner_normals, corner_tangents)
+    frames = _to_world(obj, corner_normals, corner_tangents)
+    frames.polygons = _polygons(mesh, tri_poly)
+    return frames
+
+
+def _polygons(mesh, tri_poly) -> tuple:
+    """Each loop triangle's polygon as (start, count) into the loops' vertex list."""
+    loop_vertex = np.empty(len(mesh.loops), np.int64)
+    mesh.loops.foreach_get("vertex_index", loop_vertex)
+    starts = np.empty(len(mesh.polygons), np.int64)
+    totals = np.empty(len(mesh.polygons), np.int64)
+    mesh.polygons.foreach_get("loop_start", starts)
+    mesh.polygons.foreach_get("loop_total", totals)
+    return starts[tri_poly], totals[tri_poly], loop_vertex
 
 
 def _tangents(mesh, uv_name: str) -> np.ndarray:

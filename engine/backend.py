@@ -33,10 +33,9 @@ class Backend(Protocol):
     def dispatch(self, spec, groups: tuple, images: dict, samplers: dict, constants: dict) -> None:
         """Run a compute kernel over `groups` work groups."""
 
-    def mesh_batch(self, vertex_index: np.ndarray, corner_uv: np.ndarray,
-                   corner_normal: np.ndarray | None = None, corner_tangent: np.ndarray | None = None) -> Any:
-        """Unindexed triangle list: per-corner vertex index (int) and UV, and for a
-        lit fit each corner's world normal (3) and tangent with bitangent sign (4)."""
+    def mesh_batch(self, vertex_index: np.ndarray, corner_uv: np.ndarray) -> Any:
+        """Unindexed triangle list: per-corner vertex index (int) and UV (a
+        lit fit's shading frames come from a texture, by gl_VertexID)."""
 
     def render_target(self, width: int, height: int, pair: bool = False) -> Any:
         """Colour (RGBA32F), triangle ID (R32I) and UV (RGBA32F) with a depth

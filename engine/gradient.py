@@ -36,7 +36,7 @@ class Gradient:
     (`loss_acc`), and the worklist of texels touched since the last update."""
 
     def __init__(self, backend, scene, settings, params, loss: LossSpace, targets: list,
-                 worklist_capacity: int, running_means: bool):
+                 worklist_capacity: int, running_means: bool, frames=None):
         b = self.backend = backend
         self.settings, self.params, self.loss, self.targets = settings, params, loss, targets
         self.scene = scene
@@ -44,6 +44,9 @@ class Gradient:
         mesh = scene.mesh
         self.triangles = b.texture(PARAM_WIDTH, max(1, math.ceil(len(mesh.triangles) / PARAM_WIDTH)),
                                    "RGBA32F", pack_rows(mesh.triangles.astype(np.float32), PARAM_WIDTH))
+        # A lit fit moving vertices may charge each triangle's ring too (FLAG_RING, settings.ring_charge).
+        self.ring = ((frames.ring_range, frames.ring)
+                     if settings.ring_charge and frames is not None and frames.moving else None)
         self.global_acc = b.texture(K.MAX_VIEWS_PER_STEP, 2, "R32I")
         self.loss_acc = b.texture(1, 2, "R32I")
         self.worklist = b.texture(PARAM_WIDTH, math.ceil(worklist_capacity / PARAM_WIDTH), "R32I")
@@ -89,6 +92,8 @@ class Gradient:
                 (K.FLAG_TEXTURE if "texture" in sub.groups else 0)
         if sub.silhouette_only:
             flags |= K.FLAG_SILHOUETTE
+        elif "positions" in sub.groups and self.ring is not None:
+            flags |= K.FLAG_RING
         flags |= self.loss.flag()
         if s.estimator == "full_image":
             flags |= K.FLAG_FULL_IMAGE
@@ -119,7 +124,10 @@ class Gradient:
     def _samplers(self, plus: dict, minus: dict, target) -> dict:
         return {"color_plus": plus["color"], "color_minus": minus["color"], "id_plus": plus["id"],
                 "id_minus": minus["id"], "uv_plus": plus["uv"], "uv_minus": minus["uv"],
-                "target": target, "triangles": self.triangles}
+                "target": target, "triangles": self.triangles,
+                # without a ring (FLAG_RING off) any float texture stands in
+                "ring_range": self.ring[0] if self.ring else self.triangles,
+                "ring": self.ring[1] if self.ring else self.triangles}
 
     def dispatch(self, kernel, groups, flags: int, plus: dict, minus: dict, target, sub: SubStep) -> None:
         """One G dispatch charging vertices and texels (as `flags` say)."""

@@ -76,11 +76,17 @@ class CornerFrames:
     `MeshArrays.triangles` / `corner_uvs` (Blender's loop triangles)."""
     normals: np.ndarray  # (T, 3, 3) float32, unit
     tangents: np.ndarray  # (T, 3, 4) float32: unit MikkTSpace tangent xyz, bitangent sign w (+-1)
+    # Each triangle's polygon, whose normal Blender's face normal is (engine/frames.py): its vertices
+    # in order, as `polygons[0][t]` (start) and `[1][t]` (count) into the vertex list `polygons[2]`;
+    # None: every triangle is its own polygon
+    polygons: tuple | None = None
 
     def __post_init__(self):
         t = len(self.normals)
         if self.normals.shape != (t, 3, 3) or self.tangents.shape != (t, 3, 4):
             raise ValueError(f"corner frames: normals {self.normals.shape}, tangents {self.tangents.shape}")
+        if self.polygons is not None and (len(self.polygons[0]) != t or len(self.polygons[1]) != t):
+            raise ValueError(f"corner frames: polygons for {len(self.polygons[0])} triangles")
 
     def bitangents(self) -> np.ndarray:
         """(T, 3, 3): sign * cross(normal, tangent), as Blender's Normal Map node builds it."""

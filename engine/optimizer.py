@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import gpu_kernels as K
+from .frames import ShadingFrames
 from .gradient import Gradient, LossSpace
 from .params import (PARAM_WIDTH, SALT_MATERIAL, SALT_NORMAL, SALT_POSITIONS, SALT_TEXTURE, ParamGroup, Parameters,
                      pack_rows, perturb, stored_unit_normals)
@@ -79,8 +80,6 @@ def check_inputs(scene: SceneArrays, settings: Settings) -> None:
     if settings.optimize_normal and lit.normal_map is None:
         raise ValueError("fitting the normal map needs one: the material has no normal-map image "
                          "(SceneArrays.lit.normal_map)")
-    if settings.optimize_positions:
-        raise ValueError("a lit fit keeps the corners' normals and tangents fixed: untick positions")
     if len(lit.camera_positions) != len(scene.views):
         raise ValueError(f"a lit fit needs one camera position per view: {len(lit.camera_positions)} "
                          f"for {len(scene.views)} views")
@@ -121,10 +120,13 @@ class Engine:
         per_pixel_texture = s.optimize_texture and s.estimator == "per_pixel"
         step_capacity = min(p.texture.count, 8 * w * h * s.views_per_step) if per_pixel_texture else 1
         capacity = p.texture.count if self.visits_enabled else step_capacity
+        # A lit fit's shading frames: Blender's, or recomputed from each draw's positions when they move.
+        frames = (ShadingFrames(backend, scene.mesh, scene.lit.frames, moving=p.positions.enabled)
+                  if scene.lit is not None else None)
         self.gradient = Gradient(backend, scene, settings, p, self.loss, self.targets, capacity,
-                                 running_means=s.running_residual > 0 or self.visits_enabled)
+                                 running_means=s.running_residual > 0 or self.visits_enabled, frames=frames)
         self.raster = Rasterizer(backend, scene, p, s.seed, with_pair=scene.lit is not None or s.optimize_texture,
-                                 material_channels=p.material_channels)
+                                 material_channels=p.material_channels, frames=frames)
         smoothness = (Smoothness(backend, p.positions, scene.mesh, s.smoothness)
                       if s.optimize_positions and s.smoothness > 0 else None)
         self.update = Update(backend, settings, p, self.gradient, w * h, smoothness,

@@ -11,26 +11,25 @@ from .schedule import SubStep
 
 
 class Rasterizer:
-    """The mesh batch, the lit fit's fixed inputs (lights, shading frames,
-    cameras) and the render targets: `plus`, `minus`, and `pair` (R+ and R-
-    in one draw, RASTERIZE_PAIR, for a sub-step whose positions do not move)."""
+    """The mesh batch, the lit fit's fixed inputs (lights, cameras) and its
+    shading frames (`frames`, engine/frames.py ShadingFrames: recomputed
+    from the positions drawn when they move), and the render targets:
+    `plus`, `minus`, and `pair` (R+ and R- in one draw, RASTERIZE_PAIR, for a
+    sub-step whose positions do not move)."""
 
-    def __init__(self, backend, scene, params, seed: int, with_pair: bool, material_channels: int = 0):
+    def __init__(self, backend, scene, params, seed: int, with_pair: bool, material_channels: int = 0,
+                 frames=None):
         self.backend, self.scene, self.params, self.seed = backend, scene, params, seed
         self.width, self.height = scene.resolution
         mesh, lit = scene.mesh, scene.lit
         self.lit = lit
         self.material_channels = material_channels
+        self.batch = backend.mesh_batch(mesh.triangles.reshape(-1), mesh.corner_uvs.reshape(-1, 2))
+        self.frames = frames
         if lit is None:
             self.spec, self.pair_spec = K.RASTERIZE, K.RASTERIZE_PAIR
-            self.batch = backend.mesh_batch(mesh.triangles.reshape(-1), mesh.corner_uvs.reshape(-1, 2))
         else:
-            corners = 3 * len(mesh.triangles)
-            normals = np.asarray(lit.frames.normals, np.float32).reshape(corners, 3)
-            tangents = np.asarray(lit.frames.tangents, np.float32).reshape(corners, 4)
             self.spec, self.pair_spec = K.RASTERIZE_LIT_FIT, K.RASTERIZE_LIT_FIT_PAIR
-            self.batch = backend.mesh_batch(mesh.triangles.reshape(-1), mesh.corner_uvs.reshape(-1, 2),
-                                            normals, tangents)
             lights = pack_lights(lit.lighting)
             self.lights = backend.texture(lights.shape[1], lights.shape[0], "RGBA32F", lights)
         self.plus = backend.render_target(self.width, self.height)
@@ -75,7 +74,8 @@ class Rasterizer:
                      "texture_stratum": sub.stratum("texture") if sub is not None else -1}
         if self.lit is not None:
             mat, nrm = p.material, p.normal
-            samplers.update(lights=self.lights, normal_map=source(nrm), material=source(mat))
+            samplers.update(lights=self.lights, normal_map=source(nrm), material=source(mat),
+                            corner_frames=self.frames.follow(samplers["positions"]))
             # K.LIT_DRAW, the kernel's uniform block (past 128 bytes of push constants)
             camera = [float(c) for c in self.lit.camera_positions[view]]
             constants.update(camera=camera + [float(self.lit.normal_strength)],

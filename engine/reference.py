@@ -194,8 +194,11 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
                         triangles, vertex_count, tex_size, key_pos, key_tex,
                         positions=True, texture=True, full_image=False, silhouette=False, srgb_loss=False,
                         tex_stratum=-1, coupled_channels=None, log_loss=False, sensitivity=False,
-                        texel_weights=False, gain=None):
+                        texel_weights=False, gain=None, ring=None):
     """Fixed-point accumulators as the GPU leaves them (in units of dL).
+    `ring` (FLAG_RING: a list of each triangle's ring vertices, frames.py
+    influence_ring): a vertex charge also reaches the rings of the pixel's
+    triangles, each vertex once.
     `coupled_channels` (a bit mask, FLAG_COUPLED): those texel channels are
     charged the whole pixel difference, the others nothing. `srgb_loss` /
     `log_loss`: the renders are compared sRGB-encoded / as log2(c + 1) (the
@@ -241,6 +244,11 @@ def accumulate_gradient(color_plus, color_minus, id_plus, id_minus, uv_plus, uv_
                 for i in (ip, im):
                     if i:
                         for v in triangles[i - 1]:
+                            if int(v) not in verts:
+                                verts.append(int(v))
+                for i in (ip, im):
+                    if i and ring is not None and not silhouette:
+                        for v in ring[i - 1]:
                             if int(v) not in verts:
                                 verts.append(int(v))
                 for v in verts:

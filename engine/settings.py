@@ -220,6 +220,10 @@ class Settings:
                                       "residual turned into a base-colour one by its gain; off: Adam held more "
                                       "held-out PSNR against EEVEE (docs/decisions/lit-visits.md)",
                                category="research")
+    ring_charge: bool = setting(False, "a lit fit moving vertices also charges each pixel the vertices its "
+                                       "triangle's normals depend on (the ring beyond its own three); off: their "
+                                       "small share came with the whole pixel's noise (docs/decisions/ring-charge.md)",
+                                category="research")
     sart_visits: bool = setting(True, "SART texture fits (and a joint fit's texture phase) visit one view at a "
                                       "time: its exact residual, a step per filter point, one update a visit",
                                 category="research")
@@ -252,14 +256,12 @@ class Settings:
                 raise ValueError(f"{label} must be one of {flag.choices}, got {value!r}")
             if not flag.in_range(value):
                 raise ValueError(f"{label} must be {flag.range_text()}, got {value}")
-        if self.lit and self.optimize_positions:
-            raise ValueError("a lit fit keeps the corners' normals fixed: untick positions")
         if (self.optimize_roughness or self.optimize_metallic) and not self.lit:
             raise ValueError("roughness and metallic are fitted in a lit fit only: tick lit")
         if self.optimize_normal and not self.lit:
             raise ValueError("the normal map is fitted in a lit fit only: tick lit")
-        if self.lit and not (self.optimize_texture or self.optimize_roughness or self.optimize_metallic
-                             or self.optimize_normal):
+        if self.lit and not (self.optimize_positions or self.optimize_texture or self.optimize_roughness
+                             or self.optimize_metallic or self.optimize_normal):
             raise ValueError("nothing to optimize: enable the texture, roughness, metallic or normal map")
 
     def texture_rate(self, sart: bool, visit: bool = False) -> float:

@@ -74,6 +74,9 @@ ADAM_SHARED_SENSITIVITY = 1 << 22
 # residual_target: a lit SART visit's residual, turned into a base-colour one by the
 # pixel's gain and base colour (RASTERIZE_LIT_FIT_GAIN's color_minus and uv.zw)
 FLAG_TEXEL_GAIN = 1 << 23
+# accumulate_gradient (with FLAG_POSITIONS): also charge each triangle's ring, the vertices its
+# corners' recomputed normals depend on (a lit fit moving vertices: engine/frames.py)
+FLAG_RING = 1 << 24
 # A fitted normal-map texel tilts at most this far from its surface normal: z >= NORMAL_Z_MIN,
 # so it stays unit with z > 0 and sqrt(1 - x^2 - y^2) keeps float precision.
 NORMAL_Z_MIN = 0.05
@@ -236,7 +239,7 @@ _FIXED = {"FIXED_SCALE": f"{FIXED_SCALE:.1f}", "NORMAL_XY_MAX": f"{NORMAL_XY_MAX
                                                 "SCORE_COVERAGE", "FLAG_SENSITIVITY",
                                                 "FLAG_TEXEL_RESIDUAL", "FLAG_TEXEL_SRGB", "FLAG_MEAN_ONLY",
                                                 "FLAG_TEXEL_WEIGHTS", "ADAM_SHARED_SENSITIVITY",
-                                                "FLAG_TEXEL_GAIN")}}
+                                                "FLAG_TEXEL_GAIN", "FLAG_RING")}}
 
 PERTURB = KernelSpec(
     name="perturb",
@@ -282,7 +285,8 @@ ACCUMULATE_GRADIENT = KernelSpec(
     samplers=(Sampler(0, "FLOAT_2D", "color_plus"), Sampler(1, "FLOAT_2D", "color_minus"),
               Sampler(2, "INT_2D", "id_plus"), Sampler(3, "INT_2D", "id_minus"),
               Sampler(4, "FLOAT_2D", "uv_plus"), Sampler(5, "FLOAT_2D", "uv_minus"),
-              Sampler(6, "FLOAT_2D", "target"), Sampler(7, "FLOAT_2D", "triangles")),
+              Sampler(6, "FLOAT_2D", "target"), Sampler(7, "FLOAT_2D", "triangles"),
+              Sampler(8, "FLOAT_2D", "ring_range"), Sampler(9, "FLOAT_2D", "ring")),
     push_constants=(("INT", "key_pos"), ("INT", "key_tex"), ("INT", "slot"),
                     ("INT", "flags"), ("IVEC2", "image_size"), ("IVEC2", "tex_size"),
                     ("INT", "pos_width"), ("INT", "tex_stratum"), ("INT", "tex_channels")),
@@ -407,6 +411,20 @@ RASTERIZE_LIT = KernelSpec(
     defines=_FIXED,
 )
 
+# A lit fit's shading frames from the positions it draws (engine/frames.py):
+# one invocation per corner, PARAM_WIDTH corners a row.
+CORNER_FRAMES = KernelSpec(
+    name="corner_frames",
+    sources=_COMMON + ("corner_frames.glsl",),
+    images=(_img(0, "RGBA32F", "frames", ("WRITE",)),),
+    samplers=(Sampler(0, "FLOAT_2D", "positions"), Sampler(1, "FLOAT_2D", "triangles"),
+              Sampler(2, "FLOAT_2D", "fan_range"), Sampler(3, "FLOAT_2D", "corner_data"),
+              Sampler(4, "FLOAT_2D", "fan"), Sampler(5, "FLOAT_2D", "face_range"),
+              Sampler(6, "FLOAT_2D", "face_vertices")),
+    push_constants=(("INT", "corner_count"), ("FLOAT", "winding")),
+    defines=_FIXED,
+)
+
 # A lit fit's per-draw constants, beside RASTERIZE's push constants (which
 # they would push past MAX_PUSH_CONSTANT_BYTES): Rasterizer.draw fills them.
 LIT_DRAW = UniformBlock(slot=0, type_name="LitDraw", name="lit_draw", members=(
@@ -417,17 +435,18 @@ LIT_DRAW = UniformBlock(slot=0, type_name="LitDraw", name="lit_draw", members=(
 ))
 
 # R for a lit fit: RASTERIZE's resources and outputs, plus the fixed maps,
-# the lights and each corner's shading frame.
+# the lights and each corner's shading frame (`corner_frames`: CORNER_FRAMES'
+# output, or Blender's frames where the positions stay).
 RASTERIZE_LIT_FIT = KernelSpec(
     name="rasterize_lit_fit",
     sources=_COMMON + ("shading.glsl", "lit_shading.glsl"),
     vertex_sources=("rasterize_fit_lit_vert.glsl",),
     fragment_sources=("rasterize_fit_lit_frag.glsl", "rasterize_fit_lit_main_frag.glsl"),
     samplers=RASTERIZE.samplers + (Sampler(2, "FLOAT_2D", "lights"), Sampler(3, "FLOAT_2D", "material"),
-                                   Sampler(4, "FLOAT_2D", "normal_map")),
+                                   Sampler(4, "FLOAT_2D", "normal_map"), Sampler(6, "FLOAT_2D", "corner_frames")),
     push_constants=RASTERIZE.push_constants,
     uniform_block=LIT_DRAW,
-    vertex_inputs=RASTERIZE.vertex_inputs + ((2, "VEC3", "corner_normal"), (3, "VEC4", "corner_tangent")),
+    vertex_inputs=RASTERIZE.vertex_inputs,
     interface=RASTERIZE.interface + (("smooth", "VEC3", "world_position"), ("smooth", "VEC3", "world_normal"),
                                      ("smooth", "VEC4", "world_tangent")),
     fragment_outputs=RASTERIZE.fragment_outputs,
@@ -446,7 +465,7 @@ RASTERIZE_LIT_FIT_GAIN = dataclasses.replace(
     fragment_sources=("rasterize_fit_lit_frag.glsl", "rasterize_fit_lit_gain_frag.glsl"))
 
 ALL_KERNELS = (PERTURB, RASTERIZE, RASTERIZE_PAIR, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT, COPY,
-               RESIDUAL_TARGET, SCORE, LIT_EVAL, RASTERIZE_LIT, RASTERIZE_LIT_FIT,
+               RESIDUAL_TARGET, SCORE, LIT_EVAL, RASTERIZE_LIT, CORNER_FRAMES, RASTERIZE_LIT_FIT,
                RASTERIZE_LIT_FIT_PAIR, RASTERIZE_LIT_FIT_GAIN) + tuple(ACCUMULATE_GRADIENT_VARIANTS.values())
 
 __all__ = ["KernelSpec", "Image", "Sampler", "UniformBlock", "ALL_KERNELS", "FIXED_SCALE", "MAX_VIEWS_PER_STEP",

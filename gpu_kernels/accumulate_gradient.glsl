@@ -31,6 +31,45 @@ void charge_vertex(int v, float dl)
   imageAtomicAdd(count_pos, q, 1);
 }
 
+bool in_triangle(int v, ivec3 t)
+{
+  return v == t.x || v == t.y || v == t.z;
+}
+
+int ring_vertex(int entry, int ring_width)
+{
+  return int(texelFetch(ring, texel_of(entry, ring_width), 0).x);
+}
+
+// FLAG_RING (a lit fit moving vertices): a triangle's shading also turns
+// with the other vertices of its corners' normal fans (engine/frames.py
+// influence_ring), so they are charged too: each vertex of the union of R+'s
+// (a) and R-'s (b) rings that is not one of a's or b's own, once.
+void charge_ring(int id_p, int id_m, ivec3 a, ivec3 b, float dl)
+{
+  int width = textureSize(ring_range, 0).x;
+  int ring_width = textureSize(ring, 0).x;
+  ivec2 ra = id_p > 0 ? ivec2(texelFetch(ring_range, texel_of(id_p - 1, width), 0).xy) : ivec2(0);
+  ivec2 rb = (id_m > 0 && id_m != id_p) ? ivec2(texelFetch(ring_range, texel_of(id_m - 1, width), 0).xy)
+                                         : ivec2(0);
+  for (int i = 0; i < ra.y; i++) {
+    int v = ring_vertex(ra.x + i, ring_width);
+    if (!in_triangle(v, b)) {
+      charge_vertex(v, dl);
+    }
+  }
+  for (int i = 0; i < rb.y; i++) {
+    int v = ring_vertex(rb.x + i, ring_width);
+    bool seen = in_triangle(v, a);
+    for (int j = 0; j < ra.y && !seen; j++) {
+      seen = ring_vertex(ra.x + j, ring_width) == v;
+    }
+    if (!seen) {
+      charge_vertex(v, dl);
+    }
+  }
+}
+
 // The vertices of the pixel's triangle in R+ (a) and in R- (b), each once;
 // -1 marks no triangle.
 void charge_vertices(int id_p, int id_m, float dl)
@@ -48,6 +87,9 @@ void charge_vertices(int id_p, int id_m, float dl)
     if (!seen) {
       charge_vertex(v, dl);
     }
+  }
+  if ((flags & FLAG_RING) != 0) {
+    charge_ring(id_p, id_m, a, b, dl);
   }
 }
 

@@ -48,14 +48,11 @@ class Raster:
         self.GL, self._context = GL, context
         self._textures, self._programs, self._timer = textures, programs, timer
 
-    def mesh_batch(self, vertex_index, corner_uv, corner_normal=None, corner_tangent=None):
-        """Locations 0 (vertex_index), 1 (corner_uv) and, for a lit fit, 2
-        (corner_normal) and 3 (corner_tangent), as the raster specs declare them."""
+    def mesh_batch(self, vertex_index, corner_uv):
+        """Locations 0 (vertex_index) and 1 (corner_uv), as the raster specs declare them."""
         GL = self.GL
         index = np.ascontiguousarray(vertex_index, np.int32).reshape(-1)
-        floats = [(1, 2, corner_uv), (2, 3, corner_normal), (3, 4, corner_tangent)]
-        floats = [(loc, width, np.ascontiguousarray(values, np.float32).reshape(-1, width))
-                  for loc, width, values in floats if values is not None]
+        floats = [(1, 2, np.ascontiguousarray(corner_uv, np.float32).reshape(-1, 2))]
         if any(len(values) != len(index) for _, _, values in floats):
             raise ValueError("vertex_index and the corner attributes must have one row per corner")
         with self._context.current():

@@ -102,8 +102,8 @@ class PyOpenGLBackend:
         self._programs.dispatch(spec, groups, images, samplers, constants)
 
     # Raster (gl_raster.Raster) -------------------------------------------------
-    def mesh_batch(self, vertex_index, corner_uv, corner_normal=None, corner_tangent=None):
-        return self._raster.mesh_batch(vertex_index, corner_uv, corner_normal, corner_tangent)
+    def mesh_batch(self, vertex_index, corner_uv):
+        return self._raster.mesh_batch(vertex_index, corner_uv)
 
     def render_target(self, width, height, pair=False):
         return self._raster.render_target(width, height, pair)
