@@ -7,9 +7,9 @@ turns "auto" into the bool before the run, reading the scene once:
 
 - Lit by the Scene, auto: on where the scene renders with EEVEE or Cycles
   and has a visible light with power or a world that is not black; off for
-  Workbench, other engines and a dark scene. A lit fit keeps the mesh, so a
-  joint fit's positions then stay (said in the summary); a positions-only
-  fit stays unlit. Where the lit fit refuses the scene (a View Transform
+  Workbench, other engines and a dark scene. A lit fit moves the mesh as an
+  unlit one does (its normals follow: engine/frames.py). Where the lit fit
+  refuses the scene (a View Transform
   other than Standard, a material or world it does not reproduce), auto
   falls back to the unlit fit and says why: a default run never fails for
   being lit. "on" refuses those as before.
@@ -31,7 +31,6 @@ from .errors import InputError
 
 ENGINE_NAMES = {"BLENDER_EEVEE": "EEVEE", "BLENDER_EEVEE_NEXT": "EEVEE", "CYCLES": "Cycles",
                 "BLENDER_WORKBENCH": "Workbench"}
-KEEPS_THE_MESH = "positions stay: a lit fit keeps the mesh"
 
 
 @dataclass
@@ -129,15 +128,11 @@ def read_inputs(obj, camera_collection, settings, choices: Choices, resolution: 
     s = dataclasses.replace(settings, lit=lit.on, optimize_normal=choices.fit_normal == "on")
     if choices.lit == "auto":
         lit.on, lit.reason = scene_light(scene)
-        if lit.on and s.optimize_positions:
-            if not (s.optimize_texture or s.optimize_roughness or s.optimize_metallic or s.optimize_normal):
-                lit.on, lit.reason = False, f"{lit.reason}; positions only, and a lit fit keeps the mesh"
-            else:
-                lit.reason = f"{lit.reason}; {KEEPS_THE_MESH}"
-                s = dataclasses.replace(s, optimize_positions=False)
         s = dataclasses.replace(s, lit=lit.on)
     _validate(s, lit)
     try:
+        if s.lit and s.optimize_positions:
+            material_io.check_frames_follow(obj)
         inputs = scene_inputs.read_scene(obj, camera_collection, resolution, scene, lit=s.lit)
     except InputError as exc:
         if not (choices.lit == "auto" and s.lit):

@@ -46,6 +46,7 @@ class LodOptions:
     steps: int | None = None  # None: the Standard preset's
     fit_roughness: bool = True  # the reference's constant roughness, or the baked roughness image
     fit_normal: bool = True  # the baked tangent-space normal map
+    fit_positions: bool = True  # the copy's vertices too: a joint lit fit (its normals follow them)
     name: str = ""  # the copy's name (default: "<reference> LOD")
     pictures: str = ""  # a folder: the first held-out view of the reference, the bake and the fit (PNG)
     settings_overrides: dict = field(default_factory=dict)
@@ -71,12 +72,14 @@ class LodOptions:
         return min(1.0, self.triangles / reference_triangles) if self.triangles else self.ratio
 
     def fit_settings(self) -> Settings:
-        """The lit fit's Settings (the Standard preset's, maps only, these
-        options' steps and overrides), checked: InputError if they are bad."""
-        preset = quality_preset("standard", joint=False)
+        """The lit fit's Settings (the Standard preset's, joint where the
+        vertices move, these options' steps and overrides), checked:
+        InputError if they are bad."""
+        preset = quality_preset("standard", joint=self.fit_positions)
         preset.pop("resolution", None)
         # No start margin: the engine's renders decide whether the fit beats the bake.
-        settings = Settings(**{**preset, "optimize_positions": False, "optimize_texture": True, "lit": True,
+        settings = Settings(**{**preset, "optimize_positions": self.fit_positions, "optimize_texture": True,
+                               "lit": True,
                                "start_margin_db": 0.0, "optimize_roughness": self.fit_roughness,
                                "optimize_normal": self.fit_normal, **self.settings_overrides})
         if self.steps is not None:
@@ -610,6 +613,7 @@ def _make_and_fit(reference, options, settings, scene, folder, setup, summary, r
         # The keep-or-revert decision is the engine's own, on views the fit
         # did not train on: the held-out ones (with none, the targets).
         baked = {k: stored_pixels(v) for k, v in images.items()}
+        baked_vertices = scene_inputs.read_local_positions(lod)
         report("rendering the baked copy")
         baked_renders = yield from _each(view, target_cams)
         summary["psnr_targets_before"] = _score(baked_renders, target_truths)
@@ -649,6 +653,8 @@ def _make_and_fit(reference, options, settings, scene, folder, setup, summary, r
             for channel, image in images.items():
                 image.pixels.foreach_set(baked[channel].ravel())
                 image.update()
+            lod.data.vertices.foreach_set("co", baked_vertices.ravel())
+            lod.data.update()
             bsdf = material_io.principled_node(lod.active_material)
             for channel, value in summary["fit"].get("material", {}).items():
                 bsdf.inputs[channel.title()].default_value = value["before"]

@@ -356,6 +356,16 @@ def _read_normal(mat, bsdf, note, obj) -> NormalChannel | None:
 
 
 # Corner frames ------------------------------------------------------------------------
+def check_frames_follow(obj) -> None:
+    """A lit fit that moves vertices recomputes the normals by Blender's own
+    rule (engine/frames.py); custom split normals are the user's, and no
+    rule brings them along."""
+    if obj.data.has_custom_normals:
+        raise InputError(f"mesh '{obj.data.name}' has custom split normals, which a lit fit that moves vertices "
+                         "cannot carry along: untick Positions, or clear them (Object Data > Geometry Data > "
+                         "Clear Custom Split Normals Data)")
+
+
 def corner_frames(obj, uv_map: str | None) -> CornerFrames:
     """World-space normals and MikkTSpace tangents at each loop-triangle corner,
     in the order of `scene_inputs.read_mesh`. The positions are the ones read_mesh

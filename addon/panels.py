@@ -41,8 +41,6 @@ def draw_panel(layout, context) -> None:
     sub.active = lit
     sub.prop(props, "optimize_normal")
     col.prop(props, "optimize_positions")
-    if lit and props.lit == "AUTO" and props.optimize_positions:
-        col.label(text=auto_choices.KEEPS_THE_MESH.capitalize(), icon="INFO")
     sub = col.column(align=True)
     sub.active = props.optimize_positions
     sub.prop(props, "lr_positions", text="Learning Rate (0 = Auto)")

@@ -52,10 +52,9 @@ def lit_now(props, scene) -> tuple:
 
 
 def _fit_kind(self) -> dict:
-    """quality_preset's arguments for the fit the panel describes (a lit
-    fit on Auto keeps the mesh)."""
+    """quality_preset's arguments for the fit the panel describes."""
     lit = lit_now(self, self.id_data)[0] if isinstance(self.id_data, bpy.types.Scene) else self.lit == "ON"
-    positions = self.optimize_positions and not (lit and self.lit == "AUTO")
+    positions = self.optimize_positions
     joint = positions and self.optimize_texture
     visits = self.optimize_texture and not positions and not lit and self.texture_update == "SART"
     return {"joint": joint, "visits": visits}

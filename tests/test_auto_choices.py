@@ -44,20 +44,20 @@ def is_the_unlit_joint_fit(run) -> bool:
                                               s.steps) == (False, True, True, False, STANDARD["joint_steps"])
 
 
-def test_auto_is_lit_for_eevee_with_a_light_and_keeps_the_mesh(backend, empty_scene):
-    """EEVEE, a sun and a grey world: the default (joint) run is a lit fit of
-    the base colour; positions stay, and Steps follow that fit's preset."""
+def test_auto_is_lit_for_eevee_with_a_light_and_moves_the_mesh(backend, empty_scene):
+    """EEVEE, a sun and a grey world: the default (joint) run is a lit joint
+    fit of the vertices and the base colour, with the joint fit's steps."""
     source, cameras, _ = lit_scene()
     run = default_run(source, cameras)
     s, lit = run.settings, run.choices["lit"]
     assert run.inputs.arrays.lit is not None
-    assert (s.lit, s.optimize_positions, s.optimize_texture) == (True, False, True)
-    assert s.steps == STANDARD["steps"]  # a one-group fit's, not the joint fit's
+    assert (s.lit, s.optimize_positions, s.optimize_texture) == (True, True, True)
+    assert s.steps == STANDARD["joint_steps"]
     assert (lit.mode, lit.on) == ("auto", True)
-    assert lit.reason == f"EEVEE, 1 light, world colour; {auto_choices.KEEPS_THE_MESH}"
+    assert lit.reason == "EEVEE, 1 light, world colour"
     assert run.choices["fit_normal"].on is False  # the material has no normal map
     line = auto_choices.choice_lines(run.choices)[0]
-    assert line == f"lit: auto \u2192 on (EEVEE, 1 light, world colour; {auto_choices.KEEPS_THE_MESH})"
+    assert line == "lit: auto \u2192 on (EEVEE, 1 light, world colour)"
 
 
 def test_auto_is_unlit_for_workbench_and_a_dark_scene(backend, empty_scene):
@@ -90,15 +90,24 @@ def test_auto_falls_back_to_unlit_where_the_lit_fit_refuses_the_scene(backend, e
     assert lit.reason.startswith("EEVEE, 1 light, world colour, but the scene's View Transform is AgX")
     with pytest.raises(InputError, match="View Transform"):
         OptimizationRun(source, cameras, Settings(optimize_positions=False), resolution=32, choices=Choices(lit="on"))
-    with pytest.raises(InputError, match="untick positions"):  # on, as before: a lit fit keeps the mesh
+    with pytest.raises(InputError, match="View Transform"):
         default_run(source, cameras, lit="on")
 
 
-def test_auto_stays_unlit_for_a_positions_only_fit(backend, empty_scene):
+def test_a_lit_positions_fit_and_custom_normals(backend, empty_scene):
+    """A positions-only fit on a lit scene is a lit one. Custom split normals
+    cannot follow moved vertices: "on" refuses them by name, auto falls back
+    to the unlit fit and says why."""
     source, cameras, _ = lit_scene()
     run = OptimizationRun(source, cameras, Settings(optimize_texture=False), resolution=32, choices=Choices())
-    assert not run.settings.lit and run.settings.optimize_positions
-    assert run.choices["lit"].reason.endswith("positions only, and a lit fit keeps the mesh")
+    assert run.settings.lit and run.settings.optimize_positions and not run.settings.optimize_texture
+    source.data.normals_split_custom_set_from_vertices([(0.0, 0.0, 1.0)] * len(source.data.vertices))
+    assert source.data.has_custom_normals
+    with pytest.raises(InputError, match=f"mesh '{source.data.name}' has custom split normals"):
+        default_run(source, cameras, lit="on")
+    run = default_run(source, cameras)
+    assert is_the_unlit_joint_fit(run)
+    assert "custom split normals" in run.choices["lit"].reason
 
 
 def test_explicit_choices_and_a_map_that_needs_lit(backend, empty_scene):
@@ -140,11 +149,11 @@ def test_a_default_lit_run_fits_the_normal_map_and_reports_both(registered, empt
     assert properties.lit_now(props, bpy.context.scene) == (True, "EEVEE, 1 light, world colour")
     summary = operator_runs.run_blocking(bpy.context.scene, steps=4)
     assert summary["settings"]["lit"] and summary["settings"]["optimize_normal"]
-    assert not summary["settings"]["optimize_positions"]
+    assert summary["settings"]["optimize_positions"]  # a lit joint fit: the normals follow the vertices
     assert summary["choices"]["lit"]["on"] and summary["choices"]["fit_normal"]["on"]
     assert not np.array_equal(np.array(image.pixels[:]), before)
     line = operator_runs.report_line(summary)
-    assert "lit: auto \u2192 on (EEVEE, 1 light, world colour; positions stay" in line
+    assert "lit: auto \u2192 on (EEVEE, 1 light, world colour)" in line
     assert "normal map: auto \u2192 on (the material's normal map 'Source Normal')" in line
 
 
@@ -167,7 +176,7 @@ def test_the_cli_with_no_flags_fits_a_lit_scene_lit(backend, empty_scene, tmp_pa
     result = run_tool(TOOLS / "optimize.py", path, "--object", "Source", "--cameras", "Targets", "--steps", "2",
                       "--resolution", "32", "--summary", out)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "lit: auto \u2192 on (EEVEE, 1 light, world colour; positions stay" in result.stderr
+    assert "lit: auto \u2192 on (EEVEE, 1 light, world colour)" in result.stderr
     summary = json.loads(out.read_text())
     assert summary["settings"]["lit"] and summary["choices"]["lit"]["mode"] == "auto"
     assert "Push constants" not in result.stdout + result.stderr  # quiet (issue 24, point 5)
