@@ -386,6 +386,54 @@ def test_undo_restores_a_fitted_roughness_image_exactly(scene):
     np.testing.assert_array_equal(image_pixels(bpy.data.images["Rough"]), result)
 
 
+def test_undo_and_cancel_restore_a_lit_joint_fit_exactly(scene):
+    """A lit fit of the vertices, base colour, normal map and roughness
+    constant (issue 24): undo puts all four back exactly, redo the result;
+    a run cancelled half-way (ESC's abort) restores them too."""
+    from test_lit_fit import add_normal_map, bumpy_normal_map, image_pixels, light_scene
+
+    from sge_optimizer.addon import material_io
+
+    light_scene()
+    source = bpy.data.objects["Source"]
+    add_normal_map(source, bumpy_normal_map(16, tilt=0.3))
+    props = properties.get(scene)
+    props.lit, props.optimize_positions, props.optimize_normal, props.optimize_roughness = "ON", True, "ON", True
+
+    def everything():
+        bsdf = material_io.principled_node(material_io.object_material(bpy.data.objects["Source"]))
+        return (*state(), image_pixels(bpy.data.images["Source Normal"]), bsdf.inputs["Roughness"].default_value)
+
+    def assert_all_same(a, b):
+        for x, y, name in zip(a, b, ("vertices", "base colour", "normal map", "roughness")):
+            assert np.array_equal(x, y), f"{name} differ"
+
+    original = everything()
+    driver = operator_runs.ModalDriver(operator_runs.make_run(scene, silhouette_fraction=0.0), budget_s=None,
+                                       max_steps_per_tick=3)
+    driver.start()
+    assert driver.tick() == operator_runs.RUNNING
+    assert driver.run.engine.raster.frames.moving  # the normals follow the vertices
+    assert not np.array_equal(everything()[0], original[0])
+    driver.request_stop()
+    assert driver.tick() == operator_runs.FINISHED
+    driver.run.abort()
+    assert_all_same(everything(), original)
+
+    bpy.ops.ed.undo_push(message="Before SGE")
+    assert bpy.ops.sge.optimize_to_targets("EXEC_DEFAULT", True) == {"FINISHED"}
+    settings = operator_runs.last_summary["settings"]
+    assert settings["lit"] and settings["optimize_positions"] and settings["optimize_normal"]
+    result = everything()
+    for x, y, name in zip(result, original, ("vertices", "base colour", "normal map", "roughness")):
+        assert not np.array_equal(x, y), f"{name} did not change"
+    assert np.all(np.isfinite(result[0]))
+    assert bpy.ops.ed.undo() == {"FINISHED"}
+    assert_all_same(everything(), original)
+    assert bpy.ops.ed.redo() == {"FINISHED"}
+    assert_all_same(everything(), result)
+
+
 def test_error_during_a_normal_map_run_restores_the_normal_map(scene):
     from test_lit_fit import add_normal_map, bumpy_normal_map, image_pixels, light_scene
 
