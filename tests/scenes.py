@@ -152,8 +152,26 @@ def sphere(name: str) -> object:
         segments=48, ring_count=24, radius=1.0, calc_uvs=True))
 
 
+def decimated(build, ratio: float = 0.1):
+    """A start made from the reference's own mesh, decimated (Collapse, UVs
+    kept) to `ratio` of its triangles: a LOD whose lost detail a lit fit
+    puts back into the vertices and the normal map."""
+    def make(name: str) -> object:
+        obj = build(name)
+        mod = obj.modifiers.new("Decimate", "DECIMATE")
+        mod.ratio = ratio
+        mesh = bpy.data.meshes.new_from_object(obj.evaluated_get(bpy.context.evaluated_depsgraph_get()))
+        obj.modifiers.remove(mod)
+        old, obj.data = obj.data, mesh
+        mesh.name = name
+        bpy.data.meshes.remove(old)
+        return obj
+    return make
+
+
 MESHES = {"torus": torus, "suzanne": suzanne, "blob": blob}
 COARSE = {"blob": sphere}
+DECIMATED = {name: decimated(build) for name, build in MESHES.items()}
 
 
 # Workbench rendering ------------------------------------------------------------
@@ -245,7 +263,8 @@ class Case:
     texture_size: int
     targets: int
     optimize: str = "texture"  # texture | both
-    start: str = "exact"  # exact (true mesh, flat texture) | coarse (COARSE mesh) | answer (the truth)
+    # exact (true mesh, flat texture) | coarse (COARSE mesh) | decimated (DECIMATED mesh) | answer (the truth)
+    start: str = "exact"
     held_out: int = 6
     resolution: int = 256
     # Lit cases: the engine that renders targets and held-out views (workbench:
@@ -263,6 +282,8 @@ class Case:
     # true albedo, and only the normal map is fitted.
     normal_bumps: int = 0
     fit_normal: bool = False
+    # The source also has a flat tangent-space normal map, fitted with the rest (a lit fit's default).
+    flat_normal: bool = False
 
     @property
     def describe(self) -> str:
@@ -271,6 +292,10 @@ class Case:
                     f"{self.optimize}, {self.start} start")
         what = ("normal map" if self.fit_normal else
                 "albedo + roughness" if self.start_roughness is not None else "albedo")
+        if self.optimize == "both":
+            what = f"vertices + {what}"
+        if self.flat_normal:
+            what += " + normal map"
         engine = ("EEVEE" if self.render == "eevee" else
                   f"Cycles {self.cycles_samples} spp{' denoised' if self.cycles_denoise else ''}")
         return (f"{self.mesh}, {self.texture} {self.texture_size}², {self.targets} targets, {engine}, "
@@ -322,6 +347,8 @@ class Scene:
             "Reference", target_setup.new_image("Reference Albedo", truth)))
         if case.start == "coarse":
             self.source = COARSE[case.mesh]("Source")
+        elif case.start == "decimated":
+            self.source = DECIMATED[case.mesh]("Source")
         else:
             self.source = MESHES[case.mesh]("Source")
         start_texture = truth if case.start == "answer" or case.fit_normal else flat_texture(size)
@@ -338,6 +365,9 @@ class Scene:
             start_normals = np.full((size, size, 3), (0.5, 0.5, 1.0), np.float32) if case.fit_normal else \
                 bump_normals(size, case.normal_bumps)
             target_setup.add_normal_map(self.source, start_normals, name="Source Normal")
+        elif case.flat_normal:
+            target_setup.add_normal_map(self.source, np.full((size, size, 3), (0.5, 0.5, 1.0), np.float32),
+                                        name="Source Normal")
         self.targets = target_setup.add_cameras_around(self.reference, case.targets, "Targets")
         self.held = held_out_cameras(self.reference, case.held_out, "Held Out")
         self.target_cams = scene_inputs.collection_cameras(self.targets)
@@ -415,7 +445,7 @@ def settings_for(case: Case, settings: Settings | None, quality: str = "standard
     s.optimize_texture = True
     s.lit = case.lit
     s.optimize_roughness = case.start_roughness is not None
-    s.optimize_normal = case.fit_normal
+    s.optimize_normal = case.fit_normal or case.flat_normal
     s.optimize_texture = not case.fit_normal
     return s
 
