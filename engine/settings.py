@@ -152,9 +152,10 @@ class Settings:
                                     min=-1, category="advanced")
     # Lit fits (issue 9; SceneArrays.lit)
     lit: bool = setting(False, "render the base colour under the scene's lights and the rest of its "
-                               "Principled material, for lit targets (EEVEE, Cycles); positions stay fixed",
+                               "Principled material, for lit targets (EEVEE, Cycles); moved vertices carry "
+                               "their normals along",
                         auto_mode="on where the scene renders with EEVEE or Cycles and has a light "
-                                          "or a world that is not black; positions then stay")
+                                          "or a world that is not black")
     optimize_roughness: bool = setting(False, "lit fits: also fit the Principled Roughness", cli="--fit-roughness")
     optimize_metallic: bool = setting(False, "lit fits: also fit the Principled Metallic", cli="--fit-metallic")
     optimize_normal: bool = setting(False, "lit fits: also fit the tangent-space normal-map image "
