@@ -404,19 +404,22 @@ def corner_frames(obj, uv_map: str | None) -> CornerFrames:
         obj.to_mesh_clear()
     corner_normals = normals[tri_loops]
     frames = _to_world(obj, corner_normals, corner_tangents)
-    frames.polygons = _polygons(mesh, tri_poly)
+    frames.polygons = _polygons(mesh, tri_poly, uv_name)
     return frames
 
 
-def _polygons(mesh, tri_poly) -> tuple:
-    """Each loop triangle's polygon as (start, count) into the loops' vertex list."""
+def _polygons(mesh, tri_poly, uv_name: str) -> tuple:
+    """Each loop triangle's polygon as (start, count) into the loops' vertex
+    list, that list, and the loops' UVs."""
     loop_vertex = np.empty(len(mesh.loops), np.int64)
     mesh.loops.foreach_get("vertex_index", loop_vertex)
+    uv = np.empty(2 * len(mesh.loops), np.float32)
+    mesh.uv_layers[uv_name].uv.foreach_get("vector", uv)
     starts = np.empty(len(mesh.polygons), np.int64)
     totals = np.empty(len(mesh.polygons), np.int64)
     mesh.polygons.foreach_get("loop_start", starts)
     mesh.polygons.foreach_get("loop_total", totals)
-    return starts[tri_poly], totals[tri_poly], loop_vertex
+    return starts[tri_poly], totals[tri_poly], loop_vertex, uv.reshape(-1, 2)
 
 
 def _tangents(mesh, uv_name: str) -> np.ndarray:

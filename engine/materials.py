@@ -77,8 +77,8 @@ class CornerFrames:
     normals: np.ndarray  # (T, 3, 3) float32, unit
     tangents: np.ndarray  # (T, 3, 4) float32: unit MikkTSpace tangent xyz, bitangent sign w (+-1)
     # Each triangle's polygon, whose normal Blender's face normal is (engine/frames.py): its vertices
-    # in order, as `polygons[0][t]` (start) and `[1][t]` (count) into the vertex list `polygons[2]`;
-    # None: every triangle is its own polygon
+    # in order, as `polygons[0][t]` (start) and `[1][t]` (count) into the vertex list `polygons[2]`,
+    # with their UVs in `polygons[3]` (L, 2); None: every triangle is its own polygon
     polygons: tuple | None = None
 
     def __post_init__(self):

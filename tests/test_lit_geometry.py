@@ -101,9 +101,11 @@ def test_frames_from_positions_follow_blenders_own(empty_scene, kind):
     assert error.mean() < 0.15 * moved_by.mean() and np.percentile(error, 99) < 0.5 * moved_by.max()
     t_moved = angle_degrees(frames.tangents[..., :3], moved_frames.tangents[..., :3])
     t_error = angle_degrees(tangents[..., :3], moved_frames.tangents[..., :3])
-    # MikkTSpace splits a quad along its shorter diagonal and weighs by
-    # projected angles; ours follows the loop triangles: about half of the
-    # tangents' turn is followed (docs/lit.md), a fixed tangent none of it.
+    # Tangents: MikkTSpace's own quad split and projected angles are followed;
+    # an n-gon's are its loop triangles', which Blender re-triangulates once
+    # it bends (its tangents then differ by the new split).
+    small = np.repeat(fans.face_count <= 4, 3).reshape(-1, 3)
+    assert t_error[small].mean() < 0.05 * t_moved[small].mean()
     assert t_error.mean() < 0.6 * t_moved.mean()
 
 
