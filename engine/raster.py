@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import gpu_kernels as K
-from .lit_reference import pack_lights
 from .samples import jittered
 from .schedule import SubStep
+from .shadows import ShadowMaps
 
 
 class Rasterizer:
@@ -31,8 +31,9 @@ class Rasterizer:
             self.spec, self.pair_spec = K.RASTERIZE_LIT_FIT, K.RASTERIZE_LIT_FIT_PAIR
             self.batch = backend.mesh_batch(mesh.triangles.reshape(-1), mesh.corner_uvs.reshape(-1, 2),
                                             normals, tangents)
-            lights = pack_lights(lit.lighting)
-            self.lights = backend.texture(lights.shape[1], lights.shape[0], "RGBA32F", lights)
+            # The lights with their shadow rows, and the shadow maps R draws before a lit draw.
+            self.shadows = ShadowMaps(backend, lit.lighting, mesh)
+            self.lights = self.shadows.lights
         self.plus = backend.render_target(self.width, self.height)
         self.minus = backend.render_target(self.width, self.height)
         self.pair = backend.render_target(self.width, self.height, pair=True) if with_pair else None
@@ -75,7 +76,9 @@ class Rasterizer:
                      "texture_stratum": sub.stratum("texture") if sub is not None else -1}
         if self.lit is not None:
             mat, nrm = p.material, p.normal
-            samplers.update(lights=self.lights, normal_map=source(nrm), material=source(mat))
+            self._draw_shadows(samplers["positions"])
+            samplers.update(lights=self.lights, normal_map=source(nrm), material=source(mat),
+                            shadow_atlas=self.shadows.atlas)
             # K.LIT_DRAW, the kernel's uniform block (past 128 bytes of push constants)
             camera = [float(c) for c in self.lit.camera_positions[view]]
             constants.update(camera=camera + [float(self.lit.normal_strength)],
@@ -87,6 +90,13 @@ class Rasterizer:
                                           0, 0))
         spec = K.RASTERIZE_LIT_FIT_GAIN if gain else self.pair_spec if pair else self.spec
         self.backend.draw(spec, target, self.batch, samplers=samplers, constants=constants)
+
+    def _draw_shadows(self, positions) -> None:
+        """The shadow maps of the positions this draw renders: drawn again
+        for each draw while positions are fitted (theta changes in place),
+        else once per positions texture."""
+        if self.params.positions.enabled or self.shadows.drawn_from is not positions:
+            self.shadows.draw(positions)
 
     def textures(self, pair: bool) -> tuple:
         """(plus, minus) textures of a sub-step's renders, for G."""

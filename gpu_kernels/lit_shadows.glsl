@@ -1,0 +1,141 @@
+// Shadow maps of the lit fit (issue 24): each sun or spot light that casts
+// shadows has a tile of one atlas (`shadow_atlas`, RGBA32F: light-space depth
+// in r, coverage in a), drawn from the fit's positions by shadow_depth_*.glsl.
+// engine/shadow_reference.py mirrors shadow_lookup in numpy.
+//
+// Depth is in world units: a sun's dot(p, direction), a spot's distance to the
+// lamp. The rows after the lights in the `lights` texture (layout in
+// lit_shading.glsl) hold each tile's data, 2 rows of 4 texels per slot k at
+// row header1.x + 2k:
+//   row 0: the columns of the light's clip matrix (clip = M p)
+//   row 1: t0 the tile in atlas texels (x0, y0, width, height)
+//          t1 (light index, depth bias, normal offset, search radius), the
+//             last three in texels
+//          t2 (texel size, softness, -, kind): a sun's texel in world units and
+//             tan(angle / 2); a spot's texel as tan at unit distance and its
+//             radius; kind 0 sun, 2 spot
+//
+// The lookup is PCSS: a blocker search on a SHADOW_SEARCH^2 grid within the
+// search radius, a penumbra from the blockers' mean depth and the light's size
+// (as EEVEE's soft shadows from the sun's angle or the lamp's radius), then
+// SHADOW_PCF^2 bilinear depth compares over it. The receiver is offset along
+// its normal (more where the light grazes) and compared with a depth bias that
+// grows with the surface's slope to the light and the tap's distance, so the
+// lit side has no acne.
+
+#define SHADOW_SEARCH 3
+#define SHADOW_PCF 4
+#define SHADOW_MIN_RADIUS 1.0
+#define SHADOW_MAX_SLOPE 4.0
+
+// 1 where atlas texel t (clamped to the tile lo..hi) holds a surface nearer than d.
+float shadow_occludes(ivec2 t, ivec2 lo, ivec2 hi, float d)
+{
+  vec4 s = texelFetch(shadow_atlas, clamp(t, lo, hi), 0);
+  return (s.a > 0.5 && s.r < d) ? 1.0 : 0.0;
+}
+
+// The fraction of light `slot` that reaches point p with unit normal n.
+float shadow_lookup(int slot, vec3 p, vec3 n)
+{
+  int row = int(texelFetch(lights, ivec2(1, 0), 0).x + 0.5) + 2 * slot;
+  mat4 m = mat4(texelFetch(lights, ivec2(0, row), 0), texelFetch(lights, ivec2(1, row), 0),
+                texelFetch(lights, ivec2(2, row), 0), texelFetch(lights, ivec2(3, row), 0));
+  vec4 rect = texelFetch(lights, ivec2(0, row + 1), 0);
+  vec4 s1 = texelFetch(lights, ivec2(1, row + 1), 0);
+  vec4 s2 = texelFetch(lights, ivec2(2, row + 1), 0);
+  int light = int(s1.x + 0.5);
+  vec4 l1 = texelFetch(lights, ivec2(1, light + 1), 0);
+  vec4 l2 = texelFetch(lights, ivec2(2, light + 1), 0);
+  bool spot = s2.w > 0.5;
+  vec3 to_light = l1.xyz - p;
+  float dist = spot ? length(to_light) : 1.0;
+  vec3 L = spot ? to_light / max(dist, 1e-6) : -l2.xyz;
+  float texel = s2.x * dist;  // one texel's world size at p
+  float NL = clamp(dot(n, L), 0.0, 1.0);
+  float sine = sqrt(1.0 - NL * NL);
+  float slope = min(sine / max(NL, 1e-3), SHADOW_MAX_SLOPE);
+  vec3 q = p + n * (s1.z * texel * sine);
+  vec4 c = m * vec4(q, 1.0);
+  if (c.w <= 0.0) {
+    return 1.0;
+  }
+  vec2 st = c.xy / c.w * 0.5 + 0.5;
+  if (any(lessThan(st, vec2(0.0))) || any(greaterThan(st, vec2(1.0)))) {
+    return 1.0;
+  }
+  vec2 xy = rect.xy + st * rect.zw;  // atlas texel units (texel centres at +0.5)
+  ivec2 lo = ivec2(rect.xy);
+  ivec2 hi = lo + ivec2(rect.zw) - 1;
+  float d = spot ? length(q - l1.xyz) : dot(q, l2.xyz);
+  float bias = texel * (s1.y + slope);
+  float radius = s1.w;
+  float blockers = 0.0, found = 0.0;
+  for (int j = 0; j < SHADOW_SEARCH; j++) {
+    for (int i = 0; i < SHADOW_SEARCH; i++) {
+      vec2 o = (vec2(i, j) * (2.0 / float(SHADOW_SEARCH - 1)) - 1.0) * radius;
+      vec4 s = texelFetch(shadow_atlas, clamp(ivec2(floor(xy + o)), lo, hi), 0);
+      if (s.a > 0.5 && s.r < d - bias - texel * slope * length(o)) {
+        blockers += s.r;
+        found += 1.0;
+      }
+    }
+  }
+  if (found == 0.0) {
+    return 1.0;
+  }
+  float blocker = blockers / found;
+  float penumbra = s2.y * (d - blocker) / (spot ? max(blocker, 1e-4) : 1.0) / max(texel, 1e-12);
+  float r = clamp(penumbra, SHADOW_MIN_RADIUS, max(radius, SHADOW_MIN_RADIUS));
+  float visible = 0.0;
+  for (int j = 0; j < SHADOW_PCF; j++) {
+    for (int i = 0; i < SHADOW_PCF; i++) {
+      vec2 o = ((vec2(i, j) + 0.5) * (2.0 / float(SHADOW_PCF)) - 1.0) * r;
+      vec2 f = xy + o - 0.5;
+      vec2 fl = floor(f);
+      vec2 w = f - fl;
+      ivec2 t = ivec2(fl);
+      float dd = d - bias - texel * slope * length(o);
+      float a = shadow_occludes(t, lo, hi, dd);
+      float b = shadow_occludes(t + ivec2(1, 0), lo, hi, dd);
+      float e = shadow_occludes(t + ivec2(0, 1), lo, hi, dd);
+      float g = shadow_occludes(t + ivec2(1, 1), lo, hi, dd);
+      visible += 1.0 - mix(mix(a, b, w.x), mix(e, g, w.x), w.y);
+    }
+  }
+  return visible / float(SHADOW_PCF * SHADOW_PCF);
+}
+
+// shade_lit's visibility of each light at the fragment being shaded: the
+// point and normal are set once per fragment (shadow_begin), and each slot's
+// lookup is kept, since R's pair and gain variants shade a fragment 2-3 times.
+#define SHADOW_CACHE 8
+vec3 shadow_point;
+vec3 shadow_normal;
+float shadow_cached[SHADOW_CACHE];
+
+void shadow_begin(vec3 p, vec3 n)
+{
+  shadow_point = p;
+  shadow_normal = n;
+  for (int k = 0; k < SHADOW_CACHE; k++) {
+    shadow_cached[k] = -1.0;
+  }
+}
+
+// A sun's or spot's light row holds its shadow slot + 1 in t3.x (0: it casts
+// none; a point light's t3 is 0).
+float light_visibility(vec4 t3)
+{
+  int slot = int(t3.x + 0.5) - 1;
+  if (slot < 0) {
+    return 1.0;
+  }
+  if (slot >= SHADOW_CACHE) {
+    return shadow_lookup(slot, shadow_point, shadow_normal);
+  }
+  if (shadow_cached[slot] < 0.0) {
+    shadow_cached[slot] = shadow_lookup(slot, shadow_point, shadow_normal);
+  }
+  return shadow_cached[slot];
+}

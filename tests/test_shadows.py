@@ -1,0 +1,170 @@
+"""Shadow maps of a lit fit (issue 24): the depth pass (SHADOW_DEPTH) against a
+ray cast, the lookup (lit_shadows.glsl through SHADOW_EVAL) against
+engine/shadow_reference.py, and R drawing them from the positions it renders."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sge_optimizer import gpu_kernels as K
+from sge_optimizer.engine import SceneArrays, Settings, View, synthetic
+from sge_optimizer.engine import shadow_reference as ref
+from sge_optimizer.engine.lighting import Light, Lighting
+from sge_optimizer.engine.materials import LitMaterial, ScalarChannel
+from sge_optimizer.engine.optimizer import build_parameters
+from sge_optimizer.engine.params import PARAM_WIDTH, pack_rows
+from sge_optimizer.engine.raster import Rasterizer
+from sge_optimizer.engine.scene import LitScene
+from sge_optimizer.engine.schedule import SubStep
+from sge_optimizer.engine.shadows import ShadowMaps, shadow_slots
+
+SUN = Light("SUN", (1.0, 0.95, 0.9), 3.0, (0, 0, 0), (0.35, -0.25, -0.9), radius=math.radians(3))
+SPOT = Light("SPOT", (1.0, 0.9, 0.8), 300.0, (-1.2, 0.8, 3.0), (0.3, -0.2, -0.93), radius=0.05,
+             spot_size=math.radians(70), spot_blend=0.2)
+TILE = 128
+
+
+def _positions_texture(backend, positions):
+    rows = pack_rows(np.asarray(positions, np.float32), PARAM_WIDTH)
+    return backend.texture(rows.shape[1], rows.shape[0], "RGBA32F", rows)
+
+
+def _maps(backend, lights, mesh=None, tile=TILE):
+    mesh = mesh or synthetic.ground_and_plate()
+    maps = ShadowMaps(backend, Lighting(tuple(lights)), mesh, tile)
+    maps.draw(_positions_texture(backend, mesh.positions))
+    backend.finish()
+    return mesh, maps, backend.read(maps.atlas)
+
+
+@pytest.mark.parametrize("kind", ["SUN", "SPOT"])
+def test_the_shadow_pass_draws_the_ray_cast_depth(backend, kind):
+    mesh, maps, atlas = _maps(backend, [SUN if kind == "SUN" else SPOT])
+    want = ref.shadow_depth(maps.packed, 0, mesh.positions, mesh.triangles)
+    got = atlas[:, :TILE]
+    assert want[..., 1].mean() > 0.15, "the mesh must fill much of the tile"
+    # Coverage agrees but on triangle edges (a texel centre on an edge may go either way).
+    assert np.mean(got[..., 3] != want[..., 1]) < 0.01
+    both = (got[..., 3] > 0.5) & (want[..., 1] > 0.5)
+    off = np.abs(got[both, 0] - want[both, 0]) > 1e-4 * np.ptp(want[both, 0]) + 1e-5
+    assert np.mean(off) < 0.002  # likewise, where the plate's edge passes over the ground
+    assert np.median(np.abs(got[both, 0] - want[both, 0])) < 1e-5
+    assert np.ptp(want[both, 0]) > 0.3  # the plate and the ground: depths apart
+
+
+def _eval(backend, maps, atlas_tex, p, n, slot=0):
+    w = 16
+    h = len(p) // w
+
+    def tex(a):
+        a = np.concatenate([np.asarray(a, np.float32), np.zeros((len(a), 1), np.float32)], 1)
+        return backend.texture(w, h, "RGBA32F", a.reshape(h, w, 4))
+
+    out = backend.texture(w, h, "RGBA32F")
+    backend.dispatch(K.SHADOW_EVAL, K.SHADOW_EVAL.groups(w, h), images={"out_visibility": out},
+                     samplers={"lights": maps.lights, "shadow_atlas": atlas_tex, "in_position": tex(p),
+                               "in_normal": tex(n)}, constants={"slot": slot})
+    backend.finish()
+    return backend.read(out)[..., 0].reshape(-1)
+
+
+def _surface_points(rng, count):
+    """Points on the ground (normal +z) and on the plate's top (lit: no acne there)."""
+    ground = np.concatenate([rng.uniform(-0.95, 0.95, (count, 2)), np.zeros((count, 1))], 1)
+    top = np.concatenate([rng.uniform(-0.39, 0.39, (count // 4, 2)), np.full((count // 4, 1), 0.6)], 1)
+    p = np.concatenate([ground, top])
+    n = np.tile([0.0, 0.0, 1.0], (len(p), 1))
+    return p, n, len(ground)
+
+
+@pytest.mark.parametrize("kind", ["SUN", "SPOT"])
+def test_the_shadow_lookup_matches_reference(backend, kind):
+    light = SUN if kind == "SUN" else SPOT
+    mesh, maps, atlas = _maps(backend, [Light("POINT", (1, 1, 1), 10.0, (0, 0, 3), (0, 0, -1)), light])
+    p, n, grounds = _surface_points(np.random.default_rng(1), 1024)
+    got = _eval(backend, maps, maps.atlas, p, n)
+    want = ref.shadow_lookup(atlas, maps.packed, 0, p, n)
+    # Compares sitting on a depth within float rounding may flip one tap in 64.
+    assert np.mean(np.abs(got - want) > 1e-3) < 0.01
+    assert np.abs(got - want).max() < 0.1
+    assert np.mean(want[:grounds] < 0.05) > 0.05, "the plate must shadow part of the ground"
+    assert np.mean(want[:grounds] > 0.95) > 0.5
+    assert np.mean(np.abs(want[:grounds] - 0.5) < 0.45) > 0.003, "a soft edge"
+    np.testing.assert_array_equal(want[grounds:], 1.0)  # the plate's lit top: no acne
+    np.testing.assert_array_equal(got[grounds:], 1.0)
+
+
+def test_only_suns_and_spots_with_cast_shadow_get_a_map():
+    mesh = synthetic.ground_and_plate()
+    off = Light("SUN", (1, 1, 1), 3.0, (0, 0, 0), (0, 0, -1), cast_shadow=False)
+    dark = Light("SPOT", (1, 1, 1), 0.0, (0, 0, 3), (0, 0, -1), spot_size=1.0)
+    point = Light("POINT", (1, 1, 1), 100.0, (0, 0, 3), (0, 0, -1))
+    slots = shadow_slots(Lighting((off, SUN, dark, point, SPOT)), mesh.positions)
+    assert [s.light for s in slots] == [1, 4]
+    assert [s.kind for s in slots] == ["SUN", "SPOT"]
+
+
+def _lit_plate(backend, lights, views=1, res=64):
+    mesh = synthetic.ground_and_plate()
+    eye = np.array([0.3, -0.4, 4.0])
+    proj = synthetic.perspective(0.9, 1.0)
+    view_projection = (proj @ synthetic.look_at(eye, up=(0.0, 1.0, 0.0))).astype(np.float32)
+    material = LitMaterial(roughness=ScalarChannel(constant=0.8))
+    lit = LitScene.from_material(material, Lighting(tuple(lights), ambient=(0.05, 0.05, 0.05)),
+                                 synthetic.flat_frames(mesh), [eye])
+    scene = SceneArrays(mesh, synthetic.flat_texture(8, 0.7), [View("top", view_projection,
+                                                                       np.zeros((res, res, 4), np.float32))], lit=lit)
+    settings = Settings(lit=True, optimize_positions=True, optimize_texture=False)
+    params = build_parameters(backend, scene, settings, sart=False)
+    return scene, params, Rasterizer(backend, scene, params, seed=1, with_pair=False)
+
+
+def _ground_shadow(render, ground_triangles):
+    """The in-shadow ground pixels (darker than half the lit ground) and their mean column."""
+    on_ground = (render["id"] >= 1) & (render["id"] <= ground_triangles)
+    lum = render["color"][..., :3].mean(-1)
+    dark = on_ground & (lum < 0.5 * np.median(lum[on_ground]))
+    return dark, np.nonzero(dark)[1].mean()
+
+
+def test_a_vertex_moved_in_theta_plus_moves_its_shadow(backend):
+    """R+ draws the shadow maps from theta+: the plate moved along +x in
+    theta+ casts its shadow further along +x in R+, while R (theta) keeps it."""
+    scene, params, raster = _lit_plate(backend, [SUN])
+    pos = params.positions
+    moved = scene.mesh.positions.copy()
+    plate = np.arange(len(moved)) >= 4 * 8 * 8
+    moved[plate, 0] += 0.3
+    rows = pack_rows(moved, PARAM_WIDTH)
+    pos.plus = backend.texture(rows.shape[1], rows.shape[0], "RGBA32F", rows)
+    ground_triangles = 2 * 8 * 8
+    before = raster.render(0)
+    sub = SubStep(index=0, slot=0, view=0, groups=("positions",), strata={})
+    raster.draw(raster.plus, 0, sign=+1, sub=sub)
+    tex = backend.target_textures(raster.plus)
+    after = {"color": backend.read(tex["color"]), "id": np.rint(backend.read(tex["id"])[..., 0]).astype(int)}
+    dark0, x0 = _ground_shadow(before, ground_triangles)
+    dark1, x1 = _ground_shadow(after, ground_triangles)
+    assert dark0.sum() > 30 and dark1.sum() > 30
+    # 0.3 world units is ~ 5 pixels at this camera: the shadow follows (the plate too, on screen).
+    assert x1 - x0 > 3.0
+    # And theta again: the shadow is back where it was.
+    again = raster.render(0)
+    np.testing.assert_array_equal(_ground_shadow(again, ground_triangles)[0], dark0)
+
+
+def test_a_light_without_cast_shadow_casts_none(backend):
+    off = Light(**{**SUN.__dict__, "cast_shadow": False})
+    _, _, lit = _lit_plate(backend, [SUN])
+    _, _, unlit = _lit_plate(backend, [off])
+    ground_triangles = 2 * 8 * 8
+    shadowed, plain = lit.render(0), unlit.render(0)
+    assert _ground_shadow(shadowed, ground_triangles)[0].sum() > 30
+    on_ground = (plain["id"] >= 1) & (plain["id"] <= ground_triangles)
+    lum = plain["color"][..., :3].mean(-1)[on_ground]
+    assert lum.min() > 0.8 * np.median(lum)  # no shadow on the ground
+    # Where the sun reaches in both, the two renders agree.
+    lit_both = shadowed["color"][..., :3].mean(-1) > 0.95 * plain["color"][..., :3].mean(-1)
+    np.testing.assert_allclose(shadowed["color"][lit_both], plain["color"][lit_both], atol=1e-6)
