@@ -5,7 +5,9 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
+from ..engine.shadows import SHADOW_KINDS
 from ..engine.visibility import triangles_in_frame
+from . import material_io
 from .errors import InputError
 from .scene_inputs import SceneInputs, target_background
 
@@ -90,21 +92,28 @@ def coverage_warnings(inputs: SceneInputs) -> list:
 
 
 def shadow_warnings(inputs: SceneInputs, scene) -> list:
-    """A lit fit's shading has no shadows: one warning naming the lights that
-    cast them (none where the scene renders with EEVEE and its shadows off)."""
+    """What a lit fit's shadows leave out, where the targets have shadows: a
+    warning naming the point and area lights that cast them (not modelled),
+    and a note of what the suns' and spots' shadow maps do not model. None
+    where the object casts no shadow in the render (material_io.renders_shadows_of)."""
     lit = inputs.arrays.lit
-    if lit is None:
+    if lit is None or not material_io.renders_shadows_of(inputs.obj, scene):
         return []
-    if scene.render.engine.startswith("BLENDER_EEVEE") and not getattr(scene.eevee, "use_shadows", True):
-        return []
-    names = [light.name for light in lit.lighting.lights if light.cast_shadow]
-    if not names:
-        return []
-    which = ", ".join(f"'{n}'" for n in names)
-    lights, casts = ("lights", "cast") if len(names) > 1 else ("light", "casts")
-    return [f"{lights} {which} {casts} shadows, which a lit fit does not model: where '{inputs.obj.name}' "
-            "shadows itself in the targets, the fitted maps come out dark there; if it does, untick Shadow "
-            f"on the {lights} and render the targets again"]
+    casting = [light for light in lit.lighting.lights if light.cast_shadow]
+    unmodelled = [light.name for light in casting if light.kind not in SHADOW_KINDS]
+    modelled = [light.name for light in casting if light.kind in SHADOW_KINDS]
+    out = []
+    if unmodelled:
+        which = ", ".join(f"'{n}'" for n in unmodelled)
+        lights, casts = ("lights", "cast") if len(unmodelled) > 1 else ("light", "casts")
+        out.append(f"{lights} {which} {casts} shadows, which a lit fit does not model for point and area "
+                   f"lights: where '{inputs.obj.name}' shadows itself in the targets, the fitted maps come out "
+                   f"dark there; if it does, untick Shadow on the {lights} and render the targets again")
+    if modelled:
+        which = ", ".join(f"'{n}'" for n in modelled)
+        out.append(f"note: the shadows of {which} are modelled (shadow maps, softened by the light's angle or "
+                   "radius); contact shadows, ray-traced ambient occlusion and transmission are not")
+    return out
 
 
 def texels_under(corner_uvs: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -39,6 +39,8 @@ class Rasterizer:
         self.pair = backend.render_target(self.width, self.height, pair=True) if with_pair else None
         # Whether sub-steps that can (positions not perturbed) draw R+ and R- at once; bench compares.
         self.pair_draw = with_pair
+        # Draw the shadow maps before every lit draw, even of unchanged positions (bench measures it).
+        self.shadows_every_draw = False
 
     def pair_applies(self, sub: SubStep) -> bool:
         """Whether this sub-step's R+ and R- can be one draw: the positions
@@ -95,7 +97,7 @@ class Rasterizer:
         """The shadow maps of the positions this draw renders: drawn again
         for each draw while positions are fitted (theta changes in place),
         else once per positions texture."""
-        if self.params.positions.enabled or self.shadows.drawn_from is not positions:
+        if self.shadows_every_draw or self.params.positions.enabled or self.shadows.drawn_from is not positions:
             self.shadows.draw(positions)
 
     def textures(self, pair: bool) -> tuple:
