@@ -79,6 +79,17 @@ def _surface_points(rng, count):
     return p, n, len(ground)
 
 
+def _plate_blocks(ground, light, margin):
+    """(clearly lit, clearly shadowed) ground points: the ray to the light
+    passes the plate (0.8 wide, z 0.5..0.6) by more than `margin` outside or inside."""
+    if light.kind == "SUN":
+        to_light = np.broadcast_to(-np.asarray(light.direction) / np.linalg.norm(light.direction), ground.shape)
+    else:
+        to_light = np.asarray(light.position) - ground
+    reach = [np.abs(ground[:, :2] + to_light[:, :2] * (z / to_light[:, 2:])).max(1) for z in (0.5, 0.6)]
+    return (np.minimum(*reach) > 0.4 + margin), (np.maximum(*reach) < 0.4 - margin)
+
+
 @pytest.mark.parametrize("kind", ["SUN", "SPOT"])
 def test_the_shadow_lookup_matches_reference(backend, kind):
     light = SUN if kind == "SUN" else SPOT
@@ -94,6 +105,10 @@ def test_the_shadow_lookup_matches_reference(backend, kind):
     assert np.mean(np.abs(want[:grounds] - 0.5) < 0.45) > 0.003, "a soft edge"
     np.testing.assert_array_equal(want[grounds:], 1.0)  # the plate's lit top: no acne
     np.testing.assert_array_equal(got[grounds:], 1.0)
+    lit, dark = _plate_blocks(p[:grounds], light, margin=0.06)
+    assert lit.mean() > 0.5 and dark.mean() > 0.05
+    np.testing.assert_array_equal(got[:grounds][lit], 1.0)  # nor on the lit ground
+    np.testing.assert_array_equal(got[:grounds][dark], 0.0)
 
 
 def test_only_suns_and_spots_with_cast_shadow_get_a_map():
@@ -168,3 +183,29 @@ def test_a_light_without_cast_shadow_casts_none(backend):
     # Where the sun reaches in both, the two renders agree.
     lit_both = shadowed["color"][..., :3].mean(-1) > 0.95 * plain["color"][..., :3].mean(-1)
     np.testing.assert_allclose(shadowed["color"][lit_both], plain["color"][lit_both], atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["SUN", "SPOT"])
+def test_a_curved_surface_has_no_acne_where_it_faces_the_light(backend, kind):
+    """A coarse smooth sphere (its faces are what the map holds): every point
+    whose face turns to the light by more than 10 degrees is fully lit."""
+    light = SUN if kind == "SUN" else Light(**{**SPOT.__dict__, "position": (-1.5, 1.0, 2.5)})
+    mesh = synthetic.uv_sphere(24, 12)
+    mesh.positions[:, 2] += 1.0
+    _, maps, atlas = _maps(backend, [light], mesh, tile=256)
+    rng = np.random.default_rng(2)
+    corners = mesh.positions[mesh.triangles].astype(np.float64)
+    bary = rng.dirichlet((1.0, 1.0, 1.0), len(corners))
+    p = np.einsum("tc,tcx->tx", bary, corners)
+    n = np.einsum("tc,tcx->tx", bary, corners - [0.0, 0.0, 1.0])
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    face = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    face /= np.linalg.norm(face, axis=1, keepdims=True)
+    to_light = (-np.asarray(light.direction) if kind == "SUN" else np.asarray(light.position) - p)
+    to_light = to_light / np.linalg.norm(to_light, axis=-1, keepdims=True)
+    facing = np.sum(face * to_light, -1) > math.sin(math.radians(10))
+    keep = len(p) // 16 * 16
+    got = _eval(backend, maps, maps.atlas, p[:keep], n[:keep])
+    assert facing[:keep].mean() > 0.15
+    np.testing.assert_array_equal(got[facing[:keep]], 1.0)
+    assert np.mean(got[np.sum(face * to_light, -1)[:keep] < -0.2] < 0.5) > 0.9  # the far side: shadowed
