@@ -91,6 +91,8 @@ class Rasterizer:
                              normal_step=(nrm.key(seed, index), sub.stratum("normal") if sub is not None else -1,
                                           0, 0))
         spec = K.RASTERIZE_LIT_FIT_GAIN if gain else self.pair_spec if pair else self.spec
+        if self.lit is not None:
+            spec = K.lit_fit_kernel(spec, bool(self.shadows.slots))
         self.backend.draw(spec, target, self.batch, samplers=samplers, constants=constants)
 
     def _draw_shadows(self, positions) -> None:

@@ -19,6 +19,7 @@ from .. import gpu_kernels as K
 
 SHADOW_TILE = 512  # texels per side of each light's tile
 SHADOW_KINDS = ("SUN", "SPOT")
+MAX_SLOTS = 4  # SHADOW_SLOTS in lit_shadows.glsl: lights past it cast no shadow
 # Margin around the mesh's bounds, so that perturbed positions stay in the map.
 MARGIN = 0.1
 # Per-slot lookup constants, in texels: depth bias, normal offset, and the
@@ -100,11 +101,11 @@ def _spot_slot(index, light, positions, tile) -> ShadowSlot:
 
 def shadow_slots(lighting, positions, tile: int = SHADOW_TILE) -> list:
     """A ShadowSlot for each light that casts shadows the fit models (a sun or
-    spot with Cast Shadow on), fitted to `positions` (V, 3)."""
+    spot with Cast Shadow on; the first MAX_SLOTS), fitted to `positions` (V, 3)."""
     positions = np.asarray(positions, np.float64).reshape(-1, 3)
     slots = []
     for i, light in enumerate(lighting.lights):
-        if casts_shadow(light) and len(positions):
+        if casts_shadow(light) and len(positions) and len(slots) < MAX_SLOTS:
             make = _sun_slot if light.kind == "SUN" else _spot_slot
             slots.append(make(i, light, positions, tile))
     return slots

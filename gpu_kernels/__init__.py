@@ -431,7 +431,7 @@ RASTERIZE_LIT_FIT = KernelSpec(
     interface=RASTERIZE.interface + (("smooth", "VEC3", "world_position"), ("smooth", "VEC3", "world_normal"),
                                      ("smooth", "VEC4", "world_tangent")),
     fragment_outputs=RASTERIZE.fragment_outputs,
-    defines={**_FIXED, "LIT_SHADOWS": 1},
+    defines=_FIXED,
 )
 
 # R+ and R- of a lit fit in one draw, as RASTERIZE_PAIR.
@@ -472,11 +472,27 @@ SHADOW_EVAL = KernelSpec(
     defines=_FIXED,
 )
 
+# The lit fit's R with the shadow lookups compiled in (LIT_SHADOWS), for a
+# scene whose lights cast shadows: llvmpipe pays for the lookup's code in every
+# fragment, so a scene without them draws the kernels above.
+LIT_FIT_SHADOWED = {spec.name: dataclasses.replace(spec, name=spec.name + "_shadowed",
+                                                   defines={**spec.defines, "LIT_SHADOWS": 1})
+                    for spec in (RASTERIZE_LIT_FIT, RASTERIZE_LIT_FIT_PAIR, RASTERIZE_LIT_FIT_GAIN)}
+
+
+def lit_fit_kernel(spec: KernelSpec, shadows: bool) -> KernelSpec:
+    """`spec` (RASTERIZE_LIT_FIT or its pair or gain variant), with the shadow lookups if `shadows`."""
+    return LIT_FIT_SHADOWED[spec.name] if shadows else spec
+
+
 ALL_KERNELS = (PERTURB, RASTERIZE, RASTERIZE_PAIR, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT, COPY,
                RESIDUAL_TARGET, SCORE, LIT_EVAL, RASTERIZE_LIT, RASTERIZE_LIT_FIT,
-               RASTERIZE_LIT_FIT_PAIR, RASTERIZE_LIT_FIT_GAIN, SHADOW_DEPTH, SHADOW_EVAL) + tuple(ACCUMULATE_GRADIENT_VARIANTS.values())
+               RASTERIZE_LIT_FIT_PAIR, RASTERIZE_LIT_FIT_GAIN, SHADOW_DEPTH, SHADOW_EVAL) + tuple(
+    LIT_FIT_SHADOWED.values()) + tuple(ACCUMULATE_GRADIENT_VARIANTS.values())
 
 __all__ = ["KernelSpec", "Image", "Sampler", "UniformBlock", "ALL_KERNELS", "FIXED_SCALE", "MAX_VIEWS_PER_STEP",
            "MAX_IMAGES_PER_KERNEL", "MAX_PUSH_CONSTANT_BYTES", "LIT_DRAW", "push_constant_bytes",
-           "max_push_constant_bytes", "ACCUMULATE_GRADIENT_VARIANTS", "accumulate_gradient_kernel"] + [
-    k.name.upper() for k in ALL_KERNELS if not k.name.startswith("accumulate_gradient_")]
+           "max_push_constant_bytes", "ACCUMULATE_GRADIENT_VARIANTS", "accumulate_gradient_kernel",
+           "LIT_FIT_SHADOWED", "lit_fit_kernel"] + [
+    k.name.upper() for k in ALL_KERNELS
+    if not k.name.startswith("accumulate_gradient_") and not k.name.endswith("_shadowed")]

@@ -24,7 +24,7 @@
 // lit side has no acne.
 
 #define SHADOW_SEARCH 3
-#define SHADOW_PCF 4
+#define SHADOW_PCF 3
 #define SHADOW_MIN_RADIUS 1.0
 #define SHADOW_MAX_SLOPE 4.0
 
@@ -106,36 +106,32 @@ float shadow_lookup(int slot, vec3 p, vec3 n)
   return visible / float(SHADOW_PCF * SHADOW_PCF);
 }
 
-// shade_lit's visibility of each light at the fragment being shaded: the
-// point and normal are set once per fragment (shadow_begin), and each slot's
-// lookup is kept, since R's pair and gain variants shade a fragment 2-3 times.
-#define SHADOW_CACHE 8
-vec3 shadow_point;
-vec3 shadow_normal;
-float shadow_cached[SHADOW_CACHE];
+// shade_lit's visibility of each light at the fragment being shaded, looked
+// up once per fragment (shadow_begin: R's pair and gain variants shade a
+// fragment 2-3 times). At most SHADOW_SLOTS slots (engine/shadows.py), kept in
+// a vec4: llvmpipe runs both sides of a branch, so a lookup left in
+// shade_lit's light loop (or a per-fragment array, spilled to memory) made
+// every lit draw 3-4x slower.
+#define SHADOW_SLOTS 4
+vec4 shadow_kept;
 
+// Compiled in with LIT_SHADOWS only (the _shadowed kernels): even a loop of no
+// turns costs a lookup on llvmpipe.
 void shadow_begin(vec3 p, vec3 n)
 {
-  shadow_point = p;
-  shadow_normal = n;
-  for (int k = 0; k < SHADOW_CACHE; k++) {
-    shadow_cached[k] = -1.0;
+  shadow_kept = vec4(1.0);
+#ifdef LIT_SHADOWS
+  int slots = int(texelFetch(lights, ivec2(1, 0), 0).w + 0.5);
+  for (int k = 0; k < min(slots, SHADOW_SLOTS); k++) {
+    shadow_kept[k] = shadow_lookup(k, p, n);
   }
+#endif
 }
 
 // A sun's or spot's light row holds its shadow slot + 1 in t3.x (0: it casts
 // none; a point light's t3 is 0).
 float light_visibility(vec4 t3)
 {
-  int slot = int(t3.x + 0.5) - 1;
-  if (slot < 0) {
-    return 1.0;
-  }
-  if (slot >= SHADOW_CACHE) {
-    return shadow_lookup(slot, shadow_point, shadow_normal);
-  }
-  if (shadow_cached[slot] < 0.0) {
-    shadow_cached[slot] = shadow_lookup(slot, shadow_point, shadow_normal);
-  }
-  return shadow_cached[slot];
+  int slot = clamp(int(t3.x + 0.5) - 1, -1, SHADOW_SLOTS - 1);
+  return slot < 0 ? 1.0 : shadow_kept[slot];
 }

@@ -283,16 +283,28 @@ def measure_shadows(backend, mesh, tex_size, res, repeats, steps=8):
         engine.raster.shadows_every_draw = name == "redrawn"
         engines[name] = engine
     times = time_in_turn(backend, tuple(engines), engines.__getitem__, repeats, steps)
-    return {"tex": tex_size, "res": res, **times}
+    # One lit R draw alone (a plain render of view 0), in turn likewise.
+    draws = {name: [] for name in engines}
+    for _ in range(repeats):
+        for name, engine in engines.items():
+            backend.finish()
+            t = time.perf_counter()
+            for _ in range(steps):
+                engine.raster.draw(engine.raster.plus, 0)
+            backend.finish()
+            draws[name].append((time.perf_counter() - t) / steps)
+    return {"tex": tex_size, "res": res, **times, **{f"R_{name}": median(t) for name, t in draws.items()}}
 
 
 def print_shadows_table(rows) -> None:
     print("\n#### lit steps: one sun's shadow map against none  (ms a step)")
-    print("| tex | res | no shadows | shadows | shadows / none | map redrawn each draw | redrawn / none |")
-    print("|---|---|---|---|---|---|---|")
+    print("| pass | tex | res | no shadows | shadows | shadows / none | map redrawn each draw | redrawn / none |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['tex']}² | {r['res']}² | {r['plain'] * 1e3:.2f} | {r['shadows'] * 1e3:.2f} "
-              f"| {r['shadows'] / r['plain']:.2f} | {r['redrawn'] * 1e3:.2f} | {r['redrawn'] / r['plain']:.2f} |")
+        for what, prefix in (("step", ""), ("R (one draw)", "R_")):
+            a, b, c = (r[prefix + k] for k in ("plain", "shadows", "redrawn"))
+            print(f"| {what} | {r['tex']}² | {r['res']}² | {a * 1e3:.2f} | {b * 1e3:.2f} | {b / a:.2f} "
+                  f"| {c * 1e3:.2f} | {c / a:.2f} |")
     sys.stdout.flush()
 
 
