@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from ..engine.shadows import SHADOW_KINDS
+from ..engine.shadows import MAX_SLOTS, casts_shadow
 from ..engine.visibility import triangles_in_frame
 from . import material_io
 from .errors import InputError
@@ -100,15 +100,16 @@ def shadow_warnings(inputs: SceneInputs, scene) -> list:
     if lit is None or not material_io.renders_shadows_of(inputs.obj, scene):
         return []
     casting = [light for light in lit.lighting.lights if light.cast_shadow]
-    unmodelled = [light.name for light in casting if light.kind not in SHADOW_KINDS]
-    modelled = [light.name for light in casting if light.kind in SHADOW_KINDS]
+    modelled = [light.name for light in casting if casts_shadow(light)][:MAX_SLOTS]
+    unmodelled = [light.name for light in casting if light.name not in modelled and light.power > 0]
     out = []
     if unmodelled:
         which = ", ".join(f"'{n}'" for n in unmodelled)
         lights, casts = ("lights", "cast") if len(unmodelled) > 1 else ("light", "casts")
         out.append(f"{lights} {which} {casts} shadows, which a lit fit does not model for point and area "
-                   f"lights: where '{inputs.obj.name}' shadows itself in the targets, the fitted maps come out "
-                   f"dark there; if it does, untick Shadow on the {lights} and render the targets again")
+                   f"lights (nor past {MAX_SLOTS} suns and spots): where '{inputs.obj.name}' shadows itself in "
+                   f"the targets, the fitted maps come out dark there; if it does, untick Shadow on the "
+                   f"{lights} and render the targets again")
     if modelled:
         which = ", ".join(f"'{n}'" for n in modelled)
         out.append(f"note: the shadows of {which} are modelled (shadow maps, softened by the light's angle or "
