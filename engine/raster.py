@@ -7,7 +7,7 @@ import numpy as np
 from .. import gpu_kernels as K
 from .samples import jittered
 from .schedule import SubStep
-from .shadows import ShadowMaps
+from .shadows import ShadowMaps, tile_for
 
 
 class Rasterizer:
@@ -32,7 +32,7 @@ class Rasterizer:
             self.batch = backend.mesh_batch(mesh.triangles.reshape(-1), mesh.corner_uvs.reshape(-1, 2),
                                             normals, tangents)
             # The lights with their shadow rows, and the shadow maps R draws before a lit draw.
-            self.shadows = ShadowMaps(backend, lit.lighting, mesh)
+            self.shadows = ShadowMaps(backend, lit.lighting, mesh, tile_for(self.width, self.height))
             self.lights = self.shadows.lights
         self.plus = backend.render_target(self.width, self.height)
         self.minus = backend.render_target(self.width, self.height)

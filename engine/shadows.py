@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import gpu_kernels as K
 
-SHADOW_TILE = 512  # texels per side of each light's tile
+SHADOW_TILE = 512  # texels per side of each light's tile, by default
 SHADOW_KINDS = ("SUN", "SPOT")
 MAX_SLOTS = 4  # SHADOW_SLOTS in lit_shadows.glsl: lights past it cast no shadow
 # Margin around the mesh's bounds, so that perturbed positions stay in the map.
@@ -37,6 +37,13 @@ class ShadowSlot:
     texel: float  # sun: a texel's world size; spot: its size in tan units at unit distance
     softness: float  # sun: tan(angle / 2); spot: the lamp's radius
     search: float  # blocker-search radius in texels
+
+
+def tile_for(width: int, height: int) -> int:
+    """A tile of twice the render's larger side (256 to 2048 texels): past
+    about a texel per pixel the lookup's filter sets the edge (128 to 1024
+    texels at 128 px renders scored within 0.1 dB on the sun case)."""
+    return int(np.clip(2 * max(width, height), 256, 2048))
 
 
 def casts_shadow(light) -> bool:
