@@ -93,8 +93,8 @@ def coverage_warnings(inputs: SceneInputs) -> list:
 
 def shadow_warnings(inputs: SceneInputs, scene) -> list:
     """What a lit fit's shadows leave out, where the targets have shadows: a
-    warning naming the point and area lights that cast them (not modelled),
-    and a note of what the suns' and spots' shadow maps do not model. None
+    warning naming the area lights that cast them (not modelled), and a note
+    of what the suns', spots' and point lights' shadow maps do not model. None
     where the object casts no shadow in the render (material_io.renders_shadows_of)."""
     lit = inputs.arrays.lit
     if lit is None or not material_io.renders_shadows_of(inputs.obj, scene):
@@ -106,8 +106,8 @@ def shadow_warnings(inputs: SceneInputs, scene) -> list:
     if unmodelled:
         which = ", ".join(f"'{n}'" for n in unmodelled)
         lights, casts = ("lights", "cast") if len(unmodelled) > 1 else ("light", "casts")
-        out.append(f"{lights} {which} {casts} shadows, which a lit fit does not model for point and area "
-                   f"lights (nor past {MAX_SLOTS} suns and spots): where '{inputs.obj.name}' shadows itself in "
+        out.append(f"{lights} {which} {casts} shadows, which a lit fit does not model for area lights "
+                   f"(nor past {MAX_SLOTS} other lights): where '{inputs.obj.name}' shadows itself in "
                    f"the targets, the fitted maps come out dark there; if it does, untick Shadow on the "
                    f"{lights} and render the targets again")
     if modelled:

@@ -31,13 +31,12 @@ def pack_lights(lighting, shadow_slots=(), tile: int = 0) -> np.ndarray:
     from .shadows import pack_shadow_rows
 
     lights = list(lighting.lights)
-    header, rows = pack_shadow_rows(shadow_slots, len(lights), tile or 1)
+    header, rows, shadowed = pack_shadow_rows(shadow_slots, len(lights), tile or 1)
     out = np.zeros((1 + len(lights) + len(rows), 4, 4), np.float32)
     out[0, 0, :3] = lighting.ambient
     out[0, 0, 3] = len(lights)
-    out[0, 1] = header
+    out[0, 1:] = header
     out[1 + len(lights):] = rows
-    slot_of = {s.light: k for k, s in enumerate(shadow_slots)}
     for i, light in enumerate(lights, start=1):
         kind = KIND_CODES[light.kind]
         color = np.asarray(light.color, np.float64)[:3]
@@ -63,8 +62,8 @@ def pack_lights(lighting, shadow_slots=(), tile: int = 0) -> np.ndarray:
         out[i, 1] = (*light.position, radius)
         out[i, 2] = (*direction, a)
         out[i, 3] = (*axis, b)
-        if i - 1 in slot_of:  # a sun's or spot's shadow slot + 1 (their axis is unused)
-            out[i, 3, 0] = slot_of[i - 1] + 1
+        if i - 1 in shadowed:  # its shadowed-light index + 1 (a sun's, spot's or point's axis is unused)
+            out[i, 3, 0] = shadowed[i - 1] + 1
     return out
 
 

@@ -90,6 +90,26 @@ def shadow_lookup(atlas, packed, slot: int, p, n) -> np.ndarray:
     return np.where(inside & (found > 0), visible, 1.0)
 
 
+def light_visibility(atlas, packed, k: int, p, n) -> np.ndarray:
+    """(N,) visibility of shadowed light k (shadow_begin's shadow_kept[k]):
+    its slot's lookup, a point light's on the cube face of each point."""
+    packed = np.asarray(packed, np.float64)
+    p = np.asarray(p, np.float64)
+    slot = np.full(len(p), int(packed[0, 2, k] + 0.5))
+    if packed[0, 3, k] > 1.5:
+        row = int(packed[0, 1, 0] + 0.5) + 2 * slot[0]
+        light = int(packed[row + 1, 1, 0] + 0.5)
+        d = p - packed[light + 1, 1, :3]
+        a = np.abs(d)
+        axis = np.where((a[:, 0] >= a[:, 1]) & (a[:, 0] >= a[:, 2]), 0, np.where(a[:, 1] >= a[:, 2], 1, 2))
+        slot = slot + 2 * axis + (np.take_along_axis(d, axis[:, None], 1)[:, 0] < 0)
+    out = np.ones(len(p))
+    for s in np.unique(slot):
+        at = slot == s
+        out[at] = shadow_lookup(atlas, packed, int(s), p[at], np.asarray(n, np.float64)[at])
+    return out
+
+
 def shadow_depth(packed, slot: int, positions, triangles) -> np.ndarray:
     """(h, w, 2) of slot `slot`'s tile: (depth, coverage) at each texel centre,
     ray-cast against the triangles: what SHADOW_DEPTH draws there."""

@@ -461,15 +461,14 @@ SHADOW_DEPTH = KernelSpec(
     defines=_FIXED,
 )
 
-# shadow_lookup on arrays (tests/test_shadows.py against engine/shadow_reference.py).
+# The shadow lookup on arrays (tests/test_shadows.py against engine/shadow_reference.py).
 SHADOW_EVAL = KernelSpec(
     name="shadow_eval",
     sources=_COMMON + ("lit_shadows.glsl", "shadow_eval.glsl"),
     images=(_img(0, "RGBA32F", "out_visibility", ("WRITE",)),),
     samplers=(Sampler(0, "FLOAT_2D", "lights"), Sampler(1, "FLOAT_2D", "shadow_atlas"),
               Sampler(2, "FLOAT_2D", "in_position"), Sampler(3, "FLOAT_2D", "in_normal")),
-    push_constants=(("INT", "slot"),),
-    defines=_FIXED,
+    defines={**_FIXED, "LIT_SHADOWS": 1},
 )
 
 # The lit fit's R with the shadow lookups compiled in (LIT_SHADOWS), for a

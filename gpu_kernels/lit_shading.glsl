@@ -25,15 +25,16 @@
 //   spot  as point times smoothstep(0, 1, (cos theta - cos(size/2)) / ((1 - cos(size/2)) blend))
 //   area  power P (W), one-sided Lambertian emitter: radiance P colour / (pi A);
 //         integrated over AREA_GRID^2 sub-rectangles (midpoints)
-// Shadows: with LIT_SHADOWS #defined (the fit's R), a sun's or spot's light is
-// scaled by its shadow-map visibility (lit_shadows.glsl, included before this
-// file). Point and area lights cast none; the light's influence radius (set
+// Shadows: with LIT_SHADOWS #defined (the fit's R), a sun's, spot's or point's
+// light is scaled by its shadow-map visibility (lit_shadows.glsl, included
+// before this file). Area lights cast none; the light's influence radius (set
 // the scene's light threshold low), soft falloff near the lamp and EEVEE's
 // horizon scan are not modelled.
 //
 // The light texture (`lights`, RGBA32F, 4 texels wide, sampled with texelFetch):
 //   row 0:     (ambient rgb, light count), (first shadow row, atlas width,
-//              atlas height, shadow slots), 0, 0
+//              atlas height, shadowed lights), each shadowed light's first
+//              slot, its slot count (1; a point light's cube 6)
 //   row 1 + i: t0 (emission rgb, kind)   kind 0 sun, 1 point, 2 spot, 3 area;
 //                                        emission: sun S colour, point/spot
 //                                        P colour / (4 pi), area P colour / pi
@@ -42,7 +43,7 @@
 //                                        spot a = cos(size / 2); area a = half size x
 //              t3 (axis x, b)            area: unit lamp X axis, b = half size y;
 //                                        spot: b = 1 / ((1 - cos(size / 2)) blend);
-//                                        sun, spot: x = shadow slot + 1 (0: none)
+//                                        sun, spot, point: x = shadowed light + 1 (0: none)
 //   then 2 rows per shadow slot (lit_shadows.glsl)
 
 #define LIT_PI 3.14159265358979
@@ -171,7 +172,7 @@ vec3 shade_lit(vec3 base_color_linear, float roughness, float metallic, float sp
       if (kind == LIGHT_SPOT) {
         mask = smoothstep(0.0, 1.0, (dot(-L, t2.xyz) - t2.w) * t3.w);
       }
-      if (kind == LIGHT_SPOT && mask > 0.0) {
+      if (mask > 0.0) {
         mask *= LIGHT_VISIBILITY(t3);
       }
       add_light(t0.rgb * (mask / d2), L, t1.w / dist, n, V, NV, a, diffuse, specular);

@@ -1,10 +1,10 @@
 // Shadow maps of the lit fit (issue 24): each sun or spot light that casts
-// shadows has a tile of one atlas (`shadow_atlas`, RGBA32F: light-space depth
+// shadows has a tile of one atlas (a point light six: a cube map) (`shadow_atlas`, RGBA32F: light-space depth
 // in r, coverage in a), drawn from the fit's positions by shadow_depth_*.glsl.
 // engine/shadow_reference.py mirrors shadow_lookup in numpy.
 //
-// Depth is in world units: a sun's dot(p, direction), a spot's distance to the
-// lamp. The rows after the lights in the `lights` texture (layout in
+// Depth is in world units: a sun's dot(p, direction), a spot's or point's
+// distance to the lamp. The rows after the lights in the `lights` texture (layout in
 // lit_shading.glsl) hold each tile's data, 2 rows of 4 texels per slot k at
 // row header1.x + 2k:
 //   row 0: the columns of the light's clip matrix (clip = M p)
@@ -12,8 +12,8 @@
 //          t1 (light index, depth bias, normal offset, search radius), the
 //             last three in texels
 //          t2 (texel size, softness, -, kind): a sun's texel in world units and
-//             tan(angle / 2); a spot's texel as tan at unit distance and its
-//             radius; kind 0 sun, 2 spot
+//             tan(angle / 2); a spot's or point's texel as tan at unit
+//             distance and its radius; kind 0 sun, 1 point (a cube face), 2 spot
 //
 // The lookup is PCSS: a blocker search on a SHADOW_SEARCH^2 grid within the
 // search radius, a penumbra from the blockers' mean depth and the light's size
@@ -106,14 +106,30 @@ float shadow_lookup(int slot, vec3 p, vec3 n)
   return visible / float(SHADOW_PCF * SHADOW_PCF);
 }
 
-// shade_lit's visibility of each light at the fragment being shaded, looked
-// up once per fragment (shadow_begin: R's pair and gain variants shade a
-// fragment 2-3 times). At most SHADOW_SLOTS slots (engine/shadows.py), kept in
-// a vec4: llvmpipe runs both sides of a branch, so a lookup left in
-// shade_lit's light loop (or a per-fragment array, spilled to memory) made
-// every lit draw 3-4x slower.
-#define SHADOW_SLOTS 4
+// shade_lit's visibility of each shadowed light at the fragment being
+// shaded, looked up once per fragment (shadow_begin: R's pair and gain
+// variants shade a fragment 2-3 times). At most SHADOW_LIGHTS of them
+// (engine/shadows.py), kept in a vec4: llvmpipe runs both sides of a branch,
+// so a lookup left in shade_lit's light loop (or a per-fragment array, spilled
+// to memory) made every lit draw 3-4x slower.
+#define SHADOW_LIGHTS 4
 vec4 shadow_kept;
+
+// The slot of shadowed light k that holds p: its only one, or the cube face
+// of p's major axis from the lamp (+x, -x, +y, -y, +z, -z).
+int shadow_slot_of(int k, vec3 p)
+{
+  int slot = int(texelFetch(lights, ivec2(2, 0), 0)[k] + 0.5);
+  if (texelFetch(lights, ivec2(3, 0), 0)[k] > 1.5) {
+    int row = int(texelFetch(lights, ivec2(1, 0), 0).x + 0.5) + 2 * slot;
+    int light = int(texelFetch(lights, ivec2(1, row + 1), 0).x + 0.5);
+    vec3 d = p - texelFetch(lights, ivec2(1, light + 1), 0).xyz;
+    vec3 a = abs(d);
+    int axis = (a.x >= a.y && a.x >= a.z) ? 0 : (a.y >= a.z ? 1 : 2);
+    slot += 2 * axis + (d[axis] < 0.0 ? 1 : 0);
+  }
+  return slot;
+}
 
 // Compiled in with LIT_SHADOWS only (the _shadowed kernels): even a loop of no
 // turns costs a lookup on llvmpipe.
@@ -121,17 +137,17 @@ void shadow_begin(vec3 p, vec3 n)
 {
   shadow_kept = vec4(1.0);
 #ifdef LIT_SHADOWS
-  int slots = int(texelFetch(lights, ivec2(1, 0), 0).w + 0.5);
-  for (int k = 0; k < min(slots, SHADOW_SLOTS); k++) {
-    shadow_kept[k] = shadow_lookup(k, p, n);
+  int count = int(texelFetch(lights, ivec2(1, 0), 0).w + 0.5);
+  for (int k = 0; k < min(count, SHADOW_LIGHTS); k++) {
+    shadow_kept[k] = shadow_lookup(shadow_slot_of(k, p), p, n);
   }
 #endif
 }
 
-// A sun's or spot's light row holds its shadow slot + 1 in t3.x (0: it casts
-// none; a point light's t3 is 0).
+// A shadowed light's row holds its index + 1 in t3.x (0: it casts none; the
+// axis there is an area light's only).
 float light_visibility(vec4 t3)
 {
-  int slot = clamp(int(t3.x + 0.5) - 1, -1, SHADOW_SLOTS - 1);
-  return slot < 0 ? 1.0 : shadow_kept[slot];
+  int k = clamp(int(t3.x + 0.5) - 1, -1, SHADOW_LIGHTS - 1);
+  return k < 0 ? 1.0 : shadow_kept[k];
 }

@@ -1,5 +1,6 @@
-// shadow_lookup on arrays of points, one invocation per texel: tests compare
-// it with engine/shadow_reference.py.
+// The shadow lookup on arrays of points, one invocation per texel: each
+// shadowed light's visibility as shadow_begin finds it (its slot, a point
+// light's cube face), for tests against engine/shadow_reference.py.
 void main()
 {
   ivec2 p = ivec2(gl_GlobalInvocationID.xy);
@@ -7,7 +8,6 @@ void main()
   if (p.x >= size.x || p.y >= size.y) {
     return;
   }
-  vec3 position = texelFetch(in_position, p, 0).xyz;
-  vec3 normal = texelFetch(in_normal, p, 0).xyz;
-  imageStore(out_visibility, p, vec4(shadow_lookup(slot, position, normal), 0.0, 0.0, 0.0));
+  shadow_begin(texelFetch(in_position, p, 0).xyz, texelFetch(in_normal, p, 0).xyz);
+  imageStore(out_visibility, p, shadow_kept);
 }

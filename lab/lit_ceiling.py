@@ -13,8 +13,8 @@ map.
     bash tools/dev.sh python lab/lit_ceiling.py --engine cycles [--cycles-samples 1024]
 
 With --scene plate (issue 24: shadows) the mesh is a ground square with a
-box plate above it (engine.synthetic.ground_and_plate), lit by a sun (and a
-spot) that cast shadows in the reference, and rendered by the fit's own R
+box plate above it (engine.synthetic.ground_and_plate), lit by a sun, a spot
+and a point light that cast shadows in the reference, and rendered by the fit's own R
 (RASTERIZE_LIT_FIT through engine.raster.Rasterizer, with its shadow maps):
 each light once with our shadows off (the model before) and once on.
 
@@ -315,15 +315,16 @@ def interior(a, b):
 
 
 # The shadow scene (--scene plate): (name, lights that cast shadows in the reference)
-PLATE_CASES = [("sun", ("SUN",)), ("spot", ("SPOT",)), ("sun+spot", ("SUN", "SPOT"))]
+PLATE_CASES = [("sun", ("SUN",)), ("spot", ("SPOT",)), ("sun+spot", ("SUN", "SPOT")), ("point", ("POINT",)),
+               ("all three", ("SUN", "SPOT", "POINT"))]
 PLATE_CAMERAS = ((0.4, -3.6, 2.6), (-2.6, 2.2, 2.4))
 PLATE_ROUGHNESS = 0.6
 
 
 def build_plate_scene(size: int, engine: str = "eevee", cycles_samples: int = 1024, cycles_seed: int = 0):
     """ground_and_plate as a Blender mesh (flat shaded, the base-colour image on
-    its UVs, roughness PLATE_ROUGHNESS), a sun and a spot casting shadows, the
-    grey world; EEVEE with shadows on."""
+    its UVs, roughness PLATE_ROUGHNESS), a sun, a spot and a point light
+    casting shadows, the grey world; EEVEE with shadows on."""
     bpy.ops.wm.read_homefile(use_empty=True, app_template="")
     scene = bpy.context.scene
     arrays = synthetic.ground_and_plate()
@@ -352,6 +353,8 @@ def build_plate_scene(size: int, engine: str = "eevee", cycles_samples: int = 10
         "SPOT": ls.add_light(scene, "SPOT", "spot", (-1.4, 1.0, 3.2), _look_rotation((0.4, -0.3, -0.9)),
                              energy=500.0, color=(1.0, 0.85, 0.8), spot_size=math.radians(80),
                              spot_blend=0.3, shadow_soft_size=0.1),
+        "POINT": ls.add_light(scene, "POINT", "point", (0.9, -0.7, 1.6), (0, 0, 0), energy=250.0,
+                              color=(0.85, 0.9, 1.0), shadow_soft_size=0.1),
     }
     for ob in lights.values():  # the reference casts shadows (tests/lit_scene.py turns them off)
         ob.data.use_shadow = True

@@ -228,7 +228,7 @@ def test_a_lit_run_reads_the_lights_and_writes_back(backend, empty_scene):
 
 def test_a_lit_run_notes_what_its_shadows_leave_out(empty_scene):
     """A sun's shadows are modelled: a note of what is not (contact shadows,
-    AO, transmission); a point light's are not: a warning naming it. Neither
+    AO, transmission); an area light's are not: a warning naming it. Neither
     where the render draws no shadow of the object, and then R casts none."""
     import bpy
 
@@ -248,7 +248,7 @@ def test_a_lit_run_notes_what_its_shadows_leave_out(empty_scene):
     warned = shadow_warnings()
     assert len(warned) == 1 and warned[0].startswith("note: the shadows of 'Sun' are modelled")
     assert "contact shadows, ray-traced ambient occlusion and transmission are not" in warned[0]
-    point = bpy.data.objects.new("Lamp", bpy.data.lights.new("Lamp", "POINT"))
+    point = bpy.data.objects.new("Lamp", bpy.data.lights.new("Lamp", "AREA"))
     bpy.context.scene.collection.objects.link(point)
     point.location = (2.0, -2.0, 2.0)
     bpy.context.view_layer.update()

@@ -23,6 +23,8 @@ from sge_optimizer.engine.shadows import ShadowMaps, shadow_slots
 SUN = Light("SUN", (1.0, 0.95, 0.9), 3.0, (0, 0, 0), (0.35, -0.25, -0.9), radius=math.radians(3))
 SPOT = Light("SPOT", (1.0, 0.9, 0.8), 300.0, (-1.2, 0.8, 3.0), (0.3, -0.2, -0.93), radius=0.05,
              spot_size=math.radians(70), spot_blend=0.2)
+POINT = Light("POINT", (1.0, 0.9, 0.8), 200.0, (0.5, -0.4, 1.5), (0, 0, -1), radius=0.05)
+LIGHTS = {"SUN": SUN, "SPOT": SPOT, "POINT": POINT}
 TILE = 128
 
 
@@ -39,22 +41,30 @@ def _maps(backend, lights, mesh=None, tile=TILE):
     return mesh, maps, backend.read(maps.atlas)
 
 
-@pytest.mark.parametrize("kind", ["SUN", "SPOT"])
+@pytest.mark.parametrize("kind", ["SUN", "SPOT", "POINT"])
 def test_the_shadow_pass_draws_the_ray_cast_depth(backend, kind):
-    mesh, maps, atlas = _maps(backend, [SUN if kind == "SUN" else SPOT])
-    want = ref.shadow_depth(maps.packed, 0, mesh.positions, mesh.triangles)
-    got = atlas[:, :TILE]
-    assert want[..., 1].mean() > 0.15, "the mesh must fill much of the tile"
-    # Coverage agrees but on triangle edges (a texel centre on an edge may go either way).
-    assert np.mean(got[..., 3] != want[..., 1]) < 0.01
-    both = (got[..., 3] > 0.5) & (want[..., 1] > 0.5)
-    off = np.abs(got[both, 0] - want[both, 0]) > 1e-4 * np.ptp(want[both, 0]) + 1e-5
-    assert np.mean(off) < 0.002  # likewise, where the plate's edge passes over the ground
-    assert np.median(np.abs(got[both, 0] - want[both, 0])) < 1e-5
-    assert np.ptp(want[both, 0]) > 0.3  # the plate and the ground: depths apart
+    mesh, maps, atlas = _maps(backend, [LIGHTS[kind]])
+    assert len(maps.slots) == (6 if kind == "POINT" else 1)
+    filled = []
+    for slot in range(len(maps.slots)):
+        want = ref.shadow_depth(maps.packed, slot, mesh.positions, mesh.triangles)
+        x0, y0 = (int(v) for v in maps.packed[1 + 1 + 2 * slot + 1, 0, :2])
+        got = atlas[y0:y0 + TILE, x0:x0 + TILE]
+        filled.append(want[..., 1].mean())
+        # Coverage agrees but on triangle edges (a texel centre on an edge may go either way).
+        assert np.mean(got[..., 3] != want[..., 1]) < 0.01
+        both = (got[..., 3] > 0.5) & (want[..., 1] > 0.5)
+        if not both.any():
+            continue
+        off = np.abs(got[both, 0] - want[both, 0]) > 1e-4 * np.ptp(want[both, 0]) + 1e-5
+        assert np.mean(off) < 0.002  # likewise, where the plate's edge passes over the ground
+        assert np.median(np.abs(got[both, 0] - want[both, 0])) < 1e-5
+    assert max(filled) > 0.15, "the mesh must fill much of a tile"
+    if kind == "POINT":  # the lamp is above the ground: its -z face sees most of it, +z nothing
+        assert filled[5] > 0.3 and filled[4] == 0.0
 
 
-def _eval(backend, maps, atlas_tex, p, n, slot=0):
+def _eval(backend, maps, atlas_tex, p, n, k=0):
     w = 16
     h = len(p) // w
 
@@ -65,9 +75,9 @@ def _eval(backend, maps, atlas_tex, p, n, slot=0):
     out = backend.texture(w, h, "RGBA32F")
     backend.dispatch(K.SHADOW_EVAL, K.SHADOW_EVAL.groups(w, h), images={"out_visibility": out},
                      samplers={"lights": maps.lights, "shadow_atlas": atlas_tex, "in_position": tex(p),
-                               "in_normal": tex(n)}, constants={"slot": slot})
+                               "in_normal": tex(n)}, constants={})
     backend.finish()
-    return backend.read(out)[..., 0].reshape(-1)
+    return backend.read(out)[..., k].reshape(-1)
 
 
 def _surface_points(rng, count):
@@ -90,35 +100,48 @@ def _plate_blocks(ground, light, margin):
     return (np.minimum(*reach) > 0.4 + margin), (np.maximum(*reach) < 0.4 - margin)
 
 
-@pytest.mark.parametrize("kind", ["SUN", "SPOT"])
+@pytest.mark.parametrize("kind", ["SUN", "SPOT", "POINT"])
 def test_the_shadow_lookup_matches_reference(backend, kind):
-    light = SUN if kind == "SUN" else SPOT
-    mesh, maps, atlas = _maps(backend, [Light("POINT", (1, 1, 1), 10.0, (0, 0, 3), (0, 0, -1)), light])
+    light = LIGHTS[kind]
+    area = Light("AREA", (1, 1, 1), 10.0, (0, 0, 3), (0, 0, -1), area_size=(0.5, 0.5))  # casts none
+    mesh, maps, atlas = _maps(backend, [area, light])
     p, n, grounds = _surface_points(np.random.default_rng(1), 1024)
     got = _eval(backend, maps, maps.atlas, p, n)
-    want = ref.shadow_lookup(atlas, maps.packed, 0, p, n)
+    want = ref.light_visibility(atlas, maps.packed, 0, p, n)
     # Compares sitting on a depth within float rounding may flip one tap in 64.
     assert np.mean(np.abs(got - want) > 1e-3) < 0.01
     assert np.abs(got - want).max() < 0.1
     assert np.mean(want[:grounds] < 0.05) > 0.05, "the plate must shadow part of the ground"
-    assert np.mean(want[:grounds] > 0.95) > 0.5
+    assert np.mean(want[:grounds] > 0.95) > 0.3
     assert np.mean(np.abs(want[:grounds] - 0.5) < 0.45) > 0.003, "a soft edge"
     np.testing.assert_array_equal(want[grounds:], 1.0)  # the plate's lit top: no acne
     np.testing.assert_array_equal(got[grounds:], 1.0)
     lit, dark = _plate_blocks(p[:grounds], light, margin=0.06)
-    assert lit.mean() > 0.5 and dark.mean() > 0.05
+    assert lit.mean() > 0.3 and dark.mean() > 0.05
     np.testing.assert_array_equal(got[:grounds][lit], 1.0)  # nor on the lit ground
     np.testing.assert_array_equal(got[:grounds][dark], 0.0)
 
 
-def test_only_suns_and_spots_with_cast_shadow_get_a_map():
+def test_suns_spots_and_points_with_cast_shadow_get_maps():
+    """One tile for a sun or spot, a cube's six for a point light; none for a
+    light with Cast Shadow off, no power, an area light, or past 4 lights."""
     mesh = synthetic.ground_and_plate()
     off = Light("SUN", (1, 1, 1), 3.0, (0, 0, 0), (0, 0, -1), cast_shadow=False)
     dark = Light("SPOT", (1, 1, 1), 0.0, (0, 0, 3), (0, 0, -1), spot_size=1.0)
-    point = Light("POINT", (1, 1, 1), 100.0, (0, 0, 3), (0, 0, -1))
-    slots = shadow_slots(Lighting((off, SUN, dark, point, SPOT)), mesh.positions)
-    assert [s.light for s in slots] == [1, 4]
-    assert [s.kind for s in slots] == ["SUN", "SPOT"]
+    area = Light("AREA", (1, 1, 1), 10.0, (0, 0, 3), (0, 0, -1), area_size=(0.5, 0.5))
+    lights = (off, SUN, dark, POINT, area, SPOT, SUN, SUN)
+    slots = shadow_slots(Lighting(lights), mesh.positions)
+    assert [s.light for s in slots] == [1] + [3] * 6 + [5, 6]
+    assert [s.kind for s in slots] == ["SUN"] + ["POINT"] * 6 + ["SPOT", "SUN"]
+    maps_packed = shadow_reference_packed(lights, mesh)
+    assert list(maps_packed[1:1 + len(lights), 3, 0]) == [0, 1, 0, 2, 0, 3, 4, 0]  # shadowed light + 1
+    assert list(maps_packed[0, 2]) == [0, 1, 7, 8] and list(maps_packed[0, 3]) == [1, 6, 1, 1]
+
+
+def shadow_reference_packed(lights, mesh):
+    from sge_optimizer.engine.lit_reference import pack_lights
+
+    return pack_lights(Lighting(lights), shadow_slots(Lighting(lights), mesh.positions, TILE), TILE)
 
 
 def _lit_plate(backend, lights, views=1, res=64):
@@ -185,11 +208,11 @@ def test_a_light_without_cast_shadow_casts_none(backend):
     np.testing.assert_allclose(shadowed["color"][lit_both], plain["color"][lit_both], atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["SUN", "SPOT"])
+@pytest.mark.parametrize("kind", ["SUN", "SPOT", "POINT"])
 def test_a_curved_surface_has_no_acne_where_it_faces_the_light(backend, kind):
     """A coarse smooth sphere (its faces are what the map holds): every point
     whose face turns to the light by more than 10 degrees is fully lit."""
-    light = SUN if kind == "SUN" else Light(**{**SPOT.__dict__, "position": (-1.5, 1.0, 2.5)})
+    light = SUN if kind == "SUN" else Light(**{**LIGHTS[kind].__dict__, "position": (-1.5, 1.0, 2.5)})
     mesh = synthetic.uv_sphere(24, 12)
     mesh.positions[:, 2] += 1.0
     _, maps, atlas = _maps(backend, [light], mesh, tile=256)
