@@ -36,6 +36,7 @@ def shadow_lookup(atlas, packed, slot: int, p, n) -> np.ndarray:
         dist = np.ones(len(p))
         L = np.broadcast_to(-l2[:3], p.shape)
     texel = s2[0] * dist
+    facing = np.sum(n * L, 1) > 0.0
     NL = np.clip(np.sum(n * L, 1), 0.0, 1.0)
     sine = np.sqrt(1.0 - NL * NL)
     slope = np.minimum(sine / np.maximum(NL, 1e-3), SHADOW_MAX_SLOPE)
@@ -87,7 +88,7 @@ def shadow_lookup(atlas, packed, slot: int, p, n) -> np.ndarray:
             bottom = e + (g - e) * wt[:, 0]
             visible += 1.0 - (top + (bottom - top) * wt[:, 1])
     visible /= SHADOW_PCF * SHADOW_PCF
-    return np.where(inside & (found > 0), visible, 1.0)
+    return np.where(facing, np.where(inside & (found > 0), visible, 1.0), 0.0)
 
 
 def light_visibility(atlas, packed, k: int, p, n) -> np.ndarray:

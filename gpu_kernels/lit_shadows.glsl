@@ -52,7 +52,10 @@ float shadow_lookup(int slot, vec3 p, vec3 n)
   float dist = spot ? length(to_light) : 1.0;
   vec3 L = spot ? to_light / max(dist, 1e-6) : -l2.xyz;
   float texel = s2.x * dist;  // one texel's world size at p
-  float NL = clamp(dot(n, L), 0.0, 1.0);
+  if (dot(n, L) <= 0.0) {
+    return 0.0;  // facing away: its own surface shadows it (and shade_lit gives it no light)
+  }
+  float NL = min(dot(n, L), 1.0);
   float sine = sqrt(1.0 - NL * NL);
   float slope = min(sine / max(NL, 1e-3), SHADOW_MAX_SLOPE);
   vec3 q = p + n * (s1.z * texel * sine);
