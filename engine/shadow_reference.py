@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 SHADOW_SEARCH = 3  # as #defined in lit_shadows.glsl
-SHADOW_PCF = 3
+SHADOW_PCF = 2
 SHADOW_MIN_RADIUS = 1.0
 SHADOW_MAX_SLOPE = 4.0
 

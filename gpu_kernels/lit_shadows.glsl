@@ -23,8 +23,12 @@
 // grows with the surface's slope to the light and the tap's distance, so the
 // lit side has no acne.
 
+#ifndef SHADOW_SEARCH
 #define SHADOW_SEARCH 3
-#define SHADOW_PCF 3
+#endif
+#ifndef SHADOW_PCF
+#define SHADOW_PCF 2
+#endif
 #define SHADOW_MIN_RADIUS 1.0
 #define SHADOW_MAX_SLOPE 4.0
 
