@@ -504,7 +504,9 @@ def test_a_lit_fit_prints_no_push_constant_warning(capfd):
     engine.render(0)
     flush_c_stdio()
     printed = capfd.readouterr()
-    assert {"rasterize_lit_fit", "rasterize_lit_fit_pair"} <= set(fresh._shaders)
+    assert engine.raster.shadows.slots  # its sun and point lights cast shadows: the _shadowed R and the maps
+    drawn = {K.lit_fit_kernel(spec, True).name for spec in (K.RASTERIZE_LIT_FIT, K.RASTERIZE_LIT_FIT_PAIR)}
+    assert drawn | {"shadow_depth"} <= set(fresh._shaders)
     assert PUSH_CONSTANT_WARNING not in printed.out + printed.err
 
 
