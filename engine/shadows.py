@@ -45,6 +45,12 @@ class ShadowSlot:
     search: float  # blocker-search radius in texels
 
 
+# The atlas's largest side: its render target (RGBA32F depth, the R32I and
+# RGBA32F attachments R's targets have, a depth buffer) stays under 170 MB;
+# more slots get smaller tiles.
+ATLAS_MAX = 2048
+
+
 def tile_for(width: int, height: int) -> int:
     """A tile of twice the render's larger side (256 to 2048 texels): past
     about a texel per pixel the lookup's filter sets the edge (128 to 1024
@@ -181,6 +187,8 @@ class ShadowMaps:
     def __init__(self, backend, lighting, mesh, tile: int = SHADOW_TILE):
         from .lit_reference import pack_lights
 
+        probe = shadow_slots(lighting, mesh.positions, tile)
+        tile = min(tile, ATLAS_MAX // max(atlas_grid(len(probe)))) if probe else tile
         self.backend, self.tile = backend, tile
         self.slots = shadow_slots(lighting, mesh.positions, tile)
         self.packed = pack_lights(lighting, self.slots, tile)

@@ -138,6 +138,19 @@ def test_suns_spots_and_points_with_cast_shadow_get_maps():
     assert list(maps_packed[0, 2]) == [0, 1, 7, 8] and list(maps_packed[0, 3]) == [1, 6, 1, 1]
 
 
+def test_the_atlas_stays_within_its_largest_side(backend):
+    """Four point lights (24 tiles, 5 x 5) at 2048-texel tiles would make a
+    10240² atlas: the tiles shrink to fit ATLAS_MAX."""
+    from sge_optimizer.engine.shadows import ATLAS_MAX
+
+    mesh = synthetic.ground_and_plate(cells=2)
+    points = tuple(Light(**{**POINT.__dict__, "position": (x, 0.3, 1.5)}) for x in (-0.6, -0.2, 0.2, 0.6))
+    maps = ShadowMaps(backend, Lighting(points), mesh, 2048)
+    assert len(maps.slots) == 24 and maps.tile == ATLAS_MAX // 5
+    assert max(maps.packed[0, 1, 1:3]) <= ATLAS_MAX
+    assert backend.read(maps.atlas).shape[:2] == (5 * maps.tile, 5 * maps.tile)
+
+
 def shadow_reference_packed(lights, mesh):
     from sge_optimizer.engine.lit_reference import pack_lights
 
