@@ -192,8 +192,12 @@ def test_a_vertex_moved_in_theta_plus_moves_its_shadow(backend):
     pos.plus = backend.texture(rows.shape[1], rows.shape[0], "RGBA32F", rows)
     ground_triangles = 2 * 8 * 8
     before = raster.render(0)
+    map_before = backend.read(raster.shadows.atlas)
     sub = SubStep(index=0, slot=0, view=0, groups=("positions",), strata={})
     raster.draw(raster.plus, 0, sign=+1, sub=sub)
+    # The map itself was drawn from theta+: the plate's depth moved in it.
+    moved_in_map = np.abs(backend.read(raster.shadows.atlas) - map_before).max(-1) > 1e-3
+    assert moved_in_map.mean() > 0.01
     tex = backend.target_textures(raster.plus)
     after = {"color": backend.read(tex["color"]), "id": np.rint(backend.read(tex["id"])[..., 0]).astype(int)}
     dark0, x0 = _ground_shadow(before, ground_triangles)
