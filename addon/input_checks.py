@@ -5,7 +5,9 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
+from ..engine.shadows import MAX_SLOTS, casts_shadow
 from ..engine.visibility import triangles_in_frame
+from . import material_io
 from .errors import InputError
 from .scene_inputs import SceneInputs, target_background
 
@@ -90,21 +92,29 @@ def coverage_warnings(inputs: SceneInputs) -> list:
 
 
 def shadow_warnings(inputs: SceneInputs, scene) -> list:
-    """A lit fit's shading has no shadows: one warning naming the lights that
-    cast them (none where the scene renders with EEVEE and its shadows off)."""
+    """What a lit fit's shadows leave out, where the targets have shadows: a
+    warning naming the area lights that cast them (not modelled), and a note
+    of what the suns', spots' and point lights' shadow maps do not model. None
+    where the object casts no shadow in the render (material_io.renders_shadows_of)."""
     lit = inputs.arrays.lit
-    if lit is None:
+    if lit is None or not material_io.renders_shadows_of(inputs.obj, scene):
         return []
-    if scene.render.engine.startswith("BLENDER_EEVEE") and not getattr(scene.eevee, "use_shadows", True):
-        return []
-    names = [light.name for light in lit.lighting.lights if light.cast_shadow]
-    if not names:
-        return []
-    which = ", ".join(f"'{n}'" for n in names)
-    lights, casts = ("lights", "cast") if len(names) > 1 else ("light", "casts")
-    return [f"{lights} {which} {casts} shadows, which a lit fit does not model: where '{inputs.obj.name}' "
-            "shadows itself in the targets, the fitted maps come out dark there; if it does, untick Shadow "
-            f"on the {lights} and render the targets again"]
+    casting = [light for light in lit.lighting.lights if light.cast_shadow]
+    modelled = [light.name for light in casting if casts_shadow(light)][:MAX_SLOTS]
+    unmodelled = [light.name for light in casting if light.name not in modelled and light.power > 0]
+    out = []
+    if unmodelled:
+        which = ", ".join(f"'{n}'" for n in unmodelled)
+        lights, casts = ("lights", "cast") if len(unmodelled) > 1 else ("light", "casts")
+        out.append(f"{lights} {which} {casts} shadows, which a lit fit does not model for area lights "
+                   f"(nor past {MAX_SLOTS} other lights): where '{inputs.obj.name}' shadows itself in "
+                   f"the targets, the fitted maps come out dark there; if it does, untick Shadow on the "
+                   f"{lights} and render the targets again")
+    if modelled:
+        which = ", ".join(f"'{n}'" for n in modelled)
+        out.append(f"note: the shadows of {which} are modelled (shadow maps, softened by the light's angle or "
+                   "radius); contact shadows, ray-traced ambient occlusion and transmission are not")
+    return out
 
 
 def texels_under(corner_uvs: np.ndarray, height: int, width: int) -> np.ndarray:

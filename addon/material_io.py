@@ -6,6 +6,8 @@ was (temporary meshes are freed).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import bpy
 import numpy as np
 
@@ -624,6 +626,23 @@ def read_lighting(scene, view_layer=None) -> Lighting:
         raise InputError("nothing to see: the scene has no visible light with power and its world is "
                          "black; add a light or give the world a colour (World Properties > Surface)")
     return lighting
+
+
+def renders_shadows_of(obj, scene) -> bool:
+    """Whether the render draws `obj`'s shadows: its Shadow ray visibility is
+    on and, with EEVEE, the scene's shadows too."""
+    if scene.render.engine.startswith("BLENDER_EEVEE") and not getattr(scene.eevee, "use_shadows", True):
+        return False
+    return bool(getattr(obj, "visible_shadow", True))
+
+
+def without_unrendered_shadows(lighting: Lighting, obj, scene) -> Lighting:
+    """`lighting` with no light casting a shadow where the render draws none of
+    `obj`'s (renders_shadows_of), so the fit's R draws none either."""
+    if renders_shadows_of(obj, scene):
+        return lighting
+    return dataclasses.replace(lighting, lights=tuple(dataclasses.replace(l, cast_shadow=False)
+                                                      for l in lighting.lights))
 
 
 def check_view_transform(scene) -> None:

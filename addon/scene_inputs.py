@@ -307,7 +307,7 @@ def read_lit_parts(obj, scene) -> tuple:
     if not material.base_color.is_image:
         raise InputError(f"material '{material.name}': a lit fit optimizes the base-colour image; "
                          "feed Base Color from an Image Texture node")
-    lighting = material_io.read_lighting(scene)
+    lighting = material_io.without_unrendered_shadows(material_io.read_lighting(scene), obj, scene)
     return material, lighting, material_io.corner_frames(obj, material.uv_map)
 
 

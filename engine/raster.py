@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import gpu_kernels as K
-from .lit_reference import pack_lights
 from .samples import jittered
 from .schedule import SubStep
+from .shadows import ShadowMaps, tile_for
 
 
 class Rasterizer:
@@ -30,13 +30,16 @@ class Rasterizer:
             self.spec, self.pair_spec = K.RASTERIZE, K.RASTERIZE_PAIR
         else:
             self.spec, self.pair_spec = K.RASTERIZE_LIT_FIT, K.RASTERIZE_LIT_FIT_PAIR
-            lights = pack_lights(lit.lighting)
-            self.lights = backend.texture(lights.shape[1], lights.shape[0], "RGBA32F", lights)
+            # The lights with their shadow rows, and the shadow maps R draws before a lit draw.
+            self.shadows = ShadowMaps(backend, lit.lighting, mesh, tile_for(self.width, self.height))
+            self.lights = self.shadows.lights
         self.plus = backend.render_target(self.width, self.height)
         self.minus = backend.render_target(self.width, self.height)
         self.pair = backend.render_target(self.width, self.height, pair=True) if with_pair else None
         # Whether sub-steps that can (positions not perturbed) draw R+ and R- at once; bench compares.
         self.pair_draw = with_pair
+        # Draw the shadow maps before every lit draw, even of unchanged positions (bench measures it).
+        self.shadows_every_draw = False
 
     def pair_applies(self, sub: SubStep) -> bool:
         """Whether this sub-step's R+ and R- can be one draw: the positions
@@ -74,7 +77,9 @@ class Rasterizer:
                      "texture_stratum": sub.stratum("texture") if sub is not None else -1}
         if self.lit is not None:
             mat, nrm = p.material, p.normal
+            self._draw_shadows(samplers["positions"])
             samplers.update(lights=self.lights, normal_map=source(nrm), material=source(mat),
+                            shadow_atlas=self.shadows.atlas,
                             corner_frames=self.frames.follow(samplers["positions"]))
             # K.LIT_DRAW, the kernel's uniform block (past 128 bytes of push constants)
             camera = [float(c) for c in self.lit.camera_positions[view]]
@@ -86,7 +91,16 @@ class Rasterizer:
                              normal_step=(nrm.key(seed, index), sub.stratum("normal") if sub is not None else -1,
                                           0, 0))
         spec = K.RASTERIZE_LIT_FIT_GAIN if gain else self.pair_spec if pair else self.spec
+        if self.lit is not None:
+            spec = K.lit_fit_kernel(spec, bool(self.shadows.slots))
         self.backend.draw(spec, target, self.batch, samplers=samplers, constants=constants)
+
+    def _draw_shadows(self, positions) -> None:
+        """The shadow maps of the positions this draw renders: drawn again
+        for each draw while positions are fitted (theta changes in place),
+        else once per positions texture."""
+        if self.shadows_every_draw or self.params.positions.enabled or self.shadows.drawn_from is not positions:
+            self.shadows.draw(positions)
 
     def textures(self, pair: bool) -> tuple:
         """(plus, minus) textures of a sub-step's renders, for G."""

@@ -36,6 +36,51 @@ def uv_sphere(segments: int = 24, rings: int = 12, radius: float = 1.0) -> MeshA
     return MeshArrays(pos, tris, uvs[corners])
 
 
+def ground_and_plate(cells: int = 8, size: float = 2.0, plate: float = 0.8, height: float = 0.6,
+                     thickness: float = 0.1) -> MeshArrays:
+    """A self-shadowing mesh: a square ground grid (`cells`^2 quads of side
+    `size`, at z = 0, facing +z) and a closed box plate above its centre
+    (`plate` wide, its top at `height`), which shadows the ground under a high
+    light. Faces do not share vertices (flat shading: `flat_frames`)."""
+    g = np.linspace(-size / 2, size / 2, cells + 1)
+    quads = []
+    for j in range(cells):
+        for i in range(cells):
+            quads.append([(g[i], g[j], 0), (g[i + 1], g[j], 0), (g[i + 1], g[j + 1], 0), (g[i], g[j + 1], 0)])
+    h, lo, top = plate / 2, height - thickness, height
+    box = [[(-h, -h, top), (h, -h, top), (h, h, top), (-h, h, top)],  # top, +z
+           [(-h, h, lo), (h, h, lo), (h, -h, lo), (-h, -h, lo)],  # bottom, -z
+           [(-h, -h, lo), (h, -h, lo), (h, -h, top), (-h, -h, top)],  # -y
+           [(h, h, lo), (-h, h, lo), (-h, h, top), (h, h, top)],  # +y
+           [(h, -h, lo), (h, h, lo), (h, h, top), (h, -h, top)],  # +x
+           [(-h, h, lo), (-h, -h, lo), (-h, -h, top), (-h, h, top)]]  # -x
+    quads += box
+    pos = np.asarray(quads, np.float64).reshape(-1, 3)
+    base = 4 * np.arange(len(quads))[:, None]
+    tris = np.concatenate([base + [0, 1, 2], base + [0, 2, 3]])
+    uv_quad = np.array([(0, 0), (1, 0), (1, 1), (0, 1)], np.float64)
+    uvs = np.tile(uv_quad, (len(quads), 1))
+    # UVs: the ground's own grid position, the box a strip along u = 0.9..1
+    ground_uv = (pos[:, :2] / size + 0.5)
+    uvs = np.where(np.arange(len(pos))[:, None] < 4 * cells * cells, ground_uv, 0.9 + 0.1 * uvs)
+    return MeshArrays(pos, tris, uvs[tris])
+
+
+def flat_frames(mesh: MeshArrays):
+    """Per-face shading frames (`engine.materials.CornerFrames`): each
+    triangle's geometric normal at its corners, a tangent along its first edge."""
+    from .materials import CornerFrames
+
+    p = mesh.positions[mesh.triangles].astype(np.float64)
+    normal = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    tangent = p[:, 1] - p[:, 0]
+    tangent /= np.linalg.norm(tangent, axis=-1, keepdims=True)
+    normals = np.repeat(normal[:, None], 3, 1)
+    tangents = np.concatenate([np.repeat(tangent[:, None], 3, 1), np.ones((len(p), 3, 1))], -1)
+    return CornerFrames(normals.astype(np.float32), tangents.astype(np.float32))
+
+
 def camera_up(eye, centre=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
     """`up`, or +Y when the camera looks along `up`."""
     f = np.asarray(centre, np.float64) - np.asarray(eye, np.float64)

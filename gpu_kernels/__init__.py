@@ -253,7 +253,7 @@ PERTURB = KernelSpec(
 
 RASTERIZE = KernelSpec(
     name="rasterize",
-    sources=_COMMON + ("shading.glsl",),
+    sources=_COMMON + ("vertex_position.glsl", "shading.glsl"),
     vertex_sources=("rasterize_vert.glsl",),
     fragment_sources=("rasterize_frag.glsl",),
     samplers=(Sampler(0, "FLOAT_2D", "positions"), Sampler(1, "FLOAT_2D", "albedo")),
@@ -435,15 +435,16 @@ LIT_DRAW = UniformBlock(slot=0, type_name="LitDraw", name="lit_draw", members=(
 ))
 
 # R for a lit fit: RASTERIZE's resources and outputs, plus the fixed maps,
-# the lights and each corner's shading frame (`corner_frames`: CORNER_FRAMES'
-# output, or Blender's frames where the positions stay).
+# the lights, their shadow maps (SHADOW_DEPTH's atlas) and each corner's shading frame
+# (`corner_frames`: CORNER_FRAMES' output, or Blender's frames where the positions stay).
 RASTERIZE_LIT_FIT = KernelSpec(
     name="rasterize_lit_fit",
-    sources=_COMMON + ("shading.glsl", "lit_shading.glsl"),
+    sources=_COMMON + ("vertex_position.glsl", "shading.glsl", "lit_shadows.glsl", "lit_shading.glsl"),
     vertex_sources=("rasterize_fit_lit_vert.glsl",),
     fragment_sources=("rasterize_fit_lit_frag.glsl", "rasterize_fit_lit_main_frag.glsl"),
     samplers=RASTERIZE.samplers + (Sampler(2, "FLOAT_2D", "lights"), Sampler(3, "FLOAT_2D", "material"),
-                                   Sampler(4, "FLOAT_2D", "normal_map"), Sampler(6, "FLOAT_2D", "corner_frames")),
+                                   Sampler(4, "FLOAT_2D", "normal_map"), Sampler(5, "FLOAT_2D", "shadow_atlas"),
+                                   Sampler(6, "FLOAT_2D", "corner_frames")),
     push_constants=RASTERIZE.push_constants,
     uniform_block=LIT_DRAW,
     vertex_inputs=RASTERIZE.vertex_inputs,
@@ -464,11 +465,53 @@ RASTERIZE_LIT_FIT_GAIN = dataclasses.replace(
     RASTERIZE_LIT_FIT_PAIR, name="rasterize_lit_fit_gain",
     fragment_sources=("rasterize_fit_lit_frag.glsl", "rasterize_fit_lit_gain_frag.glsl"))
 
+# Shadow maps (issue 24): every shadow slot's tile of one atlas in one draw,
+# depth from the positions texture R binds (theta, theta+ or theta-), into a
+# render target of the atlas's size (colour: depth, coverage; lit_shadows.glsl).
+SHADOW_DEPTH = KernelSpec(
+    name="shadow_depth",
+    sources=_COMMON + ("vertex_position.glsl",),
+    vertex_sources=("shadow_depth_vert.glsl",),
+    fragment_sources=("shadow_depth_frag.glsl",),
+    samplers=(Sampler(0, "FLOAT_2D", "positions"), Sampler(1, "FLOAT_2D", "lights")),
+    push_constants=(("INT", "corners"),),
+    vertex_inputs=RASTERIZE.vertex_inputs,
+    interface=(("flat", "INT", "shadow_slot"), ("smooth", "VEC3", "world_position"), ("smooth", "VEC2", "uv")),
+    fragment_outputs=RASTERIZE.fragment_outputs,
+    defines=_FIXED,
+)
+
+# The shadow lookup on arrays (tests/test_shadows.py against engine/shadow_reference.py).
+SHADOW_EVAL = KernelSpec(
+    name="shadow_eval",
+    sources=_COMMON + ("lit_shadows.glsl", "shadow_eval.glsl"),
+    images=(_img(0, "RGBA32F", "out_visibility", ("WRITE",)),),
+    samplers=(Sampler(0, "FLOAT_2D", "lights"), Sampler(1, "FLOAT_2D", "shadow_atlas"),
+              Sampler(2, "FLOAT_2D", "in_position"), Sampler(3, "FLOAT_2D", "in_normal")),
+    defines={**_FIXED, "LIT_SHADOWS": 1},
+)
+
+# The lit fit's R with the shadow lookups compiled in (LIT_SHADOWS), for a
+# scene whose lights cast shadows: llvmpipe pays for the lookup's code in every
+# fragment, so a scene without them draws the kernels above.
+LIT_FIT_SHADOWED = {spec.name: dataclasses.replace(spec, name=spec.name + "_shadowed",
+                                                   defines={**spec.defines, "LIT_SHADOWS": 1})
+                    for spec in (RASTERIZE_LIT_FIT, RASTERIZE_LIT_FIT_PAIR, RASTERIZE_LIT_FIT_GAIN)}
+
+
+def lit_fit_kernel(spec: KernelSpec, shadows: bool) -> KernelSpec:
+    """`spec` (RASTERIZE_LIT_FIT or its pair or gain variant), with the shadow lookups if `shadows`."""
+    return LIT_FIT_SHADOWED[spec.name] if shadows else spec
+
+
 ALL_KERNELS = (PERTURB, RASTERIZE, RASTERIZE_PAIR, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT, COPY,
                RESIDUAL_TARGET, SCORE, LIT_EVAL, RASTERIZE_LIT, CORNER_FRAMES, RASTERIZE_LIT_FIT,
-               RASTERIZE_LIT_FIT_PAIR, RASTERIZE_LIT_FIT_GAIN) + tuple(ACCUMULATE_GRADIENT_VARIANTS.values())
+               RASTERIZE_LIT_FIT_PAIR, RASTERIZE_LIT_FIT_GAIN, SHADOW_DEPTH, SHADOW_EVAL) + tuple(
+    LIT_FIT_SHADOWED.values()) + tuple(ACCUMULATE_GRADIENT_VARIANTS.values())
 
 __all__ = ["KernelSpec", "Image", "Sampler", "UniformBlock", "ALL_KERNELS", "FIXED_SCALE", "MAX_VIEWS_PER_STEP",
            "MAX_IMAGES_PER_KERNEL", "MAX_PUSH_CONSTANT_BYTES", "LIT_DRAW", "push_constant_bytes",
-           "max_push_constant_bytes", "ACCUMULATE_GRADIENT_VARIANTS", "accumulate_gradient_kernel"] + [
-    k.name.upper() for k in ALL_KERNELS if not k.name.startswith("accumulate_gradient_")]
+           "max_push_constant_bytes", "ACCUMULATE_GRADIENT_VARIANTS", "accumulate_gradient_kernel",
+           "LIT_FIT_SHADOWED", "lit_fit_kernel"] + [
+    k.name.upper() for k in ALL_KERNELS
+    if not k.name.startswith("accumulate_gradient_") and not k.name.endswith("_shadowed")]

@@ -25,11 +25,16 @@
 //   spot  as point times smoothstep(0, 1, (cos theta - cos(size/2)) / ((1 - cos(size/2)) blend))
 //   area  power P (W), one-sided Lambertian emitter: radiance P colour / (pi A);
 //         integrated over AREA_GRID^2 sub-rectangles (midpoints)
-// Shadows, the light's influence radius (set the scene's light threshold
-// low), soft falloff near the lamp and EEVEE's horizon scan are not modelled.
+// Shadows: with LIT_SHADOWS #defined (the fit's R), a sun's, spot's or point's
+// light is scaled by its shadow-map visibility (lit_shadows.glsl, included
+// before this file). Area lights cast none; the light's influence radius (set
+// the scene's light threshold low), soft falloff near the lamp and EEVEE's
+// horizon scan are not modelled.
 //
 // The light texture (`lights`, RGBA32F, 4 texels wide, sampled with texelFetch):
-//   row 0:     (ambient rgb, light count)
+//   row 0:     (ambient rgb, light count), (first shadow row, atlas width,
+//              atlas height, shadowed lights), each shadowed light's first
+//              slot, its slot count (1; a point light's cube 6)
 //   row 1 + i: t0 (emission rgb, kind)   kind 0 sun, 1 point, 2 spot, 3 area;
 //                                        emission: sun S colour, point/spot
 //                                        P colour / (4 pi), area P colour / pi
@@ -37,7 +42,9 @@
 //              t2 (direction, a)         direction the lamp points (its -Z);
 //                                        spot a = cos(size / 2); area a = half size x
 //              t3 (axis x, b)            area: unit lamp X axis, b = half size y;
-//                                        spot: b = 1 / ((1 - cos(size / 2)) blend)
+//                                        spot: b = 1 / ((1 - cos(size / 2)) blend);
+//                                        sun, spot, point: x = shadowed light + 1 (0: none)
+//   then 2 rows per shadow slot (lit_shadows.glsl)
 
 #define LIT_PI 3.14159265358979
 #define AREA_GRID 4
@@ -45,6 +52,11 @@
 #define LIGHT_POINT 1
 #define LIGHT_SPOT 2
 #define LIGHT_AREA 3
+#ifdef LIT_SHADOWS
+#define LIGHT_VISIBILITY(t3) light_visibility(t3)
+#else
+#define LIGHT_VISIBILITY(t3) 1.0
+#endif
 
 // Split-sum scale and bias (A, B) of GGX with height-correlated Smith
 // masking (directional albedo F0 A + F90 B), as EEVEE's LUT holds them: a
@@ -149,7 +161,7 @@ vec3 shade_lit(vec3 base_color_linear, float roughness, float metallic, float sp
     vec4 t3 = texelFetch(lights, ivec2(3, i + 1), 0);
     int kind = int(t0.w + 0.5);
     if (kind == LIGHT_SUN) {
-      add_light(t0.rgb, -t2.xyz, t1.w, n, V, NV, a, diffuse, specular);
+      add_light(t0.rgb * LIGHT_VISIBILITY(t3), -t2.xyz, t1.w, n, V, NV, a, diffuse, specular);
     }
     else if (kind == LIGHT_POINT || kind == LIGHT_SPOT) {
       vec3 d = t1.xyz - position;
@@ -159,6 +171,9 @@ vec3 shade_lit(vec3 base_color_linear, float roughness, float metallic, float sp
       float mask = 1.0;
       if (kind == LIGHT_SPOT) {
         mask = smoothstep(0.0, 1.0, (dot(-L, t2.xyz) - t2.w) * t3.w);
+      }
+      if (mask > 0.0) {
+        mask *= LIGHT_VISIBILITY(t3);
       }
       add_light(t0.rgb * (mask / d2), L, t1.w / dist, n, V, NV, a, diffuse, specular);
     }

@@ -5,6 +5,7 @@
 // metals) and the base colour a here go to color_minus (D, a.r) and uv.zw (a.g, a.b).
 void main()
 {
+  shadow_begin(world_position, normalize(world_normal));
   vec4 map, mat;
   SAMPLE_THROUGH(normal_map, normal_texel, uv, map);
   SAMPLE_THROUGH(material, material_texel, uv, mat);

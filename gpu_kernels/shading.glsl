@@ -53,14 +53,6 @@ vec4 sample_albedo_opposite(vec2 uv)
   return c;
 }
 
-// A vertex's position, from the parameter texture (R+ and R- bind theta+ or
-// theta-), so perturbed positions never leave the GPU.
-vec3 vertex_position(int vertex)
-{
-  int w = textureSize(positions, 0).x;
-  return texelFetch(positions, ivec2(vertex % w, vertex / w), 0).xyz;
-}
-
 // Premultiplied RGBA of a covered pixel.
 vec4 shade(vec2 uv)
 {

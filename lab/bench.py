@@ -8,6 +8,7 @@ Prints one table per sweep (a benchmark, not a test):
   texture   the same mesh, textures 128^2 .. 2048^2, fixed resolution
   pixels    resolutions 128^2 .. 1024^2, fixed texture
   pair      texture steps: R+ and R- as one pair draw against two draws
+  shadows   lit steps under one sun: its shadow map against none (256²)
 
 Columns: pass times are medians with a synchronisation before and after each
 pass (the `sync` column is what one synchronisation costs on its own);
@@ -257,6 +258,56 @@ def measure_clears(backend, mesh, tex_size, res, repeats, steps=24):
     return {"tex": tex_size, "res": res, **{f"{kind}_{how}": t for (kind, how), t in times.items()}}
 
 
+def measure_shadows(backend, mesh, tex_size, res, repeats, steps=8):
+    """A lit base-colour step under one sun: without shadows, with its shadow
+    map (drawn once: positions are fixed in a lit fit), and with the map
+    drawn again before every lit draw (as a fit that moves positions would),
+    engines timed in turn."""
+    import math
+
+    from sge_optimizer.engine.lighting import Light, Lighting
+    from sge_optimizer.engine.materials import LitMaterial, ScalarChannel
+    from sge_optimizer.engine.scene import LitScene
+
+    eyes = synthetic.fibonacci_sphere(8, 3.5)
+    vs = synthetic.render_targets(backend, mesh, synthetic.checker_texture(tex_size),
+                                  synthetic.orbit_cameras(8), res, res)
+    engines = {}
+    for name in ("plain", "shadows", "redrawn"):
+        sun = Light("SUN", (1.0, 0.95, 0.9), 3.0, (0, 0, 0), (-0.4, 0.5, -0.77), radius=math.radians(3),
+                    cast_shadow=name != "plain")
+        lit = LitScene.from_material(LitMaterial(roughness=ScalarChannel(constant=0.6)),
+                                     Lighting((sun,), ambient=(0.05, 0.05, 0.05)), synthetic.sphere_frames(mesh), eyes)
+        engine = Engine(backend, SceneArrays(mesh, synthetic.flat_texture(tex_size), vs, lit=lit),
+                        Settings(steps=10**6, optimize_positions=False, lit=True))
+        engine.raster.shadows_every_draw = name == "redrawn"
+        engines[name] = engine
+    times = time_in_turn(backend, tuple(engines), engines.__getitem__, repeats, steps)
+    # One lit R draw alone (a plain render of view 0), in turn likewise.
+    draws = {name: [] for name in engines}
+    for _ in range(repeats):
+        for name, engine in engines.items():
+            backend.finish()
+            t = time.perf_counter()
+            for _ in range(steps):
+                engine.raster.draw(engine.raster.plus, 0)
+            backend.finish()
+            draws[name].append((time.perf_counter() - t) / steps)
+    return {"tex": tex_size, "res": res, **times, **{f"R_{name}": median(t) for name, t in draws.items()}}
+
+
+def print_shadows_table(rows) -> None:
+    print("\n#### lit steps: one sun's shadow map against none  (ms a step)")
+    print("| pass | tex | res | no shadows | shadows | shadows / none | map redrawn each draw | redrawn / none |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        for what, prefix in (("step", ""), ("R (one draw)", "R_")):
+            a, b, c = (r[prefix + k] for k in ("plain", "shadows", "redrawn"))
+            print(f"| {what} | {r['tex']}² | {r['res']}² | {a * 1e3:.2f} | {b * 1e3:.2f} | {b / a:.2f} "
+                  f"| {c * 1e3:.2f} | {c / a:.2f} |")
+    sys.stdout.flush()
+
+
 def print_joint_visits_table(title, rows, before, after, before_name, after_name) -> None:
     """A side-by-side table of joint steps and visits' steps, `before` against `after`."""
     print(f"\n#### {title}  (ms a step)")
@@ -297,7 +348,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--quick", action="store_true", help="smaller sweeps (for a smoke run)")
-    p.add_argument("--only", choices=("paper", "texture", "pixels", "pair", "update", "variants", "clears"),
+    p.add_argument("--only", choices=("paper", "texture", "pixels", "pair", "update", "variants", "clears",
+                                       "shadows"),
                    action="append")
     p.add_argument("--backend", choices=("blender", "pyopengl"), default="blender",
                    help="Blender's gpu module, or the Blender-free PyOpenGL/EGL backend")
@@ -307,7 +359,7 @@ def main(argv=None):
     print(f"# SGE Optimizer benchmark on {where}")
     print(f"mesh: {len(mesh.triangles)} triangles, {len(mesh.positions)} vertices")
     sync = sync_cost(backend)
-    sweeps = args.only or ["paper", "texture", "pixels", "pair", "update", "variants", "clears"]
+    sweeps = args.only or ["paper", "texture", "pixels", "pair", "update", "variants", "clears", "shadows"]
     if "paper" in sweeps:
         res = 256 if args.quick else 512
         print_table(f"paper case: 1024² albedo + vertices at {res}²",
@@ -337,6 +389,9 @@ def main(argv=None):
         print_joint_visits_table("a draw's clear: each texture against one framebuffer clear",
                                  [measure_clears(backend, mesh, t, r, args.repeats) for t, r in sizes],
                                  "each", "framebuffer", "each", "framebuffer")
+
+    if "shadows" in sweeps:
+        print_shadows_table([measure_shadows(backend, mesh, 512, 256, args.repeats)])
 
 
 if __name__ == "__main__":

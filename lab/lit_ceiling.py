@@ -12,6 +12,14 @@ map.
     bash tools/dev.sh python lab/lit_ceiling.py [--size 128] [--out out/lit_ceiling]
     bash tools/dev.sh python lab/lit_ceiling.py --engine cycles [--cycles-samples 1024]
 
+With --scene plate (issue 24: shadows) the mesh is a ground square with a
+box plate above it (engine.synthetic.ground_and_plate), lit by a sun, a spot
+and a point light that cast shadows in the reference, and rendered by the fit's own R
+(RASTERIZE_LIT_FIT through engine.raster.Rasterizer, with its shadow maps):
+each light once with our shadows off (the model before) and once on.
+
+    bash tools/dev.sh python lab/lit_ceiling.py --scene plate [--engine cycles]
+
 With --engine cycles the reference is Cycles (CPU) instead: light shadows off,
 diffuse/glossy/transmission/volume bounces 0 (direct light and the world only,
 since we have no indirect light), denoising off, a small adaptive threshold;
@@ -47,6 +55,11 @@ from sge_optimizer.engine.color import psnr  # noqa: E402
 from sge_optimizer.engine.reference import encode_srgb  # noqa: E402
 from sge_optimizer.engine.lighting import Light, Lighting  # noqa: E402
 from sge_optimizer.engine.samples import gaussian_offsets, jittered  # noqa: E402
+from sge_optimizer.engine import SceneArrays, Settings, View, synthetic  # noqa: E402
+from sge_optimizer.engine.materials import LitMaterial, ScalarChannel  # noqa: E402
+from sge_optimizer.engine.optimizer import build_parameters  # noqa: E402
+from sge_optimizer.engine.raster import Rasterizer  # noqa: E402
+from sge_optimizer.engine.scene import LitScene  # noqa: E402
 
 TEX = 128
 AMBIENT = (0.05, 0.055, 0.065)
@@ -301,6 +314,144 @@ def interior(a, b):
     return m
 
 
+# The shadow scene (--scene plate): (name, lights that cast shadows in the reference)
+PLATE_CASES = [("sun", ("SUN",)), ("spot", ("SPOT",)), ("sun+spot", ("SUN", "SPOT")), ("point", ("POINT",)),
+               ("all three", ("SUN", "SPOT", "POINT"))]
+PLATE_CAMERAS = ((0.4, -3.6, 2.6), (-2.6, 2.2, 2.4))
+PLATE_ROUGHNESS = 0.6
+
+
+def build_plate_scene(size: int, engine: str = "eevee", cycles_samples: int = 1024, cycles_seed: int = 0):
+    """ground_and_plate as a Blender mesh (flat shaded, the base-colour image on
+    its UVs, roughness PLATE_ROUGHNESS), a sun, a spot and a point light
+    casting shadows, the grey world; EEVEE with shadows on."""
+    bpy.ops.wm.read_homefile(use_empty=True, app_template="")
+    scene = bpy.context.scene
+    arrays = synthetic.ground_and_plate()
+    me = bpy.data.meshes.new("plate")
+    quads = np.arange(len(arrays.positions)).reshape(-1, 4)  # each quad has 4 vertices of its own
+    me.from_pydata(arrays.positions.tolist(), [], quads.tolist())
+    uv = me.uv_layers.new(name="UVMap")
+    vertex_uv = np.zeros((len(arrays.positions), 2), np.float32)
+    vertex_uv[arrays.triangles.reshape(-1)] = arrays.corner_uvs.reshape(-1, 2)
+    uv.data.foreach_set("uv", vertex_uv[quads.reshape(-1)].reshape(-1))
+    obj = bpy.data.objects.new("plate", me)
+    scene.collection.objects.link(obj)
+    mat = bpy.data.materials.new("lit")
+    mat.use_nodes = True
+    bsdf = mat.node_tree.nodes["Principled BSDF"]
+    tex = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    tex.image = _image("base", base_color_texture(), "Linear Rec.709")
+    tex.interpolation = "Linear"
+    mat.node_tree.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    bsdf.inputs["Roughness"].default_value = PLATE_ROUGHNESS
+    me.materials.append(mat)
+    ls.set_world(scene, AMBIENT)
+    lights = {
+        "SUN": ls.add_light(scene, "SUN", "sun", (0, 0, 5), _look_rotation((0.35, -0.25, -0.9)),
+                            energy=3.0, color=(1.0, 0.95, 0.9), angle=math.radians(3)),
+        "SPOT": ls.add_light(scene, "SPOT", "spot", (-1.4, 1.0, 3.2), _look_rotation((0.4, -0.3, -0.9)),
+                             energy=500.0, color=(1.0, 0.85, 0.8), spot_size=math.radians(80),
+                             spot_blend=0.3, shadow_soft_size=0.1),
+        "POINT": ls.add_light(scene, "POINT", "point", (0.9, -0.7, 1.6), (0, 0, 0), energy=250.0,
+                              color=(0.85, 0.9, 1.0), shadow_soft_size=0.1),
+    }
+    for ob in lights.values():  # the reference casts shadows (tests/lit_scene.py turns them off)
+        ob.data.use_shadow = True
+        ob.visible_shadow = True
+    cams = []
+    for i, eye in enumerate(PLATE_CAMERAS):
+        data = bpy.data.cameras.new(f"cam{i}")
+        data.lens = 40
+        cam = bpy.data.objects.new(f"cam{i}", data)
+        cam.location = eye
+        cam.rotation_euler = _look_rotation((0.0, 0.0, 0.2) - np.asarray(eye))
+        scene.collection.objects.link(cam)
+        cams.append(cam)
+    r = scene.render
+    r.resolution_x = r.resolution_y = size
+    r.resolution_percentage = 100
+    r.image_settings.file_format = "OPEN_EXR"
+    r.image_settings.color_depth = "32"
+    ls.setup_engine(scene, engine, cycles_samples, cycles_seed)
+    scene.eevee.use_shadows = True
+    if engine == "cycles":  # direct light only, as ours: the plate hides no world light from the ground
+        obj.visible_diffuse = obj.visible_glossy = False
+    bpy.context.view_layer.update()
+    return scene, arrays, lights, cams
+
+
+def render_plate_reference(scene, lights, cams, out: Path, size: int, engine: str) -> dict:
+    frames = {}
+    tag = "eevee" if engine == "eevee" else f"cycles{scene.cycles.samples}" + (
+        f"_seed{scene.cycles.seed}" if scene.cycles.seed else "")
+    for name, kinds in PLATE_CASES:
+        for k, ob in lights.items():
+            ob.hide_render = k not in kinds
+        for i, cam in enumerate(cams):
+            path = out / f"{tag}_plate_{name}_cam{i}.exr"
+            if not path.exists():
+                scene.camera = cam
+                scene.render.filepath = str(path)
+                t = time.time()
+                bpy.ops.render.render(write_still=True)
+                print(f"  {engine} {path.name}: {time.time() - t:.1f} s", flush=True)
+            frames[(name, i)] = read_exr(path, size)
+    return frames
+
+
+def render_plate_ours(backend, scene, arrays, lights, cams, size, offsets, shadows: bool) -> dict:
+    """Each case through the fit's R (Rasterizer: RASTERIZE_LIT_FIT and its shadow maps)."""
+    frames = {}
+    views = [View(f"cam{i}", view_projection(cam, scene, size, size), np.zeros((size, size, 4), np.float32))
+             for i, cam in enumerate(cams)]
+    eyes = [np.array(cam.matrix_world.translation) for cam in cams]
+    texture = base_color_texture()
+    for name, kinds in PLATE_CASES:
+        chosen = []
+        for k in kinds:
+            light = light_data(lights[k])
+            chosen.append(Light(**{**light.__dict__, "cast_shadow": shadows}))
+        lit_scene = LitScene.from_material(LitMaterial(roughness=ScalarChannel(constant=PLATE_ROUGHNESS)),
+                                           Lighting(tuple(chosen), ambient=AMBIENT),
+                                           synthetic.flat_frames(arrays), eyes)
+        sa = SceneArrays(arrays, texture, views, lit=lit_scene)
+        params = build_parameters(backend, sa, Settings(lit=True, optimize_positions=False), sart=False)
+        raster = Rasterizer(backend, sa, params, seed=0, with_pair=False)
+        for i in range(len(cams)):
+            acc = np.zeros((size, size, 4), np.float64)
+            for offset in offsets:
+                raster.draw(raster.plus, i, offset=(float(offset[0]), float(offset[1])))
+                acc += backend.read(backend.target_textures(raster.plus)["color"])
+            frames[(name, i)] = (acc / len(offsets)).astype(np.float32)
+    return frames
+
+
+def plate_main(args, out: Path) -> None:
+    scene, arrays, lights, cams = build_plate_scene(args.size, args.engine, args.cycles_samples, args.cycles_seed)
+    print(f"Blender {bpy.app.version_string}, {scene.render.engine}, {args.size}px, shadow scene", flush=True)
+    reference = render_plate_reference(scene, lights, cams, out, args.size, args.engine)
+    ref = "EEVEE" if args.engine == "eevee" else "Cycles"
+    ensure_gpu()
+    backend = BlenderGPUBackend()
+    offsets = gaussian_offsets(args.samples, args.sigma)
+    ours = {on: render_plate_ours(backend, scene, arrays, lights, cams, args.size, offsets, on) for on in (False, True)}
+    print(f"\n| lights (casting shadows) | our shadows | PSNR vs {ref} (dB) | interior (dB) | mean ratio ours/{ref} |")
+    print("|---|---|---|---|---|")
+    for name, _ in PLATE_CASES:
+        for on in (False, True):
+            full, inner, ratio = [], [], []
+            for i in range(len(cams)):
+                a, b = ours[on][(name, i)], reference[(name, i)]
+                m = interior(a, b)
+                full.append(frame_psnr(a, b))
+                inner.append(frame_psnr(a, b, m))
+                ratio.append(a[m][:, :3].mean() / max(b[m][:, :3].mean(), 1e-8))
+                np.save(out / f"ours_plate_{name}_{'on' if on else 'off'}_cam{i}.npy", a)
+            print(f"| {name} | {'on' if on else 'off'} | {np.mean(full):.1f} | {np.mean(inner):.1f} | "
+                  f"{np.mean(ratio):.3f} |", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)
@@ -313,7 +464,13 @@ def main(argv=None):
     parser.add_argument("--cycles-seed", type=int, default=0,
                         help="a second seed gives the Cycles noise floor (PSNR between seeds)")
     parser.add_argument("--cases", default="", help="comma-separated case indices (default all)")
+    parser.add_argument("--scene", choices=("sphere", "plate"), default="sphere",
+                        help="plate: the self-shadowing scene (suns and spots casting shadows)")
     args = parser.parse_args(argv)
+    if args.scene == "plate":
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        return plate_main(args, out)
     global CASES
     if args.cases:
         CASES = [CASES[int(i)] for i in args.cases.split(",")]

@@ -72,6 +72,8 @@ def test_the_lit_raster_matches_its_numpy_reference_pixel_by_pixel(backend):
                     spot_blend=0.3),
               Light("AREA", (0.7, 0.9, 1.0), 50.0, (0.0, 2.5, 0.5), (0, -1, -0.2), radius=0.4,
                     area_size=(0.8, 0.8), axis_x=(1, 0, 0)))
+    # The shading alone: shadows are tests/test_shadows.py's (a coarse sphere shadows its terminator).
+    lights = tuple(dataclasses.replace(light, cast_shadow=False) for light in lights)
     lighting = Lighting(lights=lights, ambient=(0.05, 0.06, 0.08))
     # Tilted normals (x, y away from 0.5) that vary smoothly, and a varying material.
     y, x = np.mgrid[0:16, 0:16] / 16.0
@@ -224,7 +226,10 @@ def test_a_lit_run_reads_the_lights_and_writes_back(backend, empty_scene):
     assert summary["mean_psnr_after"] > summary["mean_psnr_before"] + 0.6, summary
 
 
-def test_a_lit_run_warns_of_the_lights_that_cast_shadows(empty_scene):
+def test_a_lit_run_notes_what_its_shadows_leave_out(empty_scene):
+    """A sun's shadows are modelled: a note of what is not (contact shadows,
+    AO, transmission); an area light's are not: a warning naming it. Neither
+    where the render draws no shadow of the object, and then R casts none."""
     import bpy
 
     from sge_optimizer.addon.api import OptimizationRun
@@ -233,15 +238,31 @@ def test_a_lit_run_warns_of_the_lights_that_cast_shadows(empty_scene):
     source, cameras, sun = _lit_blender_scene()
     settings = Settings(optimize_positions=False, lit=True, steps=1)
 
-    def shadow_warnings():
-        return [w for w in OptimizationRun(source, cameras, settings, resolution=32).warnings if "shadows" in w]
+    def run():
+        return OptimizationRun(source, cameras, settings, resolution=32)
+
+    def shadow_warnings(r=None):
+        return [w for w in (r or run()).warnings if "shadows" in w]
 
     assert sun.data.use_shadow  # a new light's default
     warned = shadow_warnings()
-    assert len(warned) == 1 and "light 'Sun' casts shadows" in warned[0] and "'Source'" in warned[0]
-    sun.data.use_shadow = False
+    assert len(warned) == 1 and warned[0].startswith("note: the shadows of 'Sun' are modelled")
+    assert "contact shadows, ray-traced ambient occlusion and transmission are not" in warned[0]
+    point = bpy.data.objects.new("Lamp", bpy.data.lights.new("Lamp", "AREA"))
+    bpy.context.scene.collection.objects.link(point)
+    point.location = (2.0, -2.0, 2.0)
+    bpy.context.view_layer.update()
+    warned = shadow_warnings()
+    assert len(warned) == 2 and "light 'Lamp' casts shadows, which a lit fit does not model" in warned[0]
+    assert "'Source'" in warned[0] and "'Sun'" not in warned[0]
+    sun.data.use_shadow = point.data.use_shadow = False
     assert shadow_warnings() == []
     sun.data.use_shadow = True
+    source.visible_shadow = False  # the object casts no shadow in the render: nor in R
+    r = run()
+    assert shadow_warnings(r) == []
+    assert not any(light.cast_shadow for light in r.inputs.arrays.lit.lighting.lights)
+    source.visible_shadow = True
     scene = bpy.context.scene
     scene.render.engine = eevee_id()
     scene.eevee.use_shadows = False  # EEVEE renders no shadows at all
@@ -483,7 +504,9 @@ def test_a_lit_fit_prints_no_push_constant_warning(capfd):
     engine.render(0)
     flush_c_stdio()
     printed = capfd.readouterr()
-    assert {"rasterize_lit_fit", "rasterize_lit_fit_pair"} <= set(fresh._shaders)
+    assert engine.raster.shadows.slots  # its sun and point lights cast shadows: the _shadowed R and the maps
+    drawn = {K.lit_fit_kernel(spec, True).name for spec in (K.RASTERIZE_LIT_FIT, K.RASTERIZE_LIT_FIT_PAIR)}
+    assert drawn | {"shadow_depth"} <= set(fresh._shaders)
     assert PUSH_CONSTANT_WARNING not in printed.out + printed.err
 
 

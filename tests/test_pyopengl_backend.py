@@ -282,3 +282,28 @@ def test_lit_render_matches(backend, gl):
     both = (theirs["id"] > 0)
     np.testing.assert_allclose(colors[1][both], colors[0][both], atol=1e-4)
     assert np.abs(colors[0][both] - theirs["color"][both]).max() > 1e-3  # the perturbation shows
+
+
+def test_shadowed_lit_render_matches(backend, gl):
+    """The shadow pass (SHADOW_DEPTH into a render target the atlas's size) and
+    the lookup in RASTERIZE_LIT_FIT (shadow_atlas) on both backends."""
+    import math
+
+    mesh = synthetic.ground_and_plate()
+    eye = np.array([0.4, -3.0, 2.5])
+    view = View("v", (synthetic.perspective(0.9, 1.0) @ synthetic.look_at(eye)).astype(np.float32),
+                np.zeros((48, 48, 4), np.float32))
+    sun = Light("SUN", (1.0, 0.9, 0.8), 3.0, (0, 0, 0), (0.35, -0.25, -0.9), radius=math.radians(3))
+    spot = Light("SPOT", (1.0, 0.9, 0.8), 300.0, (-1.2, 0.8, 3.0), (0.3, -0.2, -0.93), radius=0.05,
+                 spot_size=1.2, spot_blend=0.2)
+    lit = LitScene.from_material(LitMaterial(roughness=ScalarChannel(constant=0.6)),
+                                 Lighting(lights=(sun, spot), ambient=(0.05, 0.05, 0.05)),
+                                 synthetic.flat_frames(mesh), [eye])
+    scene = SceneArrays(mesh, synthetic.checker_texture(32), [view], lit=lit)
+    theirs, ours = (Engine(b, scene, Settings(optimize_positions=False, lit=True)).render(0) for b in (backend, gl))
+    both = (ours["id"] == theirs["id"]) & (ours["id"] > 0)
+    assert both.mean() > 0.15
+    assert np.mean(np.abs(ours["color"][both] - theirs["color"][both]).max(-1) > 1e-4) < 0.002
+    ground = both & (ours["id"] <= 2 * 8 * 8)
+    lum = ours["color"][..., :3].mean(-1)
+    assert np.mean(lum[ground] < 0.3 * np.median(lum[ground])) > 0.03  # the plate's shadow is there
