@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import gpu_kernels as K
+from .frames import ShadingFrames
 from .samples import jittered
 from .schedule import SubStep
 from .shadows import ShadowMaps, tile_for
@@ -25,6 +26,8 @@ class Rasterizer:
         self.lit = lit
         self.material_channels = material_channels
         self.batch = backend.mesh_batch(mesh.triangles.reshape(-1), mesh.corner_uvs.reshape(-1, 2))
+        if frames is None and lit is not None:
+            frames = ShadingFrames(backend, mesh, lit.frames, moving=params.positions.enabled)
         self.frames = frames
         if lit is None:
             self.spec, self.pair_spec = K.RASTERIZE, K.RASTERIZE_PAIR

@@ -115,11 +115,11 @@ def test_the_lit_raster_matches_its_numpy_reference_pixel_by_pixel(backend):
     assert compared > 0.2 * len(views) * RES * RES
 
 
-def test_lit_fit_refuses_positions_and_a_mismatch(backend):
+def test_lit_fit_refuses_a_mismatch_and_takes_positions(backend):
     mesh, eyes, views = sphere_views(None, views=2)
     scene = SceneArrays(mesh, synthetic.flat_texture(8), views, lit=lit_scene(mesh, Lighting(ambient=(1, 1, 1)), eyes))
-    with pytest.raises(ValueError, match="untick positions"):
-        Engine(backend, scene, Settings(optimize_positions=True, lit=True))
+    # Positions are a lit fit's too: their frames then follow them (tests/test_lit_geometry.py).
+    assert Engine(backend, scene, Settings(optimize_positions=True, lit=True)).raster.frames.moving
     with pytest.raises(ValueError, match="set Settings.lit"):
         Engine(backend, scene, Settings(optimize_positions=False))
     scene.lit = None
