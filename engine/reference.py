@@ -378,20 +378,22 @@ def combinatorial_laplacian_apply(values, start, degree, neighbours, weight):
 
 
 def large_steps_solve(rhs, start, degree, neighbours, weight, iterations, x0=None):
-    """large_steps_solve.glsl's Chebyshev iterations on (I + weight L) x = rhs
-    (V, 3), from x0 (default 0), on the bounds [1, 1 + 2 weight max degree]."""
-    low, high = 1.0, 1.0 + 2.0 * weight * float(np.max(degree))
+    """large_steps_solve.glsl's Jacobi-preconditioned Chebyshev iterations on
+    (I + weight L) x = rhs (V, 3), from x0 (default 0), on the bounds
+    [1 / (1 + weight mean degree), 2] of the preconditioned spectrum."""
+    diagonal = (1.0 + weight * np.asarray(degree, np.float64))[:, None]
+    low, high = 1.0 / (1.0 + weight * float(np.mean(degree))), 2.0
     centre, half = (high + low) / 2.0, (high - low) / 2.0
     sigma = centre / half
     rho = 1.0 / sigma
     x = np.zeros_like(np.asarray(rhs, np.float64)) if x0 is None else np.asarray(x0, np.float64).copy()
     r = np.asarray(rhs, np.float64).copy()  # the residual of the increment's system
-    d = r / centre
+    d = r / diagonal / centre
     for _ in range(iterations):
         x += d
         r -= combinatorial_laplacian_apply(d, start, degree, neighbours, weight)
         rho_next = 1.0 / (2.0 * sigma - rho)
-        d = rho_next * rho * d + (2.0 * rho_next / half) * r
+        d = rho_next * rho * d + (2.0 * rho_next / half) * r / diagonal
         rho = rho_next
     return x
 

@@ -446,16 +446,16 @@ RASTERIZE_LIT_FIT_GAIN = dataclasses.replace(
     fragment_sources=("rasterize_fit_lit_frag.glsl", "rasterize_fit_lit_gain_frag.glsl"))
 
 # Large Steps (Nicolet et al. 2021; Settings.large_steps, Update's LargeSteps):
-# the vertex gradient preconditioned by (I + lambda L)^-1 (Chebyshev
-# iterations), uniform Adam in u = (I + lambda L) x, and the step solved back.
+# the vertex gradient preconditioned by (I + lambda L)^-1 (Jacobi-preconditioned
+# Chebyshev iterations), uniform Adam in u = (I + lambda L) x, and the step solved back.
 LARGE_STEPS_GATHER = KernelSpec(
     name="large_steps_gather",
     sources=_COMMON + ("large_steps_gather.glsl",),
     images=(_img(0, "R32I", "grad"), _img(1, "R32I", "count"), _img(2, "RGBA32F", "solution", ("WRITE",)),
             _img(3, "RGBA32F", "residual", ("WRITE",)), _img(4, "RGBA32F", "direction", ("WRITE",))),
-    samplers=(Sampler(0, "FLOAT_2D", "regularizer_grad"),),
+    samplers=(Sampler(0, "FLOAT_2D", "regularizer_grad"), Sampler(1, "FLOAT_2D", "adjacency_range")),
     push_constants=(("INT", "count_total"), ("FLOAT", "grad_scale"), ("FLOAT", "reg_weight"),
-                    ("FLOAT", "inv_centre")),
+                    ("FLOAT", "inv_centre"), ("FLOAT", "laplacian_weight")),
     defines=_FIXED,
 )
 
@@ -476,9 +476,10 @@ LARGE_STEPS_ADAM = KernelSpec(
     sources=_COMMON + ("large_steps_adam.glsl",),
     images=(_img(0, "RGBA32F", "moment1"), _img(1, "RGBA32F", "moment2"), _img(2, "R32I", "v_max"),
             _img(3, "RGBA32F", "residual", ("WRITE",)), _img(4, "RGBA32F", "direction", ("WRITE",))),
-    samplers=(Sampler(0, "FLOAT_2D", "preconditioned"),),
+    samplers=(Sampler(0, "FLOAT_2D", "preconditioned"), Sampler(1, "FLOAT_2D", "adjacency_range")),
     push_constants=(("INT", "count_total"), ("INT", "stage"), ("FLOAT", "beta1"), ("FLOAT", "beta2"),
-                    ("FLOAT", "bias1"), ("FLOAT", "bias2"), ("FLOAT", "lr"), ("FLOAT", "inv_centre")),
+                    ("FLOAT", "bias1"), ("FLOAT", "bias2"), ("FLOAT", "lr"), ("FLOAT", "inv_centre"),
+                    ("FLOAT", "laplacian_weight")),
     defines=_FIXED,
 )
 

@@ -5,7 +5,8 @@
 // stage 0: the moments, and the largest v into `v_max` (float bits of a
 //          non-negative float order as ints: imageAtomicMax; cleared before).
 // stage 1: the step du = -lr m_hat / sqrt(max v_hat), as the right-hand side
-//          of (I + lambda L) dx = du (residual du, direction du / centre);
+//          of (I + lambda L) dx = du (residual du, direction
+//          du / (centre (1 + lambda degree)), as large_steps_gather.glsl);
 //          the solve adds dx to theta.
 void main()
 {
@@ -38,5 +39,6 @@ void main()
     du = vec3(0.0);
   }
   imageStore(residual, p, vec4(du, 0.0));
-  imageStore(direction, p, vec4(du * inv_centre, 0.0));
+  float diagonal = 1.0 + laplacian_weight * texelFetch(adjacency_range, p, 0).y;
+  imageStore(direction, p, vec4(du * inv_centre / diagonal, 0.0));
 }

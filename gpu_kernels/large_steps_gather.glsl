@@ -2,7 +2,8 @@
 // fixed-point sums (cleared here, as adam_step clears them), plus the
 // smoothness term's, as the right-hand side of (I + lambda L) s = g. Starts
 // the Chebyshev solve (large_steps_solve.glsl) at s = 0: residual g,
-// direction g / centre (centre: the middle of the spectrum's bounds).
+// direction g / (centre (1 + lambda degree)) (centre: the middle of the
+// preconditioned spectrum's bounds).
 void main()
 {
   ivec2 p = ivec2(gl_GlobalInvocationID.xy);
@@ -36,5 +37,6 @@ void main()
   }
   imageStore(solution, p, vec4(0.0));
   imageStore(residual, p, vec4(g, 0.0));
-  imageStore(direction, p, vec4(g * inv_centre, 0.0));
+  float diagonal = 1.0 + laplacian_weight * texelFetch(adjacency_range, p, 0).y;
+  imageStore(direction, p, vec4(g * inv_centre / diagonal, 0.0));
 }

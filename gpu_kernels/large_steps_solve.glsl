@@ -1,8 +1,11 @@
 // Large Steps, one Chebyshev iteration on (I + lambda L) x = b, L = D - A the
 // combinatorial Laplacian of the vertex graph (CSR adjacency in textures, as
-// laplacian.glsl), lambda: `laplacian_weight`. No dot products, so no reduction: the coefficients come
-// from the spectrum's bounds [1, 1 + 2 lambda max degree] (Update.LargeSteps):
-//   x += d;  r -= (I + lambda L) d;  d' = keep d + gain r
+// laplacian.glsl), lambda: `laplacian_weight`; Jacobi-preconditioned (the
+// residual over the diagonal 1 + lambda degree), so a high-degree vertex (a
+// UV sphere's pole) does not stretch the spectrum. No dot products, so no
+// reduction: the coefficients come from the bounds of the preconditioned
+// spectrum (Update.LargeSteps):
+//   x += d;  r -= (I + lambda L) d;  d' = keep d + gain r / (1 + lambda degree)
 // d is read from `direction` (neighbours too) and d' written to
 // `direction_next` (the host swaps them); x and r are the invocation's own.
 void main()
@@ -31,5 +34,5 @@ void main()
   imageStore(solution, p, vec4(x.xyz + d, x.w));
   vec3 r = imageLoad(residual, p).xyz - md;
   imageStore(residual, p, vec4(r, 0.0));
-  imageStore(direction_next, p, vec4(keep * d + gain * r, 0.0));
+  imageStore(direction_next, p, vec4(keep * d + gain * r / (1.0 + laplacian_weight * float(degree)), 0.0));
 }
