@@ -74,6 +74,13 @@ class Smoothness:
 # this, and at most LARGE_STEPS_MAX_ITERATIONS (each is a dispatch).
 LARGE_STEPS_TOLERANCE = 0.05
 LARGE_STEPS_MAX_ITERATIONS = 64
+# Uniform Adam in u (the paper's: every coordinate over the largest
+# sqrt(v_hat)); False: Adam's per-coordinate division.
+LARGE_STEPS_UNIFORM = True
+# Uniform Adam moves only the coordinate with the largest sqrt(v_hat) by the
+# full rate, the rest by less: its rate is lr_positions times this
+# (docs/decisions/large-steps.md).
+LARGE_STEPS_RATE = 3.0
 
 
 def chebyshev_coefficients(low: float, high: float, iterations: int) -> tuple:
@@ -173,6 +180,8 @@ class LargeSteps:
              regularizer=None, reg_weight: float = 0.0) -> None:
         """One vertex update: precondition, uniform Adam in u, solve the step back into theta."""
         g, s = self.group, settings
+        if LARGE_STEPS_UNIFORM:
+            rate *= LARGE_STEPS_RATE
         self.precondition(grad_scale, regularizer, reg_weight)
         self.backend.clear(self.v_max, 0)
         groups = K.LARGE_STEPS_ADAM.groups(g.width, g.rows)
@@ -184,7 +193,8 @@ class LargeSteps:
                                             "adjacency_range": self.adjacency_range},
                                   constants={"count_total": g.count, "stage": stage, "beta1": s.beta1,
                                              "beta2": s.beta2, "bias1": bias1, "bias2": bias2, "lr": rate,
-                                             "inv_centre": self.inv_centre, "laplacian_weight": self.weight})
+                                             "inv_centre": self.inv_centre, "laplacian_weight": self.weight,
+                                             "uniform_step": int(LARGE_STEPS_UNIFORM)})
         self.solve(g.theta)
 
 

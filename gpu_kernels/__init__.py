@@ -479,7 +479,7 @@ LARGE_STEPS_ADAM = KernelSpec(
     samplers=(Sampler(0, "FLOAT_2D", "preconditioned"), Sampler(1, "FLOAT_2D", "adjacency_range")),
     push_constants=(("INT", "count_total"), ("INT", "stage"), ("FLOAT", "beta1"), ("FLOAT", "beta2"),
                     ("FLOAT", "bias1"), ("FLOAT", "bias2"), ("FLOAT", "lr"), ("FLOAT", "inv_centre"),
-                    ("FLOAT", "laplacian_weight")),
+                    ("FLOAT", "laplacian_weight"), ("INT", "uniform_step")),
     defines=_FIXED,
 )
 

@@ -33,8 +33,9 @@ void main()
     imageAtomicMax(v_max, ivec2(0), floatBitsToInt(max(v.x, max(v.y, v.z))));
     return;
   }
-  float largest = intBitsToFloat(imageLoad(v_max, ivec2(0)).x);
-  vec3 du = -lr * (m.xyz * bias1) / (sqrt(largest * bias2) + 1e-12);
+  // uniform_step == 0: Adam's own per-coordinate division (an experiment's switch).
+  vec3 v = uniform_step != 0 ? vec3(intBitsToFloat(imageLoad(v_max, ivec2(0)).x)) : imageLoad(moment2, p).xyz;
+  vec3 du = -lr * (m.xyz * bias1) / (sqrt(v * bias2) + 1e-12);
   if (any(isnan(du)) || any(isinf(du))) {
     du = vec3(0.0);
   }

@@ -9,8 +9,8 @@ from helpers import H, W, small_engine
 
 from sge_optimizer.engine import Settings, synthetic
 from sge_optimizer.engine import reference as ref
-from sge_optimizer.engine.update import (LARGE_STEPS_TOLERANCE, chebyshev_iterations, large_steps_bounds,
-                                         vertex_adjacency)
+from sge_optimizer.engine.update import (LARGE_STEPS_RATE, LARGE_STEPS_TOLERANCE, chebyshev_iterations,
+                                         large_steps_bounds, vertex_adjacency)
 
 WEIGHT = 5.0
 
@@ -126,7 +126,8 @@ def test_a_large_steps_update_matches_the_reference(backend):
     engine.update.adam_step(("positions",), substep0=0, substeps=1, lr_scale=lr_scale)
     s = engine.settings
     theta, m, v, pre = ref.large_steps_step(
-        *before, grads["positions"], t=1, lr=g.lr * lr_scale, grad_scale=1 / (2 * g.eps * W * H),
+        *before, grads["positions"], t=1, lr=LARGE_STEPS_RATE * g.lr * lr_scale,
+        grad_scale=1 / (2 * g.eps * W * H),
         beta1=s.beta1, beta2=s.beta2, adjacency=_adjacency(engine), weight=WEIGHT,
         iterations=ls.iterations, regularizer=regularizer, reg_weight=smoothness.weight)
     np.testing.assert_allclose(_unpack(backend.read(ls.preconditioned), g), pre, rtol=1e-3,
