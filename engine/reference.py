@@ -399,17 +399,18 @@ def large_steps_solve(rhs, start, degree, neighbours, weight, iterations, x0=Non
 
 
 def large_steps_step(theta, m, v, grad, t, lr, grad_scale, beta1, beta2, adjacency, weight, iterations,
-                     regularizer=None, reg_weight=0.0):
+                     regularizer=None, reg_weight=0.0, uniform=True):
     """Update.LargeSteps.step on (V, 3) arrays (grad in dL units; adjacency:
-    (start, degree, neighbours)): s = (I + weight L)^-1 g, uniform Adam on s
-    (every coordinate over the largest sqrt(v_hat)), theta += (I + weight L)^-1 du.
-    Returns new (theta, m, v, s)."""
+    (start, degree, neighbours); lr: the rate the kernel gets):
+    s = (I + weight L)^-1 g, uniform Adam on s (every coordinate over the
+    largest sqrt(v_hat); `uniform` False: each over its own),
+    theta += (I + weight L)^-1 du. Returns new (theta, m, v, s)."""
     g = np.asarray(grad, np.float64) * grad_scale
     if regularizer is not None:
         g = g + reg_weight * np.asarray(regularizer, np.float64)
     s = large_steps_solve(g, *adjacency, weight, iterations)
     m = beta1 * np.asarray(m, np.float64) + (1 - beta1) * s
     v = beta2 * np.asarray(v, np.float64) + (1 - beta2) * s * s
-    du = -lr * (m / (1 - beta1 ** t)) / (np.sqrt(v.max() / (1 - beta2 ** t)) + 1e-12)
+    du = -lr * (m / (1 - beta1 ** t)) / (np.sqrt((v.max() if uniform else v) / (1 - beta2 ** t)) + 1e-12)
     theta = large_steps_solve(du, *adjacency, weight, iterations, x0=theta)
     return theta, m, v, s

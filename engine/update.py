@@ -29,13 +29,13 @@ def vertex_adjacency(triangles: np.ndarray, vertex_count: int):
 def adjacency_textures(backend, group: ParamGroup, triangles: np.ndarray) -> tuple:
     """The vertex graph's CSR adjacency as the kernels read it: (start,
     degree) per vertex (RGBA32F, laid out as the group), the neighbours
-    (R32F), and the largest degree."""
+    (R32F), and the degrees (an array)."""
     start, degree, neighbours = vertex_adjacency(triangles, group.count)
     ranges = np.stack([start, degree], axis=1).astype(np.float32)
     adjacency_range = backend.texture(group.width, group.rows, "RGBA32F", pack_rows(ranges, PARAM_WIDTH))
     adj = pack_rows(neighbours.astype(np.float32)[:, None], PARAM_WIDTH, channels=1)
     adjacency = backend.texture(PARAM_WIDTH, adj.shape[0], "R32F", adj)
-    return adjacency_range, adjacency, int(degree.max(initial=0))
+    return adjacency_range, adjacency, degree
 
 
 class Smoothness:
@@ -137,8 +137,7 @@ class LargeSteps:
     def __init__(self, backend, group: ParamGroup, mesh, weight: float, iterations: int | None = None):
         b, g = backend, group
         self.backend, self.group, self.weight = backend, group, float(weight)
-        self.adjacency_range, self.adjacency, _ = adjacency_textures(b, g, mesh.triangles)
-        _, degree, _ = vertex_adjacency(mesh.triangles, g.count)
+        self.adjacency_range, self.adjacency, degree = adjacency_textures(b, g, mesh.triangles)
         self.bounds = large_steps_bounds(self.weight, degree)
         self.iterations = iterations or chebyshev_iterations(*self.bounds)
         self.inv_centre, self.steps = chebyshev_coefficients(*self.bounds, self.iterations)

@@ -9,6 +9,7 @@ from helpers import H, W, small_engine
 
 from sge_optimizer.engine import Settings, synthetic
 from sge_optimizer.engine import reference as ref
+from sge_optimizer.engine import update
 from sge_optimizer.engine.update import (LARGE_STEPS_RATE, LARGE_STEPS_TOLERANCE, chebyshev_iterations,
                                          large_steps_bounds, vertex_adjacency)
 
@@ -105,10 +106,13 @@ def test_the_preconditioner_smooths_a_noisy_gradient(backend):
     assert after > before + 0.1, (before, after)
 
 
-def test_a_large_steps_update_matches_the_reference(backend):
+@pytest.mark.parametrize("uniform", [True, False])
+def test_a_large_steps_update_matches_the_reference(backend, monkeypatch, uniform):
     """One vertex update (with the smoothness term) on the GPU and in numpy:
     positions, the moments in u, and the preconditioned gradient; G's sums
-    are cleared."""
+    are cleared. Uniform Adam (the option's), and Adam's per-coordinate
+    division (LARGE_STEPS_UNIFORM, an experiment's switch)."""
+    monkeypatch.setattr(update, "LARGE_STEPS_UNIFORM", uniform)
     engine = small_engine(backend, large_steps=WEIGHT, smoothness=50.0, lr_positions=0.05, warmup_steps=0)
     ls, g = engine.update.large_steps, engine.params.positions
     engine.clear_gradients()
@@ -126,10 +130,10 @@ def test_a_large_steps_update_matches_the_reference(backend):
     engine.update.adam_step(("positions",), substep0=0, substeps=1, lr_scale=lr_scale)
     s = engine.settings
     theta, m, v, pre = ref.large_steps_step(
-        *before, grads["positions"], t=1, lr=LARGE_STEPS_RATE * g.lr * lr_scale,
+        *before, grads["positions"], t=1, lr=(LARGE_STEPS_RATE if uniform else 1.0) * g.lr * lr_scale,
         grad_scale=1 / (2 * g.eps * W * H),
         beta1=s.beta1, beta2=s.beta2, adjacency=_adjacency(engine), weight=WEIGHT,
-        iterations=ls.iterations, regularizer=regularizer, reg_weight=smoothness.weight)
+        iterations=ls.iterations, regularizer=regularizer, reg_weight=smoothness.weight, uniform=uniform)
     np.testing.assert_allclose(_unpack(backend.read(ls.preconditioned), g), pre, rtol=1e-3,
                                atol=1e-4 * np.abs(pre).max())
     np.testing.assert_allclose(_unpack(backend.read(g.moment1), g), m, rtol=1e-3, atol=1e-4 * np.abs(m).max())
