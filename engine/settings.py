@@ -236,7 +236,8 @@ class Settings:
                                               "scale (fresh samples at full rate)", category="research")
     large_steps: float = setting(0.0, "Large Steps (Nicolet et al. 2021): the vertex step preconditioned by "
                                       "(I + lambda L)^-1 with this lambda (L: the combinatorial Laplacian), "
-                                      "uniform Adam in between (0: off, Adam per coordinate)",
+                                      "uniform Adam in between (0: off, Adam per coordinate; off: it scored "
+                                      "below Adam on the joint cases)",
                                  category="research", min=0.0, soft_max=100.0, doc="large-steps")
     texture_strata: int = setting(4, "4: each sub-step perturbs one of the texture's four parity classes; "
                                      "1: every texel", category="research", choices=(1, 4))
