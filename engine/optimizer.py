@@ -18,7 +18,7 @@ from .scene import SceneArrays, Settings
 from .scoring import KeepBest, Scorer, ScoringQueue
 from .shape import ShapeChoice
 from .timing import PassTimer
-from .update import Smoothness, Update, worklist_groups
+from .update import LargeSteps, Smoothness, Update, worklist_groups
 from .visits import Visits
 
 
@@ -129,10 +129,12 @@ class Engine:
                                  material_channels=p.material_channels, frames=frames)
         smoothness = (Smoothness(backend, p.positions, scene.mesh, s.smoothness)
                       if s.optimize_positions and s.smoothness > 0 else None)
+        large_steps = (LargeSteps(backend, p.positions, scene.mesh, s.large_steps)
+                       if s.optimize_positions and s.large_steps > 0 else None)
         self.update = Update(backend, settings, p, self.gradient, w * h, smoothness,
                              worklist_groups(step_capacity) if per_pixel_texture else None,
                              worklist_groups(capacity) if self.visits_enabled else None, by_weights,
-                             lit=scene.lit is not None)
+                             lit=scene.lit is not None, large_steps=large_steps)
         self.visits = Visits(settings, self.samples, self.views, self.raster, self.gradient, self.update,
                              self.timer, by_weights)
         self.scorer = Scorer(backend, scene, self.raster, self.samples, self.loss, self.targets)

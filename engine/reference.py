@@ -373,3 +373,52 @@ def laplacian(values, start, degree, neighbours, transpose=False, rest=None):
         elif len(nb):
             out[i] -= values[nb].mean(0)
     return out
+
+
+# Large Steps -----------------------------------------------------------------
+def combinatorial_laplacian_apply(values, start, degree, neighbours, weight):
+    """(I + weight L) values, L = D - A the combinatorial Laplacian (V, 3)."""
+    values = np.asarray(values, np.float64)
+    out = values * (1.0 + weight * np.asarray(degree, np.float64))[:, None]
+    for i in range(len(values)):
+        out[i] -= weight * values[neighbours[start[i]: start[i] + degree[i]]].sum(0)
+    return out
+
+
+def large_steps_solve(rhs, start, degree, neighbours, weight, iterations, x0=None):
+    """large_steps_solve.glsl's Jacobi-preconditioned Chebyshev iterations on
+    (I + weight L) x = rhs (V, 3), from x0 (default 0), on the bounds
+    [1 / (1 + weight mean degree), 2] of the preconditioned spectrum."""
+    diagonal = (1.0 + weight * np.asarray(degree, np.float64))[:, None]
+    low, high = 1.0 / (1.0 + weight * float(np.mean(degree))), 2.0
+    centre, half = (high + low) / 2.0, (high - low) / 2.0
+    sigma = centre / half
+    rho = 1.0 / sigma
+    x = np.zeros_like(np.asarray(rhs, np.float64)) if x0 is None else np.asarray(x0, np.float64).copy()
+    r = np.asarray(rhs, np.float64).copy()  # the residual of the increment's system
+    d = r / diagonal / centre
+    for _ in range(iterations):
+        x += d
+        r -= combinatorial_laplacian_apply(d, start, degree, neighbours, weight)
+        rho_next = 1.0 / (2.0 * sigma - rho)
+        d = rho_next * rho * d + (2.0 * rho_next / half) * r / diagonal
+        rho = rho_next
+    return x
+
+
+def large_steps_step(theta, m, v, grad, t, lr, grad_scale, beta1, beta2, adjacency, weight, iterations,
+                     regularizer=None, reg_weight=0.0, uniform=True):
+    """Update.LargeSteps.step on (V, 3) arrays (grad in dL units; adjacency:
+    (start, degree, neighbours); lr: the rate the kernel gets):
+    s = (I + weight L)^-1 g, uniform Adam on s (every coordinate over the
+    largest sqrt(v_hat); `uniform` False: each over its own),
+    theta += (I + weight L)^-1 du. Returns new (theta, m, v, s)."""
+    g = np.asarray(grad, np.float64) * grad_scale
+    if regularizer is not None:
+        g = g + reg_weight * np.asarray(regularizer, np.float64)
+    s = large_steps_solve(g, *adjacency, weight, iterations)
+    m = beta1 * np.asarray(m, np.float64) + (1 - beta1) * s
+    v = beta2 * np.asarray(v, np.float64) + (1 - beta2) * s * s
+    du = -lr * (m / (1 - beta1 ** t)) / (np.sqrt((v.max() if uniform else v) / (1 - beta2 ** t)) + 1e-12)
+    theta = large_steps_solve(du, *adjacency, weight, iterations, x0=theta)
+    return theta, m, v, s

@@ -239,6 +239,11 @@ class Settings:
                                       category="research", **FRACTION)
     residual_follows_lr: bool = setting(True, "the running residual's share is at least the learning-rate "
                                               "scale (fresh samples at full rate)", category="research")
+    large_steps: float = setting(0.0, "Large Steps (Nicolet et al. 2021): the vertex step preconditioned by "
+                                      "(I + lambda L)^-1 with this lambda (L: the combinatorial Laplacian), "
+                                      "uniform Adam in between (0: off, Adam per coordinate; off: it scored "
+                                      "below Adam on the joint cases)",
+                                 category="research", min=0.0, soft_max=100.0, doc="large-steps")
     texture_strata: int = setting(4, "4: each sub-step perturbs one of the texture's four parity classes; "
                                      "1: every texel", category="research", choices=(1, 4))
 
@@ -257,6 +262,8 @@ class Settings:
                 raise ValueError(f"{label} must be one of {flag.choices}, got {value!r}")
             if not flag.in_range(value):
                 raise ValueError(f"{label} must be {flag.range_text()}, got {value}")
+        if self.large_steps > 0 and self.estimator == "full_image":
+            raise ValueError("large steps needs the per_pixel estimator")
         if (self.optimize_roughness or self.optimize_metallic) and not self.lit:
             raise ValueError("roughness and metallic are fitted in a lit fit only: tick lit")
         if self.optimize_normal and not self.lit:

@@ -504,10 +504,49 @@ def lit_fit_kernel(spec: KernelSpec, shadows: bool) -> KernelSpec:
     return LIT_FIT_SHADOWED[spec.name] if shadows else spec
 
 
+# Large Steps (Nicolet et al. 2021; Settings.large_steps, Update's LargeSteps):
+# the vertex gradient preconditioned by (I + lambda L)^-1 (Jacobi-preconditioned
+# Chebyshev iterations), uniform Adam in u = (I + lambda L) x, and the step solved back.
+LARGE_STEPS_GATHER = KernelSpec(
+    name="large_steps_gather",
+    sources=_COMMON + ("large_steps_gather.glsl",),
+    images=(_img(0, "R32I", "grad"), _img(1, "R32I", "count"), _img(2, "RGBA32F", "solution", ("WRITE",)),
+            _img(3, "RGBA32F", "residual", ("WRITE",)), _img(4, "RGBA32F", "direction", ("WRITE",))),
+    samplers=(Sampler(0, "FLOAT_2D", "regularizer_grad"), Sampler(1, "FLOAT_2D", "adjacency_range")),
+    push_constants=(("INT", "count_total"), ("FLOAT", "grad_scale"), ("FLOAT", "reg_weight"),
+                    ("FLOAT", "inv_centre"), ("FLOAT", "laplacian_weight")),
+    defines=_FIXED,
+)
+
+LARGE_STEPS_SOLVE = KernelSpec(
+    name="large_steps_solve",
+    sources=_COMMON + ("large_steps_solve.glsl",),
+    images=(_img(0, "RGBA32F", "solution"), _img(1, "RGBA32F", "residual"),
+            _img(2, "RGBA32F", "direction_next", ("WRITE",))),
+    samplers=(Sampler(0, "FLOAT_2D", "direction"), Sampler(1, "FLOAT_2D", "adjacency_range"),
+              Sampler(2, "FLOAT_2D", "adjacency")),
+    push_constants=(("INT", "count_total"), ("FLOAT", "laplacian_weight"), ("FLOAT", "keep"),
+                    ("FLOAT", "gain")),
+    defines=_FIXED,
+)
+
+LARGE_STEPS_ADAM = KernelSpec(
+    name="large_steps_adam",
+    sources=_COMMON + ("large_steps_adam.glsl",),
+    images=(_img(0, "RGBA32F", "moment1"), _img(1, "RGBA32F", "moment2"), _img(2, "R32I", "v_max"),
+            _img(3, "RGBA32F", "residual", ("WRITE",)), _img(4, "RGBA32F", "direction", ("WRITE",))),
+    samplers=(Sampler(0, "FLOAT_2D", "preconditioned"), Sampler(1, "FLOAT_2D", "adjacency_range")),
+    push_constants=(("INT", "count_total"), ("INT", "stage"), ("FLOAT", "beta1"), ("FLOAT", "beta2"),
+                    ("FLOAT", "bias1"), ("FLOAT", "bias2"), ("FLOAT", "lr"), ("FLOAT", "inv_centre"),
+                    ("FLOAT", "laplacian_weight"), ("INT", "uniform_step")),
+    defines=_FIXED,
+)
+
 ALL_KERNELS = (PERTURB, RASTERIZE, RASTERIZE_PAIR, ACCUMULATE_GRADIENT, ADAM_STEP, LAPLACIAN, FIXED_TO_FLOAT, COPY,
                RESIDUAL_TARGET, SCORE, LIT_EVAL, RASTERIZE_LIT, CORNER_FRAMES, RASTERIZE_LIT_FIT,
-               RASTERIZE_LIT_FIT_PAIR, RASTERIZE_LIT_FIT_GAIN, SHADOW_DEPTH, SHADOW_EVAL) + tuple(
-    LIT_FIT_SHADOWED.values()) + tuple(ACCUMULATE_GRADIENT_VARIANTS.values())
+               RASTERIZE_LIT_FIT_PAIR, RASTERIZE_LIT_FIT_GAIN, SHADOW_DEPTH, SHADOW_EVAL, LARGE_STEPS_GATHER,
+               LARGE_STEPS_SOLVE, LARGE_STEPS_ADAM) + tuple(LIT_FIT_SHADOWED.values()) + tuple(
+    ACCUMULATE_GRADIENT_VARIANTS.values())
 
 __all__ = ["KernelSpec", "Image", "Sampler", "UniformBlock", "ALL_KERNELS", "FIXED_SCALE", "MAX_VIEWS_PER_STEP",
            "MAX_IMAGES_PER_KERNEL", "MAX_PUSH_CONSTANT_BYTES", "LIT_DRAW", "push_constant_bytes",
