@@ -37,10 +37,11 @@ LIT_CASES = (
     # Normal-map only (the issue's aim: >= 30 dB held-out): true albedo, flat start.
     Case("torus-normal-lit", "torus", "noise", 256, 12, render="eevee", lit=True, normal_bumps=12, fit_normal=True),
     # Lit joint fits (issue 24): the vertices move and their normals follow. A coarse start
-    # (a sphere for the bumpy blob), and a 10 % decimated torus whose flat normal map is fitted too.
+    # (a sphere for the bumpy blob), and a 10 % decimated torus whose flat normal map is fitted
+    # too, its lights casting shadows (the torus shades its own inner ring).
     Case("blob-joint-lit", "blob", "noise", 256, 12, render="eevee", lit=True, optimize="both", start="coarse"),
-    Case("torus-decimated-lit", "torus", "noise", 256, 12, render="eevee", lit=True, optimize="both",
-         start="decimated", flat_normal=True),
+    Case("torus-decimated-lit", "torus-fine", "noise", 256, 12, render="eevee", lit=True, optimize="both",
+         start="decimated", flat_normal=True, shadows=True),
     # The control: an unlit fit of the same EEVEE targets bakes the light into the albedo.
     Case("torus-noise-baked", "torus", "noise", 256, 12, render="eevee", lit=False),
 )

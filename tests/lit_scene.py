@@ -39,15 +39,15 @@ def look_rotation(direction):
     return Vector(direction).to_track_quat("-Z", "Y").to_euler()
 
 
-def add_light(scene, kind: str, name: str, location, rotation, **props):
+def add_light(scene, kind: str, name: str, location, rotation, shadow: bool = False, **props):
     """A light object that casts no shadow, in EEVEE (use_shadow) or Cycles
-    (no shadow rays), since the lit model has no shadows."""
+    (no shadow rays), unless `shadow` (the lit model's shadow maps)."""
     data = bpy.data.lights.new(name, kind)
     for key, value in props.items():
         setattr(data, key, value)
-    data.use_shadow = False
+    data.use_shadow = shadow
     ob = bpy.data.objects.new(name, data)
-    ob.visible_shadow = False
+    ob.visible_shadow = shadow
     ob.location = location
     ob.rotation_euler = rotation
     scene.collection.objects.link(ob)
@@ -66,12 +66,14 @@ def set_world(scene, colour, strength: float = 1.0):
     return world
 
 
-def setup_engine(scene, engine: str, cycles_samples: int = 1024, cycles_seed: int = 0) -> None:
-    """`engine` 'eevee' or 'cycles' with the settings above, the Standard view
-    transform (no tone mapping) and a transparent film (alpha is coverage)."""
+def setup_engine(scene, engine: str, cycles_samples: int = 1024, cycles_seed: int = 0,
+                 shadows: bool = False) -> None:
+    """`engine` 'eevee' or 'cycles' with the settings above (EEVEE's shadows
+    on if `shadows`), the Standard view transform (no tone mapping) and a
+    transparent film (alpha is coverage)."""
     r = scene.render
     r.engine = eevee_engine_id()
-    for key, value in EEVEE_SETTINGS.items():
+    for key, value in {**EEVEE_SETTINGS, "use_shadows": shadows}.items():
         if hasattr(scene.eevee, key):
             setattr(scene.eevee, key, value)
     if engine == "cycles":

@@ -133,6 +133,14 @@ def torus(name: str) -> object:
     return obj
 
 
+def torus_fine(name: str) -> object:
+    """`torus` at four times the triangles: a reference worth decimating to 10 %."""
+    obj = _new_object(name, lambda: bpy.ops.mesh.primitive_torus_add(
+        major_segments=96, minor_segments=36, major_radius=1.0, minor_radius=0.4, generate_uvs=True))
+    _displace(obj, 0.06, 6.0)
+    return obj
+
+
 def suzanne(name: str) -> object:
     obj = _new_object(name, lambda: bpy.ops.mesh.primitive_monkey_add(size=2.0, calc_uvs=True))
     target_setup.apply_subdivision(obj, 1)
@@ -169,7 +177,7 @@ def decimated(build, ratio: float = 0.1):
     return make
 
 
-MESHES = {"torus": torus, "suzanne": suzanne, "blob": blob}
+MESHES = {"torus": torus, "torus-fine": torus_fine, "suzanne": suzanne, "blob": blob}
 COARSE = {"blob": sphere}
 DECIMATED = {name: decimated(build) for name, build in MESHES.items()}
 
@@ -211,16 +219,16 @@ def setup_lit(scene, case) -> list:
     Standard), a sun and a point light from two sides and a grey world.
     Returns the lights."""
     setup_output(scene, case.resolution)
-    lit_scene.setup_engine(scene, case.render, cycles_samples=case.cycles_samples)
+    lit_scene.setup_engine(scene, case.render, cycles_samples=case.cycles_samples, shadows=case.shadows)
     scene.eevee.taa_render_samples = case.eevee_samples
     if case.render == "cycles":
         scene.cycles.use_denoising = case.cycles_denoise
         scene.cycles.adaptive_threshold = 0.01  # with a few samples: the default, not the ceiling's 0.002
     lit_scene.set_world(scene, LIT_WORLD)
     return [lit_scene.add_light(scene, "SUN", "Sun", (0, 0, 5), (math.radians(40), 0, math.radians(30)),
-                                energy=2.5, color=(1.0, 0.95, 0.9), angle=math.radians(2)),
+                                energy=2.5, color=(1.0, 0.95, 0.9), angle=math.radians(2), shadow=case.shadows),
             lit_scene.add_light(scene, "POINT", "Point", (2.5, -2.5, 2.0), (0, 0, 0), energy=300.0,
-                                color=(0.9, 0.95, 1.0), shadow_soft_size=0.1)]
+                                color=(0.9, 0.95, 1.0), shadow_soft_size=0.1, shadow=case.shadows)]
 
 
 render_to_png = lod.render_to_file
@@ -284,6 +292,7 @@ class Case:
     fit_normal: bool = False
     # The source also has a flat tangent-space normal map, fitted with the rest (a lit fit's default).
     flat_normal: bool = False
+    shadows: bool = False  # the lights cast shadows (EEVEE's on; the lit fit's shadow maps)
 
     @property
     def describe(self) -> str:
@@ -358,7 +367,7 @@ class Scene:
             start = case.roughness if case.start_roughness is None else case.start_roughness
             for obj, rough in ((self.reference, case.roughness), (self.source, start)):
                 principled(obj).inputs["Roughness"].default_value = rough
-                if case.render == "cycles":
+                if case.render == "cycles" and not case.shadows:
                     lit_scene.unshadowed(obj)
         if case.normal_bumps:
             target_setup.add_normal_map(self.reference, bump_normals(size, case.normal_bumps), name="Reference Normal")
