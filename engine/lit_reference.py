@@ -24,19 +24,14 @@ def _perpendicular(d: np.ndarray) -> np.ndarray:
     return _unit(np.cross(helper, d))
 
 
-def pack_lights(lighting, shadow_slots=(), tile: int = 0) -> np.ndarray:
-    """(1 + lights + 2 shadow slots, 4, 4) float32: the RGBA32F light texture,
-    4 texels wide (layout in lit_shading.glsl's header; the shadow rows,
-    engine/shadows.py's slots with their `tile`, in lit_shadows.glsl's)."""
-    from .shadows import pack_shadow_rows
-
+def pack_lights(lighting) -> np.ndarray:
+    """(1 + lights, 4, 4) float32: the RGBA32F light texture, 4 texels wide
+    (layout in lit_shading.glsl's header; engine/shadows.py adds the shadow
+    rows and row 0's texels 1..3)."""
     lights = list(lighting.lights)
-    header, rows, shadowed = pack_shadow_rows(shadow_slots, len(lights), tile or 1)
-    out = np.zeros((1 + len(lights) + len(rows), 4, 4), np.float32)
+    out = np.zeros((1 + len(lights), 4, 4), np.float32)
     out[0, 0, :3] = lighting.ambient
     out[0, 0, 3] = len(lights)
-    out[0, 1:] = header
-    out[1 + len(lights):] = rows
     for i, light in enumerate(lights, start=1):
         kind = KIND_CODES[light.kind]
         color = np.asarray(light.color, np.float64)[:3]
@@ -62,8 +57,6 @@ def pack_lights(lighting, shadow_slots=(), tile: int = 0) -> np.ndarray:
         out[i, 1] = (*light.position, radius)
         out[i, 2] = (*direction, a)
         out[i, 3] = (*axis, b)
-        if i - 1 in shadowed:  # its shadowed-light index + 1 (a sun's, spot's or point's axis is unused)
-            out[i, 3, 0] = shadowed[i - 1] + 1
     return out
 
 

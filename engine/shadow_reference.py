@@ -2,7 +2,7 @@
 reference of the shadow-map pass (shadow_depth_*.glsl), for the tests.
 
 `atlas`: the (H, W, 4) array the pass draws (depth in r, coverage in a, rows
-bottom-up); `packed`: lit_reference.pack_lights with shadow slots."""
+bottom-up); `packed`: shadows.pack_lights_with_shadows."""
 from __future__ import annotations
 
 import numpy as np

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import gpu_kernels as K
+from .lit_reference import pack_lights
 
 SHADOW_TILE = 512  # texels per side of each light's tile, by default
 SHADOW_KINDS = ("SUN", "SPOT", "POINT")
@@ -180,18 +181,27 @@ def pack_shadow_rows(slots, light_count: int, tile: int = SHADOW_TILE) -> tuple:
     return header, rows, shadowed
 
 
+def pack_lights_with_shadows(lighting, slots, tile: int = SHADOW_TILE) -> np.ndarray:
+    """(1 + lights + 2 slots, 4, 4): lit_reference.pack_lights' texture with
+    the shadow header (row 0, texels 1..3) and the slots' rows after the lights."""
+    out = pack_lights(lighting)
+    header, rows, shadowed = pack_shadow_rows(slots, len(lighting.lights), tile)
+    out[0, 1:] = header
+    for light, index in shadowed.items():  # its shadowed-light index + 1 (a sun's, spot's or point's axis is unused)
+        out[1 + light, 3, 0] = index + 1
+    return np.concatenate([out, rows]) if len(rows) else out
+
+
 class ShadowMaps:
     """The lights texture with its shadow rows, and the atlas SHADOW_DEPTH
     draws: `draw(positions)` before the lit draws that read it."""
 
     def __init__(self, backend, lighting, mesh, tile: int = SHADOW_TILE):
-        from .lit_reference import pack_lights
-
         probe = shadow_slots(lighting, mesh.positions, tile)
         tile = min(tile, ATLAS_MAX // max(atlas_grid(len(probe)))) if probe else tile
         self.backend, self.tile = backend, tile
         self.slots = shadow_slots(lighting, mesh.positions, tile)
-        self.packed = pack_lights(lighting, self.slots, tile)
+        self.packed = pack_lights_with_shadows(lighting, self.slots, tile)
         self.lights = backend.texture(4, self.packed.shape[0], "RGBA32F", self.packed)
         self.corners = 3 * len(mesh.triangles)
         self.target = self.batch = None

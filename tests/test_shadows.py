@@ -18,7 +18,7 @@ from sge_optimizer.engine.params import PARAM_WIDTH, pack_rows
 from sge_optimizer.engine.raster import Rasterizer
 from sge_optimizer.engine.scene import LitScene
 from sge_optimizer.engine.schedule import SubStep
-from sge_optimizer.engine.shadows import ShadowMaps, shadow_slots
+from sge_optimizer.engine.shadows import ShadowMaps, pack_lights_with_shadows, shadow_slots
 
 SUN = Light("SUN", (1.0, 0.95, 0.9), 3.0, (0, 0, 0), (0.35, -0.25, -0.9), radius=math.radians(3))
 SPOT = Light("SPOT", (1.0, 0.9, 0.8), 300.0, (-1.2, 0.8, 3.0), (0.3, -0.2, -0.93), radius=0.05,
@@ -152,9 +152,7 @@ def test_the_atlas_stays_within_its_largest_side(backend):
 
 
 def shadow_reference_packed(lights, mesh):
-    from sge_optimizer.engine.lit_reference import pack_lights
-
-    return pack_lights(Lighting(lights), shadow_slots(Lighting(lights), mesh.positions, TILE), TILE)
+    return pack_lights_with_shadows(Lighting(lights), shadow_slots(Lighting(lights), mesh.positions, TILE), TILE)
 
 
 def _lit_plate(backend, lights, views=1, res=64):
