@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
 from . import api, fit_run, lod, operator_runs, properties, scene_inputs, target_setup
 from .errors import InputError
@@ -218,6 +218,9 @@ class SGE_OT_fit_lod(bpy.types.Operator):
     resolution: IntProperty(name="Resolution", description="Targets and scoring renders, longest side",
                             default=256, min=16, max=4096)
     steps: IntProperty(name="Steps", description="Fit steps; 0: the Standard preset's", default=0, min=0)
+    fit_positions: BoolProperty(name="Move Vertices", default=True,
+                                description="Fit the copy's vertices with its maps (a joint lit fit); off: the "
+                                            "decimated vertices stay and only the maps are fitted")
 
     @classmethod
     def poll(cls, context):
@@ -234,7 +237,8 @@ class SGE_OT_fit_lod(bpy.types.Operator):
         options = lod.LodOptions(ratio=self.ratio, triangles=self.triangles, texture_size=self.texture_size,
                                  target_views=self.target_views, held_out_views=self.held_out_views,
                                  render_engine=self.render_engine,
-                                 resolution=self.resolution, steps=self.steps or None)
+                                 resolution=self.resolution, steps=self.steps or None,
+                                 fit_positions=self.fit_positions)
         if self.options.is_invoke and not bpy.app.background and context.window is not None:
             return self._start_modal(context, options)
         # Scripts and background mode: blocking.

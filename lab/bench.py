@@ -9,6 +9,7 @@ Prints one table per sweep (a benchmark, not a test):
   pixels    resolutions 128^2 .. 1024^2, fixed texture
   pair      texture steps: R+ and R- as one pair draw against two draws
   shadows   lit steps under one sun: its shadow map against none (256²)
+  vertices  lit steps moving vertices (their frames recomputed) against lit base-colour steps
 
 Columns: pass times are medians with a synchronisation before and after each
 pass (the `sync` column is what one synchronisation costs on its own);
@@ -296,6 +297,55 @@ def measure_shadows(backend, mesh, tex_size, res, repeats, steps=8):
     return {"tex": tex_size, "res": res, **times, **{f"R_{name}": median(t) for name, t in draws.items()}}
 
 
+def measure_lit_vertices(backend, mesh, tex_size, res, repeats, steps=8):
+    """Lit steps that move vertices (every R recomputes the corners' frames,
+    CORNER_FRAMES) against a lit base-colour step, without and with one
+    sun's shadows (the map redrawn for every draw of moved positions);
+    engines timed in turn. Also the frames kernel alone."""
+    import math
+
+    from sge_optimizer.engine.lighting import Light, Lighting
+    from sge_optimizer.engine.materials import LitMaterial, ScalarChannel
+    from sge_optimizer.engine.scene import LitScene
+
+    eyes = synthetic.fibonacci_sphere(8, 3.5)
+    vs = synthetic.render_targets(backend, mesh, synthetic.checker_texture(tex_size),
+                                  synthetic.orbit_cameras(8), res, res)
+    engines = {}
+    for name in ("base colour", "vertices", "vertices, shadows"):
+        sun = Light("SUN", (1.0, 0.95, 0.9), 3.0, (0, 0, 0), (-0.4, 0.5, -0.77), radius=math.radians(3),
+                    cast_shadow=name.endswith("shadows"))
+        lit = LitScene.from_material(LitMaterial(roughness=ScalarChannel(constant=0.6)),
+                                     Lighting((sun,), ambient=(0.05, 0.05, 0.05)), synthetic.sphere_frames(mesh), eyes)
+        moving = name != "base colour"
+        engines[name] = Engine(backend, SceneArrays(mesh, synthetic.flat_texture(tex_size), vs, lit=lit),
+                               Settings(steps=10**6, optimize_positions=moving, optimize_texture=not moving, lit=True,
+                                        silhouette_fraction=0.0))
+    times = time_in_turn(backend, tuple(engines), engines.__getitem__, repeats, steps)
+    frames, positions = engines["vertices"].raster.frames, engines["vertices"].params.positions.theta
+    kernel = []
+    for _ in range(repeats):
+        backend.finish()
+        t = time.perf_counter()
+        for _ in range(steps):
+            frames.follow(positions)
+        backend.finish()
+        kernel.append((time.perf_counter() - t) / steps)
+    return {"tex": tex_size, "res": res, "triangles": len(mesh.triangles), **times, "frames": median(kernel)}
+
+
+def print_lit_vertices_table(rows) -> None:
+    print("\n#### lit steps that move vertices (frames from the drawn positions)  (ms a step)")
+    print("| tex | res | triangles | base colour | vertices | vertices / base colour | vertices, one sun's shadows "
+          "| / base colour | frames kernel, one call |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        a, b, c = r["base colour"], r["vertices"], r["vertices, shadows"]
+        print(f"| {r['tex']}² | {r['res']}² | {r['triangles']} | {a * 1e3:.2f} | {b * 1e3:.2f} | {b / a:.2f} "
+              f"| {c * 1e3:.2f} | {c / a:.2f} | {r['frames'] * 1e3:.2f} |")
+    sys.stdout.flush()
+
+
 def print_shadows_table(rows) -> None:
     print("\n#### lit steps: one sun's shadow map against none  (ms a step)")
     print("| pass | tex | res | no shadows | shadows | shadows / none | map redrawn each draw | redrawn / none |")
@@ -349,7 +399,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--quick", action="store_true", help="smaller sweeps (for a smoke run)")
     p.add_argument("--only", choices=("paper", "texture", "pixels", "pair", "update", "variants", "clears",
-                                       "shadows"),
+                                       "shadows", "vertices"),
                    action="append")
     p.add_argument("--backend", choices=("blender", "pyopengl"), default="blender",
                    help="Blender's gpu module, or the Blender-free PyOpenGL/EGL backend")
@@ -359,7 +409,7 @@ def main(argv=None):
     print(f"# SGE Optimizer benchmark on {where}")
     print(f"mesh: {len(mesh.triangles)} triangles, {len(mesh.positions)} vertices")
     sync = sync_cost(backend)
-    sweeps = args.only or ["paper", "texture", "pixels", "pair", "update", "variants", "clears", "shadows"]
+    sweeps = args.only or ["paper", "texture", "pixels", "pair", "update", "variants", "clears", "shadows", "vertices"]
     if "paper" in sweeps:
         res = 256 if args.quick else 512
         print_table(f"paper case: 1024² albedo + vertices at {res}²",
@@ -392,6 +442,8 @@ def main(argv=None):
 
     if "shadows" in sweeps:
         print_shadows_table([measure_shadows(backend, mesh, 512, 256, args.repeats)])
+    if "vertices" in sweeps:
+        print_lit_vertices_table([measure_lit_vertices(backend, mesh, 512, 256, args.repeats)])
 
 
 if __name__ == "__main__":

@@ -320,6 +320,8 @@ def build_lod_parser() -> argparse.ArgumentParser:
                    help="what renders the targets and judges the result")
     p.add_argument("--cycles-samples", type=int, default=d.cycles_samples)
     p.add_argument("--steps", type=int, default=None, help="(default: the Standard preset's)")
+    p.add_argument("--keep-shape", action="store_true",
+                   help="keep the decimated copy's vertices and fit its maps only (default: a joint fit of both)")
     p.add_argument("--save", type=Path)
     p.add_argument("--summary", type=Path)
     return p
@@ -339,7 +341,8 @@ def run_lod(argv) -> int:
         return EXIT_BAD_INPUT
     options = LodOptions(ratio=args.ratio, triangles=args.triangles, texture_size=args.texture_size, target_views=args.views,
                          held_out_views=args.held_out, resolution=args.resolution,
-                         render_engine=args.engine.upper(), cycles_samples=args.cycles_samples, steps=args.steps)
+                         render_engine=args.engine.upper(), cycles_samples=args.cycles_samples, steps=args.steps,
+                         fit_positions=not args.keep_shape)
     try:
         summary = fit_lod(obj, options, progress=lod_progress)
     except InputError as exc:
