@@ -71,10 +71,8 @@ def main(argv=None) -> int:
         # The defaults as tools/optimize.py gives them for the case's kind of
         # fit (the --quality preset's steps), then the --set overrides.
         settings = scenes.settings_for(case, None, args.quality)
-        for key, value in overrides.items():
-            setattr(settings, key, value)
         results.append(scenes.run_case(case, settings, args.snapshots,
-                                           log=lambda m: print(m, file=sys.stderr, flush=True)))
+                                       log=lambda m: print(m, file=sys.stderr, flush=True), overrides=overrides))
         print(cases.any_table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     print(cases.any_table(results))
     if args.json:

@@ -472,8 +472,9 @@ def seen_texels(engine, size: tuple) -> np.ndarray:
 
 
 def run_case(case: Case, settings: Settings | None = None, snapshots: int = 8, log=None,
-             score_targets: bool = True) -> Result:
-    """Build the case, fit it with `settings` (the defaults when None), and score it.
+             score_targets: bool = True, overrides: dict | None = None) -> Result:
+    """Build the case, fit it with `settings` (the defaults when None; then
+    the fields in `overrides`, over what the case's kind sets), and score it.
     `snapshots` held-out scorings during the run give seconds-to-PSNR (their
     rendering is outside the fit's clock); `score_targets` False scores the
     held-out views only."""
@@ -481,6 +482,8 @@ def run_case(case: Case, settings: Settings | None = None, snapshots: int = 8, l
         scene = Scene(case, Path(tmp))
         target_before, held_before, iou_before = scene.score(score_targets)
         settings = settings_for(case, settings)
+        for key, value in (overrides or {}).items():
+            setattr(settings, key, value)
         run = OptimizationRun(scene.source, scene.targets, settings, resolution=case.resolution,
                               scene=scene.scene)
         clock = time.perf_counter()
