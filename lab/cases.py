@@ -40,6 +40,8 @@ LIT_CASES = (
     # (a sphere for the bumpy blob), and a 10 % decimated torus whose flat normal map is fitted
     # too, its lights casting shadows (the torus shades its own inner ring).
     Case("blob-joint-lit", "blob", "noise", 256, 12, render="eevee", lit=True, optimize="both", start="coarse"),
+    # The default on a lit scene is a lit joint fit: from the true shape it must keep it.
+    Case("torus-joint-lit", "torus", "noise", 256, 12, render="eevee", lit=True, optimize="both"),
     Case("torus-decimated-lit", "torus-fine", "noise", 256, 12, render="eevee", lit=True, optimize="both",
          start="decimated", flat_normal=True, shadows=True),
     # The control: an unlit fit of the same EEVEE targets bakes the light into the albedo.
