@@ -147,22 +147,7 @@ def build_scene(size: int, engine: str = "eevee", cycles_samples: int = 1024, cy
         "AREA": add_light("AREA", "area", (0.5, -3.0, -1.0), _look_rotation((-0.5, 3.0, 1.3)),
                           energy=80.0, color=(0.85, 1.0, 0.9), size=1.0),
     }
-    cams = []
-    for i, (eye,) in enumerate(CAMERAS):
-        data = bpy.data.cameras.new(f"cam{i}")
-        data.lens = 50
-        cam = bpy.data.objects.new(f"cam{i}", data)
-        cam.location = eye
-        direction = -np.asarray(eye, np.float64)
-        cam.rotation_euler = _look_rotation(direction)
-        scene.collection.objects.link(cam)
-        cams.append(cam)
-
-    r = scene.render
-    r.resolution_x = r.resolution_y = size
-    r.resolution_percentage = 100
-    r.image_settings.file_format = "OPEN_EXR"
-    r.image_settings.color_depth = "32"
+    cams = add_cameras(scene, [eye for (eye,) in CAMERAS], (0.0, 0.0, 0.0), 50, size)
     ls.setup_engine(scene, engine, cycles_samples, cycles_seed)
     bpy.context.view_layer.update()
     return scene, obj, lights, cams, nmap, bsdf
@@ -173,6 +158,25 @@ EEVEE_SETTINGS, CYCLES_SETTINGS = ls.EEVEE_SETTINGS, ls.CYCLES_SETTINGS
 
 
 _look_rotation = ls.look_rotation
+
+
+def add_cameras(scene, eyes, centre, lens: float, size: int) -> list:
+    """Cameras at `eyes` looking at `centre`, and square 32-bit EXR renders of `size`."""
+    cams = []
+    for i, eye in enumerate(eyes):
+        data = bpy.data.cameras.new(f"cam{i}")
+        data.lens = lens
+        cam = bpy.data.objects.new(f"cam{i}", data)
+        cam.location = eye
+        cam.rotation_euler = _look_rotation(np.asarray(centre, np.float64) - np.asarray(eye, np.float64))
+        scene.collection.objects.link(cam)
+        cams.append(cam)
+    r = scene.render
+    r.resolution_x = r.resolution_y = size
+    r.resolution_percentage = 100
+    r.image_settings.file_format = "OPEN_EXR"
+    r.image_settings.color_depth = "32"
+    return cams
 
 
 def light_data(ob) -> Light:
@@ -359,20 +363,7 @@ def build_plate_scene(size: int, engine: str = "eevee", cycles_samples: int = 10
     for ob in lights.values():  # the reference casts shadows (tests/lit_scene.py turns them off)
         ob.data.use_shadow = True
         ob.visible_shadow = True
-    cams = []
-    for i, eye in enumerate(PLATE_CAMERAS):
-        data = bpy.data.cameras.new(f"cam{i}")
-        data.lens = 40
-        cam = bpy.data.objects.new(f"cam{i}", data)
-        cam.location = eye
-        cam.rotation_euler = _look_rotation((0.0, 0.0, 0.2) - np.asarray(eye))
-        scene.collection.objects.link(cam)
-        cams.append(cam)
-    r = scene.render
-    r.resolution_x = r.resolution_y = size
-    r.resolution_percentage = 100
-    r.image_settings.file_format = "OPEN_EXR"
-    r.image_settings.color_depth = "32"
+    cams = add_cameras(scene, PLATE_CAMERAS, (0.0, 0.0, 0.2), 40, size)
     ls.setup_engine(scene, engine, cycles_samples, cycles_seed)
     scene.eevee.use_shadows = True
     if engine == "cycles":  # direct light only, as ours: the plate hides no world light from the ground
