@@ -33,16 +33,7 @@ void adam_update(ivec2 p, int i, ivec2 size)
   else {
     for (int c = 0; c < 3; c++) {
       ivec2 q = ivec2(3 * p.x + c, p.y);
-      ivec2 q_hi = q + ivec2(0, size.y);
-      int lo = imageLoad(grad, q).x;
-      int hi = imageLoad(grad, q_hi).x;
-      g[c] = fixed_value(lo, hi);
-      if (lo != 0) {
-        imageStore(grad, q, ivec4(0));
-      }
-      if (hi != 0) {
-        imageStore(grad, q_hi, ivec4(0));
-      }
+      TAKE_FIXED(grad, q, size.y, g[c]);
       if (sensitivity && one_sensitivity && c > 0) {
         h[c] = h[0];
       }

@@ -102,6 +102,22 @@ float fixed_value(int lo, int hi)
   return (float(hi) * 4294967296.0 + float(uint(lo))) / FIXED_SCALE;
 }
 
+// ADD_FIXED's sum at p as a float, cleared for the next step (a texel left
+// at zero is not written).
+#define TAKE_FIXED(img, p, hi_offset, result) \
+  { \
+    ivec2 hi_p_ = (p) + ivec2(0, hi_offset); \
+    int lo_ = imageLoad(img, p).x; \
+    int hi_ = imageLoad(img, hi_p_).x; \
+    result = fixed_value(lo_, hi_); \
+    if (lo_ != 0) { \
+      imageStore(img, p, ivec4(0)); \
+    } \
+    if (hi_ != 0) { \
+      imageStore(img, hi_p_, ivec4(0)); \
+    } \
+  }
+
 // Texels of a bilinear lookup at level 0 with repeat wrapping: corners t0 and
 // t1 and the weights f. Shading and G share it, so G charges exactly the
 // texels the shader read.

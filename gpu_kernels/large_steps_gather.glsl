@@ -18,17 +18,7 @@ void main()
       imageStore(count, p, ivec4(0));
     }
     for (int c = 0; c < 3; c++) {
-      ivec2 q = ivec2(3 * p.x + c, p.y);
-      ivec2 q_hi = q + ivec2(0, size.y);
-      int lo = imageLoad(grad, q).x;
-      int hi = imageLoad(grad, q_hi).x;
-      g[c] = fixed_value(lo, hi);
-      if (lo != 0) {
-        imageStore(grad, q, ivec4(0));
-      }
-      if (hi != 0) {
-        imageStore(grad, q_hi, ivec4(0));
-      }
+      TAKE_FIXED(grad, ivec2(3 * p.x + c, p.y), size.y, g[c]);
     }
     g = g * grad_scale + reg_weight * texelFetch(regularizer_grad, p, 0).xyz;
     if (any(isnan(g)) || any(isinf(g))) {
