@@ -9,7 +9,7 @@ import scenes
 import numpy as np
 import pytest
 
-from sge_optimizer.addon import lod
+from sge_optimizer.addon import lod, scene_inputs
 from sge_optimizer.addon.errors import InputError
 
 
@@ -361,11 +361,17 @@ def test_a_fit_worse_than_the_bake_puts_the_bake_back(empty_scene, monkeypatch):
     def progress(text):
         if text == "fitting":  # baked, not yet fitted
             baked["maps"], baked["constants"] = _lod_maps("Reference LOD")
+            baked["vertices"] = scene_inputs.read_local_positions(bpy.data.objects["Reference LOD"])
 
     real_finish = fit_run.OptimizationRun.finish
 
     def worse_finish(self):
         summary = real_finish(self)
+        lod_obj = bpy.data.objects["Reference LOD"]
+        assert self.settings.optimize_positions  # the joint fit moves the copy's vertices too
+        moved = scene_inputs.read_local_positions(lod_obj) + np.float32(0.05)
+        lod_obj.data.vertices.foreach_set("co", moved.ravel())
+        lod_obj.data.update()
         maps, constants = _lod_maps("Reference LOD")
         for name, px in maps.items():
             image = bpy.data.images[name]
@@ -389,8 +395,22 @@ def test_a_fit_worse_than_the_bake_puts_the_bake_back(empty_scene, monkeypatch):
     # The reference's constant roughness: fitted, scrambled, put back; the rest untouched.
     assert "roughness" in summary["fit"].get("material", {}), summary["fit"]
     assert constants == pytest.approx(baked["constants"]) and constants["Roughness"] != pytest.approx(0.02)
+    # ... and the decimated vertices with them.
+    np.testing.assert_array_equal(scene_inputs.read_local_positions(bpy.data.objects[summary["lod"]]),
+                                  baked["vertices"])
     assert summary["psnr_held_out_after"] == summary["psnr_held_out_before"]
     assert "kept the bake" in lod.summary_text(summary)
+
+
+def test_keep_shape_fits_the_maps_alone():
+    """Move Vertices off (--keep-shape): the LOD's fit leaves the vertices,
+    with the one-group preset's steps; on (the default) a joint fit's."""
+    from sge_optimizer.engine.settings import quality_preset
+
+    joint, maps = lod.LodOptions().fit_settings(), lod.LodOptions(fit_positions=False).fit_settings()
+    assert joint.optimize_positions and joint.steps == quality_preset("standard", joint=True)["steps"]
+    assert not maps.optimize_positions and maps.steps == quality_preset("standard", joint=False)["steps"]
+    assert maps.optimize_texture and maps.optimize_normal and maps.lit
 
 
 def _names(kinds=("objects", "meshes", "materials", "images", "cameras", "collections")):
