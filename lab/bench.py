@@ -261,7 +261,7 @@ def measure_clears(backend, mesh, tex_size, res, repeats, steps=24):
 
 def measure_shadows(backend, mesh, tex_size, res, repeats, steps=8):
     """A lit base-colour step under one sun: without shadows, with its shadow
-    map (drawn once: positions are fixed in a lit fit), and with the map
+    map (drawn once: the positions are not fitted), and with the map
     drawn again before every lit draw (as a fit that moves positions would),
     engines timed in turn."""
     import math
