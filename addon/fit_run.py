@@ -75,7 +75,7 @@ class OptimizationRun:
 
     @property
     def done(self) -> bool:
-        return self.step >= self.settings.steps
+        return self.step >= self.settings.steps or self.engine.converged()
 
     def advance(self, max_steps: int | None = None, budget_s: float | None = None) -> bool:
         """Run steps until `max_steps` ran, `budget_s` seconds passed, or the
@@ -179,6 +179,8 @@ class OptimizationRun:
             "image": self.inputs.image.name,
             "cameras": [c.name for c in self.inputs.cameras],
             "steps": self.step,
+            # --patience: the run ended before its last step, keep-best's best unbeaten that long
+            "converged_early": self.step < self.settings.steps and self.engine.converged(),
             "kept_step": self.kept_step,
             "shape_kept": self.engine.shape_kept,
             # Joint fits: each shape choice's step and coverage errors (start's, fitted's; early check or end)

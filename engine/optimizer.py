@@ -296,6 +296,12 @@ class Engine:
         self.params.restore(kb.best)
         return True
 
+    def converged(self) -> bool:
+        """Whether `settings.patience` checkpoints in a row have not beaten
+        keep-best's best: the run may end early (it keeps the best anyway)."""
+        s = self.settings
+        return s.keep_best and s.patience > 0 and self.keep_best.since_best() >= s.patience
+
     @property
     def best_step(self) -> int | None:
         return self.keep_best.step

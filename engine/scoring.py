@@ -148,6 +148,10 @@ class KeepBest:
             return loss < 10.0 ** (-self.start_margin_db / 10.0) * self.loss
         return loss < self.loss
 
+    def since_best(self) -> int:
+        """Checkpoints scored since the best one (0: the last one is the best)."""
+        return sum(1 for step, _ in self.history if self.step is not None and step > self.step)
+
     def offer(self, snapshot, loss: float, step: int) -> bool:
         """Keep `snapshot` if it beats the best (it is then owned here; else released)."""
         self.history.append((step, loss))

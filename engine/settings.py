@@ -195,6 +195,8 @@ class Settings:
                                   category="advanced", min=0.0, min_open=True, max=1.0, doc="filter-sigma")
     workbench_samples: int = setting(8, "Workbench's Render samples, for pixel filter workbench (auto reads "
                                         "the scene's)", category="advanced", choices=WORKBENCH_SAMPLES)
+    patience: int = setting(0, "keep best: end the run once this many checkpoints in a row have not beaten the "
+                               "best (0: run every step)", category="advanced", min=0)
     start_margin_db: float = setting(2.0, "keep best: a start that already fits (30 dB) is replaced only by a "
                                           "result this many dB better", category="advanced", min=0.0)
     check_every: int = setting(0, "steps between keep-best checkpoints (0: about 10 a run)", category="advanced",

@@ -107,6 +107,28 @@ def test_warmup_keeps_a_finished_fit(backend):
     assert after[0] < after[20] - 10.0, after  # the warm-up is what holds it
 
 
+def test_patience_ends_a_fit_once_its_best_stands_and_only_with_it(backend):
+    """From the exact answer little is left to gain: with patience 2 the run
+    ends once two checkpoints in a row have not beaten keep-best's best, and
+    hands back that best; without patience it runs every step."""
+    mesh, _, targets = minified_scene(backend, views=4)
+    truth = synthetic.checker_texture(TEX, tiles=16)
+    ended = {}
+    for patience in (0, 2):
+        engine = Engine(backend, SceneArrays(mesh, truth, targets),
+                        Settings(optimize_positions=False, steps=400, check_every=20, patience=patience))
+        engine.start()
+        while engine.step_index < 400 and not engine.converged():
+            engine.step()
+        ended[patience] = engine.step_index
+        if patience:
+            assert engine.keep_best.since_best() >= 2
+            best = engine.best_step
+            assert engine.finish() == best <= ended[patience] - 40  # the best stood two checkpoints
+    assert ended[0] == 400
+    assert ended[2] < 400, ended
+
+
 def test_sart_keeps_a_finished_fit_without_a_warmup(backend):
     """SART's step is the residual the texel's pixels ask of it: from the
     exact answer it asks (nearly) nothing, warm-up or not."""
