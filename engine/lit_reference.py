@@ -14,14 +14,15 @@ KIND_CODES = {"SUN": 0, "POINT": 1, "SPOT": 2, "AREA": 3}
 AREA_GRID = 4  # as #defined in lit_shading.glsl
 
 
-def _unit(v) -> np.ndarray:
+def unit_vector(v) -> np.ndarray:
+    """`v` (3,) as a unit float64 vector (a zero vector stays zero)."""
     v = np.asarray(v, np.float64)
     return v / max(np.linalg.norm(v), 1e-12)
 
 
 def _perpendicular(d: np.ndarray) -> np.ndarray:
     helper = np.array([1.0, 0.0, 0.0]) if abs(d[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-    return _unit(np.cross(helper, d))
+    return unit_vector(np.cross(helper, d))
 
 
 def pack_lights(lighting) -> np.ndarray:
@@ -35,7 +36,7 @@ def pack_lights(lighting) -> np.ndarray:
     for i, light in enumerate(lights, start=1):
         kind = KIND_CODES[light.kind]
         color = np.asarray(light.color, np.float64)[:3]
-        direction = _unit(light.direction)
+        direction = unit_vector(light.direction)
         a = b = 0.0
         axis = np.zeros(3)
         radius = 0.0
@@ -51,8 +52,8 @@ def pack_lights(lighting) -> np.ndarray:
         else:
             emission = color * light.power / math.pi
             a, b = light.area_size[0] / 2.0, light.area_size[1] / 2.0
-            axis = _unit(light.axis_x) if len(light.axis_x) == 3 else _perpendicular(direction)
-            axis = _unit(axis - direction * np.dot(axis, direction))
+            axis = unit_vector(light.axis_x) if len(light.axis_x) == 3 else _perpendicular(direction)
+            axis = unit_vector(axis - direction * np.dot(axis, direction))
         out[i, 0] = (*emission, kind)
         out[i, 1] = (*light.position, radius)
         out[i, 2] = (*direction, a)

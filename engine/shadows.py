@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import gpu_kernels as K
-from .lit_reference import pack_lights
+from .lit_reference import pack_lights, unit_vector
 
 SHADOW_TILE = 512  # texels per side of each light's tile, by default
 SHADOW_KINDS = ("SUN", "SPOT", "POINT")
@@ -63,19 +63,14 @@ def casts_shadow(light) -> bool:
     return light.cast_shadow and light.kind in SHADOW_KINDS and light.power > 0 and max(light.color[:3]) > 0
 
 
-def _unit(v) -> np.ndarray:
-    v = np.asarray(v, np.float64)
-    return v / max(np.linalg.norm(v), 1e-12)
-
-
 def _basis(d: np.ndarray) -> tuple:
     helper = np.array([0.0, 0.0, 1.0]) if abs(d[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
-    u = _unit(np.cross(helper, d))
+    u = unit_vector(np.cross(helper, d))
     return u, np.cross(d, u)
 
 
 def _sun_slot(index, light, positions, tile) -> ShadowSlot:
-    d = _unit(light.direction)
+    d = unit_vector(light.direction)
     u, v = _basis(d)
     pu, pv, pd = positions @ u, positions @ v, positions @ d
     cu, cv = (pu.max() + pu.min()) / 2, (pv.max() + pv.min()) / 2
@@ -99,11 +94,11 @@ def _spot_slot(index, light, positions, tile) -> ShadowSlot:
     radius = max(float(np.linalg.norm(positions - centre, axis=1).max()), 1e-6) * (1 + MARGIN)
     dist = float(np.linalg.norm(centre - o))
     if dist > 1.05 * radius:  # the lamp sees the whole mesh: fit the map to it
-        axis = _unit(centre - o)
+        axis = unit_vector(centre - o)
         half = min(math.asin(radius / dist), math.radians(80))
         near, far = dist - radius, dist + radius
     else:  # inside the bounds: the spot's cone
-        axis = _unit(light.direction)
+        axis = unit_vector(light.direction)
         half = min(light.spot_size / 2 * 1.05, math.radians(80))
         near, far = 0.02 * radius, dist + radius
     return _perspective_slot(index, "SPOT", light, o, axis, math.tan(half), near, far, tile)

@@ -35,15 +35,13 @@ vec3 unit_or_zero(vec3 v)
 // The face of corner `e`: its unit normal (its polygon's, Newell's sum about
 // the first vertex, as Blender's; `winding` -1 under a mirroring transform)
 // and the corner's angle.
-void face_terms(int e, int width, out vec3 normal, out float angle)
+void face_terms(int e, out vec3 normal, out float angle)
 {
   int first = 3 * (e / 3);
   int k = e - first;
   vec3 p0 = corner_position(first);
   vec3 p1 = corner_position(first + 1);
   vec3 p2 = corner_position(first + 2);
-  vec3 e1 = p1 - p0;
-  vec3 e2 = p2 - p0;
   vec2 face = texelFetch(face_range, texel_of(e / 3, textureSize(face_range, 0).x), 0).xy;
   int start = int(face.x);
   vec3 origin = face_vertex(start, 0);
@@ -143,7 +141,7 @@ void main()
   vec3 n = vec3(0.0);
   for (int i = 0; i < int(range.y); i++) {
     int e = int(texelFetch(fan, texel_of(int(range.x) + i, fan_width), 0).x);
-    face_terms(e, width, fn, angle);
+    face_terms(e, fn, angle);
     n += angle * fn;
   }
   n = unit_or_zero(n);
