@@ -221,17 +221,27 @@ def render_reference(scene, lights, cams, nmap, bsdf, out: Path, size: int,
         bsdf.inputs["Specular IOR Level"].default_value = spec
         nmap.inputs["Strength"].default_value = strength
         for i, cam in enumerate(cams):
-            tag = "eevee" if engine == "eevee" else f"cycles{scene.cycles.samples}" + (
-                f"_seed{scene.cycles.seed}" if scene.cycles.seed else "")
-            path = out / f"{tag}_{name}_{material}_n{strength:g}_cam{i}.exr"
-            if not path.exists():
-                scene.camera = cam
-                scene.render.filepath = str(path)
-                t = time.time()
-                bpy.ops.render.render(write_still=True)
-                print(f"  {engine} {path.name}: {time.time() - t:.1f} s", flush=True)
-            frames[(name, material, strength, i)] = read_exr(path, size)
+            path = out / f"{engine_tag(scene, engine)}_{name}_{material}_n{strength:g}_cam{i}.exr"
+            frames[(name, material, strength, i)] = render_cached(scene, cam, path, engine, size)
     return frames
+
+
+def engine_tag(scene, engine: str) -> str:
+    """The renders' file-name tag: the engine, Cycles' samples and seed."""
+    if engine == "eevee":
+        return "eevee"
+    return f"cycles{scene.cycles.samples}" + (f"_seed{scene.cycles.seed}" if scene.cycles.seed else "")
+
+
+def render_cached(scene, cam, path: Path, engine: str, size: int) -> np.ndarray:
+    """`cam`'s render as an EXR at `path` (rendered only if not there yet), read back."""
+    if not path.exists():
+        scene.camera = cam
+        scene.render.filepath = str(path)
+        t = time.time()
+        bpy.ops.render.render(write_still=True)
+        print(f"  {engine} {path.name}: {time.time() - t:.1f} s", flush=True)
+    return read_exr(path, size)
 
 
 def mesh_arrays(obj):
@@ -374,20 +384,12 @@ def build_plate_scene(size: int, engine: str = "eevee", cycles_samples: int = 10
 
 def render_plate_reference(scene, lights, cams, out: Path, size: int, engine: str) -> dict:
     frames = {}
-    tag = "eevee" if engine == "eevee" else f"cycles{scene.cycles.samples}" + (
-        f"_seed{scene.cycles.seed}" if scene.cycles.seed else "")
+    tag = engine_tag(scene, engine)
     for name, kinds in PLATE_CASES:
         for k, ob in lights.items():
             ob.hide_render = k not in kinds
         for i, cam in enumerate(cams):
-            path = out / f"{tag}_plate_{name}_cam{i}.exr"
-            if not path.exists():
-                scene.camera = cam
-                scene.render.filepath = str(path)
-                t = time.time()
-                bpy.ops.render.render(write_still=True)
-                print(f"  {engine} {path.name}: {time.time() - t:.1f} s", flush=True)
-            frames[(name, i)] = read_exr(path, size)
+            frames[(name, i)] = render_cached(scene, cam, out / f"{tag}_plate_{name}_cam{i}.exr", engine, size)
     return frames
 
 
